@@ -1,0 +1,54 @@
+// swift-tools-version:6.0
+// Topiary: structural pruning, LoRA recovery and evaluation of LLMs on a plain CPU.
+//
+// Layers (a lower layer never imports a higher one):
+//   CBLAS/CLAPACKE/CHDF5/CTopiaryKernels (C)  →  TopiaryCore (tensors, BLAS, kernels, I/O helpers)
+//   →  TopiaryAutodiff (tape)  →  TopiaryGGUF, TopiaryTokenizers (file formats)  →  TopiaryModels (architectures)
+//   →  TopiaryEval (perplexity, generation)  →  TopiaryCLI (`topiary`)
+import PackageDescription
+
+#if arch(x86_64)
+// Kernels are built for the machine that builds them (Topiary is built from source where it runs).
+// Set TOPIARY_PORTABLE=1 to build a binary that runs on any x86-64 CPU with AVX2.
+import Foundation
+let portable = ProcessInfo.processInfo.environment["TOPIARY_PORTABLE"] != nil
+let kernelFlags: [String] = ["-O3", "-ffp-contract=fast", "-fno-math-errno"] + (portable ? ["-mavx2", "-mfma", "-mf16c"] : ["-march=native"])
+#else
+let kernelFlags: [String] = ["-O3", "-ffp-contract=fast", "-fno-math-errno"]
+#endif
+
+let package = Package(
+    name: "Topiary",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "topiary", targets: ["TopiaryCLI"]),
+        .library(name: "Topiary", targets: ["TopiaryCore", "TopiaryAutodiff", "TopiaryGGUF", "TopiaryTokenizers", "TopiaryModels", "TopiaryEval"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CLAPACKE", pkgConfig: "lapacke", providers: [.apt(["liblapacke-dev"])]),
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
+        .target(name: "CTopiaryKernels", cSettings: [.unsafeFlags(kernelFlags)]),
+
+        .target(name: "TopiaryCore", dependencies: ["CBLAS", "CLAPACKE", "CTopiaryKernels"]),
+        .target(name: "TopiaryAutodiff", dependencies: ["TopiaryCore"]),
+        .target(name: "TopiaryGGUF", dependencies: ["TopiaryCore", "CTopiaryKernels"]),
+        .target(name: "TopiaryTokenizers", dependencies: []),
+        .target(name: "TopiaryModels", dependencies: ["TopiaryCore", "TopiaryAutodiff", "TopiaryGGUF", "TopiaryTokenizers"]),
+        .target(name: "TopiaryEval", dependencies: ["TopiaryCore", "TopiaryModels", "TopiaryTokenizers"]),
+        .executableTarget(
+            name: "TopiaryCLI",
+            dependencies: [
+                "TopiaryCore", "TopiaryGGUF", "TopiaryTokenizers", "TopiaryModels", "TopiaryEval",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+
+        .testTarget(name: "TopiaryCoreTests", dependencies: ["TopiaryCore"]),
+        .testTarget(name: "TopiaryGGUFTests", dependencies: ["TopiaryGGUF"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "TopiaryTokenizersTests", dependencies: ["TopiaryTokenizers"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "TopiaryModelsTests", dependencies: ["TopiaryModels", "TopiaryEval"]),
+    ]
+)

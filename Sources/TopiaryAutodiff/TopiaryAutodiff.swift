@@ -1,0 +1,1 @@
+// TopiaryAutodiff: see Package.swift for the layering.

@@ -1,0 +1,56 @@
+import CBLAS
+
+/// Thin wrappers over `cblas_sgemm` on row-major buffers.
+public enum BLAS {
+    /// `C = alpha · op(A) · op(B) + beta · C`, row-major, with `op(A)` of shape `[m, k]` and `op(B)` `[k, n]`.
+    ///
+    /// - Parameters:
+    ///   - transA: when true, `A` is stored as `[k, m]` (leading dimension `lda`, default `m`).
+    ///   - transB: when true, `B` is stored as `[n, k]` (leading dimension `ldb`, default `k`).
+    @inlinable
+    public static func gemm(
+        transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+        alpha: Float = 1, a: UnsafePointer<Float>, lda: Int? = nil,
+        b: UnsafePointer<Float>, ldb: Int? = nil,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int? = nil
+    ) {
+        guard m > 0, n > 0 else { return }
+        let lda = lda ?? (transA ? m : k)
+        let ldb = ldb ?? (transB ? k : n)
+        let ldc = ldc ?? n
+        if k == 0 {
+            // BLAS leaves C untouched only for beta == 1; make the k == 0 case explicit.
+            for i in 0..<m { for j in 0..<n { c[i * ldc + j] *= beta } }
+            return
+        }
+        cblas_sgemm(
+            CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    /// `y += alpha · x` over `n` floats.
+    @inlinable
+    public static func axpy(n: Int, alpha: Float, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+        guard n > 0 else { return }
+        cblas_saxpy(Int32(n), alpha, x, 1, y, 1)
+    }
+
+    /// Euclidean norm of `n` floats.
+    @inlinable
+    public static func nrm2(n: Int, x: UnsafePointer<Float>) -> Float {
+        n > 0 ? cblas_snrm2(Int32(n), x, 1) : 0
+    }
+
+    /// `x *= alpha` over `n` floats.
+    @inlinable
+    public static func scal(n: Int, alpha: Float, x: UnsafeMutablePointer<Float>) {
+        guard n > 0 else { return }
+        cblas_sscal(Int32(n), alpha, x, 1)
+    }
+
+    /// Number of threads OpenBLAS uses.
+    public static var threads: Int {
+        get { Int(openblas_get_num_threads()) }
+        set { openblas_set_num_threads(Int32(newValue)) }
+    }
+}

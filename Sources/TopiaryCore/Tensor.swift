@@ -1,0 +1,122 @@
+import Foundation
+
+/// A 64-byte aligned buffer of `Float`s owned by one or more ``Tensor`` values.
+///
+/// Storage is a reference type so that tensors are cheap to pass around; code that mutates
+/// a tensor in place must own it (freshly allocated or documented as an in-place op).
+public final class TensorStorage: @unchecked Sendable {
+    public let pointer: UnsafeMutablePointer<Float>
+    public let count: Int
+
+    /// Allocates `count` floats. Zero-filled when `zeroed` is true.
+    public init(count: Int, zeroed: Bool = true) {
+        precondition(count >= 0, "negative tensor size")
+        var raw: UnsafeMutableRawPointer?
+        let bytes = max(count, 1) * MemoryLayout<Float>.stride
+        guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
+            fatalError("out of memory allocating \(bytes) bytes")
+        }
+        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        self.count = count
+        if zeroed { pointer.initialize(repeating: 0, count: max(count, 1)) }
+    }
+
+    deinit { free(pointer) }
+}
+
+/// A dense, contiguous, row-major fp32 tensor.
+///
+/// `Tensor` is the value every layer of Topiary exchanges: weights, activations and gradients.
+/// The last axis is the fastest varying one, so a `[out, in]` weight matrix is stored as `out` rows.
+public struct Tensor: @unchecked Sendable {
+    public let shape: [Int]
+    public let storage: TensorStorage
+    /// Offset in elements into `storage` (views made by ``rows(_:)`` share storage).
+    public let offset: Int
+
+    public var count: Int { shape.reduce(1, *) }
+    public var rank: Int { shape.count }
+    public var pointer: UnsafeMutablePointer<Float> { storage.pointer + offset }
+
+    /// A new zero-filled tensor.
+    public init(zeros shape: [Int]) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
+        self.shape = shape
+        self.storage = TensorStorage(count: shape.reduce(1, *))
+        self.offset = 0
+    }
+
+    /// A new tensor whose contents are unspecified (to be fully overwritten by the caller).
+    public init(uninitialized shape: [Int]) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
+        self.shape = shape
+        self.storage = TensorStorage(count: shape.reduce(1, *), zeroed: false)
+        self.offset = 0
+    }
+
+    /// A tensor holding a copy of `values`.
+    public init(shape: [Int], values: [Float]) {
+        precondition(shape.reduce(1, *) == values.count, "shape \(shape) does not hold \(values.count) values")
+        self.init(uninitialized: shape)
+        values.withUnsafeBufferPointer { src in
+            if let base = src.baseAddress { pointer.update(from: base, count: values.count) }
+        }
+    }
+
+    /// A tensor filled with `value`.
+    public init(shape: [Int], repeating value: Float) {
+        self.init(uninitialized: shape)
+        pointer.update(repeating: value, count: count)
+    }
+
+    /// A view that shares storage (no copy).
+    public init(shape: [Int], storage: TensorStorage, offset: Int = 0) {
+        precondition(offset + shape.reduce(1, *) <= storage.count, "view \(shape)+\(offset) exceeds storage of \(storage.count)")
+        self.shape = shape
+        self.storage = storage
+        self.offset = offset
+    }
+
+    /// The same data seen with another shape of the same element count (no copy).
+    public func reshaped(_ newShape: [Int]) -> Tensor {
+        var newShape = newShape
+        if let inferred = newShape.firstIndex(of: -1) {
+            let known = newShape.enumerated().filter { $0.offset != inferred }.reduce(1) { $0 * $1.element }
+            newShape[inferred] = known == 0 ? 0 : count / known
+        }
+        precondition(newShape.reduce(1, *) == count, "cannot reshape \(shape) to \(newShape)")
+        return Tensor(shape: newShape, storage: storage, offset: offset)
+    }
+
+    /// Rows `range` of the first axis, as a view sharing storage.
+    public func rows(_ range: Range<Int>) -> Tensor {
+        precondition(rank >= 1 && range.lowerBound >= 0 && range.upperBound <= shape[0], "rows \(range) out of \(shape)")
+        let inner = shape.dropFirst().reduce(1, *)
+        return Tensor(shape: [range.count] + shape.dropFirst(), storage: storage, offset: offset + range.lowerBound * inner)
+    }
+
+    /// A deep copy with its own storage.
+    public func copy() -> Tensor {
+        let out = Tensor(uninitialized: shape)
+        out.pointer.update(from: pointer, count: count)
+        return out
+    }
+
+    /// The values as a Swift array (tests and small tensors only).
+    public var array: [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
+
+    public subscript(_ index: Int) -> Float {
+        get { pointer[index] }
+        nonmutating set { pointer[index] = newValue }
+    }
+
+    /// Fills with zeros in place.
+    public func zero() { pointer.update(repeating: 0, count: count) }
+}
+
+extension Tensor: CustomStringConvertible {
+    public var description: String {
+        let head = array.prefix(8).map { String(format: "%.5g", $0) }.joined(separator: ", ")
+        return "Tensor(\(shape), [\(head)\(count > 8 ? ", …" : "")])"
+    }
+}

@@ -1,0 +1,1 @@
+// TopiaryEval: see Package.swift for the layering.

@@ -1,0 +1,1 @@
+// TopiaryGGUF: see Package.swift for the layering.

@@ -1,0 +1,1 @@
+// TopiaryModels: see Package.swift for the layering.

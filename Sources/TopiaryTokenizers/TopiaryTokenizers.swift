@@ -1,0 +1,1 @@
+// TopiaryTokenizers: see Package.swift for the layering.

@@ -1,0 +1,6 @@
+import XCTest
+@testable import TopiaryModels
+
+final class TopiaryModelsPlaceholderTests: XCTestCase {
+    func testModuleLinks() { XCTAssertTrue(true) }
+}
