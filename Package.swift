@@ -46,7 +46,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
-        .testTarget(name: "TopiaryCoreTests", dependencies: ["TopiaryCore"]),
+        .testTarget(name: "TopiaryAutodiffTests", dependencies: ["TopiaryCore", "TopiaryAutodiff", "TopiaryModels"]),
         .testTarget(name: "TopiaryGGUFTests", dependencies: ["TopiaryGGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TopiaryTokenizersTests", dependencies: ["TopiaryTokenizers"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TopiaryModelsTests", dependencies: ["TopiaryModels", "TopiaryEval"]),

@@ -1,2 +1,229 @@
 #include "topiary_kernels.h"
-float tk_sum(const float *x, long n) { double s = 0; for (long i = 0; i < n; i++) s += x[i]; return (float)s; }
+#include <math.h>
+#include <string.h>
+#include <stdint.h>
+
+/* exp for float, branch-free so loops vectorise: range reduction x = n ln2 + r, degree-6 polynomial.
+   Relative error ~2e-7 over [-87, 88]; inputs below -87 give ~0, above 88 are clamped. */
+static inline float tk_expf(float x) {
+    x = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
+    float n = __builtin_roundf(x * 1.44269504088896341f);
+    float r = x - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t e = (int32_t)n + 127;
+    union { int32_t i; float f; } u;
+    u.i = e << 23;
+    return p * u.f;
+}
+
+void tk_rmsnorm_fwd(const float *x, const float *w, float *y, float *rstd, long rows, long dim, float eps,
+                    float w_offset) {
+    for (long r = 0; r < rows; r++) {
+        const float *xr = x + r * dim;
+        float *yr = y + r * dim;
+        float ss = 0;
+        for (long i = 0; i < dim; i++) ss += xr[i] * xr[i];
+        float inv = 1.0f / sqrtf(ss / (float)dim + eps);
+        if (rstd) rstd[r] = inv;
+        for (long i = 0; i < dim; i++) yr[i] = xr[i] * inv * (w[i] + w_offset);
+    }
+}
+
+void tk_rmsnorm_bwd(const float *x, const float *w, const float *rstd, const float *dy, float *dx, float *dw,
+                    long rows, long dim, float w_offset) {
+    for (long r = 0; r < rows; r++) {
+        const float *xr = x + r * dim, *dyr = dy + r * dim;
+        float inv = rstd[r];
+        /* y = x*inv*W; dx = inv*(dy*W) - x*inv^3/dim * sum(dy*W*x) */
+        float dot = 0;
+        for (long i = 0; i < dim; i++) dot += dyr[i] * (w[i] + w_offset) * xr[i];
+        float c = dot * inv * inv * inv / (float)dim;
+        if (dx) {
+            float *dxr = dx + r * dim;
+            for (long i = 0; i < dim; i++) dxr[i] = inv * dyr[i] * (w[i] + w_offset) - c * xr[i];
+        }
+        if (dw)
+            for (long i = 0; i < dim; i++) dw[i] += dyr[i] * xr[i] * inv;
+    }
+}
+
+void tk_silu_fwd(const float *x, float *y, long n) {
+    for (long i = 0; i < n; i++) y[i] = x[i] / (1.0f + tk_expf(-x[i]));
+}
+
+void tk_silu_bwd(const float *x, const float *dy, float *dx, long n) {
+    for (long i = 0; i < n; i++) {
+        float s = 1.0f / (1.0f + tk_expf(-x[i]));
+        dx[i] = dy[i] * s * (1.0f + x[i] * (1.0f - s));
+    }
+}
+
+static inline float tk_tanhf(float x) {
+    float e = tk_expf(-2.0f * fabsf(x));
+    float t = (1.0f - e) / (1.0f + e);
+    return x < 0 ? -t : t;
+}
+
+#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
+void tk_gelu_tanh_fwd(const float *x, float *y, long n) {
+    for (long i = 0; i < n; i++) {
+        float v = x[i];
+        float t = tk_tanhf(GELU_K * (v + 0.044715f * v * v * v));
+        y[i] = 0.5f * v * (1.0f + t);
+    }
+}
+
+void tk_gelu_tanh_bwd(const float *x, const float *dy, float *dx, long n) {
+    for (long i = 0; i < n; i++) {
+        float v = x[i];
+        float u = GELU_K * (v + 0.044715f * v * v * v);
+        float t = tk_tanhf(u);
+        float du = GELU_K * (1.0f + 3.0f * 0.044715f * v * v);
+        dx[i] = dy[i] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du);
+    }
+}
+
+void tk_gelu_erf_fwd(const float *x, float *y, long n) {
+    for (long i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+}
+
+void tk_gelu_erf_bwd(const float *x, const float *dy, float *dx, long n) {
+    for (long i = 0; i < n; i++) {
+        float v = x[i];
+        float cdf = 0.5f * (1.0f + erff(v * 0.70710678118654752f));
+        float pdf = 0.3989422804014327f * tk_expf(-0.5f * v * v);
+        dx[i] = dy[i] * (cdf + v * pdf);
+    }
+}
+
+void tk_add(const float *a, const float *b, float *y, long n) { for (long i = 0; i < n; i++) y[i] = a[i] + b[i]; }
+void tk_mul(const float *a, const float *b, float *y, long n) { for (long i = 0; i < n; i++) y[i] = a[i] * b[i]; }
+void tk_mul_acc(const float *a, const float *b, float *y, long n) { for (long i = 0; i < n; i++) y[i] += a[i] * b[i]; }
+void tk_scale(const float *x, float s, float *y, long n) { for (long i = 0; i < n; i++) y[i] = x[i] * s; }
+void tk_add_inplace(float *y, const float *x, long n) { for (long i = 0; i < n; i++) y[i] += x[i]; }
+
+void tk_rope(const float *x, float *y, long tokens, long heads, long head_dim, long rot_dim, const float *cos_t,
+             const float *sin_t, const int32_t *pos, int inverse) {
+    long half = rot_dim / 2;
+    float sgn = inverse ? -1.0f : 1.0f;
+    for (long t = 0; t < tokens; t++) {
+        const float *c = cos_t + (long)pos[t] * half;
+        const float *s = sin_t + (long)pos[t] * half;
+        for (long h = 0; h < heads; h++) {
+            const float *xh = x + (t * heads + h) * head_dim;
+            float *yh = y + (t * heads + h) * head_dim;
+            for (long i = 0; i < half; i++) {
+                float a = xh[i], b = xh[i + half];
+                float si = sgn * s[i];
+                yh[i] = a * c[i] - b * si;
+                yh[i + half] = b * c[i] + a * si;
+            }
+            for (long i = rot_dim; i < head_dim; i++) yh[i] = xh[i];
+        }
+    }
+}
+
+void tk_softmax_masked(float *s, long rows, long cols, long ld, float scale, long offset, long window) {
+    for (long r = 0; r < rows; r++) {
+        float *row = s + r * ld;
+        long hi = r + offset + 1; /* visible: [lo, hi) */
+        if (hi > cols) hi = cols;
+        long lo = 0;
+        if (window > 0 && r + offset + 1 - window > 0) lo = r + offset + 1 - window;
+        if (hi <= lo) { memset(row, 0, sizeof(float) * cols); continue; }
+        float m = -INFINITY;
+        for (long j = lo; j < hi; j++) m = row[j] > m ? row[j] : m;
+        float sum = 0;
+        for (long j = lo; j < hi; j++) {
+            float e = tk_expf((row[j] - m) * scale);
+            row[j] = e;
+            sum += e;
+        }
+        float inv = 1.0f / sum;
+        for (long j = lo; j < hi; j++) row[j] *= inv;
+        if (lo > 0) memset(row, 0, sizeof(float) * lo);
+        if (hi < cols) memset(row + hi, 0, sizeof(float) * (cols - hi));
+    }
+}
+
+void tk_softmax_bwd(const float *p, float *dp, long rows, long cols, long ld) {
+    for (long r = 0; r < rows; r++) {
+        const float *pr = p + r * ld;
+        float *dr = dp + r * ld;
+        float dot = 0;
+        for (long j = 0; j < cols; j++) dot += pr[j] * dr[j];
+        for (long j = 0; j < cols; j++) dr[j] = pr[j] * (dr[j] - dot);
+    }
+}
+
+static float row_max(const float *x, long n) {
+    float m = -INFINITY;
+    for (long i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+static float row_sum_exp(const float *x, long n, float m) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    long i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) acc[k] += tk_expf(x[i + k] - m);
+    float s = 0;
+    for (; i < n; i++) s += tk_expf(x[i] - m);
+    for (int k = 0; k < 8; k++) s += acc[k];
+    return s;
+}
+
+long tk_nll_rows(const float *logits, long rows, long vocab, const int32_t *targets, double *nll) {
+    long counted = 0;
+    for (long r = 0; r < rows; r++) {
+        const float *x = logits + r * vocab;
+        if (targets[r] < 0 || targets[r] >= vocab) { nll[r] = 0; continue; }
+        float m = row_max(x, vocab);
+        float s = row_sum_exp(x, vocab, m);
+        nll[r] = (double)m + log((double)s) - (double)x[targets[r]];
+        counted++;
+    }
+    return counted;
+}
+
+void tk_cross_entropy_bwd(const float *logits, long rows, long vocab, const int32_t *targets, float scale,
+                          float *dlogits) {
+    for (long r = 0; r < rows; r++) {
+        const float *x = logits + r * vocab;
+        float *d = dlogits + r * vocab;
+        if (targets[r] < 0 || targets[r] >= vocab) { memset(d, 0, sizeof(float) * vocab); continue; }
+        float m = row_max(x, vocab);
+        float s = row_sum_exp(x, vocab, m);
+        float k = scale / s;
+        for (long i = 0; i < vocab; i++) d[i] = tk_expf(x[i] - m) * k;
+        d[targets[r]] -= scale;
+    }
+}
+
+void tk_argmax_rows(const float *x, long rows, long cols, int32_t *out) {
+    for (long r = 0; r < rows; r++) {
+        const float *xr = x + r * cols;
+        long best = 0;
+        for (long j = 1; j < cols; j++) if (xr[j] > xr[best]) best = j;
+        out[r] = (int32_t)best;
+    }
+}
+
+double tk_dot_d(const float *a, const float *b, long n) {
+    double s = 0;
+    for (long i = 0; i < n; i++) s += (double)a[i] * (double)b[i];
+    return s;
+}
+
+double tk_sum_d(const float *x, long n) {
+    double s = 0;
+    for (long i = 0; i < n; i++) s += (double)x[i];
+    return s;
+}

@@ -30,7 +30,7 @@ public final class TensorStorage: @unchecked Sendable {
 /// The last axis is the fastest varying one, so a `[out, in]` weight matrix is stored as `out` rows.
 public struct Tensor: @unchecked Sendable {
     public let shape: [Int]
-    public let storage: TensorStorage
+    public private(set) var storage: TensorStorage
     /// Offset in elements into `storage` (views made by ``rows(_:)`` share storage).
     public let offset: Int
 
@@ -108,6 +108,11 @@ public struct Tensor: @unchecked Sendable {
     public subscript(_ index: Int) -> Float {
         get { pointer[index] }
         nonmutating set { pointer[index] = newValue }
+    }
+
+    /// True when this tensor is the only holder of its whole storage, so it may be updated in place.
+    public mutating func isUniquelyOwned() -> Bool {
+        offset == 0 && storage.count == count && isKnownUniquelyReferenced(&storage)
     }
 
     /// Fills with zeros in place.

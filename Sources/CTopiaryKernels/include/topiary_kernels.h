@@ -2,6 +2,55 @@
 #define TOPIARY_KERNELS_H
 #include <stddef.h>
 #include <stdint.h>
-/* Element-wise and row-wise fp32 kernels (vectorised by the C compiler). Implemented in kernels.c. */
-float tk_sum(const float *x, long n);
+
+/* Element-wise and row-wise fp32 kernels, written as plain loops that the C compiler vectorises
+   (built with -O3 and the build machine's vector extensions). Implemented in kernels.c.
+   All pointers are non-overlapping unless a function says "in place". */
+
+/* y = x * rsqrt(mean(x^2) + eps) * w over `rows` rows of `dim`; rstd (nullable) receives 1/rms per row. */
+void tk_rmsnorm_fwd(const float *x, const float *w, float *y, float *rstd, long rows, long dim, float eps,
+                    float w_offset);
+/* dx = d/dx, dw += d/dw (dw nullable, accumulated). w_offset is added to w (Gemma stores w-1). */
+void tk_rmsnorm_bwd(const float *x, const float *w, const float *rstd, const float *dy, float *dx, float *dw,
+                    long rows, long dim, float w_offset);
+
+void tk_silu_fwd(const float *x, float *y, long n);
+void tk_silu_bwd(const float *x, const float *dy, float *dx, long n);
+/* GELU, tanh approximation (gelu_pytorch_tanh) and exact erf form. */
+void tk_gelu_tanh_fwd(const float *x, float *y, long n);
+void tk_gelu_tanh_bwd(const float *x, const float *dy, float *dx, long n);
+void tk_gelu_erf_fwd(const float *x, float *y, long n);
+void tk_gelu_erf_bwd(const float *x, const float *dy, float *dx, long n);
+
+void tk_add(const float *a, const float *b, float *y, long n);
+void tk_mul(const float *a, const float *b, float *y, long n);
+/* y += a * b */
+void tk_mul_acc(const float *a, const float *b, float *y, long n);
+void tk_scale(const float *x, float s, float *y, long n);
+void tk_add_inplace(float *y, const float *x, long n);
+
+/* Rotary embedding, rotate-half (NeoX / Hugging Face) layout, for `tokens` rows of `heads` heads of `head_dim`.
+   cos/sin tables are [max_pos, rot_dim/2]; pos[t] is the position of row t. inverse != 0 rotates by -theta
+   (the backward pass). rot_dim <= head_dim: only the first rot_dim dims rotate. */
+void tk_rope(const float *x, float *y, long tokens, long heads, long head_dim, long rot_dim, const float *cos_t,
+             const float *sin_t, const int32_t *pos, int inverse);
+
+/* Row-wise softmax of scale*s in place over `cols`, with a causal mask: row i sees columns
+   j <= i + offset (and j > i + offset - window when window > 0). Masked entries become 0. */
+void tk_softmax_masked(float *s, long rows, long cols, long ld, float scale, long offset, long window);
+/* In place: dp <- p * (dp - sum_j p*dp) (softmax backward), rows of `cols` with leading dimension ld. */
+void tk_softmax_bwd(const float *p, float *dp, long rows, long cols, long ld);
+
+/* Negative log-likelihood of targets under log_softmax(logits) per row, in double.
+   Rows whose target < 0 get 0 and are not counted. Returns the number of counted rows. */
+long tk_nll_rows(const float *logits, long rows, long vocab, const int32_t *targets, double *nll);
+/* Cross-entropy backward: dlogits = (softmax(logits) - onehot(target)) * scale; rows with target < 0 get 0. */
+void tk_cross_entropy_bwd(const float *logits, long rows, long vocab, const int32_t *targets, float scale,
+                          float *dlogits);
+/* Index of the max of each row. */
+void tk_argmax_rows(const float *x, long rows, long cols, int32_t *out);
+
+/* |x| sum and dot products in double (diagnostics, importance). */
+double tk_dot_d(const float *a, const float *b, long n);
+double tk_sum_d(const float *x, long n);
 #endif

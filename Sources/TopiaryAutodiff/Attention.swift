@@ -1,0 +1,236 @@
+import CTopiaryKernels
+import Foundation
+import TopiaryCore
+
+/// Dimensions of one scaled-dot-product attention call with grouped-query heads.
+public struct AttentionShape: Sendable, Equatable {
+    public var batch: Int
+    public var queryLength: Int
+    public var keyLength: Int
+    public var heads: Int
+    public var kvHeads: Int
+    public var headDim: Int
+    /// Multiplies `q·kᵀ` before the softmax (usually `1/√headDim`).
+    public var scale: Float
+    /// Causal attention: query `i` sees keys `j ≤ i + keyLength − queryLength`.
+    public var causal: Bool
+    /// Sliding window (0 = none): a query sees at most this many most recent keys.
+    public var window: Int
+
+    public init(batch: Int, queryLength: Int, keyLength: Int, heads: Int, kvHeads: Int, headDim: Int,
+                scale: Float? = nil, causal: Bool = true, window: Int = 0) {
+        self.batch = batch
+        self.queryLength = queryLength
+        self.keyLength = keyLength
+        self.heads = heads
+        self.kvHeads = kvHeads
+        self.headDim = headDim
+        self.scale = scale ?? 1 / Float(headDim).squareRoot()
+        self.causal = causal
+        self.window = window
+    }
+
+    var offset: Int { causal ? keyLength - queryLength : keyLength }
+    var group: Int { heads / kvHeads }
+}
+
+/// cos/sin tables of rotary position embeddings, computed as Hugging Face does in fp32.
+public struct RotaryTable: Sendable {
+    public let base: Float
+    public let rotaryDim: Int
+    public let maxPositions: Int
+    public let cos: Tensor
+    public let sin: Tensor
+
+    public init(base: Float, rotaryDim: Int, maxPositions: Int, frequencyScale: Float = 1) {
+        self.base = base
+        self.rotaryDim = rotaryDim
+        self.maxPositions = maxPositions
+        let half = rotaryDim / 2
+        let invFreq = (0..<half).map { i in Float(1) / powf(base, Float(2 * i) / Float(rotaryDim)) / frequencyScale }
+        cos = Tensor(uninitialized: [maxPositions, half])
+        sin = Tensor(uninitialized: [maxPositions, half])
+        for p in 0..<maxPositions {
+            for i in 0..<half {
+                let angle = Float(p) * invFreq[i]
+                cos[p * half + i] = Float(Foundation.cos(Double(angle)))
+                sin[p * half + i] = Float(Foundation.sin(Double(angle)))
+            }
+        }
+    }
+}
+
+/// Keys and values of earlier positions, per layer, for incremental decoding. Layers may differ in
+/// their number of KV heads (a pruned model).
+public final class KVCache: @unchecked Sendable {
+    public let batch: Int
+    public let capacity: Int
+    public private(set) var keys: [Tensor]
+    public private(set) var values: [Tensor]
+    /// Number of positions stored (the same for every layer once a forward pass completes).
+    public private(set) var lengths: [Int]
+
+    /// - Parameter kvWidths: per layer, `kvHeads · headDim`.
+    public init(batch: Int, capacity: Int, kvWidths: [Int]) {
+        self.batch = batch
+        self.capacity = capacity
+        keys = kvWidths.map { Tensor(zeros: [batch, capacity, $0]) }
+        values = kvWidths.map { Tensor(zeros: [batch, capacity, $0]) }
+        lengths = kvWidths.map { _ in 0 }
+    }
+
+    public var length: Int { lengths.first ?? 0 }
+
+    /// Appends `t` new positions of `k`, `v` (`[batch·t, width]`) to `layer`.
+    func append(layer: Int, k: Tensor, v: Tensor) throws {
+        let width = keys[layer].shape[2]
+        let t = k.count / (batch * width)
+        guard k.count == batch * t * width, v.count == k.count else {
+            throw AutodiffError.shapeMismatch(op: "attention(cache)", shapes: [k.shape, keys[layer].shape])
+        }
+        guard lengths[layer] + t <= capacity else {
+            throw AutodiffError.invalidArgument(op: "attention(cache)",
+                                                message: "the KV cache holds \(capacity) positions; \(lengths[layer] + t) needed")
+        }
+        for b in 0..<batch {
+            let dst = b * capacity * width + lengths[layer] * width
+            (keys[layer].pointer + dst).update(from: k.pointer + b * t * width, count: t * width)
+            (values[layer].pointer + dst).update(from: v.pointer + b * t * width, count: t * width)
+        }
+        lengths[layer] += t
+    }
+
+    /// Forgets everything stored (keeps the memory).
+    public func clear() { lengths = lengths.map { _ in 0 } }
+}
+
+extension Graph {
+    /// Rotary position embedding (rotate-half layout) of `x` (`[tokens, heads·headDim]`), where
+    /// `positions[t]` is the position of row `t`.
+    public func rope(_ x: Var, heads: Int, headDim: Int, positions: [Int32], table: RotaryTable) throws -> Var {
+        let tokens = positions.count
+        guard x.value.count == tokens * heads * headDim, table.rotaryDim <= headDim else {
+            throw AutodiffError.shapeMismatch(op: "rope", shapes: [x.shape, [tokens, heads, headDim]])
+        }
+        if let bad = positions.first(where: { $0 < 0 || Int($0) >= table.maxPositions }) {
+            throw AutodiffError.invalidArgument(op: "rope", message: "position \(bad) beyond the table of \(table.maxPositions)")
+        }
+        let y = Tensor(uninitialized: x.shape)
+        tk_rope(x.value.pointer, y.pointer, tokens, heads, headDim, table.rotaryDim, table.cos.pointer, table.sin.pointer, positions, 0)
+        return record(.rope, [x], output: y, attributes: ["heads": heads, "headDim": headDim]) { dy, _ in
+            let dx = Tensor(uninitialized: dy.shape)
+            tk_rope(dy.pointer, dx.pointer, tokens, heads, headDim, table.rotaryDim, table.cos.pointer, table.sin.pointer, positions, 1)
+            return [dx]
+        }
+    }
+
+    /// Scaled-dot-product attention with grouped-query heads: query head `h` uses KV head
+    /// `h / (heads / kvHeads)`. `q` is `[batch·queryLength, heads·headDim]`, `k` and `v` are
+    /// `[batch·keyLength, kvHeads·headDim]`; the result has `q`'s shape.
+    public func attention(_ q: Var, _ k: Var, _ v: Var, shape s: AttentionShape) throws -> Var {
+        guard s.kvHeads > 0, s.heads % s.kvHeads == 0,
+              q.value.count == s.batch * s.queryLength * s.heads * s.headDim,
+              k.value.count == s.batch * s.keyLength * s.kvHeads * s.headDim, v.value.count == k.value.count
+        else {
+            throw AutodiffError.shapeMismatch(op: "attention", shapes: [q.shape, k.shape, v.shape])
+        }
+        let keep = recording && [q, k, v].contains { $0.node >= 0 && nodes[$0.node].requiresGrad }
+        let out = Tensor(uninitialized: q.shape)
+        let probs = keep ? Tensor(uninitialized: [s.batch, s.heads, s.queryLength, s.keyLength]) : nil
+        Self.attentionForward(q: q.value.pointer, k: k.value.pointer, v: v.value.pointer,
+                              keyBatchStride: s.keyLength * s.kvHeads * s.headDim, out: out.pointer, probs: probs, s)
+        let qv = q.value, kv = k.value, vv = v.value
+        return record(.attention, [q, k, v], output: out,
+                      attributes: ["heads": s.heads, "kvHeads": s.kvHeads, "headDim": s.headDim]) { dout, _ in
+            guard let probs else { throw AutodiffError.noBackwardRule(op: "attention") }
+            return Self.attentionBackward(q: qv, k: kv, v: vv, probs: probs, dout: dout, s)
+        }
+    }
+
+    /// Attention of new queries over a KV cache: appends `k`, `v` to `cache` at `layer` first.
+    /// Inference only (no backward rule).
+    public func attention(_ q: Var, _ k: Var, _ v: Var, cache: KVCache, layer: Int, heads: Int, kvHeads: Int,
+                          headDim: Int, scale: Float? = nil, window: Int = 0) throws -> Var {
+        if recording, [q, k, v].contains(where: { $0.node >= 0 && nodes[$0.node].requiresGrad }) {
+            throw AutodiffError.noBackwardRule(op: "attention with a KV cache")
+        }
+        try cache.append(layer: layer, k: k.value, v: v.value)
+        let t = q.value.count / (cache.batch * heads * headDim)
+        let s = AttentionShape(batch: cache.batch, queryLength: t, keyLength: cache.lengths[layer], heads: heads,
+                               kvHeads: kvHeads, headDim: headDim, scale: scale, causal: true, window: window)
+        let out = Tensor(uninitialized: q.shape)
+        Self.attentionForward(q: q.value.pointer, k: cache.keys[layer].pointer, v: cache.values[layer].pointer,
+                              keyBatchStride: cache.capacity * kvHeads * headDim, out: out.pointer, probs: nil, s)
+        return record(.attention, [q], output: out, attributes: ["heads": heads, "kvHeads": kvHeads, "headDim": headDim],
+                      backward: nil)
+    }
+
+    static let queryTile = 64
+
+    static func attentionForward(
+        q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, keyBatchStride: Int,
+        out: UnsafeMutablePointer<Float>, probs: Tensor?, _ s: AttentionShape
+    ) {
+        let T = s.queryLength, S = s.keyLength, hd = s.headDim
+        let qld = s.heads * hd, kld = s.kvHeads * hd
+        let scratch = probs == nil ? Tensor(uninitialized: [T, S]) : nil
+        for b in 0..<s.batch {
+            for h in 0..<s.heads {
+                let g = h / s.group
+                let qb = q + b * T * qld + h * hd
+                let kb = k + b * keyBatchStride + g * hd
+                let vb = v + b * keyBatchStride + g * hd
+                let ob = out + b * T * qld + h * hd
+                let p = probs.map { $0.pointer + (b * s.heads + h) * T * S } ?? scratch!.pointer
+                var r0 = 0
+                while r0 < T {
+                    let r1 = min(T, r0 + queryTile)
+                    let visible = s.causal ? min(S, r1 + s.offset) : S
+                    let rows = r1 - r0
+                    if visible > 0 {
+                        BLAS.gemm(transB: true, m: rows, n: visible, k: hd, a: qb + r0 * qld, lda: qld, b: kb, ldb: kld,
+                                  c: p + r0 * S, ldc: S)
+                    }
+                    tk_softmax_masked(p + r0 * S, rows, visible, S, s.scale, s.offset + r0, s.window)
+                    if probs != nil && visible < S {
+                        for r in r0..<r1 { (p + r * S + visible).update(repeating: 0, count: S - visible) }
+                    }
+                    if visible > 0 {
+                        BLAS.gemm(m: rows, n: hd, k: visible, a: p + r0 * S, lda: S, b: vb, ldb: kld,
+                                  c: ob + r0 * qld, ldc: qld)
+                    } else {
+                        for r in r0..<r1 { (ob + r * qld).update(repeating: 0, count: hd) }
+                    }
+                    r0 = r1
+                }
+            }
+        }
+    }
+
+    static func attentionBackward(q: Tensor, k: Tensor, v: Tensor, probs: Tensor, dout: Tensor, _ s: AttentionShape)
+        -> [Tensor?]
+    {
+        let T = s.queryLength, S = s.keyLength, hd = s.headDim
+        let qld = s.heads * hd, kld = s.kvHeads * hd
+        let dq = Tensor(uninitialized: q.shape), dk = Tensor(zeros: k.shape), dv = Tensor(zeros: v.shape)
+        let dp = Tensor(uninitialized: [T, S])
+        for b in 0..<s.batch {
+            for h in 0..<s.heads {
+                let g = h / s.group
+                let p = probs.pointer + (b * s.heads + h) * T * S
+                let qOff = b * T * qld + h * hd, kOff = b * S * kld + g * hd
+                let dO = dout.pointer + qOff
+                // dV += Pᵀ·dO ;  dP = dO·Vᵀ
+                BLAS.gemm(transA: true, m: S, n: hd, k: T, a: p, lda: S, b: dO, ldb: qld, beta: 1, c: dv.pointer + kOff, ldc: kld)
+                BLAS.gemm(transB: true, m: T, n: S, k: hd, a: dO, lda: qld, b: v.pointer + kOff, ldb: kld, c: dp.pointer, ldc: S)
+                tk_softmax_bwd(p, dp.pointer, T, S, S)
+                // dQ = scale·dS·K ;  dK += scale·dSᵀ·Q
+                BLAS.gemm(m: T, n: hd, k: S, alpha: s.scale, a: dp.pointer, lda: S, b: k.pointer + kOff, ldb: kld,
+                          c: dq.pointer + qOff, ldc: qld)
+                BLAS.gemm(transA: true, m: S, n: hd, k: T, alpha: s.scale, a: dp.pointer, lda: S, b: q.pointer + qOff, ldb: qld,
+                          beta: 1, c: dk.pointer + kOff, ldc: kld)
+            }
+        }
+        return [dq, dk, dv]
+    }
+}

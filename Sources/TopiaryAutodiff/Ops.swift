@@ -1,0 +1,349 @@
+import CTopiaryKernels
+import Foundation
+import TopiaryCore
+
+/// Differentiable operations. Every op computes its result eagerly; when the graph records, it also
+/// keeps what its backward rule needs.
+extension Graph {
+    // MARK: Linear algebra
+
+    /// `y = x · Wᵀ` for `x` of shape `[…, in]` and `W` of shape `[out, in]` (PyTorch's `nn.Linear` layout).
+    public func linear(_ x: Var, _ w: Var) throws -> Var {
+        guard w.shape.count == 2, let inDim = x.shape.last, inDim == w.shape[1] else {
+            throw AutodiffError.shapeMismatch(op: "linear", shapes: [x.shape, w.shape])
+        }
+        let outDim = w.shape[0], rows = x.value.count / max(inDim, 1)
+        let y = Tensor(uninitialized: Array(x.shape.dropLast()) + [outDim])
+        BLAS.gemm(transB: true, m: rows, n: outDim, k: inDim, a: x.value.pointer, b: w.value.pointer, c: y.pointer)
+        let xv = x.value, wv = w.value
+        return record(.linear, [x, w], parameter: nil, output: y, attributes: ["in": inDim, "out": outDim]) { dy, needs in
+            var dx: Tensor?, dw: Tensor?
+            if needs[0] {
+                let t = Tensor(uninitialized: xv.shape)
+                BLAS.gemm(m: rows, n: inDim, k: outDim, a: dy.pointer, b: wv.pointer, c: t.pointer)
+                dx = t
+            }
+            if needs[1] {
+                let t = Tensor(uninitialized: wv.shape)
+                BLAS.gemm(transA: true, m: outDim, n: inDim, k: rows, a: dy.pointer, b: xv.pointer, c: t.pointer)
+                dw = t
+            }
+            return [dx, dw]
+        }
+    }
+
+    /// Batched `C = A · B` (or with `transB`, `A · Bᵀ`) over the leading axes of rank-3 tensors.
+    public func matmul(_ a: Var, _ b: Var, transB: Bool = false) throws -> Var {
+        guard a.shape.count == 3, b.shape.count == 3, a.shape[0] == b.shape[0] else {
+            throw AutodiffError.shapeMismatch(op: "matmul", shapes: [a.shape, b.shape])
+        }
+        let batch = a.shape[0], m = a.shape[1], k = a.shape[2]
+        let (kb, n) = transB ? (b.shape[2], b.shape[1]) : (b.shape[1], b.shape[2])
+        guard kb == k else { throw AutodiffError.shapeMismatch(op: "matmul", shapes: [a.shape, b.shape]) }
+        let c = Tensor(uninitialized: [batch, m, n])
+        for i in 0..<batch {
+            BLAS.gemm(transB: transB, m: m, n: n, k: k, a: a.value.pointer + i * m * k, b: b.value.pointer + i * k * n,
+                      c: c.pointer + i * m * n)
+        }
+        let av = a.value, bv = b.value
+        return record(.matmul, [a, b], output: c, attributes: ["transB": transB ? 1 : 0]) { dc, needs in
+            var da: Tensor?, db: Tensor?
+            if needs[0] {
+                let t = Tensor(uninitialized: av.shape)
+                for i in 0..<batch {  // dA = dC · op(B)ᵀ
+                    BLAS.gemm(transB: !transB, m: m, n: k, k: n, a: dc.pointer + i * m * n, b: bv.pointer + i * k * n,
+                              c: t.pointer + i * m * k)
+                }
+                da = t
+            }
+            if needs[1] {
+                let t = Tensor(uninitialized: bv.shape)
+                for i in 0..<batch {
+                    if transB {  // B is [n, k]: dB = dCᵀ · A
+                        BLAS.gemm(transA: true, m: n, n: k, k: m, a: dc.pointer + i * m * n, b: av.pointer + i * m * k,
+                                  c: t.pointer + i * k * n)
+                    } else {  // B is [k, n]: dB = Aᵀ · dC
+                        BLAS.gemm(transA: true, m: k, n: n, k: m, a: av.pointer + i * m * k, b: dc.pointer + i * m * n,
+                                  c: t.pointer + i * k * n)
+                    }
+                }
+                db = t
+            }
+            return [da, db]
+        }
+    }
+
+    /// Rows of `table` (`[vocab, dim]`) picked by `ids`; the backward pass scatter-adds.
+    public func embedding(_ table: Var, ids: [Int32]) throws -> Var {
+        guard table.shape.count == 2 else { throw AutodiffError.shapeMismatch(op: "embedding", shapes: [table.shape]) }
+        let vocab = table.shape[0], dim = table.shape[1]
+        if let bad = ids.first(where: { $0 < 0 || Int($0) >= vocab }) {
+            throw AutodiffError.invalidArgument(op: "embedding", message: "token id \(bad) outside the vocabulary of \(vocab)")
+        }
+        let y = Tensor(uninitialized: [ids.count, dim])
+        for (r, id) in ids.enumerated() {
+            (y.pointer + r * dim).update(from: table.value.pointer + Int(id) * dim, count: dim)
+        }
+        return record(.embedding, [table], output: y, attributes: ["vocab": vocab, "dim": dim]) { dy, _ in
+            let dt = Tensor(zeros: [vocab, dim])
+            for (r, id) in ids.enumerated() {
+                tk_add_inplace(dt.pointer + Int(id) * dim, dy.pointer + r * dim, dim)
+            }
+            return [dt]
+        }
+    }
+
+    // MARK: Normalisation and activations
+
+    /// RMSNorm over the last axis: `x / rms(x) · (w + weightOffset)`.
+    public func rmsNorm(_ x: Var, _ w: Var, eps: Float, weightOffset: Float = 0) throws -> Var {
+        guard let dim = x.shape.last, w.shape == [dim] else {
+            throw AutodiffError.shapeMismatch(op: "rmsnorm", shapes: [x.shape, w.shape])
+        }
+        let rows = x.value.count / max(dim, 1)
+        let y = Tensor(uninitialized: x.shape)
+        let rstd = Tensor(uninitialized: [rows])
+        tk_rmsnorm_fwd(x.value.pointer, w.value.pointer, y.pointer, rstd.pointer, rows, dim, eps, weightOffset)
+        let xv = x.value, wv = w.value
+        return record(.rmsnorm, [x, w], output: y, attributes: ["dim": dim]) { dy, needs in
+            let dx = needs[0] ? Tensor(uninitialized: xv.shape) : nil
+            let dw = needs[1] ? Tensor(zeros: [dim]) : nil
+            tk_rmsnorm_bwd(xv.pointer, wv.pointer, rstd.pointer, dy.pointer, dx?.pointer, dw?.pointer, rows, dim, weightOffset)
+            return [dx, dw]
+        }
+    }
+
+    public func silu(_ x: Var) -> Var {
+        unary(.silu, x, forward: tk_silu_fwd, backward: tk_silu_bwd)
+    }
+
+    /// GELU with the tanh approximation (`gelu_pytorch_tanh`).
+    public func geluTanh(_ x: Var) -> Var {
+        unary(.geluTanh, x, forward: tk_gelu_tanh_fwd, backward: tk_gelu_tanh_bwd)
+    }
+
+    /// Exact GELU, `x·Φ(x)`.
+    public func geluErf(_ x: Var) -> Var {
+        unary(.geluErf, x, forward: tk_gelu_erf_fwd, backward: tk_gelu_erf_bwd)
+    }
+
+    private func unary(
+        _ kind: OpKind, _ x: Var,
+        forward: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void,
+        backward: @escaping (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void
+    ) -> Var {
+        let y = Tensor(uninitialized: x.shape)
+        forward(x.value.pointer, y.pointer, x.value.count)
+        let xv = x.value
+        return record(kind, [x], output: y) { dy, _ in
+            let dx = Tensor(uninitialized: xv.shape)
+            backward(xv.pointer, dy.pointer, dx.pointer, xv.count)
+            return [dx]
+        }
+    }
+
+    /// Softmax over the last axis.
+    public func softmax(_ x: Var) -> Var {
+        let cols = x.shape.last ?? 1, rows = x.value.count / max(cols, 1)
+        let y = x.value.copy()
+        tk_softmax_masked(y.pointer, rows, cols, cols, 1, cols, 0)
+        return record(.softmax, [x], output: y) { dy, _ in
+            let dx = dy.copy()
+            tk_softmax_bwd(y.pointer, dx.pointer, rows, cols, cols)
+            return [dx]
+        }
+    }
+
+    // MARK: Element-wise
+
+    public func add(_ a: Var, _ b: Var) throws -> Var {
+        guard a.shape == b.shape else { throw AutodiffError.shapeMismatch(op: "add", shapes: [a.shape, b.shape]) }
+        let y = Tensor(uninitialized: a.shape)
+        tk_add(a.value.pointer, b.value.pointer, y.pointer, y.count)
+        return record(.add, [a, b], output: y) { dy, _ in [dy, dy] }
+    }
+
+    public func mul(_ a: Var, _ b: Var) throws -> Var {
+        guard a.shape == b.shape else { throw AutodiffError.shapeMismatch(op: "mul", shapes: [a.shape, b.shape]) }
+        let y = Tensor(uninitialized: a.shape)
+        tk_mul(a.value.pointer, b.value.pointer, y.pointer, y.count)
+        let av = a.value, bv = b.value
+        return record(.mul, [a, b], output: y) { dy, needs in
+            var da: Tensor?, db: Tensor?
+            if needs[0] { let t = Tensor(uninitialized: av.shape); tk_mul(dy.pointer, bv.pointer, t.pointer, t.count); da = t }
+            if needs[1] { let t = Tensor(uninitialized: bv.shape); tk_mul(dy.pointer, av.pointer, t.pointer, t.count); db = t }
+            return [da, db]
+        }
+    }
+
+    /// `x · s` for a constant `s`.
+    public func scale(_ x: Var, _ s: Float) -> Var {
+        let y = Tensor(uninitialized: x.shape)
+        tk_scale(x.value.pointer, s, y.pointer, y.count)
+        return record(.scale, [x], output: y) { dy, _ in
+            let dx = Tensor(uninitialized: dy.shape)
+            tk_scale(dy.pointer, s, dx.pointer, dx.count)
+            return [dx]
+        }
+    }
+
+    // MARK: Shape
+
+    /// Same data, another shape (no copy).
+    public func reshape(_ x: Var, _ shape: [Int]) throws -> Var {
+        guard shape.reduce(1, *) == x.value.count else {
+            throw AutodiffError.shapeMismatch(op: "reshape", shapes: [x.shape, shape])
+        }
+        let inShape = x.shape
+        return record(.reshape, [x], output: x.value.reshaped(shape)) { dy, _ in [dy.reshaped(inShape)] }
+    }
+
+    /// Swaps axes `a` and `b`.
+    public func transpose(_ x: Var, _ a: Int, _ b: Int) throws -> Var {
+        guard a >= 0, b >= 0, a < x.shape.count, b < x.shape.count else {
+            throw AutodiffError.invalidArgument(op: "transpose", message: "axes \(a), \(b) out of range for \(x.shape)")
+        }
+        var perm = Array(0..<x.shape.count)
+        perm.swapAt(a, b)
+        let y = Self.permute(x.value, perm)
+        return record(.transpose, [x], output: y, attributes: ["axis0": a, "axis1": b]) { dy, _ in
+            [Self.permute(dy, perm)]  // a swap is its own inverse
+        }
+    }
+
+    /// Elements `range` along `axis`.
+    public func slice(_ x: Var, axis: Int, _ range: Range<Int>) throws -> Var {
+        guard axis >= 0, axis < x.shape.count, range.lowerBound >= 0, range.upperBound <= x.shape[axis] else {
+            throw AutodiffError.invalidArgument(op: "slice", message: "range \(range) on axis \(axis) out of \(x.shape)")
+        }
+        let outer = x.shape[..<axis].reduce(1, *), inner = x.shape[(axis + 1)...].reduce(1, *)
+        let n = x.shape[axis], m = range.count
+        var shape = x.shape
+        shape[axis] = m
+        let y = Tensor(uninitialized: shape)
+        for o in 0..<outer {
+            (y.pointer + o * m * inner).update(from: x.value.pointer + (o * n + range.lowerBound) * inner, count: m * inner)
+        }
+        let inShape = x.shape
+        return record(.slice, [x], output: y, attributes: ["axis": axis, "start": range.lowerBound, "end": range.upperBound]) { dy, _ in
+            let dx = Tensor(zeros: inShape)
+            for o in 0..<outer {
+                (dx.pointer + (o * n + range.lowerBound) * inner).update(from: dy.pointer + o * m * inner, count: m * inner)
+            }
+            return [dx]
+        }
+    }
+
+    /// Concatenation along `axis`.
+    public func concat(_ xs: [Var], axis: Int) throws -> Var {
+        guard let first = xs.first, axis >= 0, axis < first.shape.count else {
+            throw AutodiffError.invalidArgument(op: "concat", message: "nothing to concatenate or bad axis \(axis)")
+        }
+        for x in xs where x.shape.count != first.shape.count
+            || zip(x.shape, first.shape).enumerated().contains(where: { $0.offset != axis && $0.element.0 != $0.element.1 }) {
+            throw AutodiffError.shapeMismatch(op: "concat", shapes: xs.map(\.shape))
+        }
+        let outer = first.shape[..<axis].reduce(1, *), inner = first.shape[(axis + 1)...].reduce(1, *)
+        let sizes = xs.map { $0.shape[axis] }, total = sizes.reduce(0, +)
+        var shape = first.shape
+        shape[axis] = total
+        let y = Tensor(uninitialized: shape)
+        var start = 0
+        for (x, m) in zip(xs, sizes) {
+            for o in 0..<outer {
+                (y.pointer + (o * total + start) * inner).update(from: x.value.pointer + o * m * inner, count: m * inner)
+            }
+            start += m
+        }
+        let shapes = xs.map(\.shape)
+        return record(.concat, xs, output: y, attributes: ["axis": axis]) { dy, needs in
+            var out: [Tensor?] = []
+            var start = 0
+            for (k, m) in sizes.enumerated() {
+                defer { start += m }
+                guard needs[k] else { out.append(nil); continue }
+                let dx = Tensor(uninitialized: shapes[k])
+                for o in 0..<outer {
+                    (dx.pointer + o * m * inner).update(from: dy.pointer + (o * total + start) * inner, count: m * inner)
+                }
+                out.append(dx)
+            }
+            return out
+        }
+    }
+
+    /// Generic axis permutation (`y.shape[i] = x.shape[perm[i]]`), used by transpose.
+    static func permute(_ x: Tensor, _ perm: [Int]) -> Tensor {
+        let inShape = x.shape, rank = inShape.count
+        let outShape = perm.map { inShape[$0] }
+        var inStrides = [Int](repeating: 1, count: rank)
+        for i in stride(from: rank - 2, through: 0, by: -1) { inStrides[i] = inStrides[i + 1] * inShape[i + 1] }
+        let strides = perm.map { inStrides[$0] }
+        let y = Tensor(uninitialized: outShape)
+        guard y.count > 0 else { return y }
+        // Copy rows of the last output axis; the inner loop is a strided gather.
+        let last = outShape[rank - 1], lastStride = strides[rank - 1]
+        let rows = y.count / last
+        var index = [Int](repeating: 0, count: rank)
+        let src = x.pointer, dst = y.pointer
+        for r in 0..<rows {
+            var base = 0
+            for i in 0..<(rank - 1) { base += index[i] * strides[i] }
+            let d = dst + r * last
+            for j in 0..<last { d[j] = src[base + j * lastStride] }
+            var axis = rank - 2
+            while axis >= 0 {
+                index[axis] += 1
+                if index[axis] < outShape[axis] { break }
+                index[axis] = 0
+                axis -= 1
+            }
+        }
+        return y
+    }
+
+    // MARK: Losses and reductions
+
+    /// Mean cross-entropy of `logits` (`[rows, vocab]`) against `targets`; rows whose target equals
+    /// `ignoreIndex` do not count (Hugging Face's causal-LM loss uses -100).
+    public func crossEntropy(_ logits: Var, targets: [Int32], ignoreIndex: Int32 = -100) throws -> Var {
+        guard logits.shape.count >= 2, let vocab = logits.shape.last, logits.value.count / vocab == targets.count else {
+            throw AutodiffError.shapeMismatch(op: "crossEntropy", shapes: [logits.shape, [targets.count]])
+        }
+        let t = targets.map { $0 == ignoreIndex ? -1 : $0 }
+        if let bad = t.first(where: { $0 >= Int32(vocab) }) {
+            throw AutodiffError.invalidArgument(op: "crossEntropy", message: "target \(bad) outside the vocabulary of \(vocab)")
+        }
+        var nll = [Double](repeating: 0, count: t.count)
+        let counted = tk_nll_rows(logits.value.pointer, t.count, vocab, t, &nll)
+        guard counted > 0 else {
+            throw AutodiffError.invalidArgument(op: "crossEntropy", message: "every target is ignored")
+        }
+        let loss = Tensor(shape: [1], values: [Float(nll.reduce(0, +) / Double(counted))])
+        let lv = logits.value
+        return record(.crossEntropy, [logits], output: loss, attributes: ["vocab": vocab]) { dy, _ in
+            let dl = Tensor(uninitialized: lv.shape)
+            tk_cross_entropy_bwd(lv.pointer, t.count, vocab, t, dy[0] / Float(counted), dl.pointer)
+            return [dl]
+        }
+    }
+
+    /// Sum of all elements.
+    public func sum(_ x: Var) -> Var {
+        let y = Tensor(shape: [1], values: [Float(tk_sum_d(x.value.pointer, x.value.count))])
+        let shape = x.shape
+        return record(.sum, [x], output: y) { dy, _ in [Tensor(shape: shape, repeating: dy[0])] }
+    }
+
+    /// `Σ x ⊙ w` for a constant `w` of the same shape (a random projection, used by gradient checks).
+    public func weightedSum(_ x: Var, _ w: Tensor) throws -> Var {
+        guard w.count == x.value.count else { throw AutodiffError.shapeMismatch(op: "weightedSum", shapes: [x.shape, w.shape]) }
+        let y = Tensor(shape: [1], values: [Float(tk_dot_d(x.value.pointer, w.pointer, w.count))])
+        let shape = x.shape
+        return record(.weightedSum, [x], output: y) { dy, _ in
+            let dx = Tensor(uninitialized: shape)
+            tk_scale(w.pointer, dy[0], dx.pointer, dx.count)
+            return [dx]
+        }
+    }
+}

@@ -1,1 +1,0 @@
-// TopiaryAutodiff: see Package.swift for the layering.

@@ -1,0 +1,188 @@
+import Foundation
+import TopiaryAutodiff
+import TopiaryCore
+
+/// Which positions get logits.
+public enum LogitsMode: Sendable {
+    /// Every position (perplexity, training).
+    case all
+    /// Only the last position of each sequence (generation).
+    case last
+}
+
+/// A causal language model that Topiary can run, differentiate, prune and save.
+public protocol LanguageModel: AnyObject, Sendable {
+    var config: ModelConfig { get }
+    /// Every parameter, in a stable order, each under its Hugging Face name. Tied weights appear once.
+    var parameters: [Parameter] { get }
+    /// Runs the model over `tokens` (`batch` sequences of equal length, row-major) and returns logits
+    /// `[rows, vocab]`. With a cache, positions continue after what the cache holds.
+    func forward(_ g: Graph, tokens: [Int32], batch: Int, cache: KVCache?, logits: LogitsMode) throws -> Var
+    /// An empty KV cache sized for this model.
+    func makeCache(batch: Int, capacity: Int) -> KVCache
+}
+
+extension LanguageModel {
+    /// Parameter count (tied weights once).
+    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.value.count } }
+
+    public func parameter(named name: String) -> Parameter? { parameters.first { $0.name == name } }
+
+    public func forward(_ g: Graph, tokens: [Int32], batch: Int = 1) throws -> Var {
+        try forward(g, tokens: tokens, batch: batch, cache: nil, logits: .all)
+    }
+}
+
+/// The weights of one LLaMA decoder layer. Its sizes are read from the weights' shapes.
+public struct LlamaLayer: Sendable {
+    public var attentionNorm: Parameter
+    public var q: Parameter
+    public var k: Parameter
+    public var v: Parameter
+    public var o: Parameter
+    public var ffnNorm: Parameter
+    public var gate: Parameter
+    public var up: Parameter
+    public var down: Parameter
+
+    public var all: [Parameter] { [attentionNorm, q, k, v, o, ffnNorm, gate, up, down] }
+}
+
+/// The LLaMA architecture (SmolLM2, LLaMA 2/3, Mistral-style GQA): pre-norm RMSNorm, rotary
+/// attention with grouped KV heads, SwiGLU MLP, optional tied output embedding.
+///
+/// One definition serves inference (a non-recording ``Graph``, optional KV cache) and training or
+/// tracing (a recording graph).
+public final class LlamaModel: LanguageModel, @unchecked Sendable {
+    public private(set) var config: ModelConfig
+    public let embedding: Parameter
+    public var layers: [LlamaLayer]
+    public let norm: Parameter
+    /// The output projection; the same object as ``embedding`` when tied.
+    public let output: Parameter
+    private var rotary: RotaryTable
+    private let rotaryLock = NSLock()
+
+    public init(config: ModelConfig, embedding: Parameter, layers: [LlamaLayer], norm: Parameter, output: Parameter) throws {
+        try config.validate()
+        self.config = config
+        self.embedding = embedding
+        self.layers = layers
+        self.norm = norm
+        self.output = output
+        rotary = RotaryTable(base: config.ropeTheta, rotaryDim: config.headDim, maxPositions: min(config.contextLength, 2048))
+        try checkShapes()
+    }
+
+    public static func parameterNames(layer i: Int) -> [String] {
+        let p = "model.layers.\(i)."
+        return [p + "input_layernorm.weight", p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight",
+                p + "self_attn.v_proj.weight", p + "self_attn.o_proj.weight", p + "post_attention_layernorm.weight",
+                p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight", p + "mlp.down_proj.weight"]
+    }
+
+    public var parameters: [Parameter] {
+        var all = [embedding]
+        for layer in layers { all += layer.all }
+        all.append(norm)
+        if output !== embedding { all.append(output) }
+        return all
+    }
+
+    /// Re-reads per-layer sizes from the weights (after pruning changed them) and checks them.
+    public func refreshConfig() throws {
+        var c = config
+        c.heads = layers.map { $0.q.shape[0] / c.headDim }
+        c.kvHeads = layers.map { $0.k.shape[0] / c.headDim }
+        c.intermediateSizes = layers.map { $0.gate.shape[0] }
+        try c.validate()
+        config = c
+        try checkShapes()
+    }
+
+    private func checkShapes() throws {
+        let d = config.hiddenSize, hd = config.headDim
+        func expect(_ p: Parameter, _ shape: [Int]) throws {
+            guard p.shape == shape else { throw ModelError.tensorShape(path: "model", name: p.name, expected: shape, found: p.shape) }
+        }
+        try expect(embedding, [config.vocabSize, d])
+        try expect(output, [config.vocabSize, d])
+        try expect(norm, [d])
+        guard layers.count == config.layerCount else {
+            throw ModelError.invalidConfig("\(layers.count) layers of weights for \(config.layerCount) configured")
+        }
+        for (l, layer) in layers.enumerated() {
+            let nq = config.heads[l] * hd, nkv = config.kvHeads[l] * hd, f = config.intermediateSizes[l]
+            try expect(layer.attentionNorm, [d])
+            try expect(layer.q, [nq, d])
+            try expect(layer.k, [nkv, d])
+            try expect(layer.v, [nkv, d])
+            try expect(layer.o, [d, nq])
+            try expect(layer.ffnNorm, [d])
+            try expect(layer.gate, [f, d])
+            try expect(layer.up, [f, d])
+            try expect(layer.down, [d, f])
+        }
+    }
+
+    public func makeCache(batch: Int, capacity: Int) -> KVCache {
+        KVCache(batch: batch, capacity: capacity, kvWidths: config.kvHeads.map { $0 * config.headDim })
+    }
+
+    private func rotaryTable(covering positions: Int) -> RotaryTable {
+        rotaryLock.lock()
+        defer { rotaryLock.unlock() }
+        if positions > rotary.maxPositions {
+            var size = rotary.maxPositions
+            while size < positions { size *= 2 }
+            rotary = RotaryTable(base: config.ropeTheta, rotaryDim: config.headDim, maxPositions: size)
+        }
+        return rotary
+    }
+
+    public func forward(_ g: Graph, tokens: [Int32], batch: Int, cache: KVCache?, logits mode: LogitsMode) throws -> Var {
+        guard batch > 0, !tokens.isEmpty, tokens.count % batch == 0 else {
+            throw ModelError.invalidConfig("\(tokens.count) tokens do not split into \(batch) sequences of equal length")
+        }
+        let T = tokens.count / batch
+        let start = cache?.length ?? 0
+        if let cache, cache.batch != batch {
+            throw ModelError.invalidConfig("the KV cache was made for batch \(cache.batch), not \(batch)")
+        }
+        let positions = (0..<batch).flatMap { _ in (0..<T).map { Int32(start + $0) } }
+        let table = rotaryTable(covering: start + T)
+        let hd = config.headDim, eps = config.rmsNormEps
+
+        var h = try g.embedding(g.parameter(embedding), ids: tokens)
+        for (l, layer) in layers.enumerated() {
+            let nh = config.heads[l], nkv = config.kvHeads[l]
+            if nh > 0 {
+                let x = try g.rmsNorm(h, g.parameter(layer.attentionNorm), eps: eps)
+                var q = try g.linear(x, g.parameter(layer.q))
+                var k = try g.linear(x, g.parameter(layer.k))
+                let v = try g.linear(x, g.parameter(layer.v))
+                q = try g.rope(q, heads: nh, headDim: hd, positions: positions, table: table)
+                k = try g.rope(k, heads: nkv, headDim: hd, positions: positions, table: table)
+                let a: Var
+                if let cache {
+                    a = try g.attention(q, k, v, cache: cache, layer: l, heads: nh, kvHeads: nkv, headDim: hd)
+                } else {
+                    a = try g.attention(q, k, v, shape: AttentionShape(batch: batch, queryLength: T, keyLength: T, heads: nh,
+                                                                       kvHeads: nkv, headDim: hd))
+                }
+                h = try g.add(h, g.linear(a, g.parameter(layer.o)))
+            }
+            if config.intermediateSizes[l] > 0 {
+                let x = try g.rmsNorm(h, g.parameter(layer.ffnNorm), eps: eps)
+                let gate = g.silu(try g.linear(x, g.parameter(layer.gate)))
+                let up = try g.linear(x, g.parameter(layer.up))
+                h = try g.add(h, g.linear(g.mul(gate, up), g.parameter(layer.down)))
+            }
+        }
+        h = try g.rmsNorm(h, g.parameter(norm), eps: eps)
+        if mode == .last && T > 1 {
+            h = try g.reshape(g.slice(g.reshape(h, [batch, T, config.hiddenSize]), axis: 1, (T - 1)..<T), [batch, config.hiddenSize])
+        }
+        return try g.linear(h, g.parameter(output))
+    }
+}

@@ -1,0 +1,97 @@
+import Foundation
+
+/// The shape of a decoder-only transformer, with per-layer sizes stored as data so that a pruned
+/// model (whose layers keep different numbers of heads and FFN channels) is described exactly.
+public struct ModelConfig: Codable, Sendable, Equatable {
+    /// Architecture name as GGUF spells it (`llama`, `gemma3`, `qwen2`).
+    public var architecture: String
+    public var vocabSize: Int
+    public var hiddenSize: Int
+    public var headDim: Int
+    /// Query heads per layer.
+    public var heads: [Int]
+    /// Key/value heads per layer.
+    public var kvHeads: [Int]
+    /// Feed-forward (intermediate) width per layer.
+    public var intermediateSizes: [Int]
+    public var ropeTheta: Float
+    public var rmsNormEps: Float
+    public var contextLength: Int
+    public var tieWordEmbeddings: Bool
+
+    public var layerCount: Int { heads.count }
+
+    public init(architecture: String, vocabSize: Int, hiddenSize: Int, headDim: Int, heads: [Int], kvHeads: [Int],
+                intermediateSizes: [Int], ropeTheta: Float, rmsNormEps: Float, contextLength: Int,
+                tieWordEmbeddings: Bool) {
+        self.architecture = architecture
+        self.vocabSize = vocabSize
+        self.hiddenSize = hiddenSize
+        self.headDim = headDim
+        self.heads = heads
+        self.kvHeads = kvHeads
+        self.intermediateSizes = intermediateSizes
+        self.ropeTheta = ropeTheta
+        self.rmsNormEps = rmsNormEps
+        self.contextLength = contextLength
+        self.tieWordEmbeddings = tieWordEmbeddings
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case architecture
+        case vocabSize = "vocab_size"
+        case hiddenSize = "hidden_size"
+        case headDim = "head_dim"
+        case heads = "num_attention_heads"
+        case kvHeads = "num_key_value_heads"
+        case intermediateSizes = "intermediate_size"
+        case ropeTheta = "rope_theta"
+        case rmsNormEps = "rms_norm_eps"
+        case contextLength = "max_position_embeddings"
+        case tieWordEmbeddings = "tie_word_embeddings"
+    }
+
+    /// Checks internal consistency (per-layer arrays of one length, GQA divisibility).
+    public func validate() throws {
+        let n = heads.count
+        func fail(_ m: String) -> ModelError { .invalidConfig(m) }
+        guard n > 0 else { throw fail("the model has no layers") }
+        guard kvHeads.count == n, intermediateSizes.count == n else {
+            throw fail("per-layer arrays differ in length (heads \(heads.count), kv heads \(kvHeads.count), ffn \(intermediateSizes.count))")
+        }
+        guard vocabSize > 0, hiddenSize > 0, headDim > 0, headDim % 2 == 0 else {
+            throw fail("vocab \(vocabSize), hidden \(hiddenSize), head dim \(headDim) must be positive (head dim even)")
+        }
+        for l in 0..<n {
+            guard heads[l] >= 0, kvHeads[l] >= 0, intermediateSizes[l] >= 0 else { throw fail("layer \(l) has a negative size") }
+            if heads[l] > 0 {
+                guard kvHeads[l] > 0, heads[l] % kvHeads[l] == 0 else {
+                    throw fail("layer \(l): \(heads[l]) query heads are not a multiple of \(kvHeads[l]) KV heads")
+                }
+            }
+        }
+    }
+}
+
+/// Errors of model loading and construction.
+public enum ModelError: Error, LocalizedError, Equatable {
+    case invalidConfig(String)
+    case unsupportedArchitecture(path: String, architecture: String)
+    case missingMetadata(path: String, key: String)
+    case missingTensor(path: String, name: String)
+    case tensorShape(path: String, name: String, expected: [Int], found: [Int])
+    case notFound(path: String)
+    case unrecognizedFormat(path: String)
+
+    public var errorDescription: String? {
+        switch self {
+        case let .invalidConfig(m): return "invalid model configuration: \(m)"
+        case let .unsupportedArchitecture(path, a): return "\(path): unsupported architecture '\(a)' (supported: llama)"
+        case let .missingMetadata(path, key): return "\(path): missing metadata key '\(key)'"
+        case let .missingTensor(path, name): return "\(path): missing tensor '\(name)'"
+        case let .tensorShape(path, name, e, f): return "\(path): tensor '\(name)' has shape \(f), expected \(e)"
+        case let .notFound(path): return "\(path): no such file or directory"
+        case let .unrecognizedFormat(path): return "\(path): not a GGUF file or a Topiary checkpoint directory"
+        }
+    }
+}

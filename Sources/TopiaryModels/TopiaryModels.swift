@@ -1,1 +1,0 @@
-// TopiaryModels: see Package.swift for the layering.
