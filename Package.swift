@@ -49,6 +49,6 @@ let package = Package(
         .testTarget(name: "TopiaryAutodiffTests", dependencies: ["TopiaryCore", "TopiaryAutodiff", "TopiaryModels"]),
         .testTarget(name: "TopiaryGGUFTests", dependencies: ["TopiaryGGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TopiaryTokenizersTests", dependencies: ["TopiaryTokenizers"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "TopiaryModelsTests", dependencies: ["TopiaryModels", "TopiaryEval"]),
+        .testTarget(name: "TopiaryModelsTests", dependencies: ["TopiaryModels", "TopiaryEval"], resources: [.copy("Fixtures")]),
     ]
 )

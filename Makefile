@@ -1,0 +1,31 @@
+# Topiary — the two commands of the README are `make quickstart` and `make test`.
+MODEL ?= checkpoints/models/SmolLM2-135M-Instruct.Q4_1.gguf
+DATA ?= ../shared/data
+RELEASE := .build/release/topiary
+SWIFT_TEST_FLAGS := -c release -Xswiftc -enable-testing
+
+.PHONY: deps model build quickstart test bench clean
+
+deps:
+	@scripts/install-deps.sh
+
+model:
+	@scripts/fetch-model.sh
+
+build: deps
+	swift build -c release --product topiary
+
+## Installs what is needed, fetches the default model, builds, and runs the quick-start check.
+quickstart: deps model build
+	$(RELEASE) quickstart --model $(MODEL) --data $(DATA)
+
+## Runs every test (unit tests, fixtures, and the real-model tests).
+test: deps model
+	TOPIARY_MODEL=$(abspath $(MODEL)) TOPIARY_DATA=$(abspath $(DATA)) swift test $(SWIFT_TEST_FLAGS)
+
+## Speed and memory measurements for BENCHMARKS.md (not a test).
+bench: deps model build
+	$(RELEASE) bench --model $(MODEL)
+
+clean:
+	rm -rf .build

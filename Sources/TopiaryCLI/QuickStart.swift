@@ -1,0 +1,128 @@
+import ArgumentParser
+import Foundation
+import TopiaryCore
+import TopiaryEval
+import TopiaryModels
+
+struct QuickStart: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "quickstart",
+        abstract: "Check a model end to end: WikiText-2 perplexity on a slice and a short greedy generation, as a table.")
+
+    @OptionGroup var modelArguments: ModelArguments
+    @OptionGroup var dataArguments: DataArguments
+    @Option(help: "Windows of 512 tokens to evaluate.") var windows: Int = 16
+    @Option(help: "Prompt for the generation.") var prompt: String = "University is"
+
+    func validate() throws {
+        guard windows >= 1 else { throw ValidationError("--windows must be at least 1") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let t0 = Date()
+            let loaded = try modelArguments.load()
+            let loadSeconds = Date().timeIntervalSince(t0)
+            let text = try readText(dataArguments.wikitext)
+            let tokens = loaded.tokenizer.encode(text, addSpecialTokens: false, parseSpecial: false).map(Int32.init)
+            let bar = ProgressBar("wikitext-2 perplexity", total: windows, unit: "windows")
+            let ppl = try PerplexityEvaluator(window: 512, maxWindows: windows).evaluate(loaded.model, tokens: tokens,
+                                                                                       source: dataArguments.wikitext, progress: bar)
+            let promptIDs = loaded.tokenizer.encode(prompt, addSpecialTokens: true, parseSpecial: true).map(Int32.init)
+            let g0 = Date()
+            let ids = try Generator(model: loaded.model, endOfSequence: loaded.tokenizer.eosTokenID)
+                .generate(prompt: promptIDs, options: GenerationOptions(maxTokens: 32))
+            let genSeconds = Date().timeIntervalSince(g0)
+            let completion = loaded.tokenizer.decode(ids.map(Int.init), skipSpecialTokens: true)
+            let rows: [(String, String)] = [
+                ("model", (loaded.source as NSString).lastPathComponent),
+                ("parameters", loaded.model.parameterCount.formatted()),
+                ("load time", String(format: "%.2f s", loadSeconds)),
+                ("WikiText-2 tokens", tokens.count.formatted()),
+                ("perplexity (512 × \(ppl.windows))", String(format: "%.4f", ppl.ppl)),
+                ("forward speed", String(format: "%.0f tokens/s", Double(ppl.tokens) / ppl.seconds)),
+                ("generation", "\(prompt)\(completion)".replacingOccurrences(of: "\n", with: "⏎")),
+                ("decode speed", String(format: "%.1f tokens/s", Double(ids.count) / genSeconds)),
+                ("peak memory", String(format: "%.0f MiB", Double(peakResidentBytes()) / 1_048_576)),
+            ]
+            let width = rows.map(\.0.count).max()!
+            let line = "+" + String(repeating: "-", count: width + 2) + "+" + String(repeating: "-", count: 62) + "+"
+            print(line)
+            for (k, v) in rows {
+                var chunks: [String] = []
+                var rest = Substring(v)
+                while !rest.isEmpty { chunks.append(String(rest.prefix(60))); rest = rest.dropFirst(60) }
+                for (i, chunk) in chunks.enumerated() {
+                    let key = i == 0 ? k : ""
+                    print("| " + key.padding(toLength: width, withPad: " ", startingAt: 0) + " | "
+                          + chunk.padding(toLength: 60, withPad: " ", startingAt: 0) + " |")
+                }
+            }
+            print(line)
+        }
+    }
+}
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure forward, decode and training speed, GEMM efficiency and peak memory (for BENCHMARKS.md).")
+
+    @OptionGroup var modelArguments: ModelArguments
+    @Option(help: "Repetitions per measurement (best is reported).") var repeats: Int = 3
+    @Flag(help: "Skip the forward+backward measurement.") var skipBackward = false
+    @Flag(help: "Print JSON.") var json = false
+
+    struct Report: Encodable {
+        let machine: String
+        let blasThreads: Int
+        let figures: [ModelBenchmark.Figure]
+        let forwardEfficiency: Double
+        let peakRSSMiB: Double
+        enum CodingKeys: String, CodingKey {
+            case machine, figures
+            case blasThreads = "blas_threads"
+            case forwardEfficiency = "forward_1x512_vs_sgemm"
+            case peakRSSMiB = "peak_rss_mib"
+        }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let loaded = try modelArguments.load()
+            let bench = ModelBenchmark(model: loaded.model, repeats: max(1, repeats))
+            // Warm up BLAS and the allocator.
+            _ = try bench.forward(batch: 1, seq: 64)
+            var figures: [ModelBenchmark.Figure] = []
+            let reference = bench.sgemmReference(batch: 1, seq: 512)
+            let f512 = try bench.forward(batch: 1, seq: 512)
+            figures += [reference, f512, bench.sgemmReference(batch: 4, seq: 128), try bench.forward(batch: 4, seq: 128),
+                        try bench.decode()]
+            let rssEval = peakResidentBytes()
+            if !skipBackward { figures.append(try bench.forwardBackward(batch: 10, seq: 128)) }
+            let report = Report(machine: machineDescription(), blasThreads: BLAS.threads, figures: figures,
+                                forwardEfficiency: (f512.gflops ?? 0) / (reference.gflops ?? 1),
+                                peakRSSMiB: Double(rssEval) / 1_048_576)
+            if json { return try printJSON(report) }
+            print("machine: \(report.machine), OpenBLAS threads \(report.blasThreads)")
+            print("| measurement | seconds | tokens/s | GFLOP/s | note |")
+            print("|---|---:|---:|---:|---|")
+            for f in figures {
+                print(String(format: "| %@ | %.4f | %@ | %@ | %@ |", f.name, f.seconds,
+                             f.tokensPerSecond.map { String(format: "%.1f", $0) } ?? "",
+                             f.gflops.map { String(format: "%.1f", $0) } ?? "", f.note ?? ""))
+            }
+            print(String(format: "forward 1×512 reaches %.1f%% of the sgemm rate on the same shapes", report.forwardEfficiency * 100))
+            print(String(format: "peak RSS while evaluating (before training): %.0f MiB; at the end: %.0f MiB", report.peakRSSMiB,
+                         Double(peakResidentBytes()) / 1_048_576))
+        }
+    }
+}
+
+func machineDescription() -> String {
+    var cpu = "unknown CPU"
+    if let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+       let line = info.split(separator: "\n").first(where: { $0.hasPrefix("model name") }) {
+        cpu = line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? cpu
+    }
+    return "\(cpu), \(ProcessInfo.processInfo.activeProcessorCount) cores"
+}

@@ -1,0 +1,3 @@
+import TopiaryCore
+
+func setBLASThreads(_ n: Int) { BLAS.threads = n }

@@ -1,0 +1,128 @@
+import Foundation
+import TopiaryAutodiff
+import TopiaryCore
+import TopiaryModels
+
+/// Speed and memory measurements of a model on this machine (not a test: numbers for BENCHMARKS.md).
+public struct ModelBenchmark {
+    public let model: any LanguageModel
+    public var repeats: Int
+
+    public init(model: any LanguageModel, repeats: Int = 3) {
+        self.model = model
+        self.repeats = repeats
+    }
+
+    public struct Figure: Codable, Sendable {
+        public var name: String
+        public var seconds: Double
+        public var tokensPerSecond: Double?
+        public var gflops: Double?
+        public var note: String?
+        enum CodingKeys: String, CodingKey {
+            case name, seconds, gflops, note
+            case tokensPerSecond = "tokens_per_second"
+        }
+    }
+
+    /// Matmul FLOPs of one forward over `batch × seq` tokens (full attention, lm_head on every row).
+    public func forwardFLOPs(batch: Int, seq: Int) -> Double {
+        let c = model.config
+        let n = Double(batch * seq)
+        var f = 0.0
+        for l in 0..<c.layerCount {
+            let q = Double(c.heads[l] * c.headDim), kv = Double(c.kvHeads[l] * c.headDim), d = Double(c.hiddenSize)
+            let ffn = Double(c.intermediateSizes[l])
+            f += 2 * n * d * (2 * q + 2 * kv + 3 * ffn)
+            f += 4 * Double(batch) * Double(seq * seq) * Double(c.headDim) * Double(c.heads[l])
+        }
+        f += 2 * n * Double(c.hiddenSize) * Double(c.vocabSize)
+        return f
+    }
+
+    /// Best-of-`repeats` wall time of `body`.
+    func time(_ body: () throws -> Void) rethrows -> Double {
+        var best = Double.infinity
+        for _ in 0..<repeats {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            try body()
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        }
+        return best
+    }
+
+    /// The model's own GEMMs for one `rows`-token forward, run back to back with `cblas_sgemm`:
+    /// the rate a perfect implementation would reach.
+    public func sgemmReference(batch: Int, seq: Int) -> Figure {
+        let c = model.config
+        let rows = batch * seq
+        var shapes: [(m: Int, n: Int, k: Int, transB: Bool, count: Int)] = []
+        for l in 0..<c.layerCount {
+            let q = c.heads[l] * c.headDim, kv = c.kvHeads[l] * c.headDim, d = c.hiddenSize, f = c.intermediateSizes[l]
+            shapes += [(rows, q, d, true, 1), (rows, kv, d, true, 2), (rows, d, q, true, 1), (rows, f, d, true, 2), (rows, d, f, true, 1)]
+            shapes += [(seq, seq, c.headDim, true, batch * c.heads[l]), (seq, c.headDim, seq, false, batch * c.heads[l])]
+        }
+        shapes.append((rows, c.vocabSize, c.hiddenSize, true, 1))
+        let maxA = shapes.map { $0.m * $0.k }.max()!, maxB = shapes.map { $0.n * $0.k }.max()!, maxC = shapes.map { $0.m * $0.n }.max()!
+        var rng = SplitMix64(seed: 1)
+        let a = Tensor(shape: [maxA], values: (0..<maxA).map { _ in rng.nextFloat(-1, 1) })
+        let b = Tensor(shape: [maxB], values: (0..<maxB).map { _ in rng.nextFloat(-1, 1) })
+        let cbuf = Tensor(zeros: [maxC])
+        var flops = 0.0
+        for s in shapes { flops += 2 * Double(s.m * s.n * s.k * s.count) }
+        let seconds = time {
+            for s in shapes {
+                for _ in 0..<s.count {
+                    BLAS.gemm(transB: s.transB, m: s.m, n: s.n, k: s.k, a: a.pointer, b: b.pointer, c: cbuf.pointer)
+                }
+            }
+        }
+        return Figure(name: "sgemm on the model's GEMM shapes (\(batch)×\(seq))", seconds: seconds, tokensPerSecond: nil,
+                      gflops: flops / seconds / 1e9, note: String(format: "%.1f GFLOP", flops / 1e9))
+    }
+
+    public func forward(batch: Int, seq: Int) throws -> Figure {
+        let tokens = (0..<(batch * seq)).map { Int32(($0 * 7919) % model.config.vocabSize) }
+        let seconds = try time { _ = try model.forward(Graph(), tokens: tokens, batch: batch, cache: nil, logits: .all) }
+        let flops = forwardFLOPs(batch: batch, seq: seq)
+        return Figure(name: "forward \(batch)×\(seq)", seconds: seconds, tokensPerSecond: Double(batch * seq) / seconds,
+                      gflops: flops / seconds / 1e9, note: String(format: "%.1f GFLOP of matmuls", flops / 1e9))
+    }
+
+    public func decode(prompt: Int = 16, steps: Int = 64) throws -> Figure {
+        let seconds = try time {
+            let cache = model.makeCache(batch: 1, capacity: prompt + steps)
+            _ = try model.forward(Graph(), tokens: (0..<prompt).map { Int32($0 + 100) }, batch: 1, cache: cache, logits: .last)
+            for s in 0..<steps {
+                _ = try model.forward(Graph(), tokens: [Int32(200 + s)], batch: 1, cache: cache, logits: .last)
+            }
+        }
+        return Figure(name: "decode with KV cache (prompt \(prompt), \(steps) steps)", seconds: seconds,
+                      tokensPerSecond: Double(steps) / seconds, gflops: nil, note: "includes the prompt's prefill")
+    }
+
+    /// Forward + backward of the mean cross-entropy over `batch × seq` tokens (every parameter trainable).
+    public func forwardBackward(batch: Int, seq: Int) throws -> Figure {
+        let tokens = (0..<(batch * seq)).map { Int32(($0 * 7919) % model.config.vocabSize) }
+        var targets = [Int32](repeating: -100, count: tokens.count)
+        for b in 0..<batch { for t in 0..<(seq - 1) { targets[b * seq + t] = tokens[b * seq + t + 1] } }
+        let seconds = try time {
+            let g = Graph(recording: true)
+            let logits = try model.forward(g, tokens: tokens, batch: batch)
+            try g.backward(g.crossEntropy(logits, targets: targets))
+            for p in model.parameters { p.zeroGrad() }
+        }
+        return Figure(name: "forward+backward \(batch)×\(seq)", seconds: seconds, tokensPerSecond: Double(batch * seq) / seconds,
+                      gflops: 3 * forwardFLOPs(batch: batch, seq: seq) / seconds / 1e9, note: "GFLOP/s counts 3× the forward")
+    }
+}
+
+/// Peak resident memory of this process, in bytes (Linux: VmHWM).
+public func peakResidentBytes() -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+        let kb = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
+        return kb * 1024
+    }
+    return 0
+}

@@ -1,1 +1,0 @@
-// TopiaryEval: see Package.swift for the layering.
