@@ -22,7 +22,10 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "topiary", targets: ["TopiaryCLI"]),
-        .library(name: "Topiary", targets: ["TopiaryCore", "TopiaryAutodiff", "TopiaryGGUF", "TopiaryTokenizers", "TopiaryModels", "TopiaryEval"]),
+        .library(
+            name: "Topiary",
+            targets: ["TopiaryCore", "TopiaryAutodiff", "TopiaryGGUF", "TopiaryTokenizers", "TopiaryModels", "TopiaryEval",
+                      "TopiaryGraph", "TopiaryPrune"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -39,10 +42,12 @@ let package = Package(
         .target(name: "TopiaryTokenizers", dependencies: []),
         .target(name: "TopiaryModels", dependencies: ["TopiaryCore", "TopiaryAutodiff", "TopiaryGGUF", "TopiaryTokenizers"]),
         .target(name: "TopiaryEval", dependencies: ["TopiaryCore", "TopiaryModels", "TopiaryTokenizers"]),
+        .target(name: "TopiaryGraph", dependencies: ["TopiaryCore", "TopiaryAutodiff", "TopiaryModels"]),
+        .target(name: "TopiaryPrune", dependencies: ["TopiaryCore", "CTopiaryKernels", "TopiaryAutodiff", "TopiaryModels", "TopiaryGraph"]),
         .executableTarget(
             name: "TopiaryCLI",
             dependencies: [
-                "TopiaryCore", "TopiaryGGUF", "TopiaryTokenizers", "TopiaryModels", "TopiaryEval",
+                "TopiaryCore", "TopiaryGGUF", "TopiaryTokenizers", "TopiaryModels", "TopiaryEval", "TopiaryGraph", "TopiaryPrune",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -50,5 +55,6 @@ let package = Package(
         .testTarget(name: "TopiaryGGUFTests", dependencies: ["TopiaryGGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TopiaryTokenizersTests", dependencies: ["TopiaryTokenizers"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TopiaryModelsTests", dependencies: ["TopiaryModels", "TopiaryEval"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "TopiaryPruneTests", dependencies: ["TopiaryModels", "TopiaryGraph", "TopiaryPrune", "TopiaryEval"]),
     ]
 )

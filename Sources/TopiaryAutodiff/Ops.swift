@@ -113,6 +113,65 @@ extension Graph {
         }
     }
 
+    /// LayerNorm over the last axis: `(x − mean) / √(var + eps) · w + b` (biased variance, as PyTorch).
+    public func layerNorm(_ x: Var, _ w: Var, _ b: Var, eps: Float) throws -> Var {
+        guard let dim = x.shape.last, w.shape == [dim], b.shape == [dim] else {
+            throw AutodiffError.shapeMismatch(op: "layernorm", shapes: [x.shape, w.shape, b.shape])
+        }
+        let rows = x.value.count / max(dim, 1)
+        let xhat = Tensor(uninitialized: x.shape), y = Tensor(uninitialized: x.shape)
+        var rstd = [Float](repeating: 0, count: rows)
+        for r in 0..<rows {
+            let xr = x.value.pointer + r * dim
+            let mean = Float(tk_sum_d(xr, dim) / Double(dim))
+            var v = 0.0
+            for i in 0..<dim { let d = Double(xr[i] - mean); v += d * d }
+            let inv = 1 / (Float(v / Double(dim)) + eps).squareRoot()
+            rstd[r] = inv
+            for i in 0..<dim { xhat[r * dim + i] = (xr[i] - mean) * inv }
+        }
+        for r in 0..<rows {
+            let o = r * dim
+            tk_mul(xhat.pointer + o, w.value.pointer, y.pointer + o, dim)
+            tk_add_inplace(y.pointer + o, b.value.pointer, dim)
+        }
+        let wv = w.value
+        return record(.layernorm, [x, w, b], output: y, attributes: ["dim": dim]) { dy, needs in
+            var dx: Tensor?, dw: Tensor?, db: Tensor?
+            if needs[1] { let t = Tensor(zeros: [dim]); for r in 0..<rows { tk_mul_acc(dy.pointer + r * dim, xhat.pointer + r * dim, t.pointer, dim) }; dw = t }
+            if needs[2] { let t = Tensor(zeros: [dim]); for r in 0..<rows { tk_add_inplace(t.pointer, dy.pointer + r * dim, dim) }; db = t }
+            if needs[0] {
+                // dx = rstd · (g − mean(g) − x̂ · mean(g · x̂)), g = dy · w
+                let t = Tensor(uninitialized: dy.shape)
+                let g = Tensor(uninitialized: [dim])
+                for r in 0..<rows {
+                    let o = r * dim
+                    tk_mul(dy.pointer + o, wv.pointer, g.pointer, dim)
+                    let mg = Float(tk_sum_d(g.pointer, dim) / Double(dim))
+                    let mgx = Float(tk_dot_d(g.pointer, xhat.pointer + o, dim) / Double(dim))
+                    for i in 0..<dim { t[o + i] = rstd[r] * (g[i] - mg - xhat[o + i] * mgx) }
+                }
+                dx = t
+            }
+            return [dx, dw, db]
+        }
+    }
+
+    /// `x + b` with `b` (`[dim]`) added to every row of `x` (`[…, dim]`): a linear layer's bias.
+    public func addBias(_ x: Var, _ b: Var) throws -> Var {
+        guard let dim = x.shape.last, b.shape == [dim] else {
+            throw AutodiffError.shapeMismatch(op: "addBias", shapes: [x.shape, b.shape])
+        }
+        let rows = x.value.count / max(dim, 1)
+        let y = x.value.copy()
+        for r in 0..<rows { tk_add_inplace(y.pointer + r * dim, b.value.pointer, dim) }
+        return record(.addBias, [x, b], output: y) { dy, needs in
+            var db: Tensor?
+            if needs[1] { let t = Tensor(zeros: [dim]); for r in 0..<rows { tk_add_inplace(t.pointer, dy.pointer + r * dim, dim) }; db = t }
+            return [needs[0] ? dy : nil, db]
+        }
+    }
+
     public func silu(_ x: Var) -> Var {
         unary(.silu, x, forward: tk_silu_fwd, backward: tk_silu_bwd)
     }

@@ -8,7 +8,7 @@ struct ModelArguments: ParsableArguments {
         ProcessInfo.processInfo.environment["TOPIARY_MODEL"] ?? "checkpoints/models/SmolLM2-135M-Instruct.Q4_1.gguf"
     }
 
-    @Option(name: .long, help: ArgumentHelp("A GGUF model file.", valueName: "path"))
+    @Option(name: .long, help: ArgumentHelp("A GGUF model file or a Topiary checkpoint directory.", valueName: "path"))
     var model: String = ModelArguments.defaultModel
 
     @Option(name: .long, help: ArgumentHelp("OpenBLAS threads (default: all cores).", valueName: "n"))
@@ -20,7 +20,7 @@ struct ModelArguments: ParsableArguments {
 
     func load() throws -> LoadedModel {
         if let threads { setBLASThreads(threads) }
-        return try GGUFModelLoader.load(path: model)
+        return try ModelLoader.load(path: model)
     }
 }
 

@@ -169,16 +169,16 @@ struct Generate: ParsableCommand {
             let start = Date()
             var streamed: [Int] = []
             var printedText = ""
-            if !json { print(prompt, terminator: "") }
+            func emit(_ s: some StringProtocol) { FileHandle.standardOutput.write(Data(String(s).utf8)) }
+            if !json { emit(prompt) }
             let ids = try generator.generate(prompt: promptIDs, options: options) { id in
                 guard !json else { return }
                 streamed.append(Int(id))
                 let text = loaded.tokenizer.decode(streamed, skipSpecialTokens: false)
                 // Print only complete characters (a token may end inside a multi-byte character).
                 if !text.hasSuffix("\u{FFFD}") {
-                    print(text.dropFirst(printedText.count), terminator: "")
+                    emit(text.dropFirst(printedText.count))
                     printedText = text
-                    fflush(stdout)
                 }
             }
             let seconds = Date().timeIntervalSince(start)
@@ -187,7 +187,7 @@ struct Generate: ParsableCommand {
                 return try printJSON(Report(promptIDs: promptIDs.map(Int.init), ids: ids.map(Int.init), text: text,
                                             tokensPerSecond: Double(ids.count) / seconds))
             }
-            print(text.dropFirst(printedText.count))
+            emit(text.dropFirst(printedText.count) + "\n")
             FileHandle.standardError.write(Data(String(format: "[%d tokens, %.1f tokens/s]\n", ids.count, Double(ids.count) / seconds).utf8))
         }
     }

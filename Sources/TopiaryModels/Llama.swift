@@ -20,6 +20,8 @@ public protocol LanguageModel: AnyObject, Sendable {
     func forward(_ g: Graph, tokens: [Int32], batch: Int, cache: KVCache?, logits: LogitsMode) throws -> Var
     /// An empty KV cache sized for this model.
     func makeCache(batch: Int, capacity: Int) -> KVCache
+    /// Re-reads the per-layer sizes from the weights after they were sliced (pruning) and checks them.
+    func refreshConfig() throws
 }
 
 extension LanguageModel {
@@ -74,6 +76,26 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         try checkShapes()
     }
 
+    /// Builds the model from weights named as Hugging Face names them (a checkpoint).
+    public convenience init(config: ModelConfig, weights: [String: Tensor], source: String = "checkpoint") throws {
+        func p(_ name: String) throws -> Parameter {
+            guard let t = weights[name] else { throw ModelError.missingTensor(path: source, name: name) }
+            return Parameter(name: name, value: t)
+        }
+        let embedding = try p("model.embed_tokens.weight")
+        let layers = try (0..<config.layerCount).map { l -> LlamaLayer in
+            let n = Self.parameterNames(layer: l)
+            return LlamaLayer(attentionNorm: try p(n[0]), q: try p(n[1]), k: try p(n[2]), v: try p(n[3]), o: try p(n[4]),
+                              ffnNorm: try p(n[5]), gate: try p(n[6]), up: try p(n[7]), down: try p(n[8]))
+        }
+        let output = config.tieWordEmbeddings ? embedding : try p("lm_head.weight")
+        do {
+            try self.init(config: config, embedding: embedding, layers: layers, norm: try p("model.norm.weight"), output: output)
+        } catch let ModelError.tensorShape(_, name, expected, found) {
+            throw ModelError.tensorShape(path: source, name: name, expected: expected, found: found)
+        }
+    }
+
     public static func parameterNames(layer i: Int) -> [String] {
         let p = "model.layers.\(i)."
         return [p + "input_layernorm.weight", p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight",
@@ -92,6 +114,7 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
     /// Re-reads per-layer sizes from the weights (after pruning changed them) and checks them.
     public func refreshConfig() throws {
         var c = config
+        c.hiddenSize = embedding.shape[1]
         c.heads = layers.map { $0.q.shape[0] / c.headDim }
         c.kvHeads = layers.map { $0.k.shape[0] / c.headDim }
         c.intermediateSizes = layers.map { $0.gate.shape[0] }

@@ -38,10 +38,12 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case architecture
+        case architecture = "model_type"
+        case architectures
         case vocabSize = "vocab_size"
         case hiddenSize = "hidden_size"
         case headDim = "head_dim"
+        case layers = "num_hidden_layers"
         case heads = "num_attention_heads"
         case kvHeads = "num_key_value_heads"
         case intermediateSizes = "intermediate_size"
@@ -49,6 +51,59 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         case rmsNormEps = "rms_norm_eps"
         case contextLength = "max_position_embeddings"
         case tieWordEmbeddings = "tie_word_embeddings"
+        case dtype = "torch_dtype"
+    }
+
+    /// Hugging Face `config.json` layout. Per-layer sizes are written as a number when every layer
+    /// agrees and as an array (one entry per layer) when they differ; both forms are read back.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(architecture, forKey: .architecture)
+        let hfClass = ["llama": "LlamaForCausalLM", "gemma3": "Gemma3ForCausalLM", "qwen2": "Qwen2ForCausalLM"][architecture]
+        if let hfClass { try c.encode([hfClass], forKey: .architectures) }
+        try c.encode(vocabSize, forKey: .vocabSize)
+        try c.encode(hiddenSize, forKey: .hiddenSize)
+        try c.encode(headDim, forKey: .headDim)
+        try c.encode(layerCount, forKey: .layers)
+        func perLayer(_ values: [Int], _ key: CodingKeys) throws {
+            if let first = values.first, values.allSatisfy({ $0 == first }) { try c.encode(first, forKey: key) } else {
+                try c.encode(values, forKey: key)
+            }
+        }
+        try perLayer(heads, .heads)
+        try perLayer(kvHeads, .kvHeads)
+        try perLayer(intermediateSizes, .intermediateSizes)
+        try c.encode(ropeTheta, forKey: .ropeTheta)
+        try c.encode(rmsNormEps, forKey: .rmsNormEps)
+        try c.encode(contextLength, forKey: .contextLength)
+        try c.encode(tieWordEmbeddings, forKey: .tieWordEmbeddings)
+        try c.encode("float32", forKey: .dtype)
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        architecture = try c.decode(String.self, forKey: .architecture)
+        vocabSize = try c.decode(Int.self, forKey: .vocabSize)
+        hiddenSize = try c.decode(Int.self, forKey: .hiddenSize)
+        let layers = try c.decode(Int.self, forKey: .layers)
+        func perLayer(_ key: CodingKeys) throws -> [Int] {
+            if let v = try? c.decode(Int.self, forKey: key) { return Array(repeating: v, count: layers) }
+            let values = try c.decode([Int].self, forKey: key)
+            guard values.count == layers else {
+                throw DecodingError.dataCorruptedError(forKey: key, in: c,
+                    debugDescription: "\(values.count) entries for \(layers) layers")
+            }
+            return values
+        }
+        heads = try perLayer(.heads)
+        kvHeads = (try? perLayer(.kvHeads)) ?? heads
+        intermediateSizes = try perLayer(.intermediateSizes)
+        let maxHeads = heads.max() ?? 1
+        headDim = try c.decodeIfPresent(Int.self, forKey: .headDim) ?? hiddenSize / max(maxHeads, 1)
+        ropeTheta = try c.decodeIfPresent(Float.self, forKey: .ropeTheta) ?? 10_000
+        rmsNormEps = try c.decodeIfPresent(Float.self, forKey: .rmsNormEps) ?? 1e-5
+        contextLength = try c.decodeIfPresent(Int.self, forKey: .contextLength) ?? 2048
+        tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
     }
 
     /// Checks internal consistency (per-layer arrays of one length, GQA divisibility).

@@ -27,6 +27,13 @@ final class BackwardRuleTests: XCTestCase {
         }
     }
 
+    func testLayerNormAndBias() throws {
+        try assertGradients([rng.tensor([3, 8]), rng.tensor([8]), rng.tensor([8])]) { g, x in
+            try g.layerNorm(x[0], x[1], x[2], eps: 1e-5)
+        }
+        try assertGradients([rng.tensor([2, 3, 4]), rng.tensor([4])]) { g, x in try g.addBias(x[0], x[1]) }
+    }
+
     func testActivations() throws {
         try assertGradients([rng.tensor([4, 7], -4, 4)]) { g, x in g.silu(x[0]) }
         try assertGradients([rng.tensor([4, 7], -4, 4)]) { g, x in g.geluTanh(x[0]) }

@@ -1,0 +1,92 @@
+import CTopiaryKernels
+import Foundation
+import TopiaryAutodiff
+import TopiaryCore
+import TopiaryModels
+
+/// Calibration windows: `windows` consecutive runs of `length` tokens starting at token `offset` of a
+/// tokenized text (choose an offset past the evaluation windows so the two never overlap).
+public struct CalibrationSet: Sendable {
+    public let tokens: [Int32]
+    public let windows: Int
+    public let length: Int
+    public let offset: Int
+
+    public init(tokens all: [Int32], windows: Int, length: Int, offset: Int, source: String = "text") throws {
+        guard windows >= 1 else { throw PruneError.calibration("--calibration-windows must be at least 1") }
+        guard length >= 2 else { throw PruneError.calibration("--calibration-length must be at least 2") }
+        guard offset >= 0 else { throw PruneError.calibration("--calibration-offset must be ≥ 0") }
+        let end = offset + windows * length
+        guard end <= all.count else {
+            throw PruneError.calibration("\(source): \(windows) windows × \(length) tokens from token \(offset) need \(end) tokens; the text has \(all.count)")
+        }
+        tokens = Array(all[offset..<end])
+        self.windows = windows
+        self.length = length
+        self.offset = offset
+    }
+
+    /// Hugging Face causal-LM targets: token t+1 for position t, ignored (-100) at each window's end.
+    func targets(for ids: ArraySlice<Int32>, windows: Int) -> [Int32] {
+        let ids = Array(ids)
+        var t = [Int32](repeating: -100, count: ids.count)
+        for w in 0..<windows { for i in 0..<(length - 1) { t[w * length + i] = ids[w * length + i + 1] } }
+        return t
+    }
+}
+
+public enum Calibration {
+    /// One forward + backward of the mean causal-LM cross-entropy over the whole set (all windows in
+    /// one batch, as LLM-Pruner does). Gradients accumulate in each parameter's `grad`. Returns the loss.
+    @discardableResult
+    public static func accumulateGradients(_ model: any LanguageModel, _ set: CalibrationSet,
+                                           windowsPerBatch: Int? = nil, progress: ProgressBar? = nil) throws -> Double {
+        let perBatch = max(1, min(set.windows, windowsPerBatch ?? set.windows))
+        var weightedLoss = 0.0
+        var w = 0
+        while w < set.windows {
+            let n = min(perBatch, set.windows - w)
+            let ids = set.tokens[(w * set.length)..<((w + n) * set.length)]
+            let g = Graph(recording: true)
+            let logits = try model.forward(g, tokens: Array(ids), batch: n)
+            let loss = try g.crossEntropy(logits, targets: set.targets(for: ids, windows: n))
+            // Scale so that several batches add up to the gradient of the mean over all windows.
+            try g.backward(loss, seed: Float(n) / Float(set.windows))
+            weightedLoss += Double(loss.value[0]) * Double(n)
+            w += n
+            progress?.advance(by: n, status: String(format: "loss %.4f", weightedLoss / Double(w)))
+        }
+        progress?.finish()
+        return weightedLoss / Double(set.windows)
+    }
+
+    /// The Fisher-diagonal term of second-order Taylor importance, ½ Σₛ (w·gₛ)², with one backward per
+    /// window s. Leaves every `grad` cleared.
+    public static func fisher(_ model: any LanguageModel, _ set: CalibrationSet, progress: ProgressBar? = nil) throws -> [String: Tensor] {
+        var acc: [String: Tensor] = [:]
+        for p in model.parameters { p.zeroGrad() }
+        for w in 0..<set.windows {
+            let ids = set.tokens[(w * set.length)..<((w + 1) * set.length)]
+            let g = Graph(recording: true)
+            let logits = try model.forward(g, tokens: Array(ids), batch: 1)
+            try g.backward(try g.crossEntropy(logits, targets: set.targets(for: ids, windows: 1)))
+            for p in model.parameters {
+                guard let grad = p.grad else { continue }
+                let n = p.value.count
+                let wg = Tensor(uninitialized: p.shape)
+                tk_mul(p.value.pointer, grad.pointer, wg.pointer, n)
+                let sq = Tensor(uninitialized: p.shape)
+                tk_scale(wg.pointer, 0.5, sq.pointer, n)
+                if let a = acc[p.name] { tk_mul_acc(sq.pointer, wg.pointer, a.pointer, n) } else {
+                    let a = Tensor(zeros: p.shape)
+                    tk_mul_acc(sq.pointer, wg.pointer, a.pointer, n)
+                    acc[p.name] = a
+                }
+                p.zeroGrad()
+            }
+            progress?.advance()
+        }
+        progress?.finish()
+        return acc
+    }
+}

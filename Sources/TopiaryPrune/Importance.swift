@@ -1,0 +1,129 @@
+import CTopiaryKernels
+import Foundation
+import TopiaryAutodiff
+import TopiaryCore
+import TopiaryGraph
+import TopiaryModels
+
+/// How a unit's importance is measured.
+public enum ImportanceCriterion: String, CaseIterable, Codable, Sendable {
+    /// First-order Taylor, element-wise: Σ |w·∂L/∂w| over the unit's weights.
+    case taylor
+    /// First-order Taylor, vector-wise: Σ over the unit's channels of |Σ w·∂L/∂w| along the channel.
+    case taylorVector = "taylor-vector"
+    /// Second-order Taylor with the Fisher diagonal: Σ ½ Σₛ (w·∂Lₛ/∂w)² over samples s (one backward per window).
+    case taylor2
+    /// Magnitude: Σ |w|.
+    case l1
+    /// Magnitude: √Σ w².
+    case l2
+    /// Uniform random scores (a baseline), seeded.
+    case random
+
+    /// True when the criterion needs gradients from calibration data.
+    public var needsGradients: Bool { self == .taylor || self == .taylorVector || self == .taylor2 }
+}
+
+/// How the scores of a unit's members (its slices of several tensors) combine into one number.
+public enum Aggregation: String, CaseIterable, Codable, Sendable {
+    case sum, mean, max, prod, last
+
+    public func combine(_ values: [Double]) -> Double {
+        switch self {
+        case .sum: return values.reduce(0, +)
+        case .mean: return values.isEmpty ? 0 : values.reduce(0, +) / Double(values.count)
+        case .max: return values.max() ?? 0
+        case .prod: return values.reduce(1, *)
+        case .last: return values.last ?? 0
+        }
+    }
+}
+
+/// Scores every unit of a group (higher = more important = kept).
+public protocol ImportanceEstimator {
+    /// One score per unit of `group`.
+    func scores(for group: PruningGroup, parameters: [String: Parameter]) throws -> [Double]
+}
+
+/// The estimator for a criterion and an aggregation. Gradient-based criteria read the statistics that
+/// ``Calibration`` accumulated (`grad` for first order, the Fisher sums for second order).
+public struct CriterionEstimator: ImportanceEstimator {
+    public let criterion: ImportanceCriterion
+    public let aggregation: Aggregation
+    public let fisher: [String: Tensor]
+    public let seed: UInt64
+
+    public init(criterion: ImportanceCriterion, aggregation: Aggregation, fisher: [String: Tensor] = [:], seed: UInt64 = 0) {
+        self.criterion = criterion
+        self.aggregation = aggregation
+        self.fisher = fisher
+        self.seed = seed
+    }
+
+    public func scores(for group: PruningGroup, parameters: [String: Parameter]) throws -> [Double] {
+        if criterion == .random {
+            var rng = SplitMix64(seed: seed &+ UInt64(group.id) &* 0x9E37_79B9)
+            return (0..<group.units).map { _ in rng.nextDouble() }
+        }
+        var perMember: [[Double]] = []
+        for m in group.members {
+            guard let p = parameters[m.tensor] else { throw PruneError.unknownTensor(m.tensor) }
+            let channel = try channelScores(p, axis: m.axis)
+            perMember.append((0..<group.units).map { u in
+                let s = m.channels(ofUnit: u).reduce(0) { $0 + channel[$1] }
+                return criterion == .l2 ? s.squareRoot() : s
+            })
+        }
+        return (0..<group.units).map { u in aggregation.combine(perMember.map { $0[u] }) }
+    }
+
+    /// One value per index of `axis`, before summing over a unit's channels.
+    func channelScores(_ p: Parameter, axis: Int) throws -> [Double] {
+        let w = p.value
+        let n = w.count
+        switch criterion {
+        case .l1, .l2:
+            let e = Tensor(uninitialized: w.shape)
+            if criterion == .l1 { for i in 0..<n { e[i] = abs(w[i]) } } else { tk_mul(w.pointer, w.pointer, e.pointer, n) }
+            return e.sums(keepingAxis: axis)
+        case .taylor, .taylorVector:
+            guard let g = p.grad else { throw PruneError.missingGradient(p.name) }
+            let e = Tensor(uninitialized: w.shape)
+            tk_mul(w.pointer, g.pointer, e.pointer, n)
+            if criterion == .taylor {
+                for i in 0..<n { e[i] = abs(e[i]) }
+                return e.sums(keepingAxis: axis)
+            }
+            return e.sums(keepingAxis: axis).map(abs)
+        case .taylor2:
+            guard let f = fisher[p.name] else { throw PruneError.missingGradient(p.name) }
+            return f.sums(keepingAxis: axis)
+        case .random:
+            return [Double](repeating: 0, count: w.shape[axis])
+        }
+    }
+}
+
+/// Errors of pruning.
+public enum PruneError: Error, LocalizedError, Equatable {
+    case invalidRatio(Double)
+    case layerRange(String, layers: Int)
+    case wouldEmptyGroup(group: Int, kind: String, layer: Int?, units: Int)
+    case unknownTensor(String)
+    case missingGradient(String)
+    case calibration(String)
+    case notApplicable(String)
+
+    public var errorDescription: String? {
+        switch self {
+        case let .invalidRatio(r): return "--ratio \(r) is outside [0, 1)"
+        case let .layerRange(s, layers): return "--layers \(s) is not a range inside the model's layers 0-\(layers - 1) (e.g. 3-27)"
+        case let .wouldEmptyGroup(g, kind, layer, units):
+            return "the ratio would remove every unit of \(kind) group \(g)\(layer.map { " (layer \($0))" } ?? "") of \(units) units; the last unit of a group is never removed — use a smaller ratio"
+        case let .unknownTensor(t): return "the dependency graph names tensor '\(t)' that the model does not have"
+        case let .missingGradient(t): return "no gradient for '\(t)': run calibration before a gradient-based importance"
+        case let .calibration(m): return "calibration: \(m)"
+        case let .notApplicable(m): return m
+        }
+    }
+}

@@ -1,0 +1,194 @@
+import Foundation
+import TopiaryAutodiff
+import TopiaryCore
+import TopiaryGraph
+import TopiaryModels
+
+/// What to remove from one group, and why.
+public struct GroupRemoval: Codable, Sendable, Equatable {
+    public var group: Int
+    public var kind: String
+    public var layer: Int?
+    public var unitsBefore: Int
+    /// Removed unit indices, ascending (original numbering).
+    public var removedUnits: [Int]
+    /// Importance of every unit (original numbering).
+    public var scores: [Double]
+
+    public init(group: Int, kind: String, layer: Int?, unitsBefore: Int, removedUnits: [Int], scores: [Double]) {
+        self.group = group
+        self.kind = kind
+        self.layer = layer
+        self.unitsBefore = unitsBefore
+        self.removedUnits = removedUnits
+        self.scores = scores
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case group, kind, layer, scores
+        case unitsBefore = "units_before"
+        case removedUnits = "removed_units"
+    }
+}
+
+/// A structured pruning plan: the record (`pruning.json`) of what was removed and why; replaying it on
+/// the original model rebuilds the pruned one.
+public struct PruningPlan: Codable, Sendable {
+    public var ratio: Double
+    public var layers: [Int]
+    public var mode: String
+    public var importance: String
+    public var aggregation: String
+    public var calibration: [String: Int]?
+    public var calibrationLoss: Double?
+    public var parametersBefore: Int
+    public var parametersAfter: Int
+    public var nonEmbeddingBefore: Int
+    public var removals: [GroupRemoval]
+
+    enum CodingKeys: String, CodingKey {
+        case ratio, layers, mode, importance, aggregation, calibration, removals
+        case calibrationLoss = "calibration_loss"
+        case parametersBefore = "parameters_before"
+        case parametersAfter = "parameters_after"
+        case nonEmbeddingBefore = "non_embedding_parameters_before"
+    }
+}
+
+/// Chooses units to remove from dependency-graph groups and slices them out of the model.
+public struct StructuredPruner {
+    public enum Mode: String, CaseIterable, Codable, Sendable {
+        /// Every chosen layer loses the same share (LLM-Pruner's block-wise setting).
+        case uniform
+        /// Units of a kind are ranked across all chosen layers (scores normalised per group).
+        case global
+    }
+
+    public var ratio: Double
+    public var layers: ClosedRange<Int>
+    public var mode: Mode
+    /// Kept MLP channels per layer are rounded to a multiple of this (1 = exact).
+    public var roundTo: Int
+
+    public init(ratio: Double, layers: ClosedRange<Int>, mode: Mode = .uniform, roundTo: Int = 1) {
+        self.ratio = ratio
+        self.layers = layers
+        self.mode = mode
+        self.roundTo = max(1, roundTo)
+    }
+
+    /// Parses `A-B` (inclusive) and checks it against the model's layer count.
+    public static func parseLayers(_ text: String, layerCount: Int) throws -> ClosedRange<Int> {
+        let parts = text.split(separator: "-").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let range: ClosedRange<Int>?
+        if parts.count == 1, let a = parts[0] { range = a...a } else if parts.count == 2, let a = parts[0], let b = parts[1], a <= b {
+            range = a...b
+        } else { range = nil }
+        guard let range, range.lowerBound >= 0, range.upperBound < layerCount else {
+            throw PruneError.layerRange(text, layers: layerCount)
+        }
+        return range
+    }
+
+    /// Decides how many units of each attention and MLP group in the layer range to remove and which,
+    /// by `estimator`'s scores (lowest first; ties keep the lower index).
+    public func plan(model: any LanguageModel, graph: DependencyGraph, estimator: any ImportanceEstimator) throws -> [GroupRemoval] {
+        guard ratio >= 0, ratio < 1 else { throw PruneError.invalidRatio(ratio) }
+        let params = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0) })
+        let shapes = params.mapValues(\.shape)
+        let c = model.config
+        let nonEmbedding = model.parameterCount - c.vocabSize * c.hiddenSize
+        let target = ratio * Double(nonEmbedding) / Double(layers.count)
+        let candidates = graph.groups.filter { g in
+            (g.kind == "attention" || g.kind == "mlp") && g.layer.map { layers.contains($0) } == true
+        }
+        var scores: [Int: [Double]] = [:]
+        for g in candidates { scores[g.id] = try estimator.scores(for: g, parameters: params) }
+
+        var counts: [Int: Int] = [:]
+        switch mode {
+        case .uniform:
+            for l in layers {
+                let inLayer = candidates.filter { $0.layer == l }
+                let layerParams = inLayer.reduce(0) { $0 + $1.units * $1.parametersPerUnit(shapes: shapes) }
+                guard layerParams > 0 else { continue }
+                let share = target / Double(layerParams)
+                var remaining = target
+                // Heads first, rounded to whole KV groups; MLP channels make up the rest.
+                for g in inLayer where g.kind == "attention" {
+                    let k = Int((share * Double(g.units)).rounded())
+                    counts[g.id] = k
+                    remaining -= Double(k * g.parametersPerUnit(shapes: shapes))
+                }
+                let mlps = inLayer.filter { $0.kind == "mlp" }
+                for g in mlps {
+                    var k = Int((max(0, remaining) / Double(mlps.count) / Double(g.parametersPerUnit(shapes: shapes))).rounded())
+                    if roundTo > 1 {
+                        let kept = Int((Double(g.units - k) / Double(roundTo)).rounded()) * roundTo
+                        k = g.units - max(roundTo, kept)
+                    }
+                    counts[g.id] = max(0, k)
+                }
+            }
+        case .global:
+            // Rank units of each kind across layers by score normalised by the group's mean, removing the
+            // lowest until the kind's share of the target is met.
+            for kind in ["attention", "mlp"] {
+                let groups = candidates.filter { $0.kind == kind }
+                let kindParams = groups.reduce(0) { $0 + $1.units * $1.parametersPerUnit(shapes: shapes) }
+                let allParams = candidates.reduce(0) { $0 + $1.units * $1.parametersPerUnit(shapes: shapes) }
+                guard kindParams > 0 else { continue }
+                var budget = target * Double(layers.count) * Double(kindParams) / Double(allParams)
+                var ranked: [(score: Double, group: PruningGroup, unit: Int)] = []
+                for g in groups {
+                    let s = scores[g.id]!
+                    let mean = max(s.reduce(0, +) / Double(s.count), 1e-30)
+                    ranked += s.enumerated().map { ($0.element / mean, g, $0.offset) }
+                }
+                ranked.sort { $0.score < $1.score }
+                for r in ranked {
+                    let per = Double(r.group.parametersPerUnit(shapes: shapes))
+                    guard budget >= per / 2 else { break }
+                    if counts[r.group.id, default: 0] + 1 >= r.group.units { continue }  // keep one unit per group
+                    counts[r.group.id, default: 0] += 1
+                    budget -= per
+                }
+            }
+        }
+        var removals: [GroupRemoval] = []
+        for g in candidates {
+            let k = counts[g.id] ?? 0
+            guard k > 0 else { continue }
+            guard k < g.units else { throw PruneError.wouldEmptyGroup(group: g.id, kind: g.kind, layer: g.layer, units: g.units) }
+            let s = scores[g.id]!
+            let order = s.indices.sorted { s[$0] != s[$1] ? s[$0] < s[$1] : $0 < $1 }
+            removals.append(GroupRemoval(group: g.id, kind: g.kind, layer: g.layer, unitsBefore: g.units,
+                                         removedUnits: order.prefix(k).sorted(), scores: s))
+        }
+        return removals
+    }
+
+    /// Physically removes the planned units: every member tensor is sliced, then the model re-reads its
+    /// per-layer shapes.
+    public static func apply(_ removals: [GroupRemoval], graph: DependencyGraph, to model: any LanguageModel) throws {
+        let params = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0) })
+        // Collect removed indices per (tensor, axis) across groups, then slice each tensor once per axis.
+        var removed: [String: [Int: Set<Int>]] = [:]
+        for r in removals {
+            guard let g = graph.groups.first(where: { $0.id == r.group }), g.units == r.unitsBefore else {
+                throw PruneError.notApplicable("group \(r.group) of the plan does not match the model's dependency graph")
+            }
+            for m in g.members {
+                for u in r.removedUnits { removed[m.tensor, default: [:]][m.axis, default: []].formUnion(m.channels(ofUnit: u)) }
+            }
+        }
+        for (name, axes) in removed {
+            guard let p = params[name] else { throw PruneError.unknownTensor(name) }
+            var t = p.value
+            for (axis, indices) in axes { t = t.removing(indices, axis: axis) }
+            p.value = t
+            p.grad = nil
+        }
+        try model.refreshConfig()
+    }
+}
