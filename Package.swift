@@ -12,9 +12,9 @@ import PackageDescription
 // Set TOPIARY_PORTABLE=1 to build a binary that runs on any x86-64 CPU with AVX2.
 import Foundation
 let portable = ProcessInfo.processInfo.environment["TOPIARY_PORTABLE"] != nil
-let kernelFlags: [String] = ["-O3", "-ffp-contract=fast", "-fno-math-errno"] + (portable ? ["-mavx2", "-mfma", "-mf16c"] : ["-march=native"])
+let kernelFlags: [String] = ["-O3", "-ffp-contract=fast", "-fno-math-errno", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math"] + (portable ? ["-mavx2", "-mfma", "-mf16c"] : ["-march=native"])
 #else
-let kernelFlags: [String] = ["-O3", "-ffp-contract=fast", "-fno-math-errno"]
+let kernelFlags: [String] = ["-O3", "-ffp-contract=fast", "-fno-math-errno", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math"]
 #endif
 
 let package = Package(

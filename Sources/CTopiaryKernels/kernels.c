@@ -130,13 +130,14 @@ void tk_rope(const float *x, float *y, long tokens, long heads, long head_dim, l
     }
 }
 
-void tk_softmax_masked(float *s, long rows, long cols, long ld, float scale, long offset, long window) {
+void tk_softmax_masked(float *s, long rows, long cols, long ld, float scale, long offset, long window, long group) {
     for (long r = 0; r < rows; r++) {
         float *row = s + r * ld;
-        long hi = r + offset + 1; /* visible: [lo, hi) */
+        long q = r / group;
+        long hi = q + offset + 1; /* visible: [lo, hi) */
         if (hi > cols) hi = cols;
         long lo = 0;
-        if (window > 0 && r + offset + 1 - window > 0) lo = r + offset + 1 - window;
+        if (window > 0 && q + offset + 1 - window > 0) lo = q + offset + 1 - window;
         if (hi <= lo) { memset(row, 0, sizeof(float) * cols); continue; }
         float m = -INFINITY;
         for (long j = lo; j < hi; j++) m = row[j] > m ? row[j] : m;

@@ -136,7 +136,7 @@ extension Graph {
         }
         let keep = recording && [q, k, v].contains { $0.node >= 0 && nodes[$0.node].requiresGrad }
         let out = Tensor(uninitialized: q.shape)
-        let probs = keep ? Tensor(uninitialized: [s.batch, s.heads, s.queryLength, s.keyLength]) : nil
+        let probs = keep ? Tensor(uninitialized: [s.batch, s.kvHeads, s.queryLength * s.group, s.keyLength]) : nil
         Self.attentionForward(q: q.value.pointer, k: k.value.pointer, v: v.value.pointer,
                               keyBatchStride: s.keyLength * s.kvHeads * s.headDim, out: out.pointer, probs: probs, s)
         let qv = q.value, kv = k.value, vv = v.value
@@ -165,44 +165,56 @@ extension Graph {
                       backward: nil)
     }
 
+    /// Query positions per tile: causal attention computes only the keys a tile can see.
     static let queryTile = 64
 
+    /// Copies the `group` query heads that share KV head `g` into a `[T·group, headDim]` matrix
+    /// (rows ordered position-major), so that one GEMM serves the whole group.
+    @inline(__always)
+    static func gatherGroup(_ src: UnsafePointer<Float>, rowStride: Int, rows T: Int, width: Int, into dst: UnsafeMutablePointer<Float>) {
+        for t in 0..<T { (dst + t * width).update(from: src + t * rowStride, count: width) }
+    }
+
+    @inline(__always)
+    static func scatterGroup(_ src: UnsafePointer<Float>, rows T: Int, width: Int, into dst: UnsafeMutablePointer<Float>, rowStride: Int) {
+        for t in 0..<T { (dst + t * rowStride).update(from: src + t * width, count: width) }
+    }
+
+    /// Forward attention. `probs`, when given, receives the probabilities as `[batch, kvHeads, T·group, S]`.
     static func attentionForward(
         q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, keyBatchStride: Int,
         out: UnsafeMutablePointer<Float>, probs: Tensor?, _ s: AttentionShape
     ) {
-        let T = s.queryLength, S = s.keyLength, hd = s.headDim
-        let qld = s.heads * hd, kld = s.kvHeads * hd
-        let scratch = probs == nil ? Tensor(uninitialized: [T, S]) : nil
+        let T = s.queryLength, S = s.keyLength, hd = s.headDim, G = s.group
+        let qld = s.heads * hd, kld = s.kvHeads * hd, width = G * hd, rowsTotal = T * G
+        let qs = Tensor(uninitialized: [rowsTotal, hd]), os = Tensor(uninitialized: [rowsTotal, hd])
+        let scratch = probs == nil ? Tensor(uninitialized: [rowsTotal, S]) : nil
         for b in 0..<s.batch {
-            for h in 0..<s.heads {
-                let g = h / s.group
-                let qb = q + b * T * qld + h * hd
-                let kb = k + b * keyBatchStride + g * hd
-                let vb = v + b * keyBatchStride + g * hd
-                let ob = out + b * T * qld + h * hd
-                let p = probs.map { $0.pointer + (b * s.heads + h) * T * S } ?? scratch!.pointer
+            for g in 0..<s.kvHeads {
+                gatherGroup(q + b * T * qld + g * width, rowStride: qld, rows: T, width: width, into: qs.pointer)
+                let kb = k + b * keyBatchStride + g * hd, vb = v + b * keyBatchStride + g * hd
+                let p = probs.map { $0.pointer + (b * s.kvHeads + g) * rowsTotal * S } ?? scratch!.pointer
                 var r0 = 0
                 while r0 < T {
                     let r1 = min(T, r0 + queryTile)
-                    let visible = s.causal ? min(S, r1 + s.offset) : S
-                    let rows = r1 - r0
+                    let visible = s.causal ? max(0, min(S, r1 + s.offset)) : S
+                    let R0 = r0 * G, rows = (r1 - r0) * G
                     if visible > 0 {
-                        BLAS.gemm(transB: true, m: rows, n: visible, k: hd, a: qb + r0 * qld, lda: qld, b: kb, ldb: kld,
-                                  c: p + r0 * S, ldc: S)
+                        BLAS.gemm(transB: true, m: rows, n: visible, k: hd, a: qs.pointer + R0 * hd, lda: hd, b: kb, ldb: kld,
+                                  c: p + R0 * S, ldc: S)
                     }
-                    tk_softmax_masked(p + r0 * S, rows, visible, S, s.scale, s.offset + r0, s.window)
+                    tk_softmax_masked(p + R0 * S, rows, visible, S, s.scale, s.offset + r0, s.window, G)
                     if probs != nil && visible < S {
-                        for r in r0..<r1 { (p + r * S + visible).update(repeating: 0, count: S - visible) }
+                        for r in R0..<(R0 + rows) { (p + r * S + visible).update(repeating: 0, count: S - visible) }
                     }
                     if visible > 0 {
-                        BLAS.gemm(m: rows, n: hd, k: visible, a: p + r0 * S, lda: S, b: vb, ldb: kld,
-                                  c: ob + r0 * qld, ldc: qld)
+                        BLAS.gemm(m: rows, n: hd, k: visible, a: p + R0 * S, lda: S, b: vb, ldb: kld, c: os.pointer + R0 * hd, ldc: hd)
                     } else {
-                        for r in r0..<r1 { (ob + r * qld).update(repeating: 0, count: hd) }
+                        (os.pointer + R0 * hd).update(repeating: 0, count: rows * hd)
                     }
                     r0 = r1
                 }
+                scatterGroup(os.pointer, rows: T, width: width, into: out + b * T * qld + g * width, rowStride: qld)
             }
         }
     }
@@ -210,24 +222,29 @@ extension Graph {
     static func attentionBackward(q: Tensor, k: Tensor, v: Tensor, probs: Tensor, dout: Tensor, _ s: AttentionShape)
         -> [Tensor?]
     {
-        let T = s.queryLength, S = s.keyLength, hd = s.headDim
-        let qld = s.heads * hd, kld = s.kvHeads * hd
+        let T = s.queryLength, S = s.keyLength, hd = s.headDim, G = s.group
+        let qld = s.heads * hd, kld = s.kvHeads * hd, width = G * hd, rowsTotal = T * G
         let dq = Tensor(uninitialized: q.shape), dk = Tensor(zeros: k.shape), dv = Tensor(zeros: v.shape)
-        let dp = Tensor(uninitialized: [T, S])
+        let dp = Tensor(uninitialized: [rowsTotal, S])
+        let qs = Tensor(uninitialized: [rowsTotal, hd]), dos = Tensor(uninitialized: [rowsTotal, hd])
+        let dqs = Tensor(uninitialized: [rowsTotal, hd])
         for b in 0..<s.batch {
-            for h in 0..<s.heads {
-                let g = h / s.group
-                let p = probs.pointer + (b * s.heads + h) * T * S
-                let qOff = b * T * qld + h * hd, kOff = b * S * kld + g * hd
-                let dO = dout.pointer + qOff
-                // dV += Pᵀ·dO ;  dP = dO·Vᵀ
-                BLAS.gemm(transA: true, m: S, n: hd, k: T, a: p, lda: S, b: dO, ldb: qld, beta: 1, c: dv.pointer + kOff, ldc: kld)
-                BLAS.gemm(transB: true, m: T, n: S, k: hd, a: dO, lda: qld, b: v.pointer + kOff, ldb: kld, c: dp.pointer, ldc: S)
-                tk_softmax_bwd(p, dp.pointer, T, S, S)
+            for g in 0..<s.kvHeads {
+                let p = probs.pointer + (b * s.kvHeads + g) * rowsTotal * S
+                let qOff = b * T * qld + g * width, kOff = b * S * kld + g * hd
+                gatherGroup(q.pointer + qOff, rowStride: qld, rows: T, width: width, into: qs.pointer)
+                gatherGroup(dout.pointer + qOff, rowStride: qld, rows: T, width: width, into: dos.pointer)
+                // dV += Pᵀ·dO ;  dP = dO·Vᵀ ;  dS = softmax'(dP)
+                BLAS.gemm(transA: true, m: S, n: hd, k: rowsTotal, a: p, lda: S, b: dos.pointer, ldb: hd, beta: 1,
+                          c: dv.pointer + kOff, ldc: kld)
+                BLAS.gemm(transB: true, m: rowsTotal, n: S, k: hd, a: dos.pointer, lda: hd, b: v.pointer + kOff, ldb: kld,
+                          c: dp.pointer, ldc: S)
+                tk_softmax_bwd(p, dp.pointer, rowsTotal, S, S)
                 // dQ = scale·dS·K ;  dK += scale·dSᵀ·Q
-                BLAS.gemm(m: T, n: hd, k: S, alpha: s.scale, a: dp.pointer, lda: S, b: k.pointer + kOff, ldb: kld,
-                          c: dq.pointer + qOff, ldc: qld)
-                BLAS.gemm(transA: true, m: S, n: hd, k: T, alpha: s.scale, a: dp.pointer, lda: S, b: q.pointer + qOff, ldb: qld,
+                BLAS.gemm(m: rowsTotal, n: hd, k: S, alpha: s.scale, a: dp.pointer, lda: S, b: k.pointer + kOff, ldb: kld,
+                          c: dqs.pointer, ldc: hd)
+                scatterGroup(dqs.pointer, rows: T, width: width, into: dq.pointer + qOff, rowStride: qld)
+                BLAS.gemm(transA: true, m: S, n: hd, k: rowsTotal, alpha: s.scale, a: dp.pointer, lda: S, b: qs.pointer, ldb: hd,
                           beta: 1, c: dk.pointer + kOff, ldc: kld)
             }
         }

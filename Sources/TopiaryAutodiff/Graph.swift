@@ -60,8 +60,19 @@ final class Node {
 public final class Graph {
     public let recording: Bool
     var nodes: [Node] = []
+    /// When profiling, seconds spent per op kind: forward (time since the previous op was recorded)
+    /// and backward (each backward rule).
+    public private(set) var forwardSeconds: [OpKind: Double]?
+    public private(set) var backwardSeconds: [OpKind: Double]?
+    private var lastRecord = DispatchTime.now().uptimeNanoseconds
 
-    public init(recording: Bool = false) { self.recording = recording }
+    public init(recording: Bool = false, profile: Bool = false) {
+        self.recording = recording
+        if profile {
+            forwardSeconds = [:]
+            backwardSeconds = [:]
+        }
+    }
 
     /// The recorded operations in execution order (empty when not recording).
     public var records: [OpRecord] { nodes.map(\.record) }
@@ -75,6 +86,11 @@ public final class Graph {
         _ kind: OpKind, _ inputs: [Var], parameter: Parameter? = nil, output: Tensor,
         attributes: [String: Int] = [:], backward: BackwardRule?
     ) -> Var {
+        if forwardSeconds != nil {
+            let now = DispatchTime.now().uptimeNanoseconds
+            forwardSeconds![kind, default: 0] += Double(now - lastRecord) / 1e9
+            lastRecord = now
+        }
         guard recording else { return Var(value: output, node: -1) }
         let needs = inputs.map { $0.node >= 0 && nodes[$0.node].requiresGrad }
         let requires = needs.contains(true)
@@ -96,6 +112,7 @@ public final class Graph {
 
     /// A parameter enters the graph; its gradient accumulates into `p.grad` on backward.
     public func parameter(_ p: Parameter) -> Var {
+        lastRecord = DispatchTime.now().uptimeNanoseconds
         guard recording else { return Var(value: p.value, node: -1) }
         nodes.append(Node(record: OpRecord(kind: .parameter, inputs: [], parameter: p, outputShape: p.shape, attributes: [:]),
                           requiresGrad: p.requiresGrad, backward: nil))
@@ -125,7 +142,9 @@ public final class Graph {
             }
             guard node.requiresGrad, let rule = node.backward else { continue }
             let needs = node.record.inputs.map { $0 >= 0 && nodes[$0].requiresGrad }
+            let t0 = DispatchTime.now().uptimeNanoseconds
             let inputGrads = try rule(g, needs)
+            if backwardSeconds != nil { backwardSeconds![node.record.kind, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
             for (k, input) in node.record.inputs.enumerated() where needs[k] {
                 guard let gi = inputGrads[k] else { continue }
                 guard gi.count == nodes[input].record.outputShape.reduce(1, *) else {

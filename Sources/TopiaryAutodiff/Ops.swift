@@ -205,7 +205,7 @@ extension Graph {
     public func softmax(_ x: Var) -> Var {
         let cols = x.shape.last ?? 1, rows = x.value.count / max(cols, 1)
         let y = x.value.copy()
-        tk_softmax_masked(y.pointer, rows, cols, cols, 1, cols, 0)
+        tk_softmax_masked(y.pointer, rows, cols, cols, 1, cols, 0, 1)
         return record(.softmax, [x], output: y) { dy, _ in
             let dx = dy.copy()
             tk_softmax_bwd(y.pointer, dx.pointer, rows, cols, cols)

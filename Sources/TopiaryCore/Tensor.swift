@@ -4,24 +4,83 @@ import Foundation
 ///
 /// Storage is a reference type so that tensors are cheap to pass around; code that mutates
 /// a tensor in place must own it (freshly allocated or documented as an in-place op).
+/// Buffers come from ``BufferPool``, which recycles large ones so that a model run does not pay
+/// page faults for every activation.
 public final class TensorStorage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
+    private let bytes: Int
 
     /// Allocates `count` floats. Zero-filled when `zeroed` is true.
     public init(count: Int, zeroed: Bool = true) {
         precondition(count >= 0, "negative tensor size")
-        var raw: UnsafeMutableRawPointer?
-        let bytes = max(count, 1) * MemoryLayout<Float>.stride
-        guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
-            fatalError("out of memory allocating \(bytes) bytes")
-        }
-        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        bytes = max(count, 1) * MemoryLayout<Float>.stride
+        pointer = BufferPool.shared.allocate(bytes: bytes).bindMemory(to: Float.self, capacity: max(count, 1))
         self.count = count
         if zeroed { pointer.initialize(repeating: 0, count: max(count, 1)) }
     }
 
-    deinit { free(pointer) }
+    deinit { BufferPool.shared.release(UnsafeMutableRawPointer(pointer), bytes: bytes) }
+}
+
+/// Recycles large buffers by exact size (activations of the same shapes recur every layer, window and
+/// step) and asks the kernel for transparent huge pages, so big tensors cost no page faults after the
+/// first use. Holds at most ``limitBytes`` of free buffers.
+public final class BufferPool: @unchecked Sendable {
+    public static let shared = BufferPool()
+    /// Buffers smaller than this go straight to malloc.
+    static let minimumPooled = 256 * 1024
+    static let hugePage = 2 * 1024 * 1024
+    /// A third of physical memory by default: enough to recycle a training step's activations.
+    public var limitBytes = Int(ProcessInfo.processInfo.physicalMemory / 3)
+    private var free: [Int: [UnsafeMutableRawPointer]] = [:]
+    private var freeBytes = 0
+    private let lock = NSLock()
+
+    func allocate(bytes: Int) -> UnsafeMutableRawPointer {
+        if bytes >= Self.minimumPooled {
+            lock.lock()
+            if var list = free[bytes], let p = list.popLast() {
+                free[bytes] = list.isEmpty ? nil : list
+                freeBytes -= bytes
+                lock.unlock()
+                return p
+            }
+            lock.unlock()
+        }
+        let alignment = bytes >= Self.hugePage ? Self.hugePage : 64
+        var raw: UnsafeMutableRawPointer?
+        guard posix_memalign(&raw, alignment, bytes) == 0, let raw else {
+            fatalError("out of memory allocating \(bytes) bytes")
+        }
+        #if os(Linux)
+        if bytes >= Self.hugePage { _ = madvise(raw, bytes, 14 /* MADV_HUGEPAGE */) }
+        #endif
+        return raw
+    }
+
+    func release(_ p: UnsafeMutableRawPointer, bytes: Int) {
+        if bytes >= Self.minimumPooled {
+            lock.lock()
+            if freeBytes + bytes <= limitBytes {
+                free[bytes, default: []].append(p)
+                freeBytes += bytes
+                lock.unlock()
+                return
+            }
+            lock.unlock()
+        }
+        Foundation.free(p)
+    }
+
+    /// Returns every pooled buffer to the system.
+    public func drain() {
+        lock.lock()
+        for (_, list) in free { for p in list { Foundation.free(p) } }
+        free.removeAll()
+        freeBytes = 0
+        lock.unlock()
+    }
 }
 
 /// A dense, contiguous, row-major fp32 tensor.

@@ -46,6 +46,22 @@ public struct PruningPlan: Codable, Sendable {
     public var nonEmbeddingBefore: Int
     public var removals: [GroupRemoval]
 
+    public init(ratio: Double, layers: [Int], mode: String, importance: String, aggregation: String,
+                calibration: [String: Int]?, calibrationLoss: Double?, parametersBefore: Int, parametersAfter: Int,
+                nonEmbeddingBefore: Int, removals: [GroupRemoval]) {
+        self.ratio = ratio
+        self.layers = layers
+        self.mode = mode
+        self.importance = importance
+        self.aggregation = aggregation
+        self.calibration = calibration
+        self.calibrationLoss = calibrationLoss
+        self.parametersBefore = parametersBefore
+        self.parametersAfter = parametersAfter
+        self.nonEmbeddingBefore = nonEmbeddingBefore
+        self.removals = removals
+    }
+
     enum CodingKeys: String, CodingKey {
         case ratio, layers, mode, importance, aggregation, calibration, removals
         case calibrationLoss = "calibration_loss"

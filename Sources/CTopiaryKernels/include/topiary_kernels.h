@@ -35,9 +35,10 @@ void tk_add_inplace(float *y, const float *x, long n);
 void tk_rope(const float *x, float *y, long tokens, long heads, long head_dim, long rot_dim, const float *cos_t,
              const float *sin_t, const int32_t *pos, int inverse);
 
-/* Row-wise softmax of scale*s in place over `cols`, with a causal mask: row i sees columns
-   j <= i + offset (and j > i + offset - window when window > 0). Masked entries become 0. */
-void tk_softmax_masked(float *s, long rows, long cols, long ld, float scale, long offset, long window);
+/* Row-wise softmax of scale*s in place over `cols`, with a causal mask: row r is query position
+   q = r / group, which sees columns j <= q + offset (and j > q + offset - window when window > 0).
+   Masked entries become 0. group > 1 stacks the query heads that share one KV head. */
+void tk_softmax_masked(float *s, long rows, long cols, long ld, float scale, long offset, long window, long group);
 /* In place: dp <- p * (dp - sum_j p*dp) (softmax backward), rows of `cols` with leading dimension ld. */
 void tk_softmax_bwd(const float *p, float *dp, long rows, long cols, long ld);
 

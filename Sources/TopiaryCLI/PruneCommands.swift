@@ -1,0 +1,142 @@
+import ArgumentParser
+import Foundation
+import TopiaryCore
+import TopiaryGraph
+import TopiaryModels
+import TopiaryPrune
+
+extension ImportanceCriterion: ExpressibleByArgument {}
+extension Aggregation: ExpressibleByArgument {}
+extension StructuredPruner.Mode: ExpressibleByArgument {}
+
+struct GraphCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "graph",
+        abstract: "Discover the model's coupled structures from a traced forward pass and write them as JSON and Graphviz.",
+        discussion: """
+            Writes OUT (JSON: a top-level `groups` array, each with `kind`, `units`, `members`) and OUT with the
+            extension .dot. Each group is a set of tensor slices that must shrink together; each unit of a group can be
+            removed on its own (an attention unit is a KV head with its query heads; an MLP unit is one channel).
+            """)
+
+    @OptionGroup var modelArguments: ModelArguments
+    @Option(help: ArgumentHelp("Output JSON path (e.g. graphs/smollm2-135m.json).", valueName: "path")) var out: String
+
+    func run() throws {
+        try reportingErrors {
+            let loaded = try modelArguments.load()
+            let name = ((loaded.source as NSString).lastPathComponent as NSString).deletingPathExtension
+            let graph = try DependencyGraphBuilder().build(model: loaded.model, name: name)
+            try AtomicFile.write(try graph.jsonData(), to: out)
+            let dotPath = (out as NSString).deletingPathExtension + ".dot"
+            try AtomicFile.write(graph.dot(), to: dotPath)
+            var kinds: [String: Int] = [:]
+            for g in graph.groups { kinds[g.kind, default: 0] += 1 }
+            print("\(graph.groups.count) groups (\(kinds.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))) → \(out), \(dotPath)")
+        }
+    }
+}
+
+/// `--calibration …`: the text and windows used for gradients.
+struct CalibrationArguments: ParsableArguments {
+    @Option(name: .customLong("calibration"), help: ArgumentHelp("Calibration text file (default: WikiText-2 test under --data).", valueName: "path"))
+    var file: String?
+    @Option(name: .customLong("calibration-windows"), help: "Number of calibration windows.") var windows: Int = 10
+    @Option(name: .customLong("calibration-length"), help: "Tokens per calibration window.") var length: Int = 128
+    @Option(name: .customLong("calibration-offset"), help: "Token offset of the first window in the tokenized text (past the evaluation windows).")
+    var offset: Int = 32768
+
+    func validate() throws {
+        guard windows >= 1 else { throw ValidationError("--calibration-windows must be at least 1") }
+        guard length >= 2 else { throw ValidationError("--calibration-length must be at least 2") }
+        guard offset >= 0 else { throw ValidationError("--calibration-offset must be ≥ 0") }
+    }
+}
+
+struct Prune: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Structurally prune a model (remove KV-head groups and MLP channels) and save a smaller dense checkpoint.",
+        discussion: """
+            R (--ratio) is the fraction of non-embedding parameters to remove, spread evenly over --layers as LLM-Pruner
+            does: in each chosen layer the attention share is rounded to whole KV groups and MLP channels make up the rest.
+            Importance: taylor (Σ|w·g|), taylor-vector (|Σ w·g| per channel), taylor2 (Fisher ½Σ(w·g)² per window),
+            l1, l2, random. The checkpoint (config.json, model.safetensors, tokenizer, pruning.json, manifest.json)
+            loads with --model in every command.
+            Example: topiary prune --importance taylor --ratio 0.2 --layers 3-27 --out checkpoints/smollm2-p20
+            """)
+
+    @OptionGroup var modelArguments: ModelArguments
+    @OptionGroup var dataArguments: DataArguments
+    @OptionGroup var calibration: CalibrationArguments
+    @Option(help: ArgumentHelp("Output checkpoint directory.", valueName: "dir")) var out: String
+    @Option(help: "Importance criterion.") var importance: ImportanceCriterion = .taylor
+    @Option(help: "How member scores combine into a unit's score.") var aggregation: Aggregation = .sum
+    @Option(help: "Fraction of non-embedding parameters to remove, in [0, 1).") var ratio: Double
+    @Option(help: ArgumentHelp("Layer range A-B (inclusive) to prune.", valueName: "A-B")) var layers: String
+    @Option(help: "uniform: the same share in every layer; global: rank units across layers.") var mode: StructuredPruner.Mode = .uniform
+    @Option(name: .customLong("round-to"), help: "Round kept MLP channels per layer to a multiple of this.") var roundTo: Int = 1
+    @Option(help: "Seed for --importance random.") var seed: UInt64 = 0
+    @Flag(help: "Replace --out if it exists.") var force = false
+
+    func validate() throws {
+        guard ratio >= 0 && ratio < 1 else { throw ValidationError("--ratio \(ratio) is outside [0, 1)") }
+        guard roundTo >= 1 else { throw ValidationError("--round-to must be at least 1") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            if FileManager.default.fileExists(atPath: out) && !force {
+                throw CLIError("\(out) exists; pass --force to replace it")
+            }
+            let loaded = try modelArguments.load()
+            let model = loaded.model
+            let range = try StructuredPruner.parseLayers(layers, layerCount: model.config.layerCount)
+            let graph = try DependencyGraphBuilder().build(model: model)
+            var fisher: [String: Tensor] = [:]
+            var loss: Double?
+            var calibrationInfo: [String: Int]?
+            if importance.needsGradients {
+                let path = calibration.file ?? dataArguments.wikitext
+                let tokens = loaded.tokenizer.encode(try readText(path), addSpecialTokens: false, parseSpecial: false).map(Int32.init)
+                let set = try CalibrationSet(tokens: tokens, windows: calibration.windows, length: calibration.length,
+                                             offset: calibration.offset, source: path)
+                calibrationInfo = ["windows": set.windows, "length": set.length, "offset": set.offset]
+                if importance == .taylor2 {
+                    fisher = try Calibration.fisher(model, set, progress: ProgressBar("calibration (per window)", total: set.windows, unit: "windows"))
+                } else {
+                    loss = try Calibration.accumulateGradients(model, set, progress: ProgressBar("calibration", total: set.windows, unit: "windows"))
+                }
+            }
+            let before = model.parameterCount
+            let nonEmbedding = before - model.config.vocabSize * model.config.hiddenSize
+            let beforeConfig = model.config
+            let estimator = CriterionEstimator(criterion: importance, aggregation: aggregation, fisher: fisher, seed: seed)
+            let pruner = StructuredPruner(ratio: ratio, layers: range, mode: mode, roundTo: roundTo)
+            let removals = try pruner.plan(model: model, graph: graph, estimator: estimator)
+            try StructuredPruner.apply(removals, graph: graph, to: model)
+            for p in model.parameters { p.zeroGrad() }
+            let plan = PruningPlan(ratio: ratio, layers: Array(range), mode: mode.rawValue, importance: importance.rawValue,
+                                   aggregation: aggregation.rawValue, calibration: calibrationInfo, calibrationLoss: loss,
+                                   parametersBefore: before, parametersAfter: model.parameterCount,
+                                   nonEmbeddingBefore: nonEmbedding, removals: removals)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try Checkpoint.save(model: model, tokenizerMetadata: loaded.metadata, to: out,
+                                extraFiles: ["pruning.json": try encoder.encode(plan)])
+            printSummary(before: beforeConfig, after: model.config, plan: plan)
+            print("saved \(out)")
+        }
+    }
+
+    func printSummary(before: ModelConfig, after: ModelConfig, plan: PruningPlan) {
+        print("| layer | heads (KV) before → after | FFN before → after |")
+        print("|---:|---|---|")
+        for l in 0..<after.layerCount where before.heads[l] != after.heads[l] || before.intermediateSizes[l] != after.intermediateSizes[l] {
+            print("| \(l) | \(before.heads[l]) (\(before.kvHeads[l])) → \(after.heads[l]) (\(after.kvHeads[l])) | \(before.intermediateSizes[l]) → \(after.intermediateSizes[l]) |")
+        }
+        let removed = plan.parametersBefore - plan.parametersAfter
+        print(String(format: "parameters %@ → %@ (removed %@ = %.2f%% of non-embedding)%@", plan.parametersBefore.formatted(),
+                     plan.parametersAfter.formatted(), removed.formatted(), 100 * Double(removed) / Double(plan.nonEmbeddingBefore),
+                     plan.calibrationLoss.map { String(format: "; calibration loss %.6f", $0) } ?? ""))
+    }
+}
