@@ -1,1 +1,0 @@
-// TopiaryGGUF: see Package.swift for the layering.

@@ -1,3 +1,0 @@
-public protocol Tokenizer: Sendable { func encode(_ text: String, addSpecialTokens: Bool, parseSpecial: Bool) -> [Int]; func decode(_ ids: [Int], skipSpecialTokens: Bool) -> String; var eosTokenID: Int? { get } }
-public final class BPETokenizer: Tokenizer { public init(tokens: [String], merges: [String], tokenTypes: [Int]?, preTokenizer: String, bosTokenID: Int?, eosTokenID: Int?, unknownTokenID: Int?, addBOS: Bool, addEOS: Bool) throws { fatalError() }
-  public func encode(_ text: String, addSpecialTokens: Bool, parseSpecial: Bool) -> [Int] { [] }; public func decode(_ ids: [Int], skipSpecialTokens: Bool) -> String { "" }; public var eosTokenID: Int? { nil } }

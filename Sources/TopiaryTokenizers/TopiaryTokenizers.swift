@@ -1,1 +1,0 @@
-// TopiaryTokenizers: see Package.swift for the layering.
