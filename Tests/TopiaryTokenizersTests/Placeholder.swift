@@ -1,6 +1,0 @@
-import XCTest
-@testable import TopiaryTokenizers
-
-final class TopiaryTokenizersPlaceholderTests: XCTestCase {
-    func testModuleLinks() { XCTAssertTrue(true) }
-}
