@@ -54,7 +54,9 @@ let package = Package(
         .testTarget(name: "TopiaryAutodiffTests", dependencies: ["TopiaryCore", "TopiaryAutodiff", "TopiaryModels"]),
         .testTarget(name: "TopiaryGGUFTests", dependencies: ["TopiaryGGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TopiaryTokenizersTests", dependencies: ["TopiaryTokenizers"]),
-        .testTarget(name: "TopiaryModelsTests", dependencies: ["TopiaryModels", "TopiaryEval"], resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "TopiaryModelsTests", dependencies: ["TopiaryModels", "TopiaryEval", "TopiaryGraph", "TopiaryPrune"],
+            resources: [.copy("Fixtures")]),
         .testTarget(name: "TopiaryPruneTests", dependencies: ["TopiaryModels", "TopiaryGraph", "TopiaryPrune", "TopiaryEval"]),
     ]
 )

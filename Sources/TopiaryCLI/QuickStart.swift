@@ -70,6 +70,8 @@ struct Bench: ParsableCommand {
     @OptionGroup var modelArguments: ModelArguments
     @Option(help: "Repetitions per measurement (best is reported).") var repeats: Int = 3
     @Flag(help: "Skip the forward+backward measurement.") var skipBackward = false
+    @Option(help: ArgumentHelp("Also time this model's 1×512 forward in the same run (e.g. the dense original of a pruned --model).", valueName: "path"))
+    var baseline: String?
     @Flag(help: "Print JSON.") var json = false
 
     struct Report: Encodable {
@@ -78,8 +80,10 @@ struct Bench: ParsableCommand {
         let figures: [ModelBenchmark.Figure]
         let forwardEfficiency: Double
         let peakRSSMiB: Double
+        let speedupOverBaseline: Double?
         enum CodingKeys: String, CodingKey {
             case machine, figures
+            case speedupOverBaseline = "speedup_over_baseline"
             case blasThreads = "blas_threads"
             case forwardEfficiency = "forward_1x512_vs_sgemm"
             case peakRSSMiB = "peak_rss_mib"
@@ -99,9 +103,21 @@ struct Bench: ParsableCommand {
                         try bench.decode()]
             let rssEval = peakResidentBytes()
             if !skipBackward { figures.append(try bench.forwardBackward(batch: 10, seq: 128)) }
+            var speedup: Double?
+            if let baseline {
+                let other = try ModelLoader.load(path: baseline)
+                let b = ModelBenchmark(model: other.model, repeats: max(1, repeats))
+                _ = try b.forward(batch: 1, seq: 512)  // warm up with the baseline's own shapes
+                var f = try b.forward(batch: 1, seq: 512)
+                f.name = "baseline \((baseline as NSString).lastPathComponent): forward 1×512"
+                // Time the model again right after, so both are measured under the same conditions.
+                let again = try bench.forward(batch: 1, seq: 512)
+                speedup = f.seconds / min(again.seconds, f512.seconds)
+                figures.append(f)
+            }
             let report = Report(machine: machineDescription(), blasThreads: BLAS.threads, figures: figures,
                                 forwardEfficiency: (f512.gflops ?? 0) / (reference.gflops ?? 1),
-                                peakRSSMiB: Double(rssEval) / 1_048_576)
+                                peakRSSMiB: Double(rssEval) / 1_048_576, speedupOverBaseline: speedup)
             if json { return try printJSON(report) }
             print("machine: \(report.machine), OpenBLAS threads \(report.blasThreads)")
             print("| measurement | seconds | tokens/s | GFLOP/s | note |")
@@ -112,6 +128,7 @@ struct Bench: ParsableCommand {
                              f.gflops.map { String(format: "%.1f", $0) } ?? "", f.note ?? ""))
             }
             print(String(format: "forward 1×512 reaches %.1f%% of the sgemm rate on the same shapes", report.forwardEfficiency * 100))
+            if let speedup { print(String(format: "forward 1×512 is %.3f× as fast as the baseline's", speedup)) }
             print(String(format: "peak RSS while evaluating (before training): %.0f MiB; at the end: %.0f MiB", report.peakRSSMiB,
                          Double(peakResidentBytes()) / 1_048_576))
         }

@@ -38,14 +38,7 @@ public enum Checkpoint {
                                  to: tmp + "/tokenizer_metadata.json")
             for (name, data) in extraFiles { try AtomicFile.write(data, to: tmp + "/" + name) }
             // The manifest comes last: a directory without it is incomplete.
-            var files: [[String: Any]] = []
-            for name in try fm.contentsOfDirectory(atPath: tmp).sorted() where !name.hasPrefix(".") {
-                let data = try Data(contentsOf: URL(fileURLWithPath: tmp + "/" + name), options: .alwaysMapped)
-                files.append(["name": name, "bytes": data.count, "fnv1a64": String(format: "%016llx", fnv1a64(data))])
-            }
-            let manifest: [String: Any] = ["format": "topiary-checkpoint", "version": formatVersion, "files": files]
-            try AtomicFile.write(try JSONSerialization.data(withJSONObject: manifest, options: [.prettyPrinted, .sortedKeys]),
-                                 to: tmp + "/manifest.json")
+            try writeManifest(directory: tmp)
             if fm.fileExists(atPath: dir) {
                 let old = parent + "/." + (dir as NSString).lastPathComponent + ".old-\(getpid())"
                 try fm.moveItem(atPath: dir, toPath: old)
@@ -58,6 +51,18 @@ public enum Checkpoint {
             try? fm.removeItem(atPath: tmp)
             throw error
         }
+    }
+
+    /// Lists every file of `directory` with its size and checksum in `manifest.json` (written atomically).
+    public static func writeManifest(directory: String) throws {
+        var files: [[String: Any]] = []
+        for name in try FileManager.default.contentsOfDirectory(atPath: directory).sorted() where !name.hasPrefix(".") && name != "manifest.json" {
+            let data = try Data(contentsOf: URL(fileURLWithPath: directory + "/" + name), options: .alwaysMapped)
+            files.append(["name": name, "bytes": data.count, "fnv1a64": String(format: "%016llx", fnv1a64(data))])
+        }
+        let manifest: [String: Any] = ["format": "topiary-checkpoint", "version": formatVersion, "files": files]
+        try AtomicFile.write(try JSONSerialization.data(withJSONObject: manifest, options: [.prettyPrinted, .sortedKeys]),
+                             to: directory + "/manifest.json")
     }
 
     /// Loads a checkpoint directory, verifying the manifest's sizes and checksums.
