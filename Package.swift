@@ -57,6 +57,7 @@ let package = Package(
         .testTarget(
             name: "TopiaryModelsTests", dependencies: ["TopiaryModels", "TopiaryEval", "TopiaryGraph", "TopiaryPrune"],
             resources: [.copy("Fixtures")]),
+        .testTarget(name: "TopiaryCLITests", dependencies: ["TopiaryCLI"]),
         .testTarget(name: "TopiaryPruneTests", dependencies: ["TopiaryModels", "TopiaryGraph", "TopiaryPrune", "TopiaryEval"]),
     ]
 )

@@ -1,0 +1,111 @@
+import Foundation
+import XCTest
+
+/// Runs the built `topiary` binary as a user would and checks exit codes and messages.
+final class CLITests: XCTestCase {
+    struct Result { let status: Int32; let stdout: String; let stderr: String }
+
+    var binary: URL {
+        // The test bundle sits in the build products folder, next to the executable.
+        var dir = Bundle(for: CLITests.self).bundleURL
+        while dir.path != "/" && !FileManager.default.fileExists(atPath: dir.appendingPathComponent("topiary").path) {
+            dir = dir.deletingLastPathComponent()
+        }
+        return dir.appendingPathComponent("topiary")
+    }
+
+    var root: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    }
+
+    func modelPath() throws -> String {
+        if let p = ProcessInfo.processInfo.environment["TOPIARY_MODEL"], FileManager.default.fileExists(atPath: p) { return p }
+        let p = root + "/checkpoints/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+        guard FileManager.default.fileExists(atPath: p) else { throw XCTSkip("model not found") }
+        return p
+    }
+
+    func run(_ args: [String]) throws -> Result {
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+    }
+
+    func temp(_ name: String, _ data: Data) -> String {
+        let path = NSTemporaryDirectory() + "topiary-cli-\(getpid())-" + name
+        FileManager.default.createFile(atPath: path, contents: data)
+        addTeardownBlock { unlink(path) }
+        return path
+    }
+
+    /// One error line on stderr, naming `mentions`, and a non-zero exit.
+    func assertCleanFailure(_ r: Result, mentions: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertNotEqual(r.status, 0, file: file, line: line)
+        let lines = r.stderr.split(separator: "\n").filter { !$0.isEmpty }
+        XCTAssertFalse(lines.isEmpty, "no error message", file: file, line: line)
+        XCTAssertTrue(r.stderr.contains(mentions), "stderr does not mention \(mentions): \(r.stderr)", file: file, line: line)
+        XCTAssertFalse(r.stderr.contains("Fatal error"), file: file, line: line)
+        XCTAssertFalse(r.stderr.contains("Stack dump"), file: file, line: line)
+    }
+
+    func testHelpExplainsEveryCommand() throws {
+        let r = try run(["--help"])
+        XCTAssertEqual(r.status, 0)
+        for command in ["quickstart", "inspect", "tokenize", "perplexity", "generate", "graph", "prune", "bench"] {
+            XCTAssertTrue(r.stdout.contains(command), command)
+        }
+        let p = try run(["perplexity", "--help"])
+        XCTAssertTrue(p.stdout.contains("--window") && p.stdout.contains("default: 512"), p.stdout)
+    }
+
+    func testMissingModelPath() throws {
+        assertCleanFailure(try run(["inspect", "--model", "/nonexistent/m.gguf"]), mentions: "/nonexistent/m.gguf: no such file")
+    }
+
+    func testTruncatedWrongMagicAndOutOfFileModels() throws {
+        let model = try modelPath()
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: model), options: .alwaysMapped)
+        let truncated = temp("truncated.gguf", bytes.prefix(5000))
+        assertCleanFailure(try run(["inspect", "--model", truncated]), mentions: truncated + ": truncated file")
+        let cut = temp("cut.gguf", bytes.prefix(bytes.count - 1000))
+        assertCleanFailure(try run(["inspect", "--model", cut]), mentions: "data ends at byte")
+        var magic = bytes.prefix(4096)
+        magic.replaceSubrange(0..<4, with: Array("GGML".utf8))
+        let bad = temp("magic.gguf", Data(magic))
+        assertCleanFailure(try run(["inspect", "--model", bad]), mentions: bad + ": not a GGUF file")
+    }
+
+    func testEmptyTextAndBadOptions() throws {
+        let model = try modelPath()
+        let empty = temp("empty.txt", Data())
+        assertCleanFailure(try run(["perplexity", "--model", model, "--text", empty]), mentions: empty + ": the file is empty")
+        let text = temp("text.txt", Data("hello world".utf8))
+        assertCleanFailure(try run(["perplexity", "--model", model, "--text", text, "--window", "1"]), mentions: "--window 1")
+        assertCleanFailure(try run(["perplexity", "--model", model, "--text", "/nope.txt"]), mentions: "/nope.txt: no such file")
+        assertCleanFailure(try run(["prune", "--model", model, "--out", "/tmp/x", "--ratio", "1.5", "--layers", "3-27"]), mentions: "--ratio 1.5")
+        let out = NSTemporaryDirectory() + "topiary-cli-prune-\(getpid())"
+        assertCleanFailure(try run(["prune", "--model", model, "--out", out, "--ratio", "0.2", "--layers", "3-40", "--importance", "l1"]),
+                           mentions: "--layers 3-40")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out), "a failed prune left output behind")
+        assertCleanFailure(try run(["prune", "--model", model, "--out", out, "--ratio", "0.9", "--layers", "3-3", "--importance", "l1"]),
+                           mentions: "last unit of a group is never removed")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out), "a failed prune left output behind")
+    }
+
+    func testTokenizeJSON() throws {
+        let model = try modelPath()
+        let text = temp("t.txt", Data("University is".utf8))
+        let r = try run(["tokenize", "--model", model, "--file", text, "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let json = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual(json["count"] as? Int, 2)
+        XCTAssertEqual(json["ids_head"] as? [Int], [17166, 314])
+    }
+}
