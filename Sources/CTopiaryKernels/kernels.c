@@ -228,3 +228,19 @@ double tk_sum_d(const float *x, long n) {
     for (long i = 0; i < n; i++) s += (double)x[i];
     return s;
 }
+
+void tk_adamw(float *p, const float *g, float *m, float *v, long n, float lr, float b1, float b2, float eps, float wd,
+              float bc1, float bc2) {
+    float decay = 1.0f - lr * wd;
+    for (long i = 0; i < n; i++) {
+        m[i] = b1 * m[i] + (1.0f - b1) * g[i];
+        v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+        p[i] = p[i] * decay - lr * (m[i] / bc1) / (sqrtf(v[i] / bc2) + eps);
+    }
+}
+
+double tk_sumsq_d(const float *x, long n) {
+    double s = 0;
+    for (long i = 0; i < n; i++) s += (double)x[i] * (double)x[i];
+    return s;
+}

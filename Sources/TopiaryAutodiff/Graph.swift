@@ -9,7 +9,7 @@ public enum OpKind: String, Sendable, CaseIterable {
     case add, mul, scale, silu, geluTanh, geluErf, softmax
     case rope, attention
     case reshape, transpose, slice, concat
-    case crossEntropy, sum, weightedSum
+    case crossEntropy, sum, weightedSum, dropout
 }
 
 /// What a recorded operation did: its kind, inputs (node ids), the parameter it reads (if any),
@@ -59,6 +59,11 @@ final class Node {
 /// ```
 public final class Graph {
     public let recording: Bool
+    /// Training mode: dropout is active (seeded by ``dropoutSeed``); off for inference and tracing.
+    public var training = false
+    /// Seed of the dropout masks of this graph (masks differ per dropout call, in call order).
+    public var dropoutSeed: UInt64 = 0
+    var dropoutCalls: UInt64 = 0
     var nodes: [Node] = []
     /// When profiling, seconds spent per op kind: forward (time since the previous op was recorded)
     /// and backward (each backward rule).

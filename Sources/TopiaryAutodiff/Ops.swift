@@ -215,6 +215,25 @@ extension Graph {
 
     // MARK: Element-wise
 
+    /// Inverted dropout: zeroes each element with probability `p` and scales the rest by 1/(1−p), in
+    /// training mode only (identity otherwise). Masks come from the graph's seed, so a run is reproducible.
+    public func dropout(_ x: Var, _ p: Float) throws -> Var {
+        guard training, p > 0 else { return x }
+        guard p < 1 else { throw AutodiffError.invalidArgument(op: "dropout", message: "probability \(p) must be below 1") }
+        dropoutCalls += 1
+        var rng = SplitMix64(seed: dropoutSeed &+ dropoutCalls &* 0x9E37_79B9_7F4A_7C15)
+        let mask = Tensor(uninitialized: x.shape)
+        let keep = 1 / (1 - p)
+        for i in 0..<mask.count { mask[i] = rng.nextDouble() < Double(p) ? 0 : keep }
+        let y = Tensor(uninitialized: x.shape)
+        tk_mul(x.value.pointer, mask.pointer, y.pointer, y.count)
+        return record(.dropout, [x], output: y) { dy, _ in
+            let dx = Tensor(uninitialized: dy.shape)
+            tk_mul(dy.pointer, mask.pointer, dx.pointer, dx.count)
+            return [dx]
+        }
+    }
+
     public func add(_ a: Var, _ b: Var) throws -> Var {
         guard a.shape == b.shape else { throw AutodiffError.shapeMismatch(op: "add", shapes: [a.shape, b.shape]) }
         let y = Tensor(uninitialized: a.shape)

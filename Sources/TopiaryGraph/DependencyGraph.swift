@@ -120,7 +120,7 @@ public struct DependencyGraphBuilder {
                 guard let table = records[r.inputs[0]].parameter else { state.fix(y); continue }
                 state.identity(y, state.paramSpace(table.name, axis: 1), op)
                 state.fix(state.paramSpace(table.name, axis: 0))
-            case .rmsnorm, .layernorm, .add, .mul, .addBias, .silu, .geluTanh, .geluErf, .scale, .softmax:
+            case .rmsnorm, .layernorm, .add, .mul, .addBias, .silu, .geluTanh, .geluErf, .scale, .softmax, .dropout:
                 for s in ins { state.identity(y, s, op) }
             case .rope:
                 for s in ins { state.identity(y, s, op) }

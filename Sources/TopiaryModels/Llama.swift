@@ -55,13 +55,15 @@ public struct LlamaLayer: Sendable {
 ///
 /// One definition serves inference (a non-recording ``Graph``, optional KV cache) and training or
 /// tracing (a recording graph).
-public final class LlamaModel: LanguageModel, @unchecked Sendable {
+public final class LlamaModel: AdaptableModel, @unchecked Sendable {
     public private(set) var config: ModelConfig
     public let embedding: Parameter
     public var layers: [LlamaLayer]
     public let norm: Parameter
     /// The output projection; the same object as ``embedding`` when tied.
     public let output: Parameter
+    /// LoRA adapters by the name of the weight they adapt (empty for a plain model).
+    public var adapters: [String: LoRAAdapter] = [:]
     private var rotary: RotaryTable
     private let rotaryLock = NSLock()
 
@@ -181,9 +183,9 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
             let nh = config.heads[l], nkv = config.kvHeads[l]
             if nh > 0 {
                 let x = try g.rmsNorm(h, g.parameter(layer.attentionNorm), eps: eps)
-                var q = try g.linear(x, g.parameter(layer.q))
-                var k = try g.linear(x, g.parameter(layer.k))
-                let v = try g.linear(x, g.parameter(layer.v))
+                var q = try g.linear(x, layer.q, adapter: adapters[layer.q.name])
+                var k = try g.linear(x, layer.k, adapter: adapters[layer.k.name])
+                let v = try g.linear(x, layer.v, adapter: adapters[layer.v.name])
                 q = try g.rope(q, heads: nh, headDim: hd, positions: positions, table: table)
                 k = try g.rope(k, heads: nkv, headDim: hd, positions: positions, table: table)
                 let a: Var
@@ -193,13 +195,13 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
                     a = try g.attention(q, k, v, shape: AttentionShape(batch: batch, queryLength: T, keyLength: T, heads: nh,
                                                                        kvHeads: nkv, headDim: hd))
                 }
-                h = try g.add(h, g.linear(a, g.parameter(layer.o)))
+                h = try g.add(h, g.linear(a, layer.o, adapter: adapters[layer.o.name]))
             }
             if config.intermediateSizes[l] > 0 {
                 let x = try g.rmsNorm(h, g.parameter(layer.ffnNorm), eps: eps)
-                let gate = g.silu(try g.linear(x, g.parameter(layer.gate)))
-                let up = try g.linear(x, g.parameter(layer.up))
-                h = try g.add(h, g.linear(g.mul(gate, up), g.parameter(layer.down)))
+                let gate = g.silu(try g.linear(x, layer.gate, adapter: adapters[layer.gate.name]))
+                let up = try g.linear(x, layer.up, adapter: adapters[layer.up.name])
+                h = try g.add(h, g.linear(g.mul(gate, up), layer.down, adapter: adapters[layer.down.name]))
             }
         }
         h = try g.rmsNorm(h, g.parameter(norm), eps: eps)

@@ -51,6 +51,13 @@ void tk_cross_entropy_bwd(const float *logits, long rows, long vocab, const int3
 /* Index of the max of each row. */
 void tk_argmax_rows(const float *x, long rows, long cols, int32_t *out);
 
+/* AdamW step (PyTorch semantics): p *= 1 - lr*wd; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+   p -= lr * (m / bc1) / (sqrt(v / bc2) + eps), where bc1 = 1 - b1^t, bc2 = 1 - b2^t. */
+void tk_adamw(float *p, const float *g, float *m, float *v, long n, float lr, float b1, float b2, float eps, float wd,
+              float bc1, float bc2);
+/* Sum of squares in double (gradient clipping). */
+double tk_sumsq_d(const float *x, long n);
+
 /* |x| sum and dot products in double (diagnostics, importance). */
 double tk_dot_d(const float *a, const float *b, long n);
 double tk_sum_d(const float *x, long n);

@@ -1,0 +1,293 @@
+import CTopiaryKernels
+import Foundation
+import TopiaryAutodiff
+import TopiaryCore
+import TopiaryModels
+
+/// Which layers get adapters, and their shape.
+public struct LoRAConfig: Codable, Sendable, Equatable {
+    public var rank = 8
+    public var alpha: Float = 16
+    public var dropout: Float = 0.05
+    /// Module names (`q,k,v,o,gate,up,down`) or any substring of the weight names.
+    public var targets = ["q", "k", "v", "o", "gate", "up", "down"]
+    public init() {}
+}
+
+/// Optimiser, schedule and data settings of a LoRA run.
+public struct TrainingConfig: Codable, Sendable, Equatable {
+    public var learningRate: Float = 1e-4
+    public var schedule: LRSchedule = .constant
+    public var warmupSteps = 0
+    public var weightDecay: Float = 0
+    public var beta1: Float = 0.9
+    public var beta2: Float = 0.999
+    public var eps: Float = 1e-8
+    /// Global gradient-norm clip (0 = off).
+    public var maxGradNorm: Float = 0
+    public var batchSize = 4
+    public var length = 128
+    public var accumulation = 1
+    public var steps = 100
+    /// Token offset of the first training window; step s reads the next batch·length·accumulation tokens.
+    public var dataOffset = 0
+    /// Validation windows (from the end of the token stream) and how often to evaluate them (0 = never).
+    public var validationWindows = 4
+    public var evaluateEvery = 50
+    public var saveEvery = 50
+    public var seed: UInt64 = 0
+    public init() {}
+}
+
+public enum TrainingError: Error, LocalizedError, Equatable {
+    case data(String)
+    case unknownTarget(String, available: [String])
+    case rankTooLarge(rank: Int, tensor: String, shape: [Int])
+    case resumeMismatch(String)
+    case invalid(String)
+
+    public var errorDescription: String? {
+        switch self {
+        case let .data(m): return "training data: \(m)"
+        case let .unknownTarget(t, available):
+            return "--targets: '\(t)' matches no linear weight (modules: \(available.joined(separator: ", ")))"
+        case let .rankTooLarge(r, t, s): return "--rank \(r) is larger than a dimension of \(t) \(s)"
+        case let .resumeMismatch(m): return "--resume: \(m)"
+        case let .invalid(m): return m
+        }
+    }
+}
+
+/// Trains LoRA adapters on a frozen model with AdamW, checkpoints atomically and resumes exactly.
+public final class LoRATrainer {
+    public let model: any AdaptableModel
+    public let lora: LoRAConfig
+    public let config: TrainingConfig
+    public let tokens: [Int32]
+    public let optimizer: AdamW
+    public private(set) var step = 0
+    public private(set) var history: [(step: Int, loss: Double, lr: Float)] = []
+    public private(set) var validation: [(step: Int, loss: Double)] = []
+
+    static let moduleNames = ["q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.o_proj",
+                              "gate": "mlp.gate_proj", "up": "mlp.up_proj", "down": "mlp.down_proj"]
+
+    public init(model: any AdaptableModel, lora: LoRAConfig, config: TrainingConfig, tokens: [Int32]) throws {
+        guard config.batchSize >= 1, config.length >= 2, config.accumulation >= 1, config.steps >= 0 else {
+            throw TrainingError.invalid("batch, length (≥ 2), accumulation and steps must be positive")
+        }
+        guard lora.rank >= 1 else { throw TrainingError.invalid("--rank must be at least 1") }
+        guard lora.dropout >= 0 && lora.dropout < 1 else { throw TrainingError.invalid("--dropout must be in [0, 1)") }
+        let perStep = config.batchSize * config.length * config.accumulation
+        guard tokens.count >= config.dataOffset + perStep else {
+            throw TrainingError.data("\(tokens.count) tokens, but one step needs \(perStep) tokens from offset \(config.dataOffset)")
+        }
+        self.model = model
+        self.lora = lora
+        self.config = config
+        self.tokens = tokens
+        optimizer = AdamW(beta1: config.beta1, beta2: config.beta2, eps: config.eps, weightDecay: config.weightDecay)
+        try attachAdapters()
+    }
+
+    /// Adds fresh adapters to every targeted linear weight and freezes everything else.
+    func attachAdapters() throws {
+        let linears = model.parameters.filter { $0.shape.count == 2 && $0.name.contains(".layers.") }
+        var chosen: [Parameter] = []
+        for t in lora.targets {
+            let pattern = Self.moduleNames[t] ?? t
+            let matches = linears.filter { $0.name.contains(pattern) }
+            guard !matches.isEmpty else {
+                throw TrainingError.unknownTarget(t, available: Self.moduleNames.keys.sorted())
+            }
+            chosen += matches.filter { m in !chosen.contains { $0 === m } }
+        }
+        var rng = SplitMix64(seed: config.seed)
+        for p in model.parameters { p.requiresGrad = false }
+        var adapters: [String: LoRAAdapter] = [:]
+        for p in chosen.sorted(by: { $0.name < $1.name }) {
+            guard lora.rank <= min(p.shape[0], p.shape[1]) else {
+                throw TrainingError.rankTooLarge(rank: lora.rank, tensor: p.name, shape: p.shape)
+            }
+            adapters[p.name] = LoRAAdapter(target: p.name, outFeatures: p.shape[0], inFeatures: p.shape[1], rank: lora.rank,
+                                           alpha: lora.alpha, dropout: lora.dropout, rng: &rng)
+        }
+        model.adapters = adapters
+    }
+
+    public var trainableParameters: [Parameter] {
+        model.adapters.keys.sorted().flatMap { [model.adapters[$0]!.a, model.adapters[$0]!.b] }
+    }
+
+    public var trainableCount: Int { trainableParameters.reduce(0) { $0 + $1.value.count } }
+
+    /// Tokens of step `s` (wrapping around the stream after the offset when steps outrun the data).
+    func batch(step s: Int, micro: Int) -> [Int32] {
+        let n = config.batchSize * config.length
+        let usable = (tokens.count - config.dataOffset) / n * n
+        let start = config.dataOffset + ((s * config.accumulation + micro) * n) % usable
+        return Array(tokens[start..<(start + n)])
+    }
+
+    func targets(_ ids: [Int32], windows: Int) -> [Int32] {
+        var t = [Int32](repeating: -100, count: ids.count)
+        for w in 0..<windows { for i in 0..<(config.length - 1) { t[w * config.length + i] = ids[w * config.length + i + 1] } }
+        return t
+    }
+
+    /// One optimiser step (with gradient accumulation). Returns the mean training loss.
+    @discardableResult
+    public func trainStep() throws -> Double {
+        let lr = config.schedule.rate(base: config.learningRate, step: step, total: config.steps, warmup: config.warmupSteps)
+        var loss = 0.0
+        for micro in 0..<config.accumulation {
+            let ids = batch(step: step, micro: micro)
+            let g = Graph(recording: true)
+            g.training = true
+            g.dropoutSeed = config.seed &+ UInt64(step * config.accumulation + micro + 1) &* 0xD1B5_4A32_D192_ED03
+            let logits = try model.forward(g, tokens: ids, batch: config.batchSize, cache: nil, logits: .all)
+            let l = try g.crossEntropy(logits, targets: targets(ids, windows: config.batchSize))
+            try g.backward(l, seed: 1 / Float(config.accumulation))
+            loss += Double(l.value[0]) / Double(config.accumulation)
+        }
+        if config.maxGradNorm > 0 { AdamW.clipGradients(trainableParameters, maxNorm: config.maxGradNorm) }
+        optimizer.update(trainableParameters, learningRate: lr)
+        step += 1
+        history.append((step, loss, lr))
+        return loss
+    }
+
+    /// Mean loss over the validation windows (the last windows of the token stream), no dropout.
+    public func validationLoss() throws -> Double? {
+        let n = config.validationWindows
+        guard n > 0, tokens.count >= n * config.length else { return nil }
+        let ids = Array(tokens[(tokens.count - n * config.length)...])
+        let g = Graph()
+        let logits = try model.forward(g, tokens: ids, batch: n, cache: nil, logits: .all)
+        return Double(try g.crossEntropy(logits, targets: targets(ids, windows: n)).value[0])
+    }
+
+    /// Trains until `config.steps` (or `maxSeconds`), checkpointing into `directory/checkpoint` every
+    /// `saveEvery` steps and at the end.
+    public func run(directory: String?, maxSeconds: Double? = nil, progress: ProgressBar? = nil) throws {
+        let start = Date()
+        let tokensPerStep = Double(config.batchSize * config.length * config.accumulation)
+        while step < config.steps {
+            if let maxSeconds, Date().timeIntervalSince(start) >= maxSeconds { break }
+            let loss = try trainStep()
+            if config.evaluateEvery > 0 && step % config.evaluateEvery == 0, let v = try validationLoss() { validation.append((step, v)) }
+            let elapsed = Date().timeIntervalSince(start)
+            progress?.advance(status: String(format: "loss %.4f lr %.2e %.0f tok/s%@", loss, history.last!.lr,
+                                             tokensPerStep * Double(history.count) / max(elapsed, 1e-9),
+                                             validation.last.map { String(format: " val %.4f", $0.loss) } ?? ""))
+            if let directory, config.saveEvery > 0, step % config.saveEvery == 0 { try saveCheckpoint(directory: directory) }
+        }
+        progress?.finish()
+        if let directory { try saveCheckpoint(directory: directory) }
+    }
+
+    // MARK: checkpoints
+
+    struct State: Codable {
+        var step: Int
+        var lora: LoRAConfig
+        var config: TrainingConfig
+        var model: String
+        var history: [[Double]]
+        var validation: [[Double]]
+    }
+
+    /// A description of the model that a resumed run must match.
+    var modelFingerprint: String {
+        let c = model.config
+        return "\(c.architecture) layers=\(c.layerCount) hidden=\(c.hiddenSize) heads=\(c.heads) kv=\(c.kvHeads) ffn=\(c.intermediateSizes) params=\(model.parameterCount)"
+    }
+
+    /// Adapters, optimiser moments and the run's state, written to a temporary directory that replaces
+    /// `directory/checkpoint` only when complete.
+    public func saveCheckpoint(directory: String) throws {
+        let dest = directory + "/checkpoint", tmp = directory + "/.checkpoint.tmp-\(getpid())"
+        let fm = FileManager.default
+        try? fm.removeItem(atPath: tmp)
+        try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+        try Safetensors.write(trainableParameters.map { ($0.name, $0.value) }, to: tmp + "/adapters.safetensors")
+        try Safetensors.write(optimizer.stateTensors(), to: tmp + "/optimizer.safetensors")
+        let state = State(step: step, lora: lora, config: config, model: modelFingerprint,
+                          history: history.map { [Double($0.step), $0.loss, Double($0.lr)] },
+                          validation: validation.map { [Double($0.step), $0.loss] })
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicFile.write(try encoder.encode(state), to: tmp + "/state.json")
+        try Checkpoint.writeManifest(directory: tmp)
+        let old = directory + "/.checkpoint.old-\(getpid())"
+        if fm.fileExists(atPath: dest) { try fm.moveItem(atPath: dest, toPath: old) }
+        try fm.moveItem(atPath: tmp, toPath: dest)
+        try? fm.removeItem(atPath: old)
+    }
+
+    /// Continues a run from `directory/checkpoint`: same model, same settings, exact state.
+    public func resume(directory: String) throws {
+        let dir = directory + "/checkpoint"
+        guard let data = FileManager.default.contents(atPath: dir + "/state.json"),
+              FileManager.default.fileExists(atPath: dir + "/manifest.json") else {
+            throw TrainingError.resumeMismatch("\(dir) holds no complete checkpoint")
+        }
+        let state = try JSONDecoder().decode(State.self, from: data)
+        guard state.model == modelFingerprint else {
+            throw TrainingError.resumeMismatch("\(dir) was made for a different model (\(state.model))")
+        }
+        guard state.lora == lora else { throw TrainingError.resumeMismatch("\(dir) used other LoRA settings (\(state.lora))") }
+        var saved = state.config
+        saved.steps = config.steps  // the step budget may be extended on resume
+        guard saved == config else { throw TrainingError.resumeMismatch("\(dir) used other training settings") }
+        let adapters = try Safetensors.read(path: dir + "/adapters.safetensors").tensors
+        for p in trainableParameters {
+            guard let t = adapters[p.name], t.shape == p.shape else {
+                throw TrainingError.resumeMismatch("\(dir)/adapters.safetensors lacks \(p.name) of shape \(p.shape)")
+            }
+            p.value = t
+        }
+        optimizer.restore(step: state.step, tensors: try Safetensors.read(path: dir + "/optimizer.safetensors").tensors)
+        step = state.step
+        history = state.history.map { (Int($0[0]), $0[1], Float($0[2])) }
+        validation = state.validation.map { (Int($0[0]), $0[1]) }
+    }
+
+    // MARK: outputs
+
+    /// PEFT-style adapter files: `adapter_model.safetensors` + `adapter_config.json`.
+    public func saveAdapters(directory: String) throws {
+        try Safetensors.write(trainableParameters.map { ("base_model.model." + $0.name, $0.value) },
+                              metadata: ["format": "pt"], to: directory + "/adapter_model.safetensors")
+        let targets = Set(model.adapters.keys.map { name -> String in
+            let parts = name.split(separator: ".")
+            return parts.count >= 2 ? String(parts[parts.count - 2]) : name
+        }).sorted()
+        let cfg: [String: Any] = ["peft_type": "LORA", "r": lora.rank, "lora_alpha": lora.alpha, "lora_dropout": lora.dropout,
+                                  "target_modules": targets, "bias": "none", "task_type": "CAUSAL_LM", "fan_in_fan_out": false]
+        try AtomicFile.write(try JSONSerialization.data(withJSONObject: cfg, options: [.prettyPrinted, .sortedKeys]),
+                             to: directory + "/adapter_config.json")
+    }
+
+    /// Loss history as CSV and an SVG chart.
+    public func saveLossCurve(directory: String) throws {
+        var csv = "step,loss,lr,val_loss\n"
+        let val = Dictionary(validation.map { ($0.step, $0.loss) }, uniquingKeysWith: { a, _ in a })
+        for h in history { csv += "\(h.step),\(h.loss),\(h.lr),\(val[h.step].map { "\($0)" } ?? "")\n" }
+        try AtomicFile.write(csv, to: directory + "/loss.csv")
+        var series = [SVGLinePlot.Series(name: "training loss", points: history.map { (Double($0.step), $0.loss) }, color: "#1f77b4")]
+        if !validation.isEmpty {
+            series.append(.init(name: "validation loss", points: validation.map { (Double($0.step), $0.loss) }, color: "#d62728"))
+        }
+        try AtomicFile.write(SVGLinePlot(title: "LoRA recovery", xLabel: "step", yLabel: "cross-entropy", series: series).render(),
+                             to: directory + "/loss.svg")
+    }
+
+    /// Folds every adapter into its weight and removes the adapters: a plain model again.
+    public func merge() {
+        let params = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0) })
+        for (name, a) in model.adapters { if let w = params[name] { a.merge(into: w) } }
+        model.adapters = [:]
+        for p in model.parameters { p.requiresGrad = true }
+    }
+}
