@@ -102,6 +102,25 @@ public final class KVCache: @unchecked Sendable {
 
     /// Forgets everything stored (keeps the memory).
     public func clear() { lengths = lengths.map { _ in 0 } }
+
+    /// A cache of `batch` rows, each starting with a copy of this (single-row) cache's positions, so
+    /// that several continuations of one prefix run as one batch.
+    public func replicated(batch n: Int, capacity: Int) -> KVCache {
+        precondition(batch == 1, "replicated(batch:) copies a single-row cache")
+        let out = KVCache(batch: n, capacity: max(capacity, length), kvWidths: keys.map { $0.shape[2] })
+        for l in 0..<keys.count {
+            let width = keys[l].shape[2], count = lengths[l] * width
+            for b in 0..<n {
+                (out.keys[l].pointer + b * out.capacity * width).update(from: keys[l].pointer, count: count)
+                (out.values[l].pointer + b * out.capacity * width).update(from: values[l].pointer, count: count)
+            }
+        }
+        out.lengths = lengths
+        return out
+    }
+
+    /// Forgets every position from `length` on (to score several continuations of one shared prefix).
+    public func truncate(to length: Int) { lengths = lengths.map { min($0, length) } }
 }
 
 extension Graph {

@@ -101,6 +101,9 @@ struct Prune: ParsableCommand {
                 let set = try CalibrationSet(tokens: tokens, windows: calibration.windows, length: calibration.length,
                                              offset: calibration.offset, source: path)
                 calibrationInfo = ["windows": set.windows, "length": set.length, "offset": set.offset]
+                // Gradients only for the tensors of the groups being ranked.
+                let ranked = graph.groups.filter { ($0.kind == "attention" || $0.kind == "mlp") && $0.layer.map(range.contains) == true }
+                Calibration.restrictGradients(model, to: Calibration.parameterNames(of: ranked))
                 if importance == .taylor2 {
                     fisher = try Calibration.fisher(model, set, progress: ProgressBar("calibration (per window)", total: set.windows, unit: "windows"))
                 } else {

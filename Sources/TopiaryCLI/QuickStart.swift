@@ -102,7 +102,18 @@ struct Bench: ParsableCommand {
             figures += [reference, f512, bench.sgemmReference(batch: 4, seq: 128), try bench.forward(batch: 4, seq: 128),
                         try bench.decode()]
             let rssEval = peakResidentBytes()
-            if !skipBackward { figures.append(try bench.forwardBackward(batch: 10, seq: 128)) }
+            if !skipBackward {
+                figures.append(try bench.forward(batch: 10, seq: 128))
+                figures.append(try bench.forwardBackward(batch: 10, seq: 128))
+                // The Taylor calibration pass of `topiary prune --layers 3-27`: gradients for those layers only.
+                let c = loaded.model.config
+                if c.layerCount > 3 {
+                    let names = Set(loaded.model.parameters.map(\.name).filter { n in
+                        (3..<c.layerCount - 2).contains { n.hasPrefix("model.layers.\($0).") && !n.hasSuffix("layernorm.weight") } })
+                    figures.append(try bench.forwardBackward(batch: 10, seq: 128, trainable: names,
+                                                             name: "Taylor calibration 10×128 (layers 3–\(c.layerCount - 3), |w·g|)"))
+                }
+            }
             var speedup: Double?
             if let baseline {
                 let other = try ModelLoader.load(path: baseline)

@@ -1,3 +1,4 @@
+import CTopiaryKernels
 import Foundation
 import TopiaryAutodiff
 import TopiaryCore
@@ -101,8 +102,12 @@ public struct ModelBenchmark {
                       tokensPerSecond: Double(steps) / seconds, gflops: nil, note: "includes the prompt's prefill")
     }
 
-    /// Forward + backward of the mean cross-entropy over `batch × seq` tokens (every parameter trainable).
-    public func forwardBackward(batch: Int, seq: Int) throws -> Figure {
+    /// Forward + backward of the mean cross-entropy over `batch × seq` tokens. With `trainable`, only
+    /// those parameters get gradients (as a Taylor calibration over a layer range needs); otherwise all.
+    public func forwardBackward(batch: Int, seq: Int, trainable: Set<String>? = nil, name: String? = nil) throws -> Figure {
+        let saved = model.parameters.map(\.requiresGrad)
+        defer { for (p, r) in zip(model.parameters, saved) { p.requiresGrad = r } }
+        if let trainable { for p in model.parameters { p.requiresGrad = trainable.contains(p.name) } }
         let tokens = (0..<(batch * seq)).map { Int32(($0 * 7919) % model.config.vocabSize) }
         var targets = [Int32](repeating: -100, count: tokens.count)
         for b in 0..<batch { for t in 0..<(seq - 1) { targets[b * seq + t] = tokens[b * seq + t + 1] } }
@@ -110,9 +115,18 @@ public struct ModelBenchmark {
             let g = Graph(recording: true)
             let logits = try model.forward(g, tokens: tokens, batch: batch)
             try g.backward(g.crossEntropy(logits, targets: targets))
+            if trainable != nil {
+                // Taylor importance: accumulate |w·g| per weight, as a calibration pass does.
+                for p in model.parameters {
+                    guard let grad = p.grad else { continue }
+                    let t = Tensor(uninitialized: p.shape)
+                    tk_mul(p.value.pointer, grad.pointer, t.pointer, t.count)
+                    _ = t.sums(keepingAxis: 0)
+                }
+            }
             for p in model.parameters { p.zeroGrad() }
         }
-        return Figure(name: "forward+backward \(batch)×\(seq)", seconds: seconds, tokensPerSecond: Double(batch * seq) / seconds,
+        return Figure(name: name ?? "forward+backward \(batch)×\(seq)", seconds: seconds, tokensPerSecond: Double(batch * seq) / seconds,
                       gflops: 3 * forwardFLOPs(batch: batch, seq: seq) / seconds / 1e9, note: "GFLOP/s counts 3× the forward")
     }
 }

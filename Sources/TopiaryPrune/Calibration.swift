@@ -2,6 +2,7 @@ import CTopiaryKernels
 import Foundation
 import TopiaryAutodiff
 import TopiaryCore
+import TopiaryGraph
 import TopiaryModels
 
 /// Calibration windows: `windows` consecutive runs of `length` tokens starting at token `offset` of a
@@ -36,6 +37,17 @@ public struct CalibrationSet: Sendable {
 }
 
 public enum Calibration {
+    /// Makes only the named parameters trainable (gradients are computed for nothing else, so the
+    /// backward pass stops below the first layer that matters and skips the embedding's gradient).
+    public static func restrictGradients(_ model: any LanguageModel, to names: Set<String>) {
+        for p in model.parameters { p.requiresGrad = names.contains(p.name) }
+    }
+
+    /// The parameters that a structured plan over `groups` can score.
+    public static func parameterNames(of groups: [PruningGroup]) -> Set<String> {
+        Set(groups.flatMap { $0.members.map(\.tensor) })
+    }
+
     /// One forward + backward of the mean causal-LM cross-entropy over the whole set (all windows in
     /// one batch, as LLM-Pruner does). Gradients accumulate in each parameter's `grad`. Returns the loss.
     @discardableResult

@@ -1,0 +1,141 @@
+import CTopiaryKernels
+import Foundation
+import TopiaryAutodiff
+import TopiaryCore
+import TopiaryModels
+import TopiaryTokenizers
+
+/// Scores multiple-choice items as lm-evaluation-harness does: the summed log-likelihood of each
+/// continuation after its context (`acc`), and the same divided by the choice's length in characters
+/// (`acc_norm`). Continuations that share a context reuse its KV cache.
+public struct ZeroShotEvaluator {
+    public let model: any LanguageModel
+    public let tokenizer: any Tokenizer
+
+    public init(model: any LanguageModel, tokenizer: any Tokenizer) {
+        self.model = model
+        self.tokenizer = tokenizer
+    }
+
+    public struct TaskResult: Codable, Sendable {
+        public var task: String
+        public var n: Int
+        public var acc: Double
+        public var accStderr: Double
+        public var accNorm: Double?
+        public var accNormStderr: Double?
+        public var seconds: Double
+        /// Per item: the choice picked by acc, by acc_norm, and the log-likelihoods.
+        public var predictions: [Int]
+        public var normPredictions: [Int]
+        public var logLikelihoods: [[Double]]
+
+        enum CodingKeys: String, CodingKey {
+            case task, n, acc, seconds, predictions
+            case accStderr = "acc_stderr"
+            case accNorm = "acc_norm"
+            case accNormStderr = "acc_norm_stderr"
+            case normPredictions = "norm_predictions"
+            case logLikelihoods = "log_likelihoods"
+        }
+    }
+
+    /// lm-eval's `_encode_pair`: trailing spaces of the context move to the continuation; the
+    /// continuation's tokens are those of `context + continuation` past the context's own tokens.
+    func encodePair(_ context: String, _ continuation: String) -> (context: [Int32], continuation: [Int32]) {
+        var ctx = context, cont = continuation
+        let trimmed = ctx.replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
+        if trimmed.count < ctx.count {
+            cont = String(ctx.dropFirst(trimmed.count)) + cont
+            ctx = trimmed
+        }
+        var c = tokenizer.encode(ctx, addSpecialTokens: false, parseSpecial: false).map(Int32.init)
+        let whole = tokenizer.encode(ctx + cont, addSpecialTokens: false, parseSpecial: false).map(Int32.init)
+        var rest = Array(whole.dropFirst(c.count))
+        if c.isEmpty, let eos = tokenizer.eosTokenID { c = [Int32(eos)] }
+        if rest.isEmpty { rest = whole.suffix(1) }
+        return (c, rest)
+    }
+
+    /// Log-likelihoods of every choice of `item`.
+    public func logLikelihoods(_ item: MultipleChoiceItem) throws -> [Double] {
+        var result = [Double](repeating: 0, count: item.continuations.count)
+        // Group choices by their context so that the context runs once.
+        var byContext: [String: [Int]] = [:]
+        var order: [String] = []
+        for (i, c) in item.contexts.enumerated() {
+            if byContext[c] == nil { order.append(c) }
+            byContext[c, default: []].append(i)
+        }
+        for context in order {
+            let choices = byContext[context]!
+            let pairs = choices.map { encodePair(context, item.continuations[$0]) }
+            // Choices of one context share its tokens (the context is encoded on its own).
+            let ctx = pairs[0].context
+            let cache = model.makeCache(batch: 1, capacity: ctx.count)
+            let last = try model.forward(Graph(), tokens: ctx, batch: 1, cache: cache, logits: .last).value
+            let vocab = last.count
+            for (k, choice) in choices.enumerated() {
+                var nll = [Double](repeating: 0, count: 1)
+                _ = tk_nll_rows(last.pointer, 1, vocab, [pairs[k].continuation[0]], &nll)
+                result[choice] = -nll[0]
+            }
+            // The rest of every continuation in one batch (padded at the end, which causal attention ignores),
+            // each row continuing a copy of the context's cache.
+            let rest = pairs.map { Array($0.continuation.dropFirst()) }
+            let width = rest.map(\.count).max() ?? 0
+            guard width > 0 else { continue }
+            let batch = try ZeroShotEvaluator.batched(cache: cache, rows: pairs.count, width: width)
+            var inputs = [Int32](repeating: 0, count: pairs.count * width), targets = [Int32](repeating: -1, count: pairs.count * width)
+            for (k, p) in pairs.enumerated() {
+                for i in 0..<rest[k].count {
+                    inputs[k * width + i] = p.continuation[i]
+                    targets[k * width + i] = p.continuation[i + 1]
+                }
+            }
+            let logits = try model.forward(Graph(), tokens: inputs, batch: pairs.count, cache: batch, logits: .all).value
+            var rows = [Double](repeating: 0, count: inputs.count)
+            _ = tk_nll_rows(logits.pointer, inputs.count, vocab, targets, &rows)
+            for (k, choice) in choices.enumerated() {
+                result[choice] -= rows[(k * width)..<(k * width + width)].reduce(0, +)
+            }
+        }
+        return result
+    }
+
+    static func batched(cache: KVCache, rows: Int, width: Int) throws -> KVCache {
+        cache.replicated(batch: rows, capacity: cache.length + width)
+    }
+
+    public func evaluate(_ task: any EvaluationTask, dataDirectory: String, limit: Int?, progress: ProgressBar? = nil) throws -> TaskResult {
+        let items = try task.items(from: dataDirectory + "/" + task.fileName, limit: limit)
+        let start = Date()
+        var predictions: [Int] = [], norms: [Int] = [], lls: [[Double]] = []
+        var correct = 0
+        for item in items {
+            let ll = try logLikelihoods(item)
+            let pick = argmax(ll)
+            let norm = argmax(zip(ll, item.choiceTexts).map { $0 / Double(max(1, $1.count)) })
+            predictions.append(pick)
+            norms.append(norm)
+            lls.append(ll)
+            if pick == item.gold { correct += 1 }
+            progress?.advance(status: String(format: "acc %.3f", Double(correct) / Double(predictions.count)))
+        }
+        progress?.finish()
+        let accs = zip(predictions, items).map { $0 == $1.gold ? 1.0 : 0.0 }
+        let normAccs = zip(norms, items).map { $0 == $1.gold ? 1.0 : 0.0 }
+        return TaskResult(task: task.name, n: items.count, acc: mean(accs), accStderr: stderr(accs),
+                          accNorm: task.reportsAccNorm ? mean(normAccs) : nil, accNormStderr: task.reportsAccNorm ? stderr(normAccs) : nil,
+                          seconds: Date().timeIntervalSince(start), predictions: predictions, normPredictions: norms, logLikelihoods: lls)
+    }
+
+    func argmax(_ v: [Double]) -> Int { v.indices.max { v[$0] < v[$1] || (v[$0] == v[$1] && $0 > $1) } ?? 0 }
+    func mean(_ v: [Double]) -> Double { v.isEmpty ? 0 : v.reduce(0, +) / Double(v.count) }
+    /// lm-eval's `mean_stderr`: sample standard deviation / √n.
+    func stderr(_ v: [Double]) -> Double {
+        guard v.count > 1 else { return 0 }
+        let m = mean(v)
+        return (v.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(v.count - 1)).squareRoot() / Double(v.count).squareRoot()
+    }
+}
