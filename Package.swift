@@ -44,7 +44,7 @@ let package = Package(
         .target(name: "TopiaryEval", dependencies: ["TopiaryCore", "TopiaryModels", "TopiaryTokenizers"]),
         .target(name: "TopiaryGraph", dependencies: ["TopiaryCore", "TopiaryAutodiff", "TopiaryModels"]),
         .target(name: "TopiaryRecover", dependencies: ["TopiaryCore", "CTopiaryKernels", "TopiaryAutodiff", "TopiaryModels"]),
-        .target(name: "TopiaryPrune", dependencies: ["TopiaryCore", "CTopiaryKernels", "TopiaryAutodiff", "TopiaryModels", "TopiaryGraph"]),
+        .target(name: "TopiaryPrune", dependencies: ["TopiaryCore", "CTopiaryKernels", "CLAPACKE", "TopiaryAutodiff", "TopiaryModels", "TopiaryGraph"]),
         .executableTarget(
             name: "TopiaryCLI",
             dependencies: [

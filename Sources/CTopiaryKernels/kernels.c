@@ -244,3 +244,51 @@ double tk_sumsq_d(const float *x, long n) {
     for (long i = 0; i < n; i++) s += (double)x[i] * (double)x[i];
     return s;
 }
+
+float tk_select_kth(float *x, long n, long k) {
+    long lo = 0, hi = n - 1;
+    while (lo < hi) {
+        float pivot = x[lo + (hi - lo) / 2];
+        long i = lo, j = hi;
+        while (i <= j) {
+            while (x[i] < pivot) i++;
+            while (x[j] > pivot) j--;
+            if (i <= j) { float t = x[i]; x[i] = x[j]; x[j] = t; i++; j--; }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else return x[k];
+    }
+    return x[k];
+}
+
+void tk_prune_rows(float *w, const float *metric, long rows, long cols, long k, float *scratch) {
+    if (k <= 0) return;
+    for (long r = 0; r < rows; r++) {
+        const float *m = metric + r * cols;
+        float *wr = w + r * cols;
+        if (k >= cols) { memset(wr, 0, sizeof(float) * cols); continue; }
+        memcpy(scratch, m, sizeof(float) * cols);
+        float t = tk_select_kth(scratch, cols, k - 1);
+        long removed = 0;
+        for (long j = 0; j < cols; j++) if (m[j] < t) { wr[j] = 0; removed++; }
+        for (long j = 0; j < cols && removed < k; j++) if (m[j] == t) { wr[j] = 0; removed++; }
+    }
+}
+
+void tk_prune_nm(float *w, const float *metric, long rows, long cols, long n, long m) {
+    for (long r = 0; r < rows; r++) {
+        for (long g = 0; g + m <= cols; g += m) {
+            const float *mg = metric + r * cols + g;
+            float *wg = w + r * cols + g;
+            unsigned char chosen[256] = {0};
+            for (long c = 0; c < n && c < m; c++) {
+                long best = -1;
+                for (long j = 0; j < m && j < 256; j++)
+                    if (!chosen[j] && (best < 0 || mg[j] < mg[best])) best = j;
+                chosen[best] = 1;
+                wg[best] = 0;
+            }
+        }
+    }
+}

@@ -208,6 +208,7 @@ extension Graph {
         let qld = s.heads * hd, kld = s.kvHeads * hd, width = G * hd, rowsTotal = T * G
         let qs = Tensor(uninitialized: [rowsTotal, hd]), os = Tensor(uninitialized: [rowsTotal, hd])
         let scratch = probs == nil ? Tensor(uninitialized: [rowsTotal, S]) : nil
+        defer { withExtendedLifetime((qs, os, scratch, probs)) {} }
         for b in 0..<s.batch {
             for g in 0..<s.kvHeads {
                 gatherGroup(q + b * T * qld + g * width, rowStride: qld, rows: T, width: width, into: qs.pointer)
@@ -247,6 +248,7 @@ extension Graph {
         let dp = Tensor(uninitialized: [rowsTotal, S])
         let qs = Tensor(uninitialized: [rowsTotal, hd]), dos = Tensor(uninitialized: [rowsTotal, hd])
         let dqs = Tensor(uninitialized: [rowsTotal, hd])
+        defer { withExtendedLifetime((dp, qs, dos, dqs, probs, dout)) {} }
         for b in 0..<s.batch {
             for g in 0..<s.kvHeads {
                 let p = probs.pointer + (b * s.kvHeads + g) * rowsTotal * S

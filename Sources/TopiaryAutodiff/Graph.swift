@@ -64,6 +64,8 @@ public final class Graph {
     /// Seed of the dropout masks of this graph (masks differ per dropout call, in call order).
     public var dropoutSeed: UInt64 = 0
     var dropoutCalls: UInt64 = 0
+    /// Called with each model linear layer's weight and input (calibration statistics for Wanda, SparseGPT).
+    public var linearInputObserver: ((Parameter, Tensor) -> Void)?
     var nodes: [Node] = []
     /// When profiling, seconds spent per op kind: forward (time since the previous op was recorded)
     /// and backward (each backward rule).

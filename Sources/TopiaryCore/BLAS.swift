@@ -54,3 +54,10 @@ public enum BLAS {
         set { openblas_set_num_threads(Int32(newValue)) }
     }
 }
+
+/// `A -= x·yᵀ` (rank-one update) on a row-major `rows × cols` block with leading dimension `lda`.
+public func cblas_sger_wrapper(rows: Int, cols: Int, x: UnsafePointer<Float>, incx: Int, y: UnsafePointer<Float>,
+                               a: UnsafeMutablePointer<Float>, lda: Int) {
+    guard rows > 0, cols > 0 else { return }
+    cblas_sger(CblasRowMajor, Int32(rows), Int32(cols), -1, x, Int32(incx), y, 1, a, Int32(lda))
+}

@@ -78,7 +78,7 @@ public struct PerplexityEvaluator {
             for s in 0..<b { for t in 0..<(window - 1) { targets[s * window + t] = ids[s * window + t + 1] } }
             var nll = [Double](repeating: 0, count: targets.count)
             let vocab = logits.shape.last!
-            predictions += tk_nll_rows(logits.pointer, targets.count, vocab, targets, &nll)
+            predictions += withExtendedLifetime(logits) { tk_nll_rows(logits.pointer, targets.count, vocab, targets, &nll) }
             totalNLL += nll.reduce(0, +)
             w += b
             progress?.advance(by: b, status: String(format: "ppl %.3f", exp(totalNLL / Double(max(predictions, 1)))))

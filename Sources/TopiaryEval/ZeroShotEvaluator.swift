@@ -77,7 +77,7 @@ public struct ZeroShotEvaluator {
             let vocab = last.count
             for (k, choice) in choices.enumerated() {
                 var nll = [Double](repeating: 0, count: 1)
-                _ = tk_nll_rows(last.pointer, 1, vocab, [pairs[k].continuation[0]], &nll)
+                _ = withExtendedLifetime(last) { tk_nll_rows(last.pointer, 1, vocab, [pairs[k].continuation[0]], &nll) }
                 result[choice] = -nll[0]
             }
             // The rest of every continuation in one batch (padded at the end, which causal attention ignores),
@@ -95,7 +95,7 @@ public struct ZeroShotEvaluator {
             }
             let logits = try model.forward(Graph(), tokens: inputs, batch: pairs.count, cache: batch, logits: .all).value
             var rows = [Double](repeating: 0, count: inputs.count)
-            _ = tk_nll_rows(logits.pointer, inputs.count, vocab, targets, &rows)
+            _ = withExtendedLifetime(logits) { tk_nll_rows(logits.pointer, inputs.count, vocab, targets, &rows) }
             for (k, choice) in choices.enumerated() {
                 result[choice] -= rows[(k * width)..<(k * width + width)].reduce(0, +)
             }

@@ -154,7 +154,7 @@ public final class LlamaModel: AdaptableModel, @unchecked Sendable {
         KVCache(batch: batch, capacity: capacity, kvWidths: config.kvHeads.map { $0 * config.headDim })
     }
 
-    private func rotaryTable(covering positions: Int) -> RotaryTable {
+    func rotaryTable(covering positions: Int) -> RotaryTable {
         rotaryLock.lock()
         defer { rotaryLock.unlock() }
         if positions > rotary.maxPositions {
@@ -169,44 +169,73 @@ public final class LlamaModel: AdaptableModel, @unchecked Sendable {
         guard batch > 0, !tokens.isEmpty, tokens.count % batch == 0 else {
             throw ModelError.invalidConfig("\(tokens.count) tokens do not split into \(batch) sequences of equal length")
         }
-        let T = tokens.count / batch
-        let start = cache?.length ?? 0
         if let cache, cache.batch != batch {
             throw ModelError.invalidConfig("the KV cache was made for batch \(cache.batch), not \(batch)")
         }
-        let positions = (0..<batch).flatMap { _ in (0..<T).map { Int32(start + $0) } }
-        let table = rotaryTable(covering: start + T)
-        let hd = config.headDim, eps = config.rmsNormEps
+        let steps = try LayerSteps(model: self, batch: batch, length: tokens.count / batch, start: cache?.length ?? 0)
+        var h = try embed(g, tokens: tokens)
+        for l in layers.indices { h = try layer(g, l, h, steps: steps, cache: cache) }
+        return try head(g, h, steps: steps, logits: mode)
+    }
 
-        var h = try g.embedding(g.parameter(embedding), ids: tokens)
-        for (l, layer) in layers.enumerated() {
-            let nh = config.heads[l], nkv = config.kvHeads[l]
-            if nh > 0 {
-                let x = try g.rmsNorm(h, g.parameter(layer.attentionNorm), eps: eps)
-                var q = try g.linear(x, layer.q, adapter: adapters[layer.q.name])
-                var k = try g.linear(x, layer.k, adapter: adapters[layer.k.name])
-                let v = try g.linear(x, layer.v, adapter: adapters[layer.v.name])
-                q = try g.rope(q, heads: nh, headDim: hd, positions: positions, table: table)
-                k = try g.rope(k, heads: nkv, headDim: hd, positions: positions, table: table)
-                let a: Var
-                if let cache {
-                    a = try g.attention(q, k, v, cache: cache, layer: l, heads: nh, kvHeads: nkv, headDim: hd)
-                } else {
-                    a = try g.attention(q, k, v, shape: AttentionShape(batch: batch, queryLength: T, keyLength: T, heads: nh,
-                                                                       kvHeads: nkv, headDim: hd))
-                }
-                h = try g.add(h, g.linear(a, layer.o, adapter: adapters[layer.o.name]))
-            }
-            if config.intermediateSizes[l] > 0 {
-                let x = try g.rmsNorm(h, g.parameter(layer.ffnNorm), eps: eps)
-                let gate = g.silu(try g.linear(x, layer.gate, adapter: adapters[layer.gate.name]))
-                let up = try g.linear(x, layer.up, adapter: adapters[layer.up.name])
-                h = try g.add(h, g.linear(g.mul(gate, up), layer.down, adapter: adapters[layer.down.name]))
-            }
+    /// Positions and rotary table of one call, shared by its layers.
+    public struct LayerSteps {
+        public let batch: Int
+        public let length: Int
+        let positions: [Int32]
+        let table: RotaryTable
+
+        public init(model: LlamaModel, batch: Int, length: Int, start: Int = 0) throws {
+            self.batch = batch
+            self.length = length
+            positions = (0..<batch).flatMap { _ in (0..<length).map { Int32(start + $0) } }
+            table = model.rotaryTable(covering: start + length)
         }
-        h = try g.rmsNorm(h, g.parameter(norm), eps: eps)
-        if mode == .last && T > 1 {
-            h = try g.reshape(g.slice(g.reshape(h, [batch, T, config.hiddenSize]), axis: 1, (T - 1)..<T), [batch, config.hiddenSize])
+    }
+
+    /// The token embeddings, `[tokens, hidden]`.
+    public func embed(_ g: Graph, tokens: [Int32]) throws -> Var {
+        try g.embedding(g.parameter(embedding), ids: tokens)
+    }
+
+    /// Decoder layer `l` on the residual stream `h` (a layer with no heads or no FFN channels left skips
+    /// that block). Layer-by-layer drivers (Wanda, SparseGPT) call this directly.
+    public func layer(_ g: Graph, _ l: Int, _ input: Var, steps: LayerSteps, cache: KVCache? = nil) throws -> Var {
+        let layer = layers[l]
+        let hd = config.headDim, eps = config.rmsNormEps
+        let nh = config.heads[l], nkv = config.kvHeads[l]
+        var h = input
+        if nh > 0 {
+            let x = try g.rmsNorm(h, g.parameter(layer.attentionNorm), eps: eps)
+            var q = try g.linear(x, layer.q, adapter: adapters[layer.q.name])
+            var k = try g.linear(x, layer.k, adapter: adapters[layer.k.name])
+            let v = try g.linear(x, layer.v, adapter: adapters[layer.v.name])
+            q = try g.rope(q, heads: nh, headDim: hd, positions: steps.positions, table: steps.table)
+            k = try g.rope(k, heads: nkv, headDim: hd, positions: steps.positions, table: steps.table)
+            let a: Var
+            if let cache {
+                a = try g.attention(q, k, v, cache: cache, layer: l, heads: nh, kvHeads: nkv, headDim: hd)
+            } else {
+                a = try g.attention(q, k, v, shape: AttentionShape(batch: steps.batch, queryLength: steps.length,
+                                                                   keyLength: steps.length, heads: nh, kvHeads: nkv, headDim: hd))
+            }
+            h = try g.add(h, g.linear(a, layer.o, adapter: adapters[layer.o.name]))
+        }
+        if config.intermediateSizes[l] > 0 {
+            let x = try g.rmsNorm(h, g.parameter(layer.ffnNorm), eps: eps)
+            let gate = g.silu(try g.linear(x, layer.gate, adapter: adapters[layer.gate.name]))
+            let up = try g.linear(x, layer.up, adapter: adapters[layer.up.name])
+            h = try g.add(h, g.linear(g.mul(gate, up), layer.down, adapter: adapters[layer.down.name]))
+        }
+        return h
+    }
+
+    /// Final norm and output projection.
+    public func head(_ g: Graph, _ input: Var, steps: LayerSteps, logits mode: LogitsMode) throws -> Var {
+        var h = try g.rmsNorm(input, g.parameter(norm), eps: config.rmsNormEps)
+        if mode == .last && steps.length > 1 {
+            h = try g.reshape(g.slice(g.reshape(h, [steps.batch, steps.length, config.hiddenSize]), axis: 1,
+                                      (steps.length - 1)..<steps.length), [steps.batch, config.hiddenSize])
         }
         return try g.linear(h, g.parameter(output))
     }

@@ -50,6 +50,7 @@ public protocol AdaptableModel: LanguageModel {
 extension Graph {
     /// A linear layer with its adapter, if any.
     public func linear(_ x: Var, _ w: Parameter, adapter: LoRAAdapter?) throws -> Var {
+        linearInputObserver?(w, x.value)
         let y = try linear(x, parameter(w))
         guard let adapter else { return y }
         let h = try dropout(x, adapter.dropout)

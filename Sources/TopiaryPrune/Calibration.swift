@@ -89,10 +89,12 @@ public enum Calibration {
                 tk_mul(p.value.pointer, grad.pointer, wg.pointer, n)
                 let sq = Tensor(uninitialized: p.shape)
                 tk_scale(wg.pointer, 0.5, sq.pointer, n)
-                if let a = acc[p.name] { tk_mul_acc(sq.pointer, wg.pointer, a.pointer, n) } else {
-                    let a = Tensor(zeros: p.shape)
-                    tk_mul_acc(sq.pointer, wg.pointer, a.pointer, n)
-                    acc[p.name] = a
+                withExtendedLifetime((sq, wg)) {
+                    if let a = acc[p.name] { tk_mul_acc(sq.pointer, wg.pointer, a.pointer, n) } else {
+                        let a = Tensor(zeros: p.shape)
+                        tk_mul_acc(sq.pointer, wg.pointer, a.pointer, n)
+                        acc[p.name] = a
+                    }
                 }
                 p.zeroGrad()
             }

@@ -58,6 +58,14 @@ void tk_adamw(float *p, const float *g, float *m, float *v, long n, float lr, fl
 /* Sum of squares in double (gradient clipping). */
 double tk_sumsq_d(const float *x, long n);
 
+/* The k-th smallest (0-based) of n floats; x is reordered (quickselect). */
+float tk_select_kth(float *x, long n, long k);
+/* Zero exactly k entries of w with the smallest metric in each of `rows` rows of `cols` (ties: lower index first).
+   scratch needs cols floats. */
+void tk_prune_rows(float *w, const float *metric, long rows, long cols, long k, float *scratch);
+/* N:M: in each row, in each group of m consecutive columns, zero the n entries with the smallest metric. */
+void tk_prune_nm(float *w, const float *metric, long rows, long cols, long n, long m);
+
 /* |x| sum and dot products in double (diagnostics, importance). */
 double tk_dot_d(const float *a, const float *b, long n);
 double tk_sum_d(const float *x, long n);
