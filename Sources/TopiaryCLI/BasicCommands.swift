@@ -96,7 +96,10 @@ struct PerplexityCommand: ParsableCommand {
             """)
 
     @OptionGroup var modelArguments: ModelArguments
-    @Option(help: ArgumentHelp("Text file (e.g. ../shared/data/wikitext-2-raw/test.txt).", valueName: "path")) var text: String
+    @OptionGroup var dataArguments: DataArguments
+    @Option(help: ArgumentHelp("Text file (overrides --dataset).", valueName: "path")) var text: String?
+    @Option(help: "wikitext2 (test), ptb (test) or ptb-valid, read from --data. PTB lines are stripped and joined by spaces, as LLM-Pruner's loader does.")
+    var dataset: String = "wikitext2"
     @Option(help: "Tokens per window (≥ 2).") var window: Int = 512
     @Option(name: .customLong("max-windows"), help: "At most this many windows (0: every complete window).") var maxWindows: Int = 64
     @Option(name: .customLong("batch-size"), help: "Windows per forward pass (default: about 512 tokens per pass).") var batchSize: Int?
@@ -104,19 +107,27 @@ struct PerplexityCommand: ParsableCommand {
 
     func validate() throws {
         guard window >= 2 else { throw ValidationError("--window \(window) is too small: a window needs at least 2 tokens") }
+        guard ["wikitext2", "ptb", "ptb-valid"].contains(dataset) else { throw ValidationError("--dataset \(dataset): expected wikitext2, ptb or ptb-valid") }
         guard maxWindows >= 0 else { throw ValidationError("--max-windows must be ≥ 0") }
         if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
     }
 
     func run() throws {
         try reportingErrors {
-            let content = try readText(text)
+            let path = text ?? [
+                "wikitext2": dataArguments.wikitext, "ptb": dataArguments.data + "/ptb/ptb.test.txt",
+                "ptb-valid": dataArguments.data + "/ptb/ptb.valid.txt",
+            ][dataset]!
+            var content = try readText(path)
+            if text == nil && dataset.hasPrefix("ptb") {
+                content = content.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ")
+            }
             let loaded = try modelArguments.load()
             let tokens = loaded.tokenizer.encode(content, addSpecialTokens: false, parseSpecial: false).map(Int32.init)
             let evaluator = PerplexityEvaluator(window: window, maxWindows: maxWindows == 0 ? nil : maxWindows, batchSize: batchSize)
             let planned = min(tokens.count / window, maxWindows == 0 ? Int.max : maxWindows)
             let bar = ProgressBar("perplexity", total: planned, unit: "windows")
-            let result = try evaluator.evaluate(loaded.model, tokens: tokens, source: text, progress: bar)
+            let result = try evaluator.evaluate(loaded.model, tokens: tokens, source: path, progress: bar)
             if json { return try printJSON(result) }
             print(String(format: "ppl %.4f  (mean NLL %.6f, %d predictions in %d windows of %d, %.1f s, %.0f tokens/s)",
                          result.ppl, result.meanNLL, result.predictions, result.windows, result.window, result.seconds,
