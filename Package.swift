@@ -59,6 +59,7 @@ let package = Package(
             name: "TopiaryModelsTests", dependencies: ["TopiaryModels", "TopiaryEval", "TopiaryGraph", "TopiaryPrune"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "TopiaryRecoverTests", dependencies: ["TopiaryModels", "TopiaryRecover", "TopiaryEval"]),
+        .testTarget(name: "TopiaryEvalTests", dependencies: ["TopiaryEval", "TopiaryTokenizers", "TopiaryModels"]),
         .testTarget(name: "TopiaryCLITests", dependencies: ["TopiaryCLI"]),
         .testTarget(name: "TopiaryPruneTests", dependencies: ["TopiaryModels", "TopiaryGraph", "TopiaryPrune", "TopiaryEval"]),
     ]
