@@ -40,7 +40,7 @@ let package = Package(
         .target(name: "TopiaryAutodiff", dependencies: ["TopiaryCore"]),
         .target(name: "TopiaryGGUF", dependencies: ["TopiaryCore", "CTopiaryKernels"]),
         .target(name: "TopiaryTokenizers", dependencies: []),
-        .target(name: "TopiaryModels", dependencies: ["TopiaryCore", "TopiaryAutodiff", "TopiaryGGUF", "TopiaryTokenizers"]),
+        .target(name: "TopiaryModels", dependencies: ["TopiaryCore", "TopiaryAutodiff", "TopiaryGGUF", "TopiaryTokenizers", "CHDF5"]),
         .target(name: "TopiaryEval", dependencies: ["TopiaryCore", "TopiaryModels", "TopiaryTokenizers"]),
         .target(name: "TopiaryGraph", dependencies: ["TopiaryCore", "TopiaryAutodiff", "TopiaryModels"]),
         .target(name: "TopiaryRecover", dependencies: ["TopiaryCore", "CTopiaryKernels", "TopiaryAutodiff", "TopiaryModels"]),

@@ -5,3 +5,5 @@ static inline hid_t topiary_h5t_native_int64(void) { return H5T_NATIVE_INT64; }
 static inline unsigned topiary_h5f_acc_trunc(void) { return H5F_ACC_TRUNC; }
 static inline unsigned topiary_h5f_acc_rdonly(void) { return H5F_ACC_RDONLY; }
 static inline hid_t topiary_h5p_default(void) { return H5P_DEFAULT; }
+static inline hid_t topiary_h5s_all(void) { return H5S_ALL; }
+static inline hid_t topiary_h5t_c_s1(void) { return H5T_C_S1; }

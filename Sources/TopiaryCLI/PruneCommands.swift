@@ -77,8 +77,10 @@ struct Prune: ParsableCommand {
     @Option(name: .customLong("round-to"), help: "Round kept MLP channels per layer to a multiple of this.") var roundTo: Int = 1
     @Option(help: "Seed for --importance random.") var seed: UInt64 = 0
     @Flag(help: "Replace --out if it exists.") var force = false
+    @Option(help: "topiary (checkpoint directory) or hdf5 (the same, plus model.h5 with one dataset per tensor).") var format: String = "topiary"
 
     func validate() throws {
+        guard format == "topiary" || format == "hdf5" else { throw ValidationError("--format \(format): expected topiary or hdf5") }
         guard ratio >= 0 && ratio < 1 else { throw ValidationError("--ratio \(ratio) is outside [0, 1)") }
         guard roundTo >= 1 else { throw ValidationError("--round-to must be at least 1") }
     }
@@ -124,8 +126,14 @@ struct Prune: ParsableCommand {
                                    nonEmbeddingBefore: nonEmbedding, removals: removals)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try Checkpoint.save(model: model, tokenizerMetadata: loaded.metadata, to: out,
-                                extraFiles: ["pruning.json": try encoder.encode(plan)])
+            var extra = ["pruning.json": try encoder.encode(plan)]
+            if format == "hdf5" {
+                let h5 = NSTemporaryDirectory() + "topiary-\(getpid()).h5"
+                defer { unlink(h5) }
+                try HDF5Export.write(model: model, configJSON: String(decoding: try encoder.encode(model.config), as: UTF8.self), to: h5)
+                extra["model.h5"] = try Data(contentsOf: URL(fileURLWithPath: h5))
+            }
+            try Checkpoint.save(model: model, tokenizerMetadata: loaded.metadata, to: out, extraFiles: extra)
             printSummary(before: beforeConfig, after: model.config, plan: plan)
             print("saved \(out)")
         }

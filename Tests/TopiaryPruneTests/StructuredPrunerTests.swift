@@ -79,3 +79,18 @@ final class StructuredPrunerTests: XCTestCase {
         XCTAssertEqual(scores[3], expected, accuracy: 1e-6 * max(1, expected))
     }
 }
+
+final class HDF5ExportTests: XCTestCase {
+    func testTensorsRoundTripThroughHDF5() throws {
+        let model = try tinyLlama()
+        let path = NSTemporaryDirectory() + "topiary-h5-\(getpid()).h5"
+        defer { unlink(path) }
+        try HDF5Export.write(model: model, configJSON: "{}", to: path)
+        for p in model.parameters {
+            let t = try HDF5Export.read(path: path, tensor: p.name)
+            XCTAssertEqual(t.shape, p.shape)
+            XCTAssertEqual(t.array, p.value.array)
+        }
+        XCTAssertThrowsError(try HDF5Export.read(path: path, tensor: "nope"))
+    }
+}
