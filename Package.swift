@@ -59,7 +59,8 @@ let package = Package(
             name: "TopiaryModelsTests", dependencies: ["TopiaryModels", "TopiaryEval", "TopiaryGraph", "TopiaryPrune"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "TopiaryRecoverTests", dependencies: ["TopiaryModels", "TopiaryRecover", "TopiaryEval"]),
-        .testTarget(name: "TopiaryEvalTests", dependencies: ["TopiaryEval", "TopiaryTokenizers", "TopiaryModels"]),
+        .testTarget(
+            name: "TopiaryEvalTests", dependencies: ["TopiaryEval", "TopiaryTokenizers", "TopiaryModels"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TopiaryCLITests", dependencies: ["TopiaryCLI"]),
         .testTarget(name: "TopiaryPruneTests", dependencies: ["TopiaryModels", "TopiaryGraph", "TopiaryPrune", "TopiaryEval"]),
     ]

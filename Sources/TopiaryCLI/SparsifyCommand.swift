@@ -22,7 +22,8 @@ struct Sparsify: ParsableCommand {
     @Option(help: "Method.") var method: SparsifyMethod = .wanda
     @Option(help: "Fraction of each layer's linear weights set to zero, in [0, 1).") var sparsity: Double = 0.5
     @Option(help: ArgumentHelp("N:M pattern instead of --sparsity (e.g. 2:4).", valueName: "N:M")) var nm: String?
-    @Option(help: "Per-layer allocation (uniform).") var allocation: String = "uniform"
+    @Option(help: "Per-layer allocation: uniform or alphapruning (heavy-tail α of each layer's weight spectra).") var allocation: String = "uniform"
+    @Option(name: .customLong("allocation-epsilon"), help: "AlphaPruning: per-layer sparsity spans [S−ε, S+ε].") var epsilon: Double = 0.2
     @Option(name: .customLong("calibration"), help: ArgumentHelp("Calibration text (default: WikiText-2 test under --data).", valueName: "path"))
     var calibrationFile: String?
     @Option(name: .customLong("calibration-windows"), help: "Calibration windows.") var windows: Int = 32
@@ -34,7 +35,10 @@ struct Sparsify: ParsableCommand {
     func validate() throws {
         guard sparsity >= 0 && sparsity < 1 else { throw ValidationError("--sparsity \(sparsity) is outside [0, 1)") }
         if let nm { _ = try NMPattern(nm) }
-        guard allocation == "uniform" else { throw ValidationError("--allocation \(allocation): only uniform is available so far") }
+        guard allocation == "uniform" || allocation == "alphapruning" else {
+            throw ValidationError("--allocation \(allocation): expected uniform or alphapruning (owl is not available yet)")
+        }
+        guard epsilon >= 0 && epsilon < 0.5 else { throw ValidationError("--allocation-epsilon must be in [0, 0.5)") }
         guard windows >= 1, length >= 2, offset >= 0 else { throw ValidationError("calibration windows ≥ 1, length ≥ 2, offset ≥ 0") }
     }
 
@@ -45,6 +49,13 @@ struct Sparsify: ParsableCommand {
             guard let model = loaded.model as? LlamaModel else { throw CLIError("sparsify supports LLaMA-family models") }
             var s = Sparsifier(method: method, sparsity: nm == nil ? sparsity : 0, pattern: try nm.map(NMPattern.init))
             s.seed = seed
+            if allocation == "alphapruning" {
+                guard nm == nil else { throw CLIError("--allocation alphapruning applies to unstructured --sparsity, not --nm") }
+                let (ratios, alphas) = try LayerAllocation.alphaPruning(model: model, sparsity: sparsity, epsilon: epsilon)
+                s.layerSparsity = ratios
+                FileHandle.standardError.write(Data(("AlphaPruning per-layer sparsity: " + zip(alphas, ratios).enumerated()
+                    .map { String(format: "%d:α%.2f→%.3f", $0.offset, $0.element.0, $0.element.1) }.joined(separator: " ") + "\n").utf8))
+            }
             var set: CalibrationSet?
             if method.needsCalibration {
                 let path = calibrationFile ?? dataArguments.wikitext

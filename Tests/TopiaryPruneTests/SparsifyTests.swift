@@ -82,3 +82,26 @@ final class SparsifyTests: XCTestCase {
         }
     }
 }
+
+final class AllocationTests: XCTestCase {
+    func testHillAlphaSeparatesHeavyAndLightTails() throws {
+        var rng = SplitMix64(seed: 5)
+        // Random Gaussian-like weights: Marchenko–Pastur spectrum, light tail (large α).
+        let random = Tensor(shape: [32, 64], values: (0..<2048).map { _ in rng.nextFloat(-1, 1) })
+        // A few strong directions on top: a heavy tail (smaller α).
+        let heavy = random.copy()
+        for r in 0..<32 { for c in 0..<64 { heavy[r * 64 + c] += Float(4 * (r % 4 == 0 ? 1 : 0)) * sin(Float(c) * Float(r + 1) * 0.1) } }
+        XCTAssertGreaterThan(try LayerAllocation.hillAlpha(random), try LayerAllocation.hillAlpha(heavy))
+    }
+
+    func testAlphaPruningKeepsTheMeanSparsity() throws {
+        let model = try tinyLlama(layers: 3)
+        let (ratios, alphas) = try LayerAllocation.alphaPruning(model: model, sparsity: 0.5, epsilon: 0.1)
+        XCTAssertEqual(ratios.count, 3)
+        XCTAssertEqual(alphas.count, 3)
+        XCTAssertEqual(ratios.reduce(0, +) / 3, 0.5, accuracy: 0.02)
+        // Larger α → more sparsity.
+        let order = alphas.indices.sorted { alphas[$0] < alphas[$1] }
+        XCTAssertLessThanOrEqual(ratios[order.first!], ratios[order.last!])
+    }
+}

@@ -1,0 +1,34 @@
+import Foundation
+import TopiaryEval
+import TopiaryModels
+import XCTest
+
+/// Per-item choices on the first items of every task agree with lm-evaluation-harness (HFLM on the same
+/// GGUF through transformers; fixture from scripts/reference/lm_eval_zeroshot.py).
+final class LMEvalAgreementTests: XCTestCase {
+    func testPerItemChoicesAgreeWithLMEval() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        let model = ProcessInfo.processInfo.environment["TOPIARY_MODEL"] ?? root + "/checkpoints/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+        let data = (ProcessInfo.processInfo.environment["TOPIARY_DATA"] ?? root + "/../shared/data") + "/zeroshot"
+        guard FileManager.default.fileExists(atPath: model), FileManager.default.fileExists(atPath: data) else {
+            throw XCTSkip("model or data not found")
+        }
+        let url = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures/lm_eval_smollm2", withExtension: "json"))
+        let fixture = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+        let results = fixture["results"] as! [String: [String: Any]]
+        let loaded = try ModelLoader.load(path: model)
+        let evaluator = ZeroShotEvaluator(model: loaded.model, tokenizer: loaded.tokenizer)
+        let items = 24
+        for task in ZeroShotTasks.all {
+            let expected = try XCTUnwrap(results[task.name])
+            let picks = Array((expected["predictions"] as! [Int]).prefix(items))
+            let norms = Array((expected["norm_predictions"] as! [Int]).prefix(items))
+            let ours = try evaluator.evaluate(task, dataDirectory: data, limit: items)
+            let differ = zip(ours.predictions, picks).filter { $0 != $1 }.count
+            let differNorm = zip(ours.normPredictions, norms).filter { $0 != $1 }.count
+            // fp32 rounding can flip a near-tie; more than one flip in 24 items means different scoring.
+            XCTAssertLessThanOrEqual(differ, 1, "\(task.name): acc picks differ on \(differ) of \(items) items")
+            XCTAssertLessThanOrEqual(differNorm, 1, "\(task.name): acc_norm picks differ on \(differNorm) of \(items) items")
+        }
+    }
+}
