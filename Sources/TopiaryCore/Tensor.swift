@@ -31,18 +31,32 @@ public final class BufferPool: @unchecked Sendable {
     /// Buffers smaller than this go straight to malloc.
     static let minimumPooled = 256 * 1024
     static let hugePage = 2 * 1024 * 1024
-    /// A third of physical memory by default: enough to recycle a training step's activations.
-    public var limitBytes = Int(ProcessInfo.processInfo.physicalMemory / 3)
+    /// Free buffers kept for reuse (the oldest are returned to the system beyond this): a sixth of
+    /// physical memory, enough to recycle a training step's activations.
+    public var limitBytes = Int(ProcessInfo.processInfo.physicalMemory / 6)
     private var free: [Int: [UnsafeMutableRawPointer]] = [:]
     private var freeBytes = 0
     private let lock = NSLock()
 
-    func allocate(bytes: Int) -> UnsafeMutableRawPointer {
+    /// Sizes are rounded up to classes of 1/8 of a power of two, so that nearby shapes (sequences of
+    /// different lengths) share buffers.
+    static func sizeClass(_ bytes: Int) -> Int {
+        guard bytes >= minimumPooled else { return bytes }
+        let high = Int.bitWidth - 1 - bytes.leadingZeroBitCount  // 2^high <= bytes
+        let step = 1 << max(0, high - 3)
+        return (bytes + step - 1) / step * step
+    }
+
+    private var order: [(Int, UnsafeMutableRawPointer)] = []  // oldest first, for eviction
+
+    func allocate(bytes requested: Int) -> UnsafeMutableRawPointer {
+        let bytes = Self.sizeClass(requested)
         if bytes >= Self.minimumPooled {
             lock.lock()
             if var list = free[bytes], let p = list.popLast() {
                 free[bytes] = list.isEmpty ? nil : list
                 freeBytes -= bytes
+                if let i = order.lastIndex(where: { $0.1 == p }) { order.remove(at: i) }
                 lock.unlock()
                 return p
             }
@@ -59,16 +73,25 @@ public final class BufferPool: @unchecked Sendable {
         return raw
     }
 
-    func release(_ p: UnsafeMutableRawPointer, bytes: Int) {
-        if bytes >= Self.minimumPooled {
+    func release(_ p: UnsafeMutableRawPointer, bytes requested: Int) {
+        let bytes = Self.sizeClass(requested)
+        if bytes >= Self.minimumPooled && bytes <= limitBytes {
             lock.lock()
-            if freeBytes + bytes <= limitBytes {
-                free[bytes, default: []].append(p)
-                freeBytes += bytes
-                lock.unlock()
-                return
+            // Keep the newest buffers: evict the oldest until this one fits.
+            while freeBytes + bytes > limitBytes, !order.isEmpty {
+                let (size, old) = order.removeFirst()
+                if var list = free[size], let i = list.firstIndex(of: old) {
+                    list.remove(at: i)
+                    free[size] = list.isEmpty ? nil : list
+                    freeBytes -= size
+                    Foundation.free(old)
+                }
             }
+            free[bytes, default: []].append(p)
+            order.append((bytes, p))
+            freeBytes += bytes
             lock.unlock()
+            return
         }
         Foundation.free(p)
     }
@@ -78,6 +101,7 @@ public final class BufferPool: @unchecked Sendable {
         lock.lock()
         for (_, list) in free { for p in list { Foundation.free(p) } }
         free.removeAll()
+        order.removeAll()
         freeBytes = 0
         lock.unlock()
     }
