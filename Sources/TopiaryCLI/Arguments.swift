@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TopiaryModels
+import TopiaryRecover
 
 /// `--model`: where the model comes from.
 struct ModelArguments: ParsableArguments {
@@ -14,13 +15,21 @@ struct ModelArguments: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("OpenBLAS threads (default: all cores).", valueName: "n"))
     var threads: Int?
 
+    @Option(name: .long, help: ArgumentHelp("A directory with LoRA adapters (adapter_model.safetensors) to apply unmerged.", valueName: "dir"))
+    var adapters: String?
+
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     }
 
     func load() throws -> LoadedModel {
         if let threads { setBLASThreads(threads) }
-        return try ModelLoader.load(path: model)
+        let loaded = try ModelLoader.load(path: model)
+        if let adapters {
+            guard let m = loaded.model as? any AdaptableModel else { throw CLIError("this model type does not take adapters") }
+            try LoRATrainer.loadAdapters(directory: adapters, into: m)
+        }
+        return loaded
     }
 }
 

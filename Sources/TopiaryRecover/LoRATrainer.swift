@@ -291,3 +291,29 @@ public final class LoRATrainer {
         for p in model.parameters { p.requiresGrad = true }
     }
 }
+
+extension LoRATrainer {
+    /// Attaches saved PEFT-style adapters (`adapter_model.safetensors` + `adapter_config.json` in `directory`)
+    /// to `model` without merging them.
+    public static func loadAdapters(directory: String, into model: any AdaptableModel) throws {
+        guard let cfgData = FileManager.default.contents(atPath: directory + "/adapter_config.json"),
+              let cfg = try? JSONSerialization.jsonObject(with: cfgData) as? [String: Any],
+              let rank = cfg["r"] as? Int, let alpha = (cfg["lora_alpha"] as? NSNumber)?.floatValue else {
+            throw TrainingError.data("\(directory)/adapter_config.json is missing or lacks r / lora_alpha")
+        }
+        let tensors = try Safetensors.read(path: directory + "/adapter_model.safetensors").tensors
+        let params = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0) })
+        var adapters: [String: LoRAAdapter] = [:]
+        for (name, a) in tensors where name.hasSuffix(".lora_A.weight") {
+            let stem = String(name.dropFirst("base_model.model.".count).dropLast(".lora_A.weight".count))
+            guard let b = tensors["base_model.model." + stem + ".lora_B.weight"], let w = params[stem + ".weight"],
+                  a.shape == [rank, w.shape[1]], b.shape == [w.shape[0], rank] else {
+                throw TrainingError.resumeMismatch("\(directory): adapter \(stem) does not fit this model")
+            }
+            adapters[stem + ".weight"] = LoRAAdapter(target: stem + ".weight", a: Parameter(name: stem + ".lora_A.weight", value: a),
+                                                     b: Parameter(name: stem + ".lora_B.weight", value: b), alpha: alpha, dropout: 0)
+        }
+        guard !adapters.isEmpty else { throw TrainingError.data("\(directory): no adapters found") }
+        model.adapters = adapters
+    }
+}

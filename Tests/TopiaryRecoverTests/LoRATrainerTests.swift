@@ -73,6 +73,23 @@ final class LoRATrainerTests: XCTestCase {
         XCTAssertLessThan(worst, 1e-5)
     }
 
+    func testSavedAdaptersLoadUnmergedWithTheSameOutputs() throws {
+        let dir = NSTemporaryDirectory() + "topiary-adapters-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = try tinyModel()
+        let trainer = try LoRATrainer(model: model, lora: small, config: config(steps: 5), tokens: tinyTokens())
+        try trainer.run(directory: nil)
+        try trainer.saveAdapters(directory: dir)
+        let tokens: [Int32] = [3, 1, 4, 1, 5]
+        let a = try model.forward(Graph(), tokens: tokens).value
+        let fresh = try tinyModel()
+        try LoRATrainer.loadAdapters(directory: dir, into: fresh)
+        XCTAssertEqual(fresh.adapters.count, model.adapters.count)
+        XCTAssertEqual(try fresh.forward(Graph(), tokens: tokens).value.array, a.array)
+        XCTAssertThrowsError(try LoRATrainer.loadAdapters(directory: "/nonexistent", into: fresh))
+    }
+
     func testResumedRunEndsExactlyLikeAnUninterruptedOne() throws {
         let dir = NSTemporaryDirectory() + "topiary-lora-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: dir) }
