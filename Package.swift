@@ -4,7 +4,8 @@
 // Layers (a lower layer never imports a higher one):
 //   CBLAS/CLAPACKE/CHDF5/CTopiaryKernels (C)  →  TopiaryCore (tensors, BLAS, kernels, I/O helpers)
 //   →  TopiaryAutodiff (tape)  →  TopiaryGGUF, TopiaryTokenizers (file formats)  →  TopiaryModels (architectures)
-//   →  TopiaryEval (perplexity, generation)  →  TopiaryCLI (`topiary`)
+//   →  TopiaryEval (evaluation), TopiaryGraph (dependency graph)  →  TopiaryPrune, TopiaryRecover (LoRA)
+//   →  TopiaryPipeline (recipes, runs, reports)  →  TopiaryCLI (`topiary`)
 import PackageDescription
 
 #if arch(x86_64)
@@ -25,10 +26,11 @@ let package = Package(
         .library(
             name: "Topiary",
             targets: ["TopiaryCore", "TopiaryAutodiff", "TopiaryGGUF", "TopiaryTokenizers", "TopiaryModels", "TopiaryEval",
-                      "TopiaryGraph", "TopiaryPrune", "TopiaryRecover"]),
+                      "TopiaryGraph", "TopiaryPrune", "TopiaryRecover", "TopiaryPipeline"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
@@ -45,10 +47,15 @@ let package = Package(
         .target(name: "TopiaryGraph", dependencies: ["TopiaryCore", "TopiaryAutodiff", "TopiaryModels"]),
         .target(name: "TopiaryRecover", dependencies: ["TopiaryCore", "CTopiaryKernels", "TopiaryAutodiff", "TopiaryModels"]),
         .target(name: "TopiaryPrune", dependencies: ["TopiaryCore", "CTopiaryKernels", "CLAPACKE", "TopiaryAutodiff", "TopiaryModels", "TopiaryGraph"]),
+        .target(
+            name: "TopiaryPipeline",
+            dependencies: ["TopiaryCore", "TopiaryAutodiff", "TopiaryModels", "TopiaryEval", "TopiaryGraph", "TopiaryPrune", "TopiaryRecover",
+                           "TopiaryTokenizers", .product(name: "Yams", package: "Yams")]),
         .executableTarget(
             name: "TopiaryCLI",
             dependencies: [
                 "TopiaryCore", "TopiaryGGUF", "TopiaryTokenizers", "TopiaryModels", "TopiaryEval", "TopiaryGraph", "TopiaryPrune", "TopiaryRecover",
+                "TopiaryPipeline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -62,6 +69,7 @@ let package = Package(
         .testTarget(
             name: "TopiaryEvalTests", dependencies: ["TopiaryEval", "TopiaryTokenizers", "TopiaryModels"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TopiaryCLITests", dependencies: ["TopiaryCLI"]),
+        .testTarget(name: "TopiaryPipelineTests", dependencies: ["TopiaryPipeline", "TopiaryModels", "TopiaryCore"]),
         .testTarget(name: "TopiaryPruneTests", dependencies: ["TopiaryModels", "TopiaryGraph", "TopiaryPrune", "TopiaryEval"]),
     ]
 )

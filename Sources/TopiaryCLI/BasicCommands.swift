@@ -107,21 +107,17 @@ struct PerplexityCommand: ParsableCommand {
 
     func validate() throws {
         guard window >= 2 else { throw ValidationError("--window \(window) is too small: a window needs at least 2 tokens") }
-        guard ["wikitext2", "ptb", "ptb-valid"].contains(dataset) else { throw ValidationError("--dataset \(dataset): expected wikitext2, ptb or ptb-valid") }
+        guard PerplexityDataset(rawValue: dataset) != nil else { throw ValidationError("--dataset \(dataset): expected wikitext2, ptb or ptb-valid") }
         guard maxWindows >= 0 else { throw ValidationError("--max-windows must be ≥ 0") }
         if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
     }
 
     func run() throws {
         try reportingErrors {
-            let path = text ?? [
-                "wikitext2": dataArguments.wikitext, "ptb": dataArguments.data + "/ptb/ptb.test.txt",
-                "ptb-valid": dataArguments.data + "/ptb/ptb.valid.txt",
-            ][dataset]!
+            let set = PerplexityDataset(rawValue: dataset)!
+            let path = text ?? set.path(data: dataArguments.data)
             var content = try readText(path)
-            if text == nil && dataset.hasPrefix("ptb") {
-                content = content.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ")
-            }
+            if text == nil { content = set.prepare(content) }
             let loaded = try modelArguments.load()
             let tokens = loaded.tokenizer.encode(content, addSpecialTokens: false, parseSpecial: false).map(Int32.init)
             let evaluator = PerplexityEvaluator(window: window, maxWindows: maxWindows == 0 ? nil : maxWindows, batchSize: batchSize)

@@ -89,3 +89,27 @@ public struct PerplexityEvaluator {
                       window: window, seconds: Date().timeIntervalSince(start))
     }
 }
+
+/// The perplexity datasets under a data folder, read the way the papers' loaders read them.
+public enum PerplexityDataset: String, CaseIterable, Sendable {
+    case wikitext2
+    case ptb
+    case ptbValid = "ptb-valid"
+
+    /// The file under `data`.
+    public func path(data: String) -> String {
+        switch self {
+        case .wikitext2: return data + "/wikitext-2-raw/test.txt"
+        case .ptb: return data + "/ptb/ptb.test.txt"
+        case .ptbValid: return data + "/ptb/ptb.valid.txt"
+        }
+    }
+
+    /// The text to tokenize: WikiText-2 as is; PTB lines stripped and joined by spaces, as LLM-Pruner's loader does.
+    public func prepare(_ raw: String) -> String {
+        switch self {
+        case .wikitext2: return raw
+        case .ptb, .ptbValid: return raw.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ")
+        }
+    }
+}

@@ -3,39 +3,13 @@ import XCTest
 
 /// Runs the built `topiary` binary as a user would and checks exit codes and messages.
 final class CLITests: XCTestCase {
-    struct Result { let status: Int32; let stdout: String; let stderr: String }
-
-    var binary: URL {
-        // The test bundle sits in the build products folder, next to the executable.
-        var dir = Bundle(for: CLITests.self).bundleURL
-        while dir.path != "/" && !FileManager.default.fileExists(atPath: dir.appendingPathComponent("topiary").path) {
-            dir = dir.deletingLastPathComponent()
-        }
-        return dir.appendingPathComponent("topiary")
-    }
-
-    var root: String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-    }
-
-    func modelPath() throws -> String {
-        if let p = ProcessInfo.processInfo.environment["TOPIARY_MODEL"], FileManager.default.fileExists(atPath: p) { return p }
-        let p = root + "/checkpoints/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-        guard FileManager.default.fileExists(atPath: p) else { throw XCTSkip("model not found") }
-        return p
-    }
-
-    func run(_ args: [String]) throws -> Result {
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+    let harness = CLIHarness()
+    typealias Result = CLIHarness.Result
+    var root: String { harness.root }
+    func modelPath() throws -> String { try harness.modelPath() }
+    func run(_ args: [String]) throws -> Result { try harness.run(args) }
+    func assertCleanFailure(_ r: Result, mentions: String, file: StaticString = #filePath, line: UInt = #line) {
+        harness.assertCleanFailure(r, mentions: mentions, file: file, line: line)
     }
 
     func temp(_ name: String, _ data: Data) -> String {
@@ -43,16 +17,6 @@ final class CLITests: XCTestCase {
         FileManager.default.createFile(atPath: path, contents: data)
         addTeardownBlock { unlink(path) }
         return path
-    }
-
-    /// One error line on stderr, naming `mentions`, and a non-zero exit.
-    func assertCleanFailure(_ r: Result, mentions: String, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertNotEqual(r.status, 0, file: file, line: line)
-        let lines = r.stderr.split(separator: "\n").filter { !$0.isEmpty }
-        XCTAssertFalse(lines.isEmpty, "no error message", file: file, line: line)
-        XCTAssertTrue(r.stderr.contains(mentions), "stderr does not mention \(mentions): \(r.stderr)", file: file, line: line)
-        XCTAssertFalse(r.stderr.contains("Fatal error"), file: file, line: line)
-        XCTAssertFalse(r.stderr.contains("Stack dump"), file: file, line: line)
     }
 
     func testHelpExplainsEveryCommand() throws {

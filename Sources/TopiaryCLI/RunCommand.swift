@@ -1,0 +1,126 @@
+import ArgumentParser
+import Foundation
+import TopiaryCore
+import TopiaryPipeline
+import TopiaryPrune
+
+extension StageKind: ExpressibleByArgument {}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a recipe (YAML) from model to report: prune and/or sparsify, recover with LoRA, evaluate.",
+        discussion: """
+            The recipe is checked completely before any work starts; a mistake is reported with its file, line and column.
+            Stages run in this order when the recipe has them: load, graph, importance, prune, sparsify, sweep, finetune,
+            merge, evaluate. Each writes into OUT/NN-stage/ and, last, a manifest.json with the key of its inputs; running
+            the same recipe again skips finished stages whose inputs did not change and continues an interrupted finetune
+            from its checkpoint (or an interrupted evaluate/sweep from its finished items).
+            Outputs: OUT/model/ (the final model; loads with --model), OUT/results.json, OUT/report.md, OUT/report.html.
+            Example: topiary run recipes/quickstart.yaml   (writes checkpoints/quickstart/)
+            """)
+
+    @Argument(help: ArgumentHelp("The recipe file (see recipes/).", valueName: "recipe.yaml")) var recipe: String
+    @Option(help: ArgumentHelp("Output folder (default: checkpoints/<recipe name>).", valueName: "dir")) var out: String?
+    @Flag(help: "Run every stage again, even finished ones.") var force = false
+    @Option(help: ArgumentHelp("Run this stage and every later one again.", valueName: "stage")) var from: StageKind?
+    @Option(help: ArgumentHelp("Data folder (overrides the recipe's `data`).", valueName: "dir")) var data: String?
+    @Option(help: ArgumentHelp("Model (overrides the recipe's `model`).", valueName: "path")) var model: String?
+    @Option(help: ArgumentHelp("OpenBLAS threads (default: the recipe's `threads`, else all cores).", valueName: "n")) var threads: Int?
+    @Flag(help: "Only check the recipe and list its stages.") var check = false
+    @Flag(help: "No progress bars.") var quiet = false
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let r = try Recipe.load(path: recipe, dataOverride: data, modelOverride: model)
+            let dir = out ?? "checkpoints/" + r.name
+            if check {
+                print("\(recipe): valid recipe `\(r.name)`; stages: \(r.stages.map(\.rawValue).joined(separator: " → ")); output: \(dir)")
+                return
+            }
+            if let threads { setBLASThreads(threads) }
+            let pipeline = Pipeline(recipe: r, directory: dir)
+            pipeline.force = force
+            pipeline.from = from
+            pipeline.showProgress = !quiet
+            let results = try pipeline.run()
+            if let metrics = results["metrics"] as? [String: Any], !metrics.isEmpty {
+                print(metrics.sorted { $0.key < $1.key }.map { k, v in
+                    "\(k) = " + ((v as? Double).map { String(format: "%.4f", $0) } ?? "\(v)")
+                }.joined(separator: "\n"))
+            }
+            print("report: \(dir)/report.html")
+        }
+    }
+}
+
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "Write report.md and report.html again from a finished run's folder.")
+
+    @Argument(help: ArgumentHelp("The run's output folder.", valueName: "dir")) var directory: String
+
+    func run() throws {
+        try reportingErrors {
+            try Report(directory: directory).write()
+            print("\(directory)/report.html, \(directory)/report.md")
+        }
+    }
+}
+
+struct Sweep: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Perplexity of unstructured pruning methods at many levels: a methods × levels table, a plot and completions.",
+        discussion: """
+            Each cell prunes a fresh copy of the model with one method at one level (uniform per layer) and measures WikiText-2
+            perplexity; it also records the greedy completion of "University is". Finished cells are kept in OUT, so an
+            interrupted sweep continues where it stopped. Outputs: OUT/01-load, OUT/02-sweep/sweep.{json,csv,md,svg},
+            OUT/report.html.
+            Example: topiary sweep --methods wanda,sparsegpt,magnitude,movement --levels 0.01,0.05,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,0.95,0.99 --out checkpoints/sweep
+            """)
+
+    @OptionGroup var modelArguments: ModelArguments
+    @OptionGroup var dataArguments: DataArguments
+    @Option(help: ArgumentHelp("Output folder.", valueName: "dir")) var out: String
+    @Option(help: "Comma-separated methods.") var methods: String = "magnitude,neg-magnitude,wanda,sparsegpt"
+    @Option(help: "Comma-separated levels in [0, 1).") var levels: String = "0.01,0.05,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,0.95,0.99"
+    @Option(help: "Perplexity windows of 512 tokens per cell.") var windows: Int = 64
+    @Option(name: .customLong("calibration-windows"), help: "Calibration windows (Wanda, SparseGPT, movement).") var calibrationWindows: Int = 32
+    @Option(name: .customLong("calibration-length"), help: "Tokens per calibration window.") var calibrationLength: Int = 512
+    @Option(name: .customLong("calibration-offset"), help: "Token offset of the first calibration window.") var calibrationOffset: Int = 32768
+    @Flag(help: "No progress bars.") var quiet = false
+
+    func run() throws {
+        try reportingErrors {
+            let ms = try methods.split(separator: ",").map { m -> SparsifyMethod in
+                guard let v = SparsifyMethod(rawValue: String(m)) else {
+                    throw CLIError("--methods: unknown method `\(m)` (known: \(SparsifyMethod.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                return v
+            }
+            let ls = try levels.split(separator: ",").map { l -> Double in
+                guard let v = Double(l), v >= 0, v < 1 else { throw CLIError("--levels: `\(l)` is not a level in [0, 1)") }
+                return v
+            }
+            guard windows >= 1, calibrationWindows >= 1, calibrationLength >= 2, calibrationOffset >= 0 else {
+                throw CLIError("--windows and --calibration-windows must be ≥ 1, --calibration-length ≥ 2, --calibration-offset ≥ 0")
+            }
+            var c = SweepConfig()
+            c.methods = ms
+            c.levels = ls
+            c.perplexity = PerplexityConfig(datasets: ["wikitext2"], window: 512, windows: windows)
+            c.calibration = CalibrationConfig(file: nil, windows: calibrationWindows, length: calibrationLength, offset: calibrationOffset)
+            let r = try Recipe.sweep(model: modelArguments.model, data: dataArguments.data, config: c, name: "sweep")
+            let pipeline = Pipeline(recipe: r, directory: out)
+            pipeline.showProgress = !quiet
+            try pipeline.run()
+            let dir = pipeline.stageDirectory(.sweep)
+            print(try String(contentsOfFile: dir + "/sweep.md", encoding: .utf8))
+            print("table, plot and completions: \(dir)/sweep.{md,csv,svg,json}; report: \(out)/report.html")
+        }
+    }
+}

@@ -1,0 +1,370 @@
+import Foundation
+import TopiaryAutodiff
+import TopiaryCore
+import TopiaryEval
+import TopiaryModels
+import TopiaryTokenizers
+
+/// What happened to a stage in this invocation.
+public enum StageStatus: String, Codable, Sendable {
+    /// Ran from the start.
+    case ran
+    /// Continued from a partial run (finetune from its checkpoint, evaluate/sweep from finished items).
+    case resumed
+    /// Finished earlier with the same inputs: not run again.
+    case skipped
+}
+
+/// Problems of a run that are not in the recipe itself.
+public struct PipelineError: Error, LocalizedError {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var errorDescription: String? { message }
+}
+
+/// Runs a recipe's stages in order. Each stage writes into `DIR/NN-stage/` and, last, a `manifest.json` with the
+/// key of its inputs (its configuration, the keys of the stages before it, the fingerprints of the files it read),
+/// its timings, a summary and the list of files it wrote. A rerun skips every stage whose manifest has the same key;
+/// a stage without a manifest (killed) runs again, continuing where it supports that.
+public final class Pipeline {
+    public static let version = "topiary-pipeline-1"
+
+    public let recipe: Recipe
+    public let directory: String
+    /// Run every stage again.
+    public var force = false
+    /// Run this stage and every later one again.
+    public var from: StageKind?
+    /// Where progress lines go (stderr by default).
+    public var log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+    /// Progress bars (off in tests).
+    public var showProgress = true
+
+    // The run's state as stages hand it on.
+    var current: LoadedModel?
+    /// The model on disk that `current` was loaded from (nil once changed in memory and not saved).
+    var currentPath: String?
+    /// The latest model on disk.
+    var modelPath: String
+    /// The model after prune/sparsify, before recovery.
+    var prunedPath: String?
+    /// Finetune's directory while its adapters are not merged.
+    var adaptersPath: String?
+    var importancePath: String?
+    var tokenCache: [String: [Int32]] = [:]
+    public private(set) var records: [[String: Any]] = []
+
+    public init(recipe: Recipe, directory: String) {
+        self.recipe = recipe
+        self.directory = (directory as NSString).standardizingPath
+        self.modelPath = recipe.model
+    }
+
+    public func stageDirectory(_ kind: StageKind) -> String {
+        let index = recipe.stages.firstIndex(of: kind)! + 1
+        return directory + String(format: "/%02d-", index) + kind.rawValue
+    }
+
+    /// Runs (or skips) every stage, then writes `results.json`, `report.md`, `report.html` and `model/`.
+    @discardableResult
+    public func run() throws -> [String: Any] {
+        if let threads = recipe.threads { BLAS.threads = threads }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        if let from, !recipe.stages.contains(from) {
+            throw PipelineError("--from \(from.rawValue): the recipe has no such stage (its stages: \(recipe.stages.map(\.rawValue).joined(separator: ", ")))")
+        }
+        try lockRun()
+        defer { unlockRun() }
+        var upstream = Self.version
+        let total = recipe.stages.count
+        for (i, kind) in recipe.stages.enumerated() {
+            let dir = stageDirectory(kind)
+            let config = try stageConfig(kind)
+            let inputs = try inputFingerprints(kind)
+            let key = Self.hashString([upstream, kind.rawValue, config, inputs.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ";")].joined(separator: "|"))
+            upstream = key
+            let rerun = force || (from.map { kind >= $0 } ?? false)
+            if !rerun, let manifest = Self.readManifest(dir), manifest["key"] as? String == key, Self.outputsPresent(manifest, in: dir) {
+                log("[\(i + 1)/\(total)] \(kind.rawValue): done earlier with the same inputs, skipped (\(dir))")
+                try adopt(kind, dir: dir, summary: manifest["summary"] as? [String: Any] ?? [:])
+                records.append(record(kind, dir: dir, status: .skipped, manifest: manifest))
+                continue
+            }
+            // A partial earlier attempt with the same key may be continued; anything else starts clean.
+            let marker = dir + "/stage.json"
+            let sameAttempt = !force && !rerun && (Self.readJSON(marker)?["key"] as? String) == key
+            if !sameAttempt { try? FileManager.default.removeItem(atPath: dir) }
+            try? FileManager.default.removeItem(atPath: dir + "/manifest.json")
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try Self.writeJSON(["key": key, "stage": kind.rawValue, "started": Self.timestamp()], to: marker)
+            log("[\(i + 1)/\(total)] \(kind.rawValue)\(sameAttempt ? " (continuing an interrupted attempt)" : "") → \(dir)")
+            let start = Date()
+            var outcome = try runStage(kind, dir: dir, continuing: sameAttempt)
+            let seconds = Date().timeIntervalSince(start)
+            outcome.summary["seconds"] = seconds
+            let manifest: [String: Any] = [
+                "stage": kind.rawValue, "key": key, "config": (try? JSONSerialization.jsonObject(with: Data(config.utf8))) ?? config,
+                "inputs": inputs, "finished": Self.timestamp(), "seconds": seconds, "summary": outcome.summary,
+                "outputs": try Self.listOutputs(dir), "status": outcome.status.rawValue,
+            ]
+            try Self.writeJSON(manifest, to: dir + "/manifest.json")
+            records.append(record(kind, dir: dir, status: outcome.status, manifest: manifest))
+        }
+        try publishModel()
+        let results = try writeResults()
+        try Report(directory: directory).write()
+        log("results: \(directory)/results.json; report: \(directory)/report.html (and report.md)")
+        return results
+    }
+
+    // MARK: the run's lock
+
+    var lockDescriptor: Int32 = -1
+
+    /// One run per output folder at a time.
+    func lockRun() throws {
+        let path = directory + "/.lock"
+        lockDescriptor = open(path, O_CREAT | O_RDWR, 0o644)
+        guard lockDescriptor >= 0 else { throw PipelineError("\(path): cannot create the run's lock file") }
+        if flock(lockDescriptor, LOCK_EX | LOCK_NB) != 0 {
+            close(lockDescriptor)
+            lockDescriptor = -1
+            throw PipelineError("\(directory) is in use by another `topiary run`; wait for it or choose another --out")
+        }
+    }
+
+    func unlockRun() {
+        if lockDescriptor >= 0 { flock(lockDescriptor, LOCK_UN); close(lockDescriptor); lockDescriptor = -1 }
+    }
+
+    // MARK: keys and manifests
+
+    func stageConfig(_ kind: StageKind) throws -> String {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        func json<T: Encodable>(_ v: T) throws -> String { String(decoding: try e.encode(v), as: UTF8.self) }
+        switch kind {
+        case .load: return try json(["model": recipe.model])
+        case .graph: return "{}"
+        case .importance:
+            // Gradients are only needed for the layers that the prune stage ranks.
+            return try json(ImportanceKey(importance: recipe.importance!, layers: recipe.prune?.layers ?? "all"))
+        case .prune: return try json(recipe.prune!)
+        case .sparsify: return try json(recipe.sparsify!)
+        case .sweep: return try json(recipe.sweep!)
+        case .finetune: return try json(recipe.finetune!)
+        case .merge: return "{}"
+        case .evaluate: return try json(recipe.evaluate!)
+        }
+    }
+
+    struct ImportanceKey: Encodable { let importance: ImportanceConfig; let layers: String }
+
+    /// Fingerprints of the files a stage reads (size and modification time; the model's first and last MiB too).
+    func inputFingerprints(_ kind: StageKind) throws -> [String: String] {
+        var files: [String] = []
+        let wikitext = recipe.datasetPath("wikitext2")
+        switch kind {
+        case .load: files = [recipe.model]
+        case .importance: if recipe.importance!.criterion.needsGradients { files = [recipe.importance!.calibration.file ?? wikitext] }
+        case .sparsify: if recipe.sparsify!.method.needsCalibration { files = [recipe.sparsify!.calibration.file ?? wikitext] }
+        case .sweep:
+            files = recipe.sweep!.perplexity.datasets.map(recipe.datasetPath)
+            if recipe.sweep!.methods.contains(where: \.needsCalibration) { files.append(recipe.sweep!.calibration.file ?? wikitext) }
+        case .finetune:
+            let d = recipe.finetune!.data
+            files = [["wikitext2", "ptb"].contains(d) ? recipe.datasetPath(d) : d]
+        case .evaluate:
+            files = (recipe.evaluate!.perplexity?.datasets ?? []).map(recipe.datasetPath)
+            files += recipe.evaluate!.tasks.compactMap { try? ZeroShotTaskFile.path(task: $0, data: recipe.data) }
+        default: break
+        }
+        var out: [String: String] = [:]
+        for f in files { out[f] = try Self.fingerprint(f) }
+        return out
+    }
+
+    static func fingerprint(_ path: String) throws -> String {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw PipelineError("\(path): no such file") }
+        if isDirectory.boolValue {
+            guard let m = FileManager.default.contents(atPath: path + "/manifest.json") else {
+                throw PipelineError("\(path): not a complete Topiary checkpoint (no manifest.json)")
+            }
+            return String(format: "checkpoint:%016llx", fnv1a64(m))
+        }
+        let attributes = try FileManager.default.attributesOfItem(atPath: path)
+        let size = (attributes[.size] as? NSNumber)?.intValue ?? 0
+        let mtime = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+        guard let h = FileHandle(forReadingAtPath: path) else { throw PipelineError("\(path): cannot be read") }
+        defer { try? h.close() }
+        var sample = try h.read(upToCount: 1 << 20) ?? Data()
+        if size > 2 << 20 {
+            try h.seek(toOffset: UInt64(size - (1 << 20)))
+            sample += try h.read(upToCount: 1 << 20) ?? Data()
+        }
+        return String(format: "%d:%.0f:%016llx", size, mtime, fnv1a64(sample))
+    }
+
+    static func hashString(_ s: String) -> String { String(format: "%016llx", fnv1a64(Data(s.utf8))) }
+
+    static func timestamp() -> String { ISO8601DateFormatter().string(from: Date()) }
+
+    static func readJSON(_ path: String) -> [String: Any]? {
+        guard let d = FileManager.default.contents(atPath: path) else { return nil }
+        return (try? JSONSerialization.jsonObject(with: d)) as? [String: Any]
+    }
+
+    static func writeJSON(_ object: Any, to path: String) throws {
+        try AtomicFile.write(try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]), to: path)
+    }
+
+    static func readManifest(_ dir: String) -> [String: Any]? { readJSON(dir + "/manifest.json") }
+
+    /// Every file of the stage folder (recursively) with its size.
+    static func listOutputs(_ dir: String) throws -> [[String: Any]] {
+        var out: [[String: Any]] = []
+        guard let e = FileManager.default.enumerator(atPath: dir) else { return [] }
+        while let name = e.nextObject() as? String {
+            let last = (name as NSString).lastPathComponent
+            if last.hasPrefix(".") || name == "manifest.json" || name == "stage.json" { continue }
+            var isDirectory: ObjCBool = false
+            FileManager.default.fileExists(atPath: dir + "/" + name, isDirectory: &isDirectory)
+            if isDirectory.boolValue { continue }
+            let size = ((try? FileManager.default.attributesOfItem(atPath: dir + "/" + name))?[.size] as? NSNumber)?.intValue ?? 0
+            out.append(["name": name, "bytes": size])
+        }
+        return out.sorted { ($0["name"] as! String) < ($1["name"] as! String) }
+    }
+
+    static func outputsPresent(_ manifest: [String: Any], in dir: String) -> Bool {
+        guard let outputs = manifest["outputs"] as? [[String: Any]] else { return false }
+        for o in outputs {
+            guard let name = o["name"] as? String, let bytes = o["bytes"] as? Int,
+                  let a = try? FileManager.default.attributesOfItem(atPath: dir + "/" + name),
+                  (a[.size] as? NSNumber)?.intValue == bytes else { return false }
+        }
+        return true
+    }
+
+    func record(_ kind: StageKind, dir: String, status: StageStatus, manifest: [String: Any]) -> [String: Any] {
+        ["stage": kind.rawValue, "directory": dir, "status": status.rawValue, "seconds": manifest["seconds"] ?? 0,
+         "summary": manifest["summary"] ?? [:]]
+    }
+
+    // MARK: models
+
+    func progress(_ label: String, total: Int, unit: String) -> ProgressBar {
+        ProgressBar(label, total: total, unit: unit, enabled: showProgress)
+    }
+
+    /// The current model, loaded from `modelPath` when it is not in memory.
+    func currentModel() throws -> LoadedModel {
+        if let current { return current }
+        let m = try ModelLoader.load(path: modelPath)
+        current = m
+        currentPath = modelPath
+        return m
+    }
+
+    /// A fresh copy of the model at `modelPath` (the one in memory may carry gradients or adapters).
+    func freshModel() throws -> LoadedModel {
+        current = nil
+        return try currentModel()
+    }
+
+    func tokens(_ path: String, _ tokenizer: any Tokenizer) throws -> [Int32] {
+        if let t = tokenCache[path] { return t }
+        guard let data = FileManager.default.contents(atPath: path), !data.isEmpty else { throw PipelineError("\(path): missing or empty") }
+        var text = String(decoding: data, as: UTF8.self)
+        // A perplexity dataset's file is read the way its loader reads it (PTB: lines joined).
+        if let set = PerplexityDataset.allCases.first(where: { $0.path(data: recipe.data) == path }) { text = set.prepare(text) }
+        let t = tokenizer.encode(text, addSpecialTokens: false, parseSpecial: false).map(Int32.init)
+        tokenCache[path] = t
+        return t
+    }
+
+    /// Takes on the effect of a stage that finished earlier.
+    func adopt(_ kind: StageKind, dir: String, summary: [String: Any]) throws {
+        switch kind {
+        case .load: modelPath = recipe.model
+        case .importance: importancePath = dir + "/importance.json"
+        case .prune, .sparsify:
+            modelPath = dir + "/model"
+            prunedPath = modelPath
+            current = nil
+        case .finetune: adaptersPath = dir; current = nil
+        case .merge:
+            modelPath = dir + "/model"
+            adaptersPath = nil
+            current = nil
+        default: break
+        }
+    }
+
+    struct Outcome {
+        var status: StageStatus
+        var summary: [String: Any]
+    }
+
+    func runStage(_ kind: StageKind, dir: String, continuing: Bool) throws -> Outcome {
+        switch kind {
+        case .load: return try runLoad(dir: dir)
+        case .graph: return try runGraph(dir: dir)
+        case .importance: return try runImportance(dir: dir)
+        case .prune: return try runPrune(dir: dir)
+        case .sparsify: return try runSparsify(dir: dir)
+        case .sweep: return try runSweep(dir: dir, continuing: continuing)
+        case .finetune: return try runFinetune(dir: dir, continuing: continuing)
+        case .merge: return try runMerge(dir: dir)
+        case .evaluate: return try runEvaluate(dir: dir, continuing: continuing)
+        }
+    }
+
+    // MARK: outputs of the run
+
+    /// `DIR/model/`: the run's final model (hard links to the last saved checkpoint's files).
+    func publishModel() throws {
+        guard modelPath != recipe.model, Checkpoint.isCheckpoint(modelPath) else { return }
+        let fm = FileManager.default
+        let dest = directory + "/model", tmp = directory + "/.model.tmp-\(getpid())"
+        try? fm.removeItem(atPath: tmp)
+        try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+        for name in try fm.contentsOfDirectory(atPath: modelPath) where !name.hasPrefix(".") {
+            do { try fm.linkItem(atPath: modelPath + "/" + name, toPath: tmp + "/" + name) } catch {
+                try fm.copyItem(atPath: modelPath + "/" + name, toPath: tmp + "/" + name)
+            }
+        }
+        let old = directory + "/.model.old-\(getpid())"
+        if fm.fileExists(atPath: dest) { try fm.moveItem(atPath: dest, toPath: old) }
+        try fm.moveItem(atPath: tmp, toPath: dest)
+        try? fm.removeItem(atPath: old)
+        if adaptersPath != nil {
+            log("note: the adapters in \(adaptersPath!) are not merged into \(dest) (add a `merge` stage, or pass --adapters)")
+        }
+    }
+
+    /// `results.json`: every metric of the final model, per-model metrics and the stages.
+    func writeResults() throws -> [String: Any] {
+        var metrics: [String: Any] = [:]
+        var models: [String: Any] = [:]
+        if let e = recipe.evaluate, recipe.stages.contains(.evaluate),
+           let evaluation = Self.readJSON(stageDirectory(.evaluate) + "/evaluation.json")?["models"] as? [String: Any] {
+            models = evaluation
+            for label in ["final", "pruned", "base"] where e.models.contains(label) {
+                if let m = (evaluation[label] as? [String: Any])?["metrics"] as? [String: Any] { metrics = m; break }
+            }
+        }
+        if metrics["params"] == nil {
+            if let s = records.last(where: { ["merge", "prune", "sparsify", "load"].contains($0["stage"] as? String ?? "") })?["summary"] as? [String: Any],
+               let p = s["params"] ?? s["params_after"] {
+                metrics["params"] = p
+            }
+        }
+        let results: [String: Any] = ["recipe": recipe.name, "recipe_file": recipe.file, "model": recipe.model,
+                                      "final_model": FileManager.default.fileExists(atPath: directory + "/model") ? directory + "/model" : modelPath,
+                                      "metrics": metrics, "models": models, "stages": records, "finished": Self.timestamp()]
+        try Self.writeJSON(results, to: directory + "/results.json")
+        return results
+    }
+}

@@ -1,0 +1,420 @@
+import Foundation
+import TopiaryEval
+import TopiaryPrune
+import TopiaryRecover
+import Yams
+
+/// The stages of a run, in the order they execute.
+public enum StageKind: String, CaseIterable, Codable, Sendable, Comparable {
+    case load, graph, importance, prune, sparsify, sweep, finetune, merge, evaluate
+
+    public static func < (a: StageKind, b: StageKind) -> Bool {
+        allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
+    }
+}
+
+/// Calibration windows taken from a text file (default: WikiText-2 test under the data folder, from token 32,768,
+/// past the 64 × 512 evaluation windows).
+public struct CalibrationConfig: Codable, Sendable, Equatable {
+    public var file: String?
+    public var windows: Int
+    public var length: Int
+    public var offset = 32768
+
+    public init(file: String? = nil, windows: Int, length: Int, offset: Int = 32768) {
+        self.file = file
+        self.windows = windows
+        self.length = length
+        self.offset = offset
+    }
+}
+
+public struct ImportanceConfig: Codable, Sendable, Equatable {
+    public var criterion: ImportanceCriterion = .taylor
+    public var aggregation: Aggregation = .sum
+    public var calibration = CalibrationConfig(windows: 10, length: 128)
+    public var seed: UInt64 = 0
+}
+
+public struct PruneConfig: Codable, Sendable, Equatable {
+    public var ratio: Double
+    /// `A-B` (inclusive) or `all`.
+    public var layers: String
+    public var mode: StructuredPruner.Mode = .uniform
+    public var roundTo = 1
+}
+
+public struct SparsifyConfig: Codable, Sendable, Equatable {
+    public var method: SparsifyMethod = .wanda
+    public var sparsity: Double = 0.5
+    public var nm: String?
+    public var allocation = "uniform"
+    public var epsilon = 0.2
+    public var calibration = CalibrationConfig(windows: 32, length: 512)
+    public var seed: UInt64 = 0
+}
+
+public struct PerplexityConfig: Codable, Sendable, Equatable {
+    public var datasets = ["wikitext2"]
+    public var window = 512
+    public var windows = 64
+
+    public init(datasets: [String] = ["wikitext2"], window: Int = 512, windows: Int = 64) {
+        self.datasets = datasets
+        self.window = window
+        self.windows = windows
+    }
+}
+
+public struct SweepConfig: Codable, Sendable, Equatable {
+    public var methods: [SparsifyMethod] = [.magnitude, .negMagnitude, .wanda]
+    public var levels: [Double] = [0.1, 0.3, 0.5, 0.7, 0.9]
+    public var perplexity = PerplexityConfig(datasets: ["wikitext2"], window: 512, windows: 8)
+    public var calibration = CalibrationConfig(windows: 8, length: 512)
+    public var seed: UInt64 = 0
+
+    public init() {}
+}
+
+public struct FinetuneConfig: Codable, Sendable, Equatable {
+    /// A text file, or `wikitext2` / `ptb` for the data folder's files.
+    public var data = "wikitext2"
+    public var lora = LoRAConfig()
+    public var training: TrainingConfig = {
+        var t = TrainingConfig()
+        t.dataOffset = 32768
+        return t
+    }()
+    public var maxSeconds: Double?
+}
+
+public struct GenerationConfig: Codable, Sendable, Equatable {
+    public var prompts: [String] = []
+    public var maxTokens = 32
+}
+
+public struct EvaluateConfig: Codable, Sendable, Equatable {
+    /// Which models to evaluate: `base` (as loaded), `pruned` (after prune/sparsify), `final` (the run's output).
+    public var models = ["base", "pruned", "final"]
+    public var perplexity: PerplexityConfig? = PerplexityConfig()
+    public var tasks: [String] = []
+    public var limit: Int?
+    public var generation = GenerationConfig()
+}
+
+/// A whole compression run, read from YAML (schema version 1).
+public struct Recipe: Codable, Sendable, Equatable {
+    public static let schemaVersion = 1
+    public static let allocations = ["uniform", "alphapruning"]
+
+    public var version = Recipe.schemaVersion
+    public var name: String
+    public var description: String?
+    /// Absolute (resolved) paths.
+    public var model: String
+    public var data: String
+    public var seed: UInt64 = 0
+    public var threads: Int?
+    public var file: String
+
+    public var graph: Bool = false
+    public var importance: ImportanceConfig?
+    public var prune: PruneConfig?
+    public var sparsify: SparsifyConfig?
+    public var sweep: SweepConfig?
+    public var finetune: FinetuneConfig?
+    public var merge: Bool = false
+    public var evaluate: EvaluateConfig?
+
+    /// The stages this recipe runs, in order (`load` always first).
+    public var stages: [StageKind] {
+        var s: [StageKind] = [.load]
+        if graph { s.append(.graph) }
+        if importance != nil { s.append(.importance) }
+        if prune != nil { s.append(.prune) }
+        if sparsify != nil { s.append(.sparsify) }
+        if sweep != nil { s.append(.sweep) }
+        if finetune != nil { s.append(.finetune) }
+        if merge { s.append(.merge) }
+        if evaluate != nil { s.append(.evaluate) }
+        return s
+    }
+
+    /// Reads and validates a recipe file. `dataOverride` / `modelOverride` replace the recipe's paths.
+    public static func load(path: String, dataOverride: String? = nil, modelOverride: String? = nil) throws -> Recipe {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else {
+            throw RecipeError(file: path, message: "no such recipe file")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else { throw RecipeError(file: path, message: "cannot be read") }
+        guard data.count <= 1 << 20 else { throw RecipeError(file: path, message: "too large for a recipe (\(data.count) bytes; the limit is 1 MiB)") }
+        guard let text = String(data: data, encoding: .utf8) else { throw RecipeError(file: path, message: "is not UTF-8 text") }
+        return try parse(text, file: path, dataOverride: dataOverride, modelOverride: modelOverride)
+    }
+
+    /// Parses recipe text; relative paths are relative to `file`'s folder.
+    public static func parse(_ text: String, file: String, dataOverride: String? = nil, modelOverride: String? = nil,
+                             checkFiles: Bool = true) throws -> Recipe {
+        let node: Node?
+        do {
+            node = try Yams.compose(yaml: text)
+        } catch let e as YamlError {
+            throw yamlError(e, file: file)
+        } catch {
+            throw RecipeError(file: file, message: "not valid YAML (\(error))")
+        }
+        guard let node else { throw RecipeError(file: file, message: "the recipe is empty") }
+        if let depth = nestingDepth(node), depth > 16 {
+            throw RecipeError(file: file, line: node.mark?.line, column: node.mark?.column, message: "nested \(depth) levels deep; a recipe needs at most 16")
+        }
+        let base = URL(fileURLWithPath: file).deletingLastPathComponent().path
+        func resolve(_ p: String) -> String {
+            let expanded = (p as NSString).expandingTildeInPath
+            return expanded.hasPrefix("/") ? expanded : (URL(fileURLWithPath: base).appendingPathComponent(expanded).standardizedFileURL.path)
+        }
+        var top = try MappingReader(node, file: file, path: "recipe")
+        guard case .mapping = node else { throw top.error(at: node, "a recipe is a mapping (version, name, model, stages)") }
+        guard let version = try top.int("version") else {
+            throw top.error(at: node, "missing `version` (this Topiary reads recipe version \(schemaVersion))")
+        }
+        guard version == schemaVersion else {
+            throw top.error(at: top.value("version"), "recipe version \(version) is not supported (this Topiary reads version \(schemaVersion))")
+        }
+        let name = try top.string("name") ?? URL(fileURLWithPath: file).deletingPathExtension().lastPathComponent
+        guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }), !name.hasPrefix(".") else {
+            throw top.error(at: top.value("name"), "recipe.name `\(name)` must be letters, digits, '-', '_' or '.' (it names the run's folder)")
+        }
+        let description = try top.string("description")
+        let recipeModel = try top.string("model")
+        guard let modelText = modelOverride ?? recipeModel else {
+            throw top.error(at: node, "missing `model` (a GGUF file or a Topiary checkpoint folder, relative to the recipe)")
+        }
+        let modelNode = top.value("model")
+        let model = modelOverride.map { ($0 as NSString).expandingTildeInPath } ?? resolve(modelText)
+        if checkFiles && !FileManager.default.fileExists(atPath: model) {
+            throw modelOverride == nil ? top.error(at: modelNode, "model file \(model) does not exist (fetch it with `make model`, or fix the path)")
+                : RecipeError(file: file, message: "model file \(model) (from --model) does not exist")
+        }
+        let dataNode = top.value("data")
+        let data: String
+        if let dataOverride { data = dataOverride } else if let d = try top.string("data") { data = resolve(d) } else {
+            data = ProcessInfo.processInfo.environment["TOPIARY_DATA"] ?? "../shared/data"
+        }
+        let seed = UInt64(try top.int("seed", range: 0...Int.max) ?? 0)
+        let threads = try top.int("threads", range: 1...1024)
+        guard let stagesNode = top.value("stages") else { throw top.error(at: node, "missing `stages` (e.g. prune, finetune, evaluate)") }
+        var stages = try MappingReader(stagesNode, file: file, path: "stages")
+        let known = StageKind.allCases.map(\.rawValue)
+        for key in stages.keys where !known.contains(key) {
+            throw stages.error(at: stages.keyNode(key), "unknown stage `\(key)`" + didYouMean(key, known.filter { $0 != "load" } + ["load"]))
+        }
+        var r = Recipe(name: name, description: description, model: model, data: data, seed: seed, threads: threads, file: file)
+
+        func calibration(_ reader: inout MappingReader, _ defaults: CalibrationConfig) throws -> CalibrationConfig {
+            guard var c = try reader.mapping("calibration") else { return defaults }
+            var out = defaults
+            if let f = try c.string("file") { out.file = resolve(f) }
+            out.windows = try c.int("windows", range: 1...100_000) ?? defaults.windows
+            out.length = try c.int("length", range: 2...65_536) ?? defaults.length
+            out.offset = try c.int("offset", range: 0...Int(Int32.max)) ?? defaults.offset
+            try c.finish()
+            if checkFiles, let f = out.file, !FileManager.default.fileExists(atPath: f) {
+                throw c.error(at: c.node, "calibration file \(f) does not exist")
+            }
+            return out
+        }
+
+        if var s = try stages.mapping("load") { try s.finish() }
+        if var s = try stages.mapping("graph") { try s.finish(); r.graph = true }
+        if var s = try stages.mapping("importance") {
+            var c = ImportanceConfig()
+            if let v = try s.choice("criterion", ImportanceCriterion.allCases.map(\.rawValue)) { c.criterion = ImportanceCriterion(rawValue: v)! }
+            if let v = try s.choice("aggregation", Aggregation.allCases.map(\.rawValue)) { c.aggregation = Aggregation(rawValue: v)! }
+            c.seed = UInt64(try s.int("seed", range: 0...Int.max) ?? Int(seed))
+            c.calibration = try calibration(&s, c.calibration)
+            try s.finish()
+            r.importance = c
+        }
+        if var s = try stages.mapping("prune") {
+            guard let ratio = try s.double("ratio", min: 0, max: 1, openUpper: true) else {
+                throw s.error(at: stages.keyNode("prune"), "stages.prune needs `ratio` (fraction of non-embedding parameters to remove, e.g. 0.2)")
+            }
+            var c = PruneConfig(ratio: ratio, layers: try s.string("layers") ?? "all")
+            if c.layers != "all" {
+                let parts = c.layers.split(separator: "-").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+                guard (parts.count == 1 || parts.count == 2), parts.allSatisfy({ $0 != nil && $0! >= 0 }), parts.first!! <= parts.last!! else {
+                    throw s.error(at: s.value("layers"), "stages.prune.layers `\(c.layers)` must be `all` or a range A-B (e.g. 3-27)")
+                }
+            }
+            if let v = try s.choice("mode", StructuredPruner.Mode.allCases.map(\.rawValue)) { c.mode = StructuredPruner.Mode(rawValue: v)! }
+            c.roundTo = try s.int("round_to", range: 1...4096) ?? 1
+            try s.finish()
+            r.prune = c
+        }
+        if var s = try stages.mapping("sparsify") {
+            var c = SparsifyConfig()
+            if let v = try s.choice("method", SparsifyMethod.allCases.map(\.rawValue)) { c.method = SparsifyMethod(rawValue: v)! }
+            c.sparsity = try s.double("sparsity", min: 0, max: 1, openUpper: true) ?? c.sparsity
+            if let nm = try s.string("nm") {
+                do { _ = try NMPattern(nm) } catch { throw s.error(at: s.value("nm"), "stages.sparsify.nm `\(nm)`: expected N:M with 1 ≤ N < M (e.g. 2:4)") }
+                c.nm = nm
+            }
+            c.allocation = try s.choice("allocation", allocations) ?? "uniform"
+            c.epsilon = try s.double("epsilon", min: 0, max: 0.5, openUpper: true) ?? c.epsilon
+            c.seed = UInt64(try s.int("seed", range: 0...Int.max) ?? Int(seed))
+            c.calibration = try calibration(&s, c.calibration)
+            try s.finish()
+            if c.nm != nil && c.allocation != "uniform" {
+                throw s.error(at: s.value("allocation"), "stages.sparsify: a per-layer allocation applies to unstructured sparsity, not to nm")
+            }
+            r.sparsify = c
+        }
+        func perplexity(_ reader: inout MappingReader, _ defaults: PerplexityConfig) throws -> PerplexityConfig? {
+            guard let v = reader.value("perplexity") else { return defaults }
+            if case .scalar(let sc) = v, ["false", "no", "off"].contains(sc.string.lowercased()) { return nil }
+            guard var p = try reader.mapping("perplexity") else { return defaults }
+            var out = defaults
+            out.datasets = try p.stringList("datasets", allowed: Self.perplexityDatasets) ?? defaults.datasets
+            out.window = try p.int("window", range: 2...65_536) ?? defaults.window
+            out.windows = try p.int("windows", range: 1...1_000_000) ?? defaults.windows
+            try p.finish()
+            return out
+        }
+        if var s = try stages.mapping("sweep") {
+            var c = SweepConfig()
+            if let m = try s.stringList("methods", allowed: SparsifyMethod.allCases.map(\.rawValue)) { c.methods = m.map { SparsifyMethod(rawValue: $0)! } }
+            c.levels = try s.doubleList("levels", min: 0, max: 1) ?? c.levels
+            c.perplexity = try perplexity(&s, c.perplexity) ?? c.perplexity
+            c.calibration = try calibration(&s, c.calibration)
+            c.seed = UInt64(try s.int("seed", range: 0...Int.max) ?? Int(seed))
+            try s.finish()
+            r.sweep = c
+        }
+        if var s = try stages.mapping("finetune") {
+            var c = FinetuneConfig()
+            if let d = try s.string("data") { c.data = ["wikitext2", "ptb"].contains(d) ? d : resolve(d) }
+            if checkFiles, !["wikitext2", "ptb"].contains(c.data), !FileManager.default.fileExists(atPath: c.data) {
+                throw s.error(at: s.value("data"), "stages.finetune.data: \(c.data) does not exist")
+            }
+            var t = c.training
+            t.dataOffset = try s.int("data_offset", range: 0...Int(Int32.max)) ?? t.dataOffset
+            c.lora.rank = try s.int("rank", range: 1...4096) ?? c.lora.rank
+            c.lora.alpha = Float(try s.double("alpha", min: 0) ?? Double(c.lora.alpha))
+            c.lora.dropout = Float(try s.double("dropout", min: 0, max: 1, openUpper: true) ?? Double(c.lora.dropout))
+            let targets = ["q", "k", "v", "o", "gate", "up", "down"]
+            c.lora.targets = try s.stringList("targets", allowed: targets) ?? c.lora.targets
+            t.learningRate = Float(try s.double("lr", min: 1e-12, max: 10) ?? Double(t.learningRate))
+            if let v = try s.choice("schedule", LRSchedule.allCases.map(\.rawValue)) { t.schedule = LRSchedule(rawValue: v)! }
+            t.warmupSteps = try s.int("warmup", range: 0...10_000_000) ?? 0
+            t.weightDecay = Float(try s.double("weight_decay", min: 0, max: 10) ?? 0)
+            t.maxGradNorm = Float(try s.double("clip", min: 0) ?? 0)
+            t.batchSize = try s.int("batch", range: 1...4096) ?? t.batchSize
+            t.length = try s.int("length", range: 2...65_536) ?? t.length
+            t.accumulation = try s.int("accumulation", range: 1...4096) ?? 1
+            t.steps = try s.int("steps", range: 1...10_000_000) ?? t.steps
+            t.saveEvery = try s.int("save_every", range: 1...10_000_000) ?? t.saveEvery
+            t.evaluateEvery = try s.int("eval_every", range: 0...10_000_000) ?? t.evaluateEvery
+            t.validationWindows = try s.int("val_windows", range: 0...100_000) ?? t.validationWindows
+            t.seed = UInt64(try s.int("seed", range: 0...Int.max) ?? Int(seed))
+            c.maxSeconds = try s.double("max_seconds", min: 1)
+            c.training = t
+            try s.finish()
+            r.finetune = c
+        }
+        if var s = try stages.mapping("merge") { try s.finish(); r.merge = true }
+        if var s = try stages.mapping("evaluate") {
+            var c = EvaluateConfig()
+            c.models = try s.stringList("models", allowed: ["base", "pruned", "final"]) ?? c.models
+            c.perplexity = try perplexity(&s, PerplexityConfig())
+            let taskNames = ZeroShotTasks.names
+            if let t = try s.stringList("tasks", allowed: taskNames + ["all"]) { c.tasks = t.contains("all") ? taskNames : t }
+            c.limit = try s.int("limit", range: 1...10_000_000)
+            if var g = try s.mapping("generation") {
+                c.generation.prompts = try g.stringList("prompts") ?? []
+                c.generation.maxTokens = try g.int("max_tokens", range: 1...4096) ?? 32
+                try g.finish()
+            }
+            try s.finish()
+            r.evaluate = c
+        }
+        try stages.finish()
+        try top.finish()
+
+        // Checks across stages, located at the stage that cannot run.
+        if r.prune != nil && r.importance == nil {
+            throw stages.error(at: stages.keyNode("prune"), "stage `prune` needs an `importance` stage (which criterion ranks the groups?)")
+        }
+        if r.merge && r.finetune == nil {
+            throw stages.error(at: stages.keyNode("merge"), "stage `merge` needs a `finetune` stage (there are no adapters to merge)")
+        }
+        if r.stages == [.load] {
+            throw stages.error(at: stagesNode, "the recipe has no stages to run (add prune, sparsify, finetune, evaluate, …)")
+        }
+        if checkFiles {
+            try r.checkData(stages: stages)
+        }
+        return r
+    }
+
+    public static let perplexityDatasets = PerplexityDataset.allCases.map(\.rawValue)
+
+    /// The text file of a perplexity dataset under the data folder.
+    public func datasetPath(_ name: String) -> String {
+        (PerplexityDataset(rawValue: name) ?? .wikitext2).path(data: data)
+    }
+
+    /// Every data file the stages will read must exist before anything runs.
+    func checkData(stages: MappingReader) throws {
+        var needed: [(String, String)] = []
+        let defaultCalibration = datasetPath("wikitext2")
+        if let i = importance, i.criterion.needsGradients { needed.append((i.calibration.file ?? defaultCalibration, "importance")) }
+        if let s = sparsify, s.method.needsCalibration { needed.append((s.calibration.file ?? defaultCalibration, "sparsify")) }
+        if let s = sweep {
+            for d in s.perplexity.datasets { needed.append((datasetPath(d), "sweep")) }
+            if s.methods.contains(where: \.needsCalibration) { needed.append((s.calibration.file ?? defaultCalibration, "sweep")) }
+        }
+        if let f = finetune, ["wikitext2", "ptb"].contains(f.data) { needed.append((datasetPath(f.data), "finetune")) }
+        if let e = evaluate {
+            for d in e.perplexity?.datasets ?? [] { needed.append((datasetPath(d), "evaluate")) }
+            if !e.tasks.isEmpty, let first = e.tasks.first, let t = try? ZeroShotTasks.task(named: first) {
+                needed.append((data + "/zeroshot/" + t.fileName, "evaluate"))
+            }
+        }
+        for (path, stage) in needed where !FileManager.default.fileExists(atPath: path) {
+            throw stages.error(at: stages.keyNode(stage), "stage `\(stage)` reads \(path), which does not exist (is the data folder \(data) right? set `data:` or pass --data)")
+        }
+    }
+
+    static func yamlError(_ e: YamlError, file: String) -> RecipeError {
+        switch e {
+        case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _), let .composer(context, problem, mark, _):
+            return RecipeError(file: file, line: mark.line, column: mark.column,
+                               message: "not valid YAML: \(problem)" + (context.map { " (\($0.text))" } ?? ""))
+        case let .duplicatedKeysInMapping(duplicates, context):
+            return RecipeError(file: file, line: context.mark.line, column: context.mark.column,
+                               message: "duplicate key(s) \(duplicates.map { "`\($0)`" }.joined(separator: ", ")) in one mapping")
+        case let .reader(problem, _, _, _):
+            return RecipeError(file: file, message: "not valid YAML: \(problem)")
+        default:
+            return RecipeError(file: file, message: "not valid YAML: \(e)")
+        }
+    }
+
+    static func nestingDepth(_ node: Node) -> Int? {
+        switch node {
+        case .scalar, .alias: return 0
+        case .mapping(let m): return 1 + (m.map { nestingDepth($0.value) ?? 0 }.max() ?? 0)
+        case .sequence(let s): return 1 + (s.map { nestingDepth($0) ?? 0 }.max() ?? 0)
+        }
+    }
+}
+
+extension Recipe {
+    /// A recipe with only a sweep stage (what `topiary sweep` runs).
+    public static func sweep(model: String, data: String, config: SweepConfig, name: String) throws -> Recipe {
+        guard FileManager.default.fileExists(atPath: model) else { throw RecipeError(file: model, message: "no such model file") }
+        var r = Recipe(name: name, description: nil, model: model, data: data, seed: 0, threads: nil, file: "(command line)")
+        r.sweep = config
+        return r
+    }
+}

@@ -1,0 +1,276 @@
+import Foundation
+import TopiaryCore
+import TopiaryEval
+
+/// The sweep's methods × levels table, its plot and its generations.
+struct SweepTable {
+    let json: [String: Any]
+
+    var methods: [String] { json["methods"] as? [String] ?? [] }
+    var levels: [Double] { json["levels"] as? [Double] ?? [] }
+    var dataset: String { (json["datasets"] as? [String])?.first ?? "wikitext2" }
+    var points: [[String: Any]] { json["points"] as? [[String: Any]] ?? [] }
+
+    func point(_ method: String, _ level: Double) -> [String: Any]? {
+        points.first { $0["method"] as? String == method && abs(($0["level"] as? Double ?? -1) - level) < 1e-9 }
+    }
+
+    func cell(_ method: String, _ level: Double) -> String {
+        guard let p = point(method, level) else { return "" }
+        if p["not_applicable"] != nil { return "n/a" }
+        guard let v = p[dataset + "_ppl"] as? Double else { return "" }
+        return v >= 1e6 ? String(format: "%.3g", v) : String(format: "%.2f", v)
+    }
+
+    var markdown: String {
+        var md = "| method | " + levels.map { String(format: "%g", $0) }.joined(separator: " | ") + " |\n"
+        md += "|---|" + levels.map { _ in "---:|" }.joined() + "\n"
+        for m in methods { md += "| \(m) | " + levels.map { cell(m, $0) }.joined(separator: " | ") + " |\n" }
+        return md
+    }
+
+    var svg: String {
+        let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f"]
+        let series = methods.enumerated().map { i, m in
+            SVGLinePlot.Series(name: m, points: levels.compactMap { l in (point(m, l)?[dataset + "_ppl"] as? Double).map { (l, $0) } },
+                               color: colors[i % colors.count])
+        }
+        return SVGLinePlot(title: "Perplexity vs pruned level (\(dataset))", xLabel: "fraction of linear weights pruned",
+                           yLabel: "perplexity (log scale)", series: series, logY: true).render()
+    }
+
+    /// Per level, each method's greedy completion.
+    var generations: [(method: String, level: Double, text: String)] {
+        points.compactMap { p in
+            guard let m = p["method"] as? String, let l = p["level"] as? Double, let g = p["generation"] as? String else { return nil }
+            return (m, l, g)
+        }
+    }
+
+    func write(directory: String) throws {
+        var csv = "method,level," + dataset + "_ppl,achieved_sparsity,generation\n"
+        for p in points {
+            let g = (p["generation"] as? String ?? "").replacingOccurrences(of: "\"", with: "\"\"")
+            csv += "\(p["method"] ?? ""),\(p["level"] ?? ""),\(p[dataset + "_ppl"] ?? ""),\(p["achieved_sparsity"] ?? ""),\"\(g)\"\n"
+        }
+        try AtomicFile.write(csv, to: directory + "/sweep.csv")
+        try AtomicFile.write(markdown, to: directory + "/sweep.md")
+        try AtomicFile.write(svg, to: directory + "/sweep.svg")
+    }
+}
+
+/// `report.md` and a self-contained `report.html` (inline SVG, no scripts, no network) from a run folder.
+public struct Report {
+    public let directory: String
+
+    public init(directory: String) { self.directory = directory }
+
+    struct Section {
+        var title: String
+        var markdown: String
+        var html: String
+    }
+
+    static func escape(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+    }
+
+    static let labels = ["base": "dense (original)", "pruned": "pruned, before recovery", "final": "final (recovered)"]
+
+    public func write() throws {
+        guard let results = Pipeline.readJSON(directory + "/results.json") else {
+            throw PipelineError("\(directory)/results.json: missing; run the recipe first")
+        }
+        let stages = results["stages"] as? [[String: Any]] ?? []
+        func stageDir(_ name: String) -> String? { stages.first { $0["stage"] as? String == name }?["directory"] as? String }
+        func summary(_ name: String) -> [String: Any]? { stages.first { $0["stage"] as? String == name }?["summary"] as? [String: Any] }
+        var sections: [Section] = []
+        var svgFiles: [String: String] = [:]
+
+        // Results table.
+        let models = results["models"] as? [String: Any] ?? [:]
+        let order = ["base", "pruned", "final"].filter { models[$0] != nil }
+        if !order.isEmpty {
+            let metricsOf = { (l: String) in (models[l] as? [String: Any])?["metrics"] as? [String: Any] ?? [:] }
+            var columns: [(key: String, title: String, percent: Bool)] = [("params", "params", false)]
+            for d in Recipe.perplexityDatasets {
+                let k = d.replacingOccurrences(of: "-", with: "_") + "_ppl"
+                if order.contains(where: { metricsOf($0)[k] != nil }) { columns.append((k, d == "wikitext2" ? "WikiText-2 ↓" : d.uppercased() + " ↓", false)) }
+            }
+            for t in ZeroShotTasks.names where order.contains(where: { metricsOf($0)[t + "_acc"] != nil }) {
+                let normed = order.contains { metricsOf($0)[t + "_acc_norm"] != nil }
+                columns.append((normed ? t + "_acc_norm" : t + "_acc", t + (normed ? " (norm)" : ""), true))
+            }
+            if order.contains(where: { metricsOf($0)["average_acc"] != nil }) { columns.append(("average_acc", "average", true)) }
+            func format(_ v: Any?, _ c: (key: String, title: String, percent: Bool)) -> String {
+                guard let v = v as? Double ?? (v as? Int).map(Double.init) else { return "–" }
+                if c.key == "params" { return Int(v).formatted() }
+                return c.percent ? String(format: "%.2f", 100 * v) : String(format: "%.2f", v)
+            }
+            var md = "| model | " + columns.map(\.title).joined(separator: " | ") + " |\n|---|" + columns.map { _ in "---:|" }.joined() + "\n"
+            var html = "<table><tr><th>model</th>" + columns.map { "<th>\(Self.escape($0.title))</th>" }.joined() + "</tr>\n"
+            for l in order {
+                let m = metricsOf(l)
+                md += "| \(Self.labels[l]!) | " + columns.map { format(m[$0.key], $0) }.joined(separator: " | ") + " |\n"
+                html += "<tr><td>\(Self.labels[l]!)</td>" + columns.map { "<td class=\"num\">\(format(m[$0.key], $0))</td>" }.joined() + "</tr>\n"
+            }
+            html += "</table>\n"
+            var note = "Perplexity: lower is better. Accuracy in %: acc_norm where lm-evaluation-harness reports it (PIQA, HellaSwag, ARC, OpenBookQA), acc otherwise."
+            if let limit = ((models[order[0]] as? [String: Any])?["details"] as? [String: Any])?["limit"] as? Int {
+                note += " Zero-shot scores use the first \(limit) items of each task only."
+            }
+            if order.contains(where: { metricsOf($0)["hellaswag_acc"] != nil }) {
+                note += " HellaSwag prompts come from llama.cpp's derived file: its contexts do not capitalise `ctx_b` as lm-eval does."
+            }
+            sections.append(Section(title: "Results", markdown: md + "\n" + note + "\n", html: html + "<p class=\"note\">\(Self.escape(note))</p>\n"))
+        }
+
+        // Stages.
+        var md = "| # | stage | status | seconds | notes |\n|---:|---|---|---:|---|\n"
+        var html = "<table><tr><th>#</th><th>stage</th><th>status</th><th>seconds</th><th>notes</th></tr>\n"
+        for (i, s) in stages.enumerated() {
+            let name = s["stage"] as? String ?? "?"
+            let sum = s["summary"] as? [String: Any] ?? [:]
+            let notes = Self.stageNotes(name, sum)
+            let secs = String(format: "%.1f", (s["seconds"] as? Double) ?? 0)
+            md += "| \(i + 1) | \(name) | \(s["status"] ?? "") | \(secs) | \(notes) |\n"
+            html += "<tr><td>\(i + 1)</td><td>\(name)</td><td>\(s["status"] ?? "")</td><td class=\"num\">\(secs)</td><td>\(Self.escape(notes))</td></tr>\n"
+        }
+        sections.append(Section(title: "Stages", markdown: md, html: html + "</table>\n"))
+
+        // Per-layer structure after pruning.
+        if let p = summary("prune"), let before = p["before"] as? [String: Any], let after = p["after"] as? [String: Any],
+           let hb = before["heads"] as? [Int], let ha = after["heads"] as? [Int],
+           let fb = before["intermediate_sizes"] as? [Int], let fa = after["intermediate_sizes"] as? [Int] {
+            let chart = SVGBarChart(title: "Kept per layer after pruning (% of the original)", xLabel: "layer", yLabel: "% kept",
+                                    categories: (0..<ha.count).map(String.init),
+                                    series: [.init(name: "attention heads", values: zip(ha, hb).map { 100 * Double($0) / Double(max($1, 1)) }, color: "#1f77b4"),
+                                             .init(name: "MLP channels", values: zip(fa, fb).map { 100 * Double($0) / Double(max($1, 1)) }, color: "#ff7f0e")])
+            var c = chart
+            c.yMax = 100
+            let svg = c.render()
+            svgFiles["report-layers.svg"] = svg
+            var t = "| layer | heads before → after | FFN before → after |\n|---:|---|---|\n"
+            for l in 0..<ha.count where ha[l] != hb[l] || fa[l] != fb[l] { t += "| \(l) | \(hb[l]) → \(ha[l]) | \(fb[l]) → \(fa[l]) |\n" }
+            sections.append(Section(title: "Per-layer structure", markdown: "![kept per layer](report-layers.svg)\n\n" + t,
+                                    html: svg + "<details><summary>table</summary>\(Self.markdownTableToHTML(t))</details>\n"))
+        }
+        if let s = summary("sparsify"), let ratios = s["layer_sparsity"] as? [Double] {
+            let svg = SVGBarChart(title: "Per-layer sparsity (\(s["allocation"] ?? ""))", xLabel: "layer", yLabel: "sparsity",
+                                  categories: (0..<ratios.count).map(String.init), series: [.init(name: "sparsity", values: ratios, color: "#2ca02c")]).render()
+            svgFiles["report-sparsity.svg"] = svg
+            sections.append(Section(title: "Per-layer sparsity", markdown: "![per-layer sparsity](report-sparsity.svg)\n", html: svg))
+        }
+
+        // Importance distribution.
+        if let dir = stageDir("importance"), let imp = Pipeline.readJSON(dir + "/importance.json"), let groups = imp["groups"] as? [[String: Any]] {
+            var byKind: [String: [Double]] = [:]
+            for g in groups { byKind[g["kind"] as? String ?? "?", default: []] += (g["scores"] as? [Double] ?? []).map { log10(max($0, 1e-30)) } }
+            let colors = ["attention": "#1f77b4", "mlp": "#ff7f0e"]
+            let svg = SVGBarChart.histogram(title: "Importance of prunable units (\(imp["criterion"] ?? "") · \(imp["aggregation"] ?? ""))",
+                                            xLabel: "log10 importance",
+                                            samples: byKind.sorted { $0.key < $1.key }.map { ($0.key == "mlp" ? "MLP channels" : "attention KV groups", $0.value, colors[$0.key] ?? "#777") }).render()
+            svgFiles["report-importance.svg"] = svg
+            sections.append(Section(title: "Importance distribution", markdown: "![importance](report-importance.svg)\n", html: svg))
+        }
+
+        // LoRA loss curve.
+        if let dir = stageDir("finetune"), let svg = try? String(contentsOfFile: dir + "/loss.svg", encoding: .utf8) {
+            svgFiles["report-loss.svg"] = svg
+            var note = ""
+            if let s = summary("finetune") {
+                note = String(format: "%d steps; loss %.4f → %.4f", s["steps"] as? Int ?? 0, s["first_loss"] as? Double ?? .nan, s["loss"] as? Double ?? .nan)
+                if let v = s["validation_loss"] as? Double { note += String(format: "; validation loss %.4f", v) }
+            }
+            sections.append(Section(title: "LoRA recovery", markdown: "![loss](report-loss.svg)\n\n\(note)\n", html: svg + "<p>\(Self.escape(note))</p>\n"))
+        }
+
+        // Level sweep.
+        if let dir = stageDir("sweep"), let json = Pipeline.readJSON(dir + "/sweep.json") {
+            let t = SweepTable(json: json)
+            svgFiles["report-sweep.svg"] = t.svg
+            var gm = "| method | level | completion |\n|---|---:|---|\n"
+            for g in t.generations { gm += "| \(g.method) | \(g.level) | \(g.text.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "|", with: "\\|")) |\n" }
+            sections.append(Section(title: "Level sweep", markdown: "![sweep](report-sweep.svg)\n\n" + t.markdown + "\nGreedy completions:\n\n" + gm,
+                                    html: t.svg + Self.markdownTableToHTML(t.markdown) + "<details><summary>greedy completions</summary>\(Self.markdownTableToHTML(gm))</details>\n"))
+        }
+
+        // Generations side by side.
+        let gens = order.map { l in (l, (((models[l] as? [String: Any])?["details"] as? [String: Any])?["generations"] as? [[String: Any]]) ?? []) }
+        if let prompts = gens.first(where: { !$0.1.isEmpty })?.1.compactMap({ $0["prompt"] as? String }), !prompts.isEmpty {
+            var md = "| prompt | " + gens.map { Self.labels[$0.0]! }.joined(separator: " | ") + " |\n|---|" + gens.map { _ in "---|" }.joined() + "\n"
+            var html = "<table class=\"gen\"><tr><th>prompt</th>" + gens.map { "<th>\(Self.labels[$0.0]!)</th>" }.joined() + "</tr>\n"
+            for p in prompts {
+                let cells = gens.map { g in g.1.first { $0["prompt"] as? String == p }?["completion"] as? String ?? "–" }
+                md += "| \(p) | " + cells.map { $0.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "|", with: "\\|") }.joined(separator: " | ") + " |\n"
+                html += "<tr><td><b>\(Self.escape(p))</b></td>" + cells.map { "<td>\(Self.escape($0))</td>" }.joined() + "</tr>\n"
+            }
+            sections.append(Section(title: "Generations (greedy)", markdown: md, html: html + "</table>\n"))
+        }
+
+        let title = "Topiary run: \(results["recipe"] as? String ?? "?")"
+        var header = "Model: `\(results["model"] as? String ?? "?")`  \nRecipe: `\(results["recipe_file"] as? String ?? "?")`  \n"
+        header += "Final model: `\(results["final_model"] as? String ?? "?")`  \nFinished: \(results["finished"] as? String ?? "?")\n"
+        let total = stages.reduce(0.0) { $0 + (($1["seconds"] as? Double) ?? 0) }
+        header += String(format: "Stage time in the runs that produced these results: %.1f s\n", total)
+        var mdOut = "# \(title)\n\n" + header + "\n"
+        for s in sections { mdOut += "## \(s.title)\n\n\(s.markdown)\n" }
+        var htmlOut = """
+            <!DOCTYPE html>
+            <html lang="en"><head><meta charset="utf-8"><title>\(Self.escape(title))</title>
+            <style>
+            body { font-family: Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+            h1 { font-size: 1.6em; } h2 { font-size: 1.25em; border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 1.6em; }
+            table { border-collapse: collapse; margin: .6em 0; font-size: .92em; }
+            th, td { border: 1px solid #ccc; padding: .3em .6em; vertical-align: top; }
+            th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+            table.gen td { max-width: 320px; } .note { color: #555; font-size: .9em; } code { background: #f4f4f4; padding: 0 .2em; }
+            svg { display: block; margin: .6em 0; max-width: 100%; height: auto; }
+            </style></head><body>
+            <h1>\(Self.escape(title))</h1>
+            <p>\(Self.escape(header).replacingOccurrences(of: "  \n", with: "<br>\n").replacingOccurrences(of: "`", with: ""))</p>
+
+            """
+        for s in sections { htmlOut += "<h2>\(Self.escape(s.title))</h2>\n\(s.html)\n" }
+        htmlOut += "</body></html>\n"
+        for (name, svg) in svgFiles { try AtomicFile.write(svg, to: directory + "/" + name) }
+        try AtomicFile.write(mdOut, to: directory + "/report.md")
+        try AtomicFile.write(htmlOut, to: directory + "/report.html")
+    }
+
+    static func stageNotes(_ name: String, _ s: [String: Any]) -> String {
+        func d(_ k: String, _ f: String = "%.4f") -> String? { (s[k] as? Double).map { String(format: f, $0) } }
+        switch name {
+        case "load": return "params \((s["params"] as? Int)?.formatted() ?? "?")"
+        case "graph": return "\(s["groups"] ?? "?") coupled groups"
+        case "importance": return "\(s["criterion"] ?? "?") over \(s["groups"] ?? "?") groups" + (d("calibration_loss").map { ", calibration loss \($0)" } ?? "")
+        case "prune":
+            return "params \((s["params_before"] as? Int)?.formatted() ?? "?") → \((s["params_after"] as? Int)?.formatted() ?? "?")"
+                + (d("removed_fraction_non_embedding").map { _ in String(format: " (%.2f%% of non-embedding removed)", 100 * (s["removed_fraction_non_embedding"] as! Double)) } ?? "")
+        case "sparsify": return "\(s["method"] ?? "?"): " + String(format: "%.2f%% zeros", 100 * ((s["achieved_sparsity"] as? Double) ?? 0))
+        case "sweep": return "\(s["cells"] ?? "?") cells"
+        case "finetune": return "\(s["steps"] ?? "?") steps" + (d("loss").map { ", loss \($0)" } ?? "") + (d("validation_loss").map { ", validation \($0)" } ?? "")
+        case "merge": return "\(s["merged_adapters"] ?? "?") adapters merged"
+        case "evaluate":
+            return ["base", "pruned", "final"].compactMap { l in
+                guard let m = s[l] as? [String: Any] else { return nil }
+                let ppl = (m["wikitext2_ppl"] as? Double).map { String(format: "ppl %.2f", $0) }
+                let avg = (m["average_acc"] as? Double).map { String(format: "avg %.2f%%", 100 * $0) }
+                return "\(l): " + [ppl, avg].compactMap { $0 }.joined(separator: ", ")
+            }.joined(separator: "; ")
+        default: return ""
+        }
+    }
+
+    /// A Markdown pipe table as an HTML table (for the tables both reports share).
+    static func markdownTableToHTML(_ md: String) -> String {
+        let rows = md.split(separator: "\n").filter { $0.hasPrefix("|") && !$0.hasPrefix("|---") && !$0.hasPrefix("|:") }
+        var html = "<table>"
+        for (i, r) in rows.enumerated() {
+            let cells = r.dropFirst().dropLast().components(separatedBy: " | ").map { $0.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "\\|", with: "|") }
+            let tag = i == 0 ? "th" : "td"
+            html += "<tr>" + cells.map { "<\(tag)>\(escape($0))</\(tag)>" }.joined() + "</tr>"
+        }
+        return html + "</table>\n"
+    }
+}

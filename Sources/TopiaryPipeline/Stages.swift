@@ -1,0 +1,407 @@
+import Foundation
+import TopiaryAutodiff
+import TopiaryCore
+import TopiaryEval
+import TopiaryGraph
+import TopiaryModels
+import TopiaryTokenizers
+import TopiaryPrune
+import TopiaryRecover
+
+/// Where a zero-shot task's file lives under a data folder.
+enum ZeroShotTaskFile {
+    static func path(task: String, data: String) throws -> String {
+        data + "/zeroshot/" + (try ZeroShotTasks.task(named: task)).fileName
+    }
+}
+
+/// Scores computed earlier (the importance stage's `importance.json`), by group id.
+public struct PrecomputedImportance: ImportanceEstimator {
+    public let scores: [Int: [Double]]
+    public let source: String
+
+    public func scores(for group: PruningGroup, parameters: [String: Parameter]) throws -> [Double] {
+        guard let s = scores[group.id], s.count == group.units else {
+            throw PipelineError("\(source) has no scores for group \(group.id) (\(group.kind), layer \(group.layer.map(String.init) ?? "-"), \(group.units) units): it was computed for another model")
+        }
+        return s
+    }
+
+    public static func read(_ path: String) throws -> PrecomputedImportance {
+        guard let json = Pipeline.readJSON(path), let groups = json["groups"] as? [[String: Any]] else {
+            throw PipelineError("\(path): missing or not an importance file")
+        }
+        var scores: [Int: [Double]] = [:]
+        for g in groups {
+            guard let id = g["id"] as? Int, let s = g["scores"] as? [Double] else { throw PipelineError("\(path): a group lacks id or scores") }
+            scores[id] = s
+        }
+        return PrecomputedImportance(scores: scores, source: path)
+    }
+}
+
+extension Pipeline {
+    func encoderData<T: Encodable>(_ v: T) throws -> Data {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return try e.encode(v)
+    }
+
+    func layerShapes(_ c: ModelConfig) -> [String: Any] {
+        ["heads": c.heads, "kv_heads": c.kvHeads, "intermediate_sizes": c.intermediateSizes, "hidden_size": c.hiddenSize,
+         "head_dim": c.headDim, "layers": c.layerCount]
+    }
+
+    func layerRange(_ text: String, layerCount: Int) throws -> ClosedRange<Int> {
+        text == "all" ? 0...(layerCount - 1) : try StructuredPruner.parseLayers(text, layerCount: layerCount)
+    }
+
+    func calibrationSet(_ c: CalibrationConfig, tokenizer: any Tokenizer) throws -> CalibrationSet {
+        let path = c.file ?? recipe.datasetPath("wikitext2")
+        return try CalibrationSet(tokens: try tokens(path, tokenizer), windows: c.windows, length: c.length, offset: c.offset, source: path)
+    }
+
+    // MARK: load, graph
+
+    func runLoad(dir: String) throws -> Outcome {
+        modelPath = recipe.model
+        let m = try freshModel()
+        let c = m.model.config
+        var summary: [String: Any] = ["model": recipe.model, "params": m.model.parameterCount,
+                                      "non_embedding_params": m.model.parameterCount - c.vocabSize * c.hiddenSize]
+        summary["config"] = layerShapes(c)
+        try Self.writeJSON(summary, to: dir + "/model.json")
+        return Outcome(status: .ran, summary: summary)
+    }
+
+    func runGraph(dir: String) throws -> Outcome {
+        let m = try currentModel()
+        let name = ((m.source as NSString).lastPathComponent as NSString).deletingPathExtension
+        let graph = try DependencyGraphBuilder().build(model: m.model, name: name)
+        try AtomicFile.write(try graph.jsonData(), to: dir + "/graph.json")
+        try AtomicFile.write(graph.dot(), to: dir + "/graph.dot")
+        var kinds: [String: Int] = [:]
+        for g in graph.groups { kinds[g.kind, default: 0] += 1 }
+        log("  \(graph.groups.count) coupled groups: " + kinds.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))
+        return Outcome(status: .ran, summary: ["groups": graph.groups.count, "kinds": kinds])
+    }
+
+    // MARK: importance, prune
+
+    func runImportance(dir: String) throws -> Outcome {
+        let c = recipe.importance!
+        let m = try freshModel()
+        let model = m.model
+        let graph = try DependencyGraphBuilder().build(model: model)
+        let range = try layerRange(recipe.prune?.layers ?? "all", layerCount: model.config.layerCount)
+        let ranked = graph.groups.filter { ($0.kind == "attention" || $0.kind == "mlp") && $0.layer.map(range.contains) == true }
+        var fisher: [String: Tensor] = [:]
+        var loss: Double?
+        var calibration: [String: Any]?
+        if c.criterion.needsGradients {
+            let set = try calibrationSet(c.calibration, tokenizer: m.tokenizer)
+            calibration = ["windows": set.windows, "length": set.length, "offset": set.offset, "file": c.calibration.file ?? recipe.datasetPath("wikitext2")]
+            Calibration.restrictGradients(model, to: Calibration.parameterNames(of: ranked))
+            if c.criterion == .taylor2 {
+                fisher = try Calibration.fisher(model, set, progress: progress("calibration (per window)", total: set.windows, unit: "windows"))
+            } else {
+                loss = try Calibration.accumulateGradients(model, set, progress: progress("calibration", total: set.windows, unit: "windows"))
+            }
+        }
+        let estimator = CriterionEstimator(criterion: c.criterion, aggregation: c.aggregation, fisher: fisher, seed: c.seed)
+        let params = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0) })
+        var groups: [[String: Any]] = []
+        for g in ranked {
+            groups.append(["id": g.id, "kind": g.kind, "layer": g.layer ?? -1, "units": g.units,
+                           "scores": try estimator.scores(for: g, parameters: params)])
+        }
+        var json: [String: Any] = ["criterion": c.criterion.rawValue, "aggregation": c.aggregation.rawValue, "layers": [range.lowerBound, range.upperBound],
+                                   "groups": groups]
+        if let calibration { json["calibration"] = calibration }
+        if let loss { json["calibration_loss"] = loss }
+        try Self.writeJSON(json, to: dir + "/importance.json")
+        importancePath = dir + "/importance.json"
+        current = nil  // gradients and frozen flags stay behind; the next stage loads a clean copy
+        var summary: [String: Any] = ["criterion": c.criterion.rawValue, "groups": groups.count]
+        if let loss { summary["calibration_loss"] = loss }
+        return Outcome(status: .ran, summary: summary)
+    }
+
+    func runPrune(dir: String) throws -> Outcome {
+        let c = recipe.prune!
+        guard let importancePath else { throw PipelineError("the prune stage needs the importance stage's scores") }
+        let imp = try PrecomputedImportance.read(importancePath)
+        let impJSON = Self.readJSON(importancePath) ?? [:]
+        let m = try freshModel()
+        let model = m.model
+        let range = try layerRange(c.layers, layerCount: model.config.layerCount)
+        let graph = try DependencyGraphBuilder().build(model: model)
+        let before = model.parameterCount
+        let nonEmbedding = before - model.config.vocabSize * model.config.hiddenSize
+        let beforeConfig = model.config
+        let pruner = StructuredPruner(ratio: c.ratio, layers: range, mode: c.mode, roundTo: c.roundTo)
+        let removals = try pruner.plan(model: model, graph: graph, estimator: imp)
+        try StructuredPruner.apply(removals, graph: graph, to: model)
+        for p in model.parameters { p.zeroGrad() }
+        let plan = PruningPlan(ratio: c.ratio, layers: Array(range), mode: c.mode.rawValue, importance: impJSON["criterion"] as? String ?? "?",
+                               aggregation: impJSON["aggregation"] as? String ?? "?",
+                               calibration: (impJSON["calibration"] as? [String: Any])?.compactMapValues { $0 as? Int },
+                               calibrationLoss: impJSON["calibration_loss"] as? Double,
+                               parametersBefore: before, parametersAfter: model.parameterCount, nonEmbeddingBefore: nonEmbedding, removals: removals)
+        try Checkpoint.save(model: model, tokenizerMetadata: m.metadata, to: dir + "/model", extraFiles: ["pruning.json": try encoderData(plan)])
+        modelPath = dir + "/model"
+        prunedPath = modelPath
+        currentPath = modelPath
+        let removed = before - model.parameterCount
+        log(String(format: "  parameters %@ → %@ (%.2f%% of non-embedding removed)", before.formatted(), model.parameterCount.formatted(),
+                   100 * Double(removed) / Double(nonEmbedding)))
+        return Outcome(status: .ran, summary: ["params_before": before, "params": model.parameterCount, "params_after": model.parameterCount,
+                                               "removed_fraction_non_embedding": Double(removed) / Double(nonEmbedding),
+                                               "before": layerShapes(beforeConfig), "after": layerShapes(model.config)])
+    }
+
+    // MARK: sparsify, sweep
+
+    func sparsifier(method: SparsifyMethod, sparsity: Double, nm: String?, allocation: String, epsilon: Double, seed: UInt64,
+                    model: LlamaModel) throws -> (Sparsifier, [Double]?) {
+        var s = Sparsifier(method: method, sparsity: nm == nil ? sparsity : 0, pattern: try nm.map(NMPattern.init))
+        s.seed = seed
+        var ratios: [Double]?
+        if allocation == "alphapruning" {
+            ratios = try LayerAllocation.alphaPruning(model: model, sparsity: sparsity, epsilon: epsilon).ratios
+            s.layerSparsity = ratios
+        }
+        return (s, ratios)
+    }
+
+    func runSparsify(dir: String) throws -> Outcome {
+        let c = recipe.sparsify!
+        let m = try freshModel()
+        guard let model = m.model as? LlamaModel else { throw PipelineError("sparsify supports LLaMA-family models") }
+        let (s, ratios) = try sparsifier(method: c.method, sparsity: c.sparsity, nm: c.nm, allocation: c.allocation, epsilon: c.epsilon,
+                                         seed: c.seed, model: model)
+        let set = c.method.needsCalibration ? try calibrationSet(c.calibration, tokenizer: m.tokenizer) : nil
+        try s.validate(model: model, calibration: set)
+        let start = Date()
+        let achieved = try s.run(model: model, calibration: set, progress: progress("sparsify \(c.method.rawValue)", total: model.layers.count, unit: "layers"))
+        let seconds = Date().timeIntervalSince(start)
+        for p in model.parameters { p.zeroGrad() }
+        var info: [String: Any] = ["method": c.method.rawValue, "sparsity": c.sparsity, "achieved_sparsity": achieved, "seconds": seconds,
+                                   "allocation": c.allocation]
+        if let nm = c.nm { info["nm"] = nm }
+        if let ratios { info["layer_sparsity"] = ratios }
+        try Checkpoint.save(model: model, tokenizerMetadata: m.metadata, to: dir + "/model",
+                            extraFiles: ["sparsify.json": try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys])])
+        modelPath = dir + "/model"
+        prunedPath = modelPath
+        currentPath = modelPath
+        log(String(format: "  %@: %.2f%% of the linear weights are zero (%.1f s)", c.method.rawValue, 100 * achieved, seconds))
+        info["params"] = model.parameterCount
+        return Outcome(status: .ran, summary: info)
+    }
+
+    func runSweep(dir: String, continuing: Bool) throws -> Outcome {
+        let c = recipe.sweep!
+        var resumed = false
+        var points: [[String: Any]] = []
+        let cells = c.methods.flatMap { m in c.levels.map { (m, $0) } }
+        let bar = progress("sweep", total: cells.count, unit: "cells")
+        let prompt = "University is"
+        for (method, level) in cells {
+            let file = dir + String(format: "/cell-%@-%.4f.json", method.rawValue, level)
+            if continuing, let done = Self.readJSON(file) {
+                points.append(done)
+                resumed = true
+                bar.advance()
+                continue
+            }
+            let m = try freshModel()
+            guard let model = m.model as? LlamaModel else { throw PipelineError("sweep supports LLaMA-family models") }
+            var point: [String: Any] = ["method": method.rawValue, "level": level]
+            if method == .bias && !model.parameters.contains(where: { $0.name.hasSuffix(".bias") }) {
+                point["not_applicable"] = "the model has no biases"
+            } else {
+                let (s, _) = try sparsifier(method: method, sparsity: level, nm: nil, allocation: "uniform", epsilon: 0, seed: c.seed, model: model)
+                let set = method.needsCalibration ? try calibrationSet(c.calibration, tokenizer: m.tokenizer) : nil
+                let t0 = Date()
+                point["achieved_sparsity"] = try s.run(model: model, calibration: set, progress: nil)
+                point["sparsify_seconds"] = Date().timeIntervalSince(t0)
+                for d in c.perplexity.datasets {
+                    let r = try PerplexityEvaluator(window: c.perplexity.window, maxWindows: c.perplexity.windows)
+                        .evaluate(model, tokens: try tokens(recipe.datasetPath(d), m.tokenizer), source: recipe.datasetPath(d))
+                    point[d + "_ppl"] = r.ppl.isFinite ? r.ppl : Double.greatestFiniteMagnitude
+                }
+                let ids = try Generator(model: model, endOfSequence: m.tokenizer.eosTokenID)
+                    .generate(prompt: m.tokenizer.encode(prompt, addSpecialTokens: true, parseSpecial: true).map(Int32.init),
+                              options: GenerationOptions(maxTokens: 16))
+                point["generation"] = prompt + m.tokenizer.decode(ids.map(Int.init), skipSpecialTokens: true)
+            }
+            try Self.writeJSON(point, to: file)
+            points.append(point)
+            bar.advance(status: String(format: "%@ %.2f: %@", method.rawValue, level,
+                                       (point[(c.perplexity.datasets.first ?? "wikitext2") + "_ppl"] as? Double).map { String(format: "ppl %.2f", $0) } ?? "n/a"))
+        }
+        bar.finish()
+        current = nil
+        let sweep: [String: Any] = ["methods": c.methods.map(\.rawValue), "levels": c.levels, "datasets": c.perplexity.datasets,
+                                    "window": c.perplexity.window, "windows": c.perplexity.windows, "prompt": prompt, "points": points]
+        try Self.writeJSON(sweep, to: dir + "/sweep.json")
+        try SweepTable(json: sweep).write(directory: dir)
+        return Outcome(status: resumed ? .resumed : .ran, summary: ["cells": points.count])
+    }
+
+    // MARK: finetune, merge
+
+    func runFinetune(dir: String, continuing: Bool) throws -> Outcome {
+        let c = recipe.finetune!
+        let m = try freshModel()
+        guard let model = m.model as? any AdaptableModel else { throw PipelineError("this model type does not take LoRA adapters") }
+        let dataPath = ["wikitext2", "ptb"].contains(c.data) ? recipe.datasetPath(c.data) : c.data
+        let trainer = try LoRATrainer(model: model, lora: c.lora, config: c.training, tokens: try tokens(dataPath, m.tokenizer))
+        var status = StageStatus.ran
+        if continuing && FileManager.default.fileExists(atPath: dir + "/checkpoint/manifest.json") {
+            try trainer.resume(directory: dir)
+            status = .resumed
+            log("  resuming at step \(trainer.step) of \(c.training.steps)")
+        }
+        log("  LoRA r=\(c.lora.rank) α=\(c.lora.alpha) on \(model.adapters.count) linears: \(trainer.trainableCount.formatted()) trainable parameters")
+        let bar = progress("finetune", total: c.training.steps, unit: "steps")
+        bar.advance(by: trainer.step)
+        try trainer.run(directory: dir, maxSeconds: c.maxSeconds, progress: bar)
+        try trainer.saveAdapters(directory: dir)
+        try trainer.saveLossCurve(directory: dir)
+        adaptersPath = dir
+        currentPath = nil  // the model in memory now carries adapters
+        var summary: [String: Any] = ["steps": trainer.step, "trainable_params": trainer.trainableCount]
+        if let last = trainer.history.last { summary["loss"] = last.loss }
+        if let first = trainer.history.first { summary["first_loss"] = first.loss }
+        if let v = trainer.validation.last { summary["validation_loss"] = v.loss }
+        return Outcome(status: status, summary: summary)
+    }
+
+    func runMerge(dir: String) throws -> Outcome {
+        guard let adaptersPath else { throw PipelineError("the merge stage needs the finetune stage's adapters") }
+        let m: LoadedModel
+        if let current, currentPath == nil, let a = current.model as? any AdaptableModel, !a.adapters.isEmpty {
+            m = current
+        } else {
+            m = try freshModel()
+            guard let a = m.model as? any AdaptableModel else { throw PipelineError("this model type does not take LoRA adapters") }
+            try LoRATrainer.loadAdapters(directory: adaptersPath, into: a)
+        }
+        guard let model = m.model as? any AdaptableModel else { throw PipelineError("this model type does not take LoRA adapters") }
+        let merged = model.adapters.count
+        Self.mergeAdapters(model)
+        try Checkpoint.save(model: model, tokenizerMetadata: m.metadata, to: dir + "/model")
+        modelPath = dir + "/model"
+        currentPath = modelPath
+        self.adaptersPath = nil
+        return Outcome(status: .ran, summary: ["merged_adapters": merged, "params": model.parameterCount])
+    }
+
+    /// `W += (α/r)·B·A` for every adapter, then the adapters are dropped.
+    static func mergeAdapters(_ model: any AdaptableModel) {
+        let params = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0) })
+        for (name, a) in model.adapters { if let w = params[name] { a.merge(into: w) } }
+        model.adapters = [:]
+        for p in model.parameters { p.requiresGrad = true }
+    }
+
+    // MARK: evaluate
+
+    func runEvaluate(dir: String, continuing: Bool) throws -> Outcome {
+        let c = recipe.evaluate!
+        // The models to evaluate, by label: path and adapters.
+        var targets: [(label: String, path: String, adapters: String?)] = []
+        let finalIsBase = modelPath == recipe.model && adaptersPath == nil
+        let finalIsPruned = modelPath == prunedPath && adaptersPath == nil
+        for label in c.models {
+            switch label {
+            case "base": targets.append(("base", recipe.model, nil))
+            case "pruned": if let prunedPath { targets.append(("pruned", prunedPath, nil)) }
+            default:
+                // Not evaluated twice when it is the same model as another label.
+                if !(finalIsBase && c.models.contains("base")) && !(finalIsPruned && c.models.contains("pruned")) {
+                    targets.append(("final", modelPath, adaptersPath))
+                }
+            }
+        }
+        var models: [String: Any] = [:]
+        var resumed = false
+        for t in targets {
+            let file = dir + "/eval-\(t.label).json"
+            if continuing, let done = Self.readJSON(file) {
+                models[t.label] = done
+                resumed = true
+                log("  \(t.label): evaluated earlier, kept")
+                continue
+            }
+            log("  evaluating \(t.label): \(t.path)\(t.adapters.map { " + adapters \($0)" } ?? "")")
+            let result = try evaluateModel(path: t.path, adapters: t.adapters, config: c, label: t.label)
+            try Self.writeJSON(result, to: file)
+            models[t.label] = result
+        }
+        // `final` equals `pruned` when nothing changed the model after pruning.
+        if c.models.contains("final"), models["final"] == nil {
+            models["final"] = finalIsPruned ? models["pruned"] : finalIsBase ? models["base"] : nil
+        }
+        try Self.writeJSON(["models": models, "hellaswag_note": "HellaSwag is scored from llama.cpp's derived file, whose contexts do not capitalise ctx_b as lm-eval does."],
+                           to: dir + "/evaluation.json")
+        current = nil
+        var summary: [String: Any] = [:]
+        for (label, v) in models { summary[label] = (v as? [String: Any])?["metrics"] ?? [:] }
+        return Outcome(status: resumed ? .resumed : .ran, summary: summary)
+    }
+
+    func evaluateModel(path: String, adapters: String?, config c: EvaluateConfig, label: String) throws -> [String: Any] {
+        let m = try ModelLoader.load(path: path)
+        if let adapters {
+            guard let a = m.model as? any AdaptableModel else { throw PipelineError("this model type does not take adapters") }
+            try LoRATrainer.loadAdapters(directory: adapters, into: a)
+        }
+        var metrics: [String: Any] = ["params": m.model.parameterCount]
+        var details: [String: Any] = [:]
+        if let p = c.perplexity {
+            for d in p.datasets {
+                let path = recipe.datasetPath(d)
+                let r = try PerplexityEvaluator(window: p.window, maxWindows: p.windows)
+                    .evaluate(m.model, tokens: try tokens(path, m.tokenizer), source: path,
+                              progress: progress("\(label) \(d) perplexity", total: p.windows, unit: "windows"))
+                metrics[d.replacingOccurrences(of: "-", with: "_") + "_ppl"] = r.ppl
+                details[d] = ["ppl": r.ppl, "windows": r.windows, "window": r.window, "predictions": r.predictions, "seconds": r.seconds]
+                log(String(format: "  %@ %@ perplexity: %.4f (%d × %d)", label, d, r.ppl, r.windows, r.window))
+            }
+        }
+        if !c.tasks.isEmpty {
+            let evaluator = ZeroShotEvaluator(model: m.model, tokenizer: m.tokenizer)
+            let zdir = recipe.data + "/zeroshot"
+            var headline: [Double] = []
+            var tasks: [String: Any] = [:]
+            for name in c.tasks {
+                let task = try ZeroShotTasks.task(named: name)
+                let n = try task.items(from: zdir + "/" + task.fileName, limit: c.limit).count
+                let r = try evaluator.evaluate(task, dataDirectory: zdir, limit: c.limit, progress: progress("\(label) \(name)", total: n, unit: "items"))
+                metrics[name + "_acc"] = r.acc
+                if let an = r.accNorm { metrics[name + "_acc_norm"] = an }
+                headline.append(r.accNorm ?? r.acc)
+                var t: [String: Any] = ["acc": r.acc, "acc_stderr": r.accStderr, "n": r.n, "seconds": r.seconds]
+                if let an = r.accNorm { t["acc_norm"] = an; t["acc_norm_stderr"] = r.accNormStderr ?? 0 }
+                tasks[name] = t
+            }
+            metrics["average_acc"] = headline.reduce(0, +) / Double(headline.count)
+            details["tasks"] = tasks
+            details["limit"] = c.limit ?? NSNull()
+        }
+        if !c.generation.prompts.isEmpty {
+            var gens: [[String: Any]] = []
+            let g = Generator(model: m.model, endOfSequence: m.tokenizer.eosTokenID)
+            for prompt in c.generation.prompts {
+                let ids = try g.generate(prompt: m.tokenizer.encode(prompt, addSpecialTokens: true, parseSpecial: true).map(Int32.init),
+                                         options: GenerationOptions(maxTokens: c.generation.maxTokens))
+                gens.append(["prompt": prompt, "completion": m.tokenizer.decode(ids.map(Int.init), skipSpecialTokens: true)])
+            }
+            details["generations"] = gens
+        }
+        return ["label": label, "path": path, "adapters": adapters ?? NSNull(), "metrics": metrics, "details": details]
+    }
+}
