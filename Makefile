@@ -4,7 +4,7 @@ DATA ?= ../shared/data
 RELEASE := .build/release/topiary
 SWIFT_TEST_FLAGS := -c release -Xswiftc -enable-testing
 
-.PHONY: deps model build quickstart test bench clean
+.PHONY: deps model build quickstart check test bench clean
 
 deps:
 	@scripts/install-deps.sh
@@ -15,8 +15,13 @@ model:
 build: deps
 	swift build -c release --product topiary
 
-## Installs what is needed, fetches the default model, builds, and runs the quick-start check.
+## Installs what is needed, fetches the default model, builds, and runs recipes/quickstart.yaml
+## (prune 20% → short LoRA recovery → small evaluation); the report is checkpoints/quickstart/report.html.
 quickstart: deps model build
+	$(RELEASE) run recipes/quickstart.yaml --data $(DATA)
+
+## A quick check of the model alone: perplexity on a slice and a short generation.
+check: deps model build
 	$(RELEASE) quickstart --model $(MODEL) --data $(DATA)
 
 ## Runs every test (unit tests, fixtures, and the real-model tests).

@@ -49,7 +49,7 @@ struct Run: ParsableCommand {
             let results = try pipeline.run()
             if let metrics = results["metrics"] as? [String: Any], !metrics.isEmpty {
                 print(metrics.sorted { $0.key < $1.key }.map { k, v in
-                    "\(k) = " + ((v as? Double).map { String(format: "%.4f", $0) } ?? "\(v)")
+                    "\(k) = " + (k.hasSuffix("params") ? "\((v as? NSNumber)?.intValue ?? 0)" : (v as? Double).map { String(format: "%.4f", $0) } ?? "\(v)")
                 }.joined(separator: "\n"))
             }
             print("report: \(dir)/report.html")

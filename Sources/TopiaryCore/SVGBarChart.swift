@@ -51,7 +51,7 @@ public struct SVGBarChart {
     }
 
     public func render() -> String {
-        let left = 56.0, right = 16.0, top = 36.0, bottom = 48.0
+        let left = 56.0, right = 16.0, top = 48.0, bottom = 48.0
         let pw = width - left - right, ph = height - top - bottom
         let maxValue = yMax ?? max(1e-12, series.flatMap(\.values).filter(\.isFinite).max() ?? 1)
         let n = max(1, categories.count)
@@ -79,7 +79,7 @@ public struct SVGBarChart {
                             x, top + ph - h, barWidth, h, ser.color, overlay ? " fill-opacity=\"0.55\"" : "",
                             SVGLinePlot.escape(ser.name), SVGLinePlot.escape(categories[i]), String(format: "%.4g", v))
             }
-            let lx = left + pw - 170, ly = top + 6 + Double(k) * 14
+            let lx = left + Double(k) * 170, ly = top - 8
             s += "<rect x=\"\(lx)\" y=\"\(ly - 8)\" width=\"10\" height=\"10\" fill=\"\(ser.color)\"/>"
             s += "<text x=\"\(lx + 14)\" y=\"\(ly + 1)\">\(SVGLinePlot.escape(ser.name))</text>\n"
         }

@@ -209,10 +209,13 @@ public struct Report {
         }
 
         let title = "Topiary run: \(results["recipe"] as? String ?? "?")"
-        var header = "Model: `\(results["model"] as? String ?? "?")`  \nRecipe: `\(results["recipe_file"] as? String ?? "?")`  \n"
-        header += "Final model: `\(results["final_model"] as? String ?? "?")`  \nFinished: \(results["finished"] as? String ?? "?")\n"
         let total = stages.reduce(0.0) { $0 + (($1["seconds"] as? Double) ?? 0) }
-        header += String(format: "Stage time in the runs that produced these results: %.1f s\n", total)
+        let headerLines: [(String, String)] = [
+            ("Model", results["model"] as? String ?? "?"), ("Recipe", results["recipe_file"] as? String ?? "?"),
+            ("Final model", results["final_model"] as? String ?? "?"), ("Finished", results["finished"] as? String ?? "?"),
+            ("Stage time", String(format: "%.1f s (the runs that produced these results)", total)),
+        ]
+        let header = headerLines.map { "\($0.0): `\($0.1)`" }.joined(separator: "  \n") + "\n"
         var mdOut = "# \(title)\n\n" + header + "\n"
         for s in sections { mdOut += "## \(s.title)\n\n\(s.markdown)\n" }
         var htmlOut = """
@@ -228,7 +231,7 @@ public struct Report {
             svg { display: block; margin: .6em 0; max-width: 100%; height: auto; }
             </style></head><body>
             <h1>\(Self.escape(title))</h1>
-            <p>\(Self.escape(header).replacingOccurrences(of: "  \n", with: "<br>\n").replacingOccurrences(of: "`", with: ""))</p>
+            <p>\(headerLines.map { "\(Self.escape($0.0)): <code>\(Self.escape($0.1))</code>" }.joined(separator: "<br>\n"))</p>
 
             """
         for s in sections { htmlOut += "<h2>\(Self.escape(s.title))</h2>\n\(s.html)\n" }
