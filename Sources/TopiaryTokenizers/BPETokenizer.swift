@@ -23,7 +23,9 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
     /// Special tokens (control and user-defined) by text, longest first, for `parseSpecial`.
     let specials: [(text: [Unicode.Scalar], id: Int)]
     let isControl: [Bool]
-    private var cache: [String: [Int32]] = [:]
+    /// Encoded pieces by their UTF-8 bytes (not by `String`, whose equality is canonical equivalence:
+    /// "é" and "e" + U+0301 are equal Strings but different bytes and different tokens).
+    private var cache: [[UInt8]: [Int32]] = [:]
     private let lock = NSLock()
 
     public var vocabularySize: Int { tokens.count }
@@ -109,19 +111,20 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
     }
 
     private func encodePlain(_ scalars: [Unicode.Scalar], into out: inout [Int]) {
-        var localCache: [String: [Int32]] = [:]
+        var localCache: [[UInt8]: [Int32]] = [:]
         lock.lock()
         let shared = cache
         lock.unlock()
         for piece in preTokenizer.split(scalars) {
             var word = String.UnicodeScalarView()
             word.append(contentsOf: scalars[piece])
-            let key = String(word)
+            let piece = String(word)
+            let key = Array(piece.utf8)
             if let ids = shared[key] ?? localCache[key] {
                 out.append(contentsOf: ids.lazy.map(Int.init))
                 continue
             }
-            let ids = bpe(key)
+            let ids = bpe(piece)
             localCache[key] = ids
             out.append(contentsOf: ids.lazy.map(Int.init))
         }

@@ -50,6 +50,61 @@ final class SmolLM2TokenizerTests: XCTestCase {
     }
 }
 
+extension SmolLM2TokenizerTests {
+    /// A Hugging Face `tokenizer.json` in SmolLM2's layout (byte-level BPE, Digits(individual) + ByteLevel,
+    /// added special tokens, list-form merges) written from the GGUF's vocabulary encodes exactly as the GGUF tokenizer.
+    func testHuggingFaceTokenizerJSONEncodesLikeTheReference() throws {
+        let (loaded, _) = try SmolLM2.load()
+        let md = loaded.metadata
+        let tokens = try XCTUnwrap(md["tokenizer.ggml.tokens"]?.stringArray)
+        let merges = try XCTUnwrap(md["tokenizer.ggml.merges"]?.stringArray)
+        let types = md["tokenizer.ggml.token_type"]?.intArray ?? []
+        var vocab: [String: Int] = [:]
+        var added: [[String: Any]] = []
+        for (i, t) in tokens.enumerated() {
+            if i < types.count && types[i] == 3 { added.append(["id": i, "content": t, "special": true]) } else { vocab[t] = i }
+        }
+        let json: [String: Any] = [
+            "version": "1.0", "added_tokens": added,
+            "pre_tokenizer": ["type": "Sequence", "pretokenizers": [["type": "Digits", "individual_digits": true],
+                                                                    ["type": "ByteLevel", "add_prefix_space": false, "use_regex": true]]],
+            "model": ["type": "BPE", "vocab": vocab, "merges": merges.map { $0.split(separator: " ", maxSplits: 1).map(String.init) }],
+        ]
+        let config: [String: Any] = ["bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "add_bos_token": false]
+        let tok = try BPETokenizer(huggingFaceJSON: try JSONSerialization.data(withJSONObject: json),
+                                   config: try JSONSerialization.data(withJSONObject: config), source: "tokenizer.json")
+        XCTAssertEqual(tok.vocabularySize, tokens.count)
+        XCTAssertEqual(tok.eosTokenID, loaded.tokenizer.eosTokenID)
+        for c in try loadJSON("smollm2_strings.json")["cases"] as! [[String: Any]] {
+            let text = c["text"] as! String
+            XCTAssertEqual(tok.encode(text, addSpecialTokens: false, parseSpecial: false), c["ids"] as! [Int], text)
+            XCTAssertEqual(tok.encode(text, addSpecialTokens: false, parseSpecial: true), c["ids_parse_special"] as! [Int], text)
+        }
+        // Unsupported layouts are refused by name.
+        var metaspace = json
+        metaspace["pre_tokenizer"] = ["type": "Metaspace"]
+        XCTAssertThrowsError(try BPETokenizer(huggingFaceJSON: try JSONSerialization.data(withJSONObject: metaspace), source: "x.json")) {
+            XCTAssertTrue("\($0.localizedDescription)".contains("x.json: unknown pre-tokenizer 'Metaspace'"), "\($0)")
+        }
+        XCTAssertThrowsError(try BPETokenizer(huggingFaceJSON: Data("[1]".utf8), source: "y.json")) {
+            XCTAssertTrue("\($0.localizedDescription)".contains("y.json: invalid tokenizer.json"), "\($0)")
+        }
+    }
+
+    /// "é" and "e" + U+0301 are equal Swift Strings but different bytes: the word cache must not mix them up.
+    func testCanonicallyEquivalentPiecesAreNotConfused() throws {
+        let (loaded, _) = try SmolLM2.load()
+        let tok = try XCTUnwrap(loaded.tokenizer as? BPETokenizer)
+        let fresh = try GGUFModelLoader.tokenizerFromMetadata(loaded.metadata, name: "fresh")
+        let composed = "caf\u{E9}", decomposed = "cafe\u{301}"
+        let expectedDecomposed = fresh.encode(decomposed, addSpecialTokens: false, parseSpecial: false)
+        XCTAssertNotEqual(fresh.encode(composed, addSpecialTokens: false, parseSpecial: false), expectedDecomposed)
+        _ = tok.encode(composed, addSpecialTokens: false, parseSpecial: false)  // fills the cache with the composed form
+        XCTAssertEqual(tok.encode(decomposed, addSpecialTokens: false, parseSpecial: false), expectedDecomposed)
+        XCTAssertEqual(tok.decode(expectedDecomposed, skipSpecialTokens: false).unicodeScalars.count, decomposed.unicodeScalars.count)
+    }
+}
+
 final class SmolLM2ModelTests: XCTestCase {
     func testParameterCountsAndWeightLayout() throws {
         let (loaded, _) = try SmolLM2.load()
