@@ -79,6 +79,9 @@ public struct SweepConfig: Codable, Sendable, Equatable {
 public struct FinetuneConfig: Codable, Sendable, Equatable {
     /// A text file, or `wikitext2` / `ptb` for the data folder's files.
     public var data = "wikitext2"
+    /// `text` (consecutive windows) or `alpaca` (instruction examples with the Alpaca template).
+    public var format = "text"
+    public var trainOnInputs = false
     public var lora = LoRAConfig()
     public var training: TrainingConfig = {
         var t = TrainingConfig()
@@ -295,6 +298,11 @@ public struct Recipe: Codable, Sendable, Equatable {
             if let d = try s.string("data") { c.data = ["wikitext2", "ptb"].contains(d) ? d : resolve(d) }
             if checkFiles, !["wikitext2", "ptb"].contains(c.data), !FileManager.default.fileExists(atPath: c.data) {
                 throw s.error(at: s.value("data"), "stages.finetune.data: \(c.data) does not exist")
+            }
+            c.format = try s.choice("format", ["text", "alpaca"]) ?? "text"
+            c.trainOnInputs = try s.bool("train_on_inputs") ?? false
+            if c.format == "alpaca" && ["wikitext2", "ptb"].contains(c.data) {
+                throw s.error(at: s.value("format"), "stages.finetune: format alpaca needs `data:` to name an Alpaca JSON file")
             }
             var t = c.training
             t.dataOffset = try s.int("data_offset", range: 0...Int(Int32.max)) ?? t.dataOffset

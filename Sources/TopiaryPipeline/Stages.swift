@@ -257,7 +257,17 @@ extension Pipeline {
         let m = try freshModel()
         guard let model = m.model as? any AdaptableModel else { throw PipelineError("this model type does not take LoRA adapters") }
         let dataPath = ["wikitext2", "ptb"].contains(c.data) ? recipe.datasetPath(c.data) : c.data
-        let trainer = try LoRATrainer(model: model, lora: c.lora, config: c.training, tokens: try tokens(dataPath, m.tokenizer))
+        let trainer: LoRATrainer
+        if c.format == "alpaca" {
+            let examples = AlpacaData.tokenize(try AlpacaData.read(path: dataPath), tokenizer: m.tokenizer, maxLength: c.training.length,
+                                               trainOnInputs: c.trainOnInputs)
+            let (train, validation) = AlpacaData.split(examples, validation: c.training.validationWindows, seed: c.training.seed)
+            trainer = try LoRATrainer(model: model, lora: c.lora, config: c.training, examples: train, validation: validation,
+                                      padID: Int32(m.tokenizer.eosTokenID ?? 0))
+            log("  \(dataPath): \(trainer.examples.count) training and \(trainer.validationExamples.count) validation examples")
+        } else {
+            trainer = try LoRATrainer(model: model, lora: c.lora, config: c.training, tokens: try tokens(dataPath, m.tokenizer))
+        }
         var status = StageStatus.ran
         if continuing && FileManager.default.fileExists(atPath: dir + "/checkpoint/manifest.json") {
             try trainer.resume(directory: dir)

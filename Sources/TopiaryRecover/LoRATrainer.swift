@@ -72,20 +72,49 @@ public final class LoRATrainer {
     static let moduleNames = ["q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.o_proj",
                               "gate": "mlp.gate_proj", "up": "mlp.up_proj", "down": "mlp.down_proj"]
 
-    public init(model: any AdaptableModel, lora: LoRAConfig, config: TrainingConfig, tokens: [Int32]) throws {
+    /// Instruction examples (Alpaca); when not empty they replace the token stream.
+    public let examples: [InstructionExample]
+    public let validationExamples: [InstructionExample]
+    /// Fills windows after an example's end (never trained on).
+    let padID: Int32
+
+    /// Trains on consecutive windows of a token stream (raw text).
+    public convenience init(model: any AdaptableModel, lora: LoRAConfig, config: TrainingConfig, tokens: [Int32]) throws {
+        let perStep = config.batchSize * config.length * config.accumulation
+        guard tokens.count >= config.dataOffset + perStep else {
+            throw TrainingError.data("\(tokens.count) tokens, but one step needs \(perStep) tokens from offset \(config.dataOffset)")
+        }
+        try self.init(model: model, lora: lora, config: config, tokens: tokens, examples: [], validation: [], padID: 0)
+    }
+
+    /// Trains on instruction examples (each in its own window of `config.length`, right-padded), validating on
+    /// `validation`.
+    public convenience init(model: any AdaptableModel, lora: LoRAConfig, config: TrainingConfig,
+                            examples: [InstructionExample], validation: [InstructionExample], padID: Int32) throws {
+        // An example needs at least one response token inside its window.
+        let trainable = { (e: InstructionExample) in min(e.ids.count, config.length) - 1 >= max(e.promptLength, 1) }
+        guard !examples.isEmpty else { throw TrainingError.data("no training examples") }
+        let kept = examples.filter(trainable)
+        guard !kept.isEmpty else {
+            throw TrainingError.data("every example's prompt fills the whole window (nothing to train on): raise --length or pass --train-on-inputs")
+        }
+        try self.init(model: model, lora: lora, config: config, tokens: [], examples: kept, validation: validation.filter(trainable), padID: padID)
+    }
+
+    init(model: any AdaptableModel, lora: LoRAConfig, config: TrainingConfig, tokens: [Int32],
+         examples: [InstructionExample], validation: [InstructionExample], padID: Int32) throws {
         guard config.batchSize >= 1, config.length >= 2, config.accumulation >= 1, config.steps >= 0 else {
             throw TrainingError.invalid("batch, length (≥ 2), accumulation and steps must be positive")
         }
         guard lora.rank >= 1 else { throw TrainingError.invalid("--rank must be at least 1") }
         guard lora.dropout >= 0 && lora.dropout < 1 else { throw TrainingError.invalid("--dropout must be in [0, 1)") }
-        let perStep = config.batchSize * config.length * config.accumulation
-        guard tokens.count >= config.dataOffset + perStep else {
-            throw TrainingError.data("\(tokens.count) tokens, but one step needs \(perStep) tokens from offset \(config.dataOffset)")
-        }
         self.model = model
         self.lora = lora
         self.config = config
         self.tokens = tokens
+        self.examples = examples
+        self.validationExamples = validation
+        self.padID = padID
         optimizer = AdamW(beta1: config.beta1, beta2: config.beta2, eps: config.eps, weightDecay: config.weightDecay)
         try attachAdapters()
     }
@@ -121,12 +150,33 @@ public final class LoRATrainer {
 
     public var trainableCount: Int { trainableParameters.reduce(0) { $0 + $1.value.count } }
 
-    /// Tokens of step `s` (wrapping around the stream after the offset when steps outrun the data).
-    func batch(step s: Int, micro: Int) -> [Int32] {
+    /// Tokens and targets of step `s`: consecutive windows of the stream (wrapping around after the offset when
+    /// steps outrun the data), or the next `batchSize` instruction examples (cycling through them).
+    func batch(step s: Int, micro: Int) -> (ids: [Int32], targets: [Int32]) {
         let n = config.batchSize * config.length
-        let usable = (tokens.count - config.dataOffset) / n * n
-        let start = config.dataOffset + ((s * config.accumulation + micro) * n) % usable
-        return Array(tokens[start..<(start + n)])
+        let index = s * config.accumulation + micro
+        if examples.isEmpty {
+            let usable = (tokens.count - config.dataOffset) / n * n
+            let start = config.dataOffset + (index * n) % usable
+            let ids = Array(tokens[start..<(start + n)])
+            return (ids, targets(ids, windows: config.batchSize))
+        }
+        return windows(of: (0..<config.batchSize).map { examples[(index * config.batchSize + $0) % examples.count] })
+    }
+
+    /// The tokens and labels step `step` trains on (for tests and inspection).
+    public func debugBatch(step: Int) -> (ids: [Int32], targets: [Int32]) { batch(step: step, micro: 0) }
+
+    /// Examples right-padded into windows of `config.length`; labels only where the next token is a response token.
+    func windows(of chosen: [InstructionExample]) -> (ids: [Int32], targets: [Int32]) {
+        let l = config.length
+        var ids = [Int32](repeating: padID, count: chosen.count * l), t = [Int32](repeating: -100, count: chosen.count * l)
+        for (b, e) in chosen.enumerated() {
+            let n = min(e.ids.count, l)
+            for i in 0..<n { ids[b * l + i] = e.ids[i] }
+            for i in 0..<max(0, n - 1) where i + 1 >= e.promptLength { t[b * l + i] = e.ids[i + 1] }
+        }
+        return (ids, t)
     }
 
     func targets(_ ids: [Int32], windows: Int) -> [Int32] {
@@ -141,12 +191,12 @@ public final class LoRATrainer {
         let lr = config.schedule.rate(base: config.learningRate, step: step, total: config.steps, warmup: config.warmupSteps)
         var loss = 0.0
         for micro in 0..<config.accumulation {
-            let ids = batch(step: step, micro: micro)
+            let (ids, labels) = batch(step: step, micro: micro)
             let g = Graph(recording: true)
             g.training = true
             g.dropoutSeed = config.seed &+ UInt64(step * config.accumulation + micro + 1) &* 0xD1B5_4A32_D192_ED03
             let logits = try model.forward(g, tokens: ids, batch: config.batchSize, cache: nil, logits: .all)
-            let l = try g.crossEntropy(logits, targets: targets(ids, windows: config.batchSize))
+            let l = try g.crossEntropy(logits, targets: labels)
             try g.backward(l, seed: 1 / Float(config.accumulation))
             loss += Double(l.value[0]) / Double(config.accumulation)
         }
@@ -159,6 +209,21 @@ public final class LoRATrainer {
 
     /// Mean loss over the validation windows (the last windows of the token stream), no dropout.
     public func validationLoss() throws -> Double? {
+        if !examples.isEmpty {
+            // Mean over every response token of the held-out examples, a batch at a time.
+            guard !validationExamples.isEmpty else { return nil }
+            var total = 0.0, count = 0
+            for start in stride(from: 0, to: validationExamples.count, by: config.batchSize) {
+                let chunk = Array(validationExamples[start..<min(start + config.batchSize, validationExamples.count)])
+                let (ids, labels) = windows(of: chunk)
+                let n = labels.filter { $0 != -100 }.count
+                guard n > 0 else { continue }
+                let logits = try model.forward(Graph(), tokens: ids, batch: chunk.count, cache: nil, logits: .all)
+                total += Double(try Graph().crossEntropy(logits, targets: labels).value[0]) * Double(n)
+                count += n
+            }
+            return count > 0 ? total / Double(count) : nil
+        }
         let n = config.validationWindows
         guard n > 0, tokens.count >= n * config.length else { return nil }
         let ids = Array(tokens[(tokens.count - n * config.length)...])
