@@ -167,9 +167,8 @@ public struct Recipe: Codable, Sendable, Equatable {
             throw RecipeError(file: file, message: "not valid YAML (\(error))")
         }
         guard let node else { throw RecipeError(file: file, message: "the recipe is empty") }
-        if let depth = nestingDepth(node), depth > 16 {
-            throw RecipeError(file: file, line: node.mark?.line, column: node.mark?.column, message: "nested \(depth) levels deep; a recipe needs at most 16")
-        }
+        // Nesting depth is bounded by libyaml itself; aliases are never expanded here (a reader only walks the keys it
+        // knows and stops at the first value of the wrong shape), so a "billion laughs" file costs nothing.
         let base = URL(fileURLWithPath: file).deletingLastPathComponent().path
         func resolve(_ p: String) -> String {
             let expanded = (p as NSString).expandingTildeInPath
@@ -408,13 +407,6 @@ public struct Recipe: Codable, Sendable, Equatable {
         }
     }
 
-    static func nestingDepth(_ node: Node) -> Int? {
-        switch node {
-        case .scalar, .alias: return 0
-        case .mapping(let m): return 1 + (m.map { nestingDepth($0.value) ?? 0 }.max() ?? 0)
-        case .sequence(let s): return 1 + (s.map { nestingDepth($0) ?? 0 }.max() ?? 0)
-        }
-    }
 }
 
 extension Recipe {

@@ -139,6 +139,23 @@ final class RecipeTests: XCTestCase {
                           line: 14, "unknown value `alphaprune` (did you mean `alphapruning`?)")
     }
     func testBadRunName() { assertRecipeError(replacing("name: test", "name: ../escape"), line: 2, "must be letters, digits") }
+    func testAliasBombAndDeepNestingFailFast() {
+        var bomb = ""
+        var previous = "[\"lol\"" + String(repeating: ", \"lol\"", count: 8) + "]"
+        for name in "abcdefghi" {
+            bomb += "x\(name): &\(name) \(previous)\n"
+            previous = "[" + Array(repeating: "*\(name)", count: 9).joined(separator: ", ") + "]"
+        }
+        bomb += "version: 1\nmodel: model.gguf\nstages:\n  evaluate:\n    tasks: *i\n"
+        let start = Date()
+        XCTAssertThrowsError(try parse(bomb)) { e in
+            XCTAssertTrue((e as? RecipeError)?.errorDescription?.contains("stages.evaluate.tasks must be a list of strings, found a list") == true, "\(e)")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(start), 5)
+        let deep = "version: 1\nmodel: model.gguf\nstages: " + String(repeating: "[", count: 50_000) + String(repeating: "]", count: 50_000) + "\n"
+        assertRecipeError(deep, line: 3, "Maximum nesting level reached")
+    }
+
     func testRecipeFileMissing() {
         XCTAssertThrowsError(try Recipe.load(path: folder + "/absent.yaml")) { e in
             XCTAssertTrue((e as? RecipeError)?.errorDescription?.contains("absent.yaml: no such recipe file") == true, "\(e)")
