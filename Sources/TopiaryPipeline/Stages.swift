@@ -338,18 +338,23 @@ extension Pipeline {
         }
         var models: [String: Any] = [:]
         var resumed = false
-        for t in targets {
-            let file = dir + "/eval-\(t.label).json"
-            if continuing, let done = Self.readJSON(file) {
-                models[t.label] = done
-                resumed = true
-                log("  \(t.label): evaluated earlier, kept")
-                continue
+        // Perplexity and generations of every model first (minutes), then the zero-shot tasks (much longer); each
+        // part of each model is kept in its own file, so an interrupted evaluation continues where it stopped.
+        for part in c.tasks.isEmpty ? ["quick"] : ["quick", "tasks"] {
+            for t in targets {
+                let file = dir + "/eval-\(t.label)-\(part).json"
+                let result: [String: Any]
+                if continuing, let done = Self.readJSON(file) {
+                    result = done
+                    resumed = true
+                    log("  \(t.label) (\(part == "quick" ? "perplexity, generations" : "zero-shot tasks")): evaluated earlier, kept")
+                } else {
+                    log("  evaluating \(t.label) (\(part == "quick" ? "perplexity, generations" : "zero-shot tasks")): \(t.path)\(t.adapters.map { " + adapters \($0)" } ?? "")")
+                    result = try evaluateModel(path: t.path, adapters: t.adapters, config: c, label: t.label, tasks: part == "tasks")
+                    try Self.writeJSON(result, to: file)
+                }
+                models[t.label] = Self.mergeEvaluations(models[t.label] as? [String: Any], result)
             }
-            log("  evaluating \(t.label): \(t.path)\(t.adapters.map { " + adapters \($0)" } ?? "")")
-            let result = try evaluateModel(path: t.path, adapters: t.adapters, config: c, label: t.label)
-            try Self.writeJSON(result, to: file)
-            models[t.label] = result
         }
         // `final` equals `pruned` when nothing changed the model after pruning.
         if c.models.contains("final"), models["final"] == nil {
@@ -363,7 +368,19 @@ extension Pipeline {
         return Outcome(status: resumed ? .resumed : .ran, summary: summary)
     }
 
-    func evaluateModel(path: String, adapters: String?, config c: EvaluateConfig, label: String) throws -> [String: Any] {
+    /// One model's evaluation parts combined: metrics and details side by side.
+    static func mergeEvaluations(_ a: [String: Any]?, _ b: [String: Any]) -> [String: Any] {
+        guard var out = a else { return b }
+        for key in ["metrics", "details"] {
+            var merged = out[key] as? [String: Any] ?? [:]
+            for (k, v) in b[key] as? [String: Any] ?? [:] { merged[k] = v }
+            out[key] = merged
+        }
+        return out
+    }
+
+    /// Perplexity and generations (`tasks` false) or the zero-shot tasks (`tasks` true) of one model.
+    func evaluateModel(path: String, adapters: String?, config c: EvaluateConfig, label: String, tasks runTasks: Bool) throws -> [String: Any] {
         let m = try ModelLoader.load(path: path)
         if let adapters {
             guard let a = m.model as? any AdaptableModel else { throw PipelineError("this model type does not take adapters") }
@@ -371,7 +388,7 @@ extension Pipeline {
         }
         var metrics: [String: Any] = ["params": m.model.parameterCount]
         var details: [String: Any] = [:]
-        if let p = c.perplexity {
+        if !runTasks, let p = c.perplexity {
             for d in p.datasets {
                 let path = recipe.datasetPath(d)
                 let r = try PerplexityEvaluator(window: p.window, maxWindows: p.windows)
@@ -382,7 +399,7 @@ extension Pipeline {
                 log(String(format: "  %@ %@ perplexity: %.4f (%d × %d)", label, d, r.ppl, r.windows, r.window))
             }
         }
-        if !c.tasks.isEmpty {
+        if runTasks && !c.tasks.isEmpty {
             let evaluator = ZeroShotEvaluator(model: m.model, tokenizer: m.tokenizer)
             let zdir = recipe.data + "/zeroshot"
             var headline: [Double] = []
@@ -402,7 +419,7 @@ extension Pipeline {
             details["tasks"] = tasks
             details["limit"] = c.limit ?? NSNull()
         }
-        if !c.generation.prompts.isEmpty {
+        if !runTasks && !c.generation.prompts.isEmpty {
             var gens: [[String: Any]] = []
             let g = Generator(model: m.model, endOfSequence: m.tokenizer.eosTokenID)
             for prompt in c.generation.prompts {
