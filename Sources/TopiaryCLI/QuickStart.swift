@@ -130,7 +130,7 @@ struct Bench: ParsableCommand {
                                 forwardEfficiency: (f512.gflops ?? 0) / (reference.gflops ?? 1),
                                 peakRSSMiB: Double(rssEval) / 1_048_576, speedupOverBaseline: speedup)
             if json { return try printJSON(report) }
-            print("machine: \(report.machine), OpenBLAS threads \(report.blasThreads)")
+            print("machine: \(report.machine), OpenBLAS threads \(report.blasThreads), kernels \(BLAS.kernelName)")
             print("| measurement | seconds | tokens/s | GFLOP/s | note |")
             print("|---|---:|---:|---:|---|")
             for f in figures {

@@ -48,6 +48,10 @@ public enum BLAS {
         cblas_sscal(Int32(n), alpha, x, 1)
     }
 
+    /// The kernel family OpenBLAS runs (e.g. `SkylakeX`; `Prescott` is its generic SSE3 fallback, which
+    /// CTopiaryKernels replaces at load time on CPUs that OpenBLAS does not recognise).
+    public static var kernelName: String { openblas_get_corename().map { String(cString: $0) } ?? "unknown" }
+
     /// Number of threads OpenBLAS uses.
     public static var threads: Int {
         get { Int(openblas_get_num_threads()) }
