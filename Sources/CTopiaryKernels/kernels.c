@@ -1,5 +1,6 @@
 #include "topiary_kernels.h"
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <stdint.h>
 
@@ -291,4 +292,19 @@ void tk_prune_nm(float *w, const float *metric, long rows, long cols, long n, lo
             }
         }
     }
+}
+
+void tk_col_sumsq_acc(const float *x, long rows, long cols, float *acc) {
+    double *sum = calloc((size_t)cols, sizeof(double));
+    if (sum == NULL) {
+        for (long r = 0; r < rows; r++)
+            for (long j = 0; j < cols; j++) acc[j] += x[r * cols + j] * x[r * cols + j];
+        return;
+    }
+    for (long r = 0; r < rows; r++) {
+        const float *row = x + r * cols;
+        for (long j = 0; j < cols; j++) sum[j] += (double)row[j] * (double)row[j];
+    }
+    for (long j = 0; j < cols; j++) acc[j] += (float)sum[j];
+    free(sum);
 }

@@ -5,6 +5,8 @@ import TopiaryModels
 import TopiaryPrune
 
 extension SparsifyMethod: ExpressibleByArgument {}
+extension AllocationMethod: ExpressibleByArgument {}
+extension LayerAllocation.TailStart: ExpressibleByArgument {}
 
 struct Sparsify: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -22,23 +24,32 @@ struct Sparsify: ParsableCommand {
     @Option(help: "Method.") var method: SparsifyMethod = .wanda
     @Option(help: "Fraction of each layer's linear weights set to zero, in [0, 1).") var sparsity: Double = 0.5
     @Option(help: ArgumentHelp("N:M pattern instead of --sparsity (e.g. 2:4).", valueName: "N:M")) var nm: String?
-    @Option(help: "Per-layer allocation: uniform or alphapruning (heavy-tail α of each layer's weight spectra).") var allocation: String = "uniform"
-    @Option(name: .customLong("allocation-epsilon"), help: "AlphaPruning: per-layer sparsity spans [S−ε, S+ε].") var epsilon: Double = 0.2
+    @Option(help: "Per-layer sparsity: uniform, alphapruning (heavy-tail α of each layer's weight spectra: lighter tails pruned more) or owl (layers with more outliers of |W|·‖X‖ pruned less; uses the calibration windows).")
+    var allocation: AllocationMethod = .uniform
+    @Option(name: .customLong("allocation-epsilon"), help: "AlphaPruning: layer sparsities span [S·(1−ε), S·(1+ε)] before the mean is restored.")
+    var epsilon: Double = 0.2
+    @Option(name: .customLong("alpha-tail"), help: "AlphaPruning: where the Hill estimator's tail starts (peak: fit near the spectrum's peak, as the paper; median).")
+    var alphaTail: LayerAllocation.TailStart = .peak
+    @Option(name: .customLong("owl-m"), help: "OWL: a score is an outlier above M × its layer's mean score.") var owlM: Double = 5
+    @Option(name: .customLong("owl-lambda"), help: "OWL: layer sparsities span about [S−λ, S+λ].") var owlLambda: Double = 0.08
     @Option(name: .customLong("calibration"), help: ArgumentHelp("Calibration text (default: WikiText-2 test under --data).", valueName: "path"))
     var calibrationFile: String?
     @Option(name: .customLong("calibration-windows"), help: "Calibration windows.") var windows: Int = 32
     @Option(name: .customLong("calibration-length"), help: "Tokens per calibration window.") var length: Int = 512
     @Option(name: .customLong("calibration-offset"), help: "Token offset of the first calibration window.") var offset: Int = 32768
+    @Flag(name: .customLong("true-sequential"),
+          help: "Wanda/SparseGPT: prune each linear from its actual input inside the layer (q/k/v, o, gate/up, down in turn; one forward per layer) instead of calibrating all seven on the dense layer.")
+    var trueSequential = false
     @Option(help: "Seed for --method random.") var seed: UInt64 = 0
     @Flag(help: "Replace --out if it exists.") var force = false
 
     func validate() throws {
         guard sparsity >= 0 && sparsity < 1 else { throw ValidationError("--sparsity \(sparsity) is outside [0, 1)") }
         if let nm { _ = try NMPattern(nm) }
-        guard allocation == "uniform" || allocation == "alphapruning" else {
-            throw ValidationError("--allocation \(allocation): expected uniform or alphapruning (owl is not available yet)")
-        }
-        guard epsilon >= 0 && epsilon < 0.5 else { throw ValidationError("--allocation-epsilon must be in [0, 0.5)") }
+        guard epsilon >= 0 && epsilon < 1 else { throw ValidationError("--allocation-epsilon must be in [0, 1)") }
+        guard owlM > 0 else { throw ValidationError("--owl-m must be positive") }
+        guard owlLambda >= 0 && owlLambda < 0.5 else { throw ValidationError("--owl-lambda must be in [0, 0.5)") }
+        if allocation != .uniform && nm != nil { throw ValidationError("--allocation \(allocation.rawValue) applies to --sparsity, not --nm") }
         guard windows >= 1, length >= 2, offset >= 0 else { throw ValidationError("calibration windows ≥ 1, length ≥ 2, offset ≥ 0") }
     }
 
@@ -49,24 +60,34 @@ struct Sparsify: ParsableCommand {
             guard let model = loaded.model as? LlamaModel else { throw CLIError("sparsify supports LLaMA-family models") }
             var s = Sparsifier(method: method, sparsity: nm == nil ? sparsity : 0, pattern: try nm.map(NMPattern.init))
             s.seed = seed
-            if allocation == "alphapruning" {
-                guard nm == nil else { throw CLIError("--allocation alphapruning applies to unstructured --sparsity, not --nm") }
-                let (ratios, alphas) = try LayerAllocation.alphaPruning(model: model, sparsity: sparsity, epsilon: epsilon)
-                s.layerSparsity = ratios
-                FileHandle.standardError.write(Data(("AlphaPruning per-layer sparsity: " + zip(alphas, ratios).enumerated()
-                    .map { String(format: "%d:α%.2f→%.3f", $0.offset, $0.element.0, $0.element.1) }.joined(separator: " ") + "\n").utf8))
-            }
+            s.trueSequential = trueSequential
             var set: CalibrationSet?
-            if method.needsCalibration {
+            if method.needsCalibration || allocation.needsCalibration {
                 let path = calibrationFile ?? dataArguments.wikitext
                 let tokens = loaded.tokenizer.encode(try readText(path), addSpecialTokens: false, parseSpecial: false).map(Int32.init)
                 set = try CalibrationSet(tokens: tokens, windows: windows, length: length, offset: offset, source: path)
             }
-            try s.validate(model: model, calibration: set)
+            try s.validate(model: model, calibration: set)  // before any work (run checks the per-layer sparsities again)
             let start = Date()
+            var scores: [Double] = []
+            switch allocation {
+            case .uniform: break
+            case .alphapruning:
+                (s.layerSparsity, scores) = try LayerAllocation.alphaPruning(model: model, sparsity: sparsity, epsilon: epsilon, tail: alphaTail)
+            case .owl:
+                (s.layerSparsity, scores) = try LayerAllocation.owl(
+                    model: model, calibration: set!, sparsity: sparsity, m: owlM, lambda: owlLambda,
+                    progress: ProgressBar("owl outlier ratios", total: model.layers.count, unit: "layers"))
+            }
+            if let ratios = s.layerSparsity {
+                let label = allocation == .owl ? "outliers" : "α"
+                FileHandle.standardError.write(Data(("\(allocation.rawValue) per-layer sparsity (layer:\(label)→sparsity): " + zip(scores, ratios).enumerated()
+                    .map { String(format: "%d:%.4g→%.3f", $0.offset, $0.element.0, $0.element.1) }.joined(separator: " ") + "\n").utf8))
+            }
             let achieved = try s.run(model: model, calibration: set, progress: ProgressBar("sparsify \(method.rawValue)", total: model.layers.count, unit: "layers"))
             let seconds = Date().timeIntervalSince(start)
-            let info: [String: Any] = ["method": method.rawValue, "sparsity": sparsity, "nm": nm ?? "", "achieved_sparsity": achieved,
+            let info: [String: Any] = ["method": method.rawValue, "sparsity": sparsity, "nm": nm ?? "", "allocation": allocation.rawValue,
+                                       "layer_sparsity": s.layerSparsity ?? [], "true_sequential": trueSequential, "achieved_sparsity": achieved,
                                        "seconds": seconds, "calibration": set.map { ["windows": $0.windows, "length": $0.length, "offset": $0.offset] } ?? [:]]
             try Checkpoint.save(model: model, tokenizerMetadata: loaded.metadata, to: out,
                                 extraFiles: ["sparsify.json": try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys])])

@@ -28,6 +28,14 @@ public enum BLAS {
             Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
+    /// `C += alpha · Aᵀ·A` on the upper triangle of the row-major `[n, n]` matrix `C`, for `A` stored row-major as
+    /// `[k, n]` (`cblas_ssyrk`; the strict lower triangle of `C` is not touched).
+    @inlinable
+    public static func syrkUpperTransposed(n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>) {
+        guard n > 0, k > 0 else { return }
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(n), Int32(k), alpha, a, Int32(n), 1, c, Int32(n))
+    }
+
     /// `y += alpha · x` over `n` floats.
     @inlinable
     public static func axpy(n: Int, alpha: Float, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {

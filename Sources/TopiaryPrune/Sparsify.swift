@@ -50,6 +50,10 @@ public struct Sparsifier {
     public var seed: UInt64 = 0
     /// Windows per forward pass in the layer-by-layer drivers.
     public var windowsPerPass = 4
+    /// Wanda/SparseGPT: prune each linear as soon as its input is known inside the layer (one forward per layer over
+    /// all calibration windows at once) instead of calibrating all seven on the dense layer (two forwards per layer,
+    /// as the reference implementations do).
+    public var trueSequential = false
     public var percentDamp: Float = 0.01
     public var blockSize = 128
 
@@ -152,9 +156,9 @@ public struct Sparsifier {
 
     // MARK: layer-by-layer drivers
 
-    /// Wanda and SparseGPT: each layer is calibrated on the outputs of the already-pruned layers before it.
-    func sequential(model: LlamaModel, calibration set: CalibrationSet, progress: ProgressBar?) throws {
-        let perPass = max(1, min(windowsPerPass, set.windows))
+    /// The calibration windows in forward passes of at most `windowsPerPass` windows.
+    func chunks(of set: CalibrationSet, perPass: Int) -> [(tokens: [Int32], windows: Int)] {
+        let perPass = max(1, min(perPass, set.windows))
         var chunks: [(tokens: [Int32], windows: Int)] = []
         var w = 0
         while w < set.windows {
@@ -162,58 +166,140 @@ public struct Sparsifier {
             chunks.append((Array(set.tokens[(w * set.length)..<((w + n) * set.length)]), n))
             w += n
         }
+        return chunks
+    }
+
+    /// Adds one batch of a linear's input `x` (`[rows, cols]`) to its statistic: Σ x_j² per input column (Wanda),
+    /// or the upper triangle of the Hessian 2/N·XᵀX (SparseGPT, N = calibration windows).
+    func accumulate(_ x: Tensor, into statistic: Tensor?, windows: Int) -> Tensor {
+        let cols = x.shape.last!, rows = x.count / cols
+        if method == .wanda {
+            let s = statistic ?? Tensor(zeros: [cols])
+            withExtendedLifetime(x) { tk_col_sumsq_acc(x.pointer, rows, cols, s.pointer) }
+            return s
+        }
+        let h = statistic ?? Tensor(zeros: [cols, cols])
+        withExtendedLifetime(x) { BLAS.syrkUpperTransposed(n: cols, k: rows, alpha: 2 / Float(windows), a: x.pointer, c: h.pointer) }
+        return h
+    }
+
+    /// Prunes one linear from its input statistic (see `accumulate`).
+    func prune(_ wt: Parameter, statistic s: Tensor, sparsity: Double) throws {
+        guard s.shape[0] == wt.shape[1] else { throw PruneError.calibration("input statistics of \(wt.name) have the wrong width") }
+        if method == .wanda {
+            let rows = wt.shape[0], cols = wt.shape[1]
+            let metric = Tensor(uninitialized: wt.shape)
+            let scale = (0..<cols).map { s[$0].squareRoot() }
+            withExtendedLifetime(wt.value) {
+                let w = wt.value.pointer, m = metric.pointer
+                for r in 0..<rows { for j in 0..<cols { m[r * cols + j] = abs(w[r * cols + j]) * scale[j] } }
+            }
+            prune(wt, metric: metric, perRow: true, sparsity: sparsity)
+        } else {
+            try sparseGPT(wt, hessian: s.copy(), sparsity: sparsity)
+        }
+    }
+
+    /// Runs layer `l` on every chunk of `hidden`, accumulating the input statistic (see `accumulate`) of each of its
+    /// seven linears (linears that read the same input share one). Returns the statistics by weight name and the
+    /// layer's outputs.
+    func layerStatistics(model: LlamaModel, layer l: Int, hidden: [Var], steps: [LlamaModel.LayerSteps],
+                         windows: Int) throws -> (statistics: [String: Tensor], outputs: [Var]) {
+        let targets = Self.linears(model.layers[l])
+        let names = Set(targets.map(\.name))
+        var owner: [String: String] = [:]
+        var stats: [String: Tensor] = [:]
+        var outputs: [Var] = []
+        for (c, h) in hidden.enumerated() {
+            var seen: [ObjectIdentifier: String] = [:]
+            var alive: [TensorStorage] = []  // keeps identities unique while this pass runs
+            let g = Graph()
+            g.linearInputObserver = { weight, x in
+                guard names.contains(weight.name) else { return }
+                let id = ObjectIdentifier(x.storage)
+                if let first = seen[id] { owner[weight.name] = first; return }
+                seen[id] = weight.name
+                alive.append(x.storage)
+                owner[weight.name] = weight.name
+                stats[weight.name] = accumulate(x, into: stats[weight.name], windows: windows)
+            }
+            outputs.append(try model.layer(g, l, h, steps: steps[c]))
+            alive.removeAll()
+        }
+        var result: [String: Tensor] = [:]
+        for wt in targets {
+            guard let key = owner[wt.name], let s = stats[key] else {
+                throw PruneError.calibration("no input statistics were collected for \(wt.name)")
+            }
+            result[wt.name] = s
+        }
+        return (result, outputs)
+    }
+
+    /// Input statistics of every layer's seven linears on the dense model: one forward per layer, whose outputs feed
+    /// the next layer. Used by allocations that score layers before any pruning (OWL).
+    func denseInputStatistics(model: LlamaModel, calibration set: CalibrationSet, windowsPerPass: Int,
+                              progress: ProgressBar? = nil) throws -> [[String: Tensor]] {
+        let chunks = chunks(of: set, perPass: windowsPerPass)
         var hidden = try chunks.map { try model.embed(Graph(), tokens: $0.tokens) }
         let steps = try chunks.map { try LlamaModel.LayerSteps(model: model, batch: $0.windows, length: set.length) }
-        let samples = Float(set.windows)
+        var result: [[String: Tensor]] = []
+        for l in model.layers.indices {
+            let (stats, outputs) = try layerStatistics(model: model, layer: l, hidden: hidden, steps: steps, windows: set.windows)
+            result.append(stats)
+            hidden = outputs
+            progress?.advance()
+        }
+        progress?.finish()
+        return result
+    }
+
+    /// Wanda and SparseGPT: each layer is calibrated on the outputs of the already-pruned layers before it.
+    func sequential(model: LlamaModel, calibration set: CalibrationSet, progress: ProgressBar?) throws {
+        if trueSequential { return try sequentialInLayer(model: model, calibration: set, progress: progress) }
+        let chunks = chunks(of: set, perPass: windowsPerPass)
+        var hidden = try chunks.map { try model.embed(Graph(), tokens: $0.tokens) }
+        let steps = try chunks.map { try LlamaModel.LayerSteps(model: model, batch: $0.windows, length: set.length) }
+        for l in model.layers.indices {
+            // All seven linears are calibrated on the dense layer, then pruned; the pruned layer's outputs feed the next.
+            let stats = try layerStatistics(model: model, layer: l, hidden: hidden, steps: steps, windows: set.windows).statistics
+            for wt in Self.linears(model.layers[l]) { try prune(wt, statistic: stats[wt.name]!, sparsity: layerTarget(l)) }
+            hidden = try hidden.enumerated().map { c, h in try model.layer(Graph(), l, h, steps: steps[c]) }
+            progress?.advance()
+        }
+    }
+
+    /// One forward per layer over all calibration windows at once: each linear is pruned just before it runs, from
+    /// the statistics of its actual input, which already passes through the layer's pruned linears before it
+    /// (q/k/v, then o, then gate/up, then down; SparseGPT's "true sequential" order).
+    func sequentialInLayer(model: LlamaModel, calibration set: CalibrationSet, progress: ProgressBar?) throws {
+        var hidden = try model.embed(Graph(), tokens: set.tokens)
+        let steps = try LlamaModel.LayerSteps(model: model, batch: set.windows, length: set.length)
         for l in model.layers.indices {
             let targets = Self.linears(model.layers[l])
             let names = Set(targets.map(\.name))
-            // Statistics of each linear's input: Σ x_j² (Wanda) or XᵀX (SparseGPT), shared by linears that read the same input.
-            var owner: [String: String] = [:]
-            var stats: [String: Tensor] = [:]
-            for (c, h) in hidden.enumerated() {
-                var seen: [ObjectIdentifier: String] = [:]
-                var alive: [TensorStorage] = []  // keeps identities unique while this pass runs
-                let g = Graph()
-                g.linearInputObserver = { [method] weight, x in
-                    guard names.contains(weight.name) else { return }
-                    let id = ObjectIdentifier(x.storage)
-                    if let first = seen[id] { owner[weight.name] = first; return }
-                    seen[id] = weight.name
-                    alive.append(x.storage)
-                    owner[weight.name] = weight.name
-                    let cols = x.shape.last!, rows = x.count / cols
-                    if method == .wanda {
-                        let s = stats[weight.name] ?? Tensor(zeros: [cols])
-                        let sq = Tensor(uninitialized: x.shape)
-                        tk_mul(x.pointer, x.pointer, sq.pointer, sq.count)
-                        let sums = sq.sums(keepingAxis: 1)
-                        for j in 0..<cols { s[j] += Float(sums[j]) }
-                        stats[weight.name] = s
-                    } else {
-                        let hm = stats[weight.name] ?? Tensor(zeros: [cols, cols])
-                        BLAS.gemm(transA: true, m: cols, n: cols, k: rows, alpha: 2 / samples, a: x.pointer, b: x.pointer, beta: 1, c: hm.pointer)
-                        stats[weight.name] = hm
-                    }
-                }
-                _ = try model.layer(g, l, h, steps: steps[c])
-                alive.removeAll()
-            }
-            for wt in targets {
-                guard let key = owner[wt.name], let s = stats[key], s.shape[0] == wt.shape[1] else {
-                    throw PruneError.calibration("no input statistics were collected for \(wt.name)")
-                }
-                if method == .wanda {
-                    let rows = wt.shape[0], cols = wt.shape[1]
-                    let metric = Tensor(uninitialized: wt.shape)
-                    let scale = (0..<cols).map { s[$0].squareRoot() }
-                    for r in 0..<rows { for j in 0..<cols { metric[r * cols + j] = abs(wt.value[r * cols + j]) * scale[j] } }
-                    prune(wt, metric: metric, perRow: true, sparsity: layerTarget(l))
+            let sparsity = layerTarget(l)
+            var pruned: Set<String> = []
+            var last: (input: TensorStorage, statistic: Tensor)?  // linears that read the same input share its statistic
+            var failure: Error?
+            let g = Graph()
+            g.linearInputObserver = { weight, x in
+                guard names.contains(weight.name), !pruned.contains(weight.name), failure == nil else { return }
+                pruned.insert(weight.name)
+                let statistic: Tensor
+                if let last, last.input === x.storage {
+                    statistic = last.statistic
                 } else {
-                    try sparseGPT(wt, hessian: s.copy(), sparsity: layerTarget(l))
+                    statistic = accumulate(x, into: nil, windows: set.windows)
+                    last = (x.storage, statistic)
                 }
+                do { try prune(weight, statistic: statistic, sparsity: sparsity) } catch { failure = error }
             }
-            hidden = try hidden.enumerated().map { c, h in try model.layer(Graph(), l, h, steps: steps[c]) }
+            hidden = try model.layer(g, l, hidden, steps: steps)
+            if let failure { throw failure }
+            if let missing = targets.first(where: { !pruned.contains($0.name) }) {
+                throw PruneError.calibration("no input statistics were collected for \(missing.name)")
+            }
             progress?.advance()
         }
     }
@@ -233,16 +319,19 @@ public struct Sparsifier {
         let damp = percentDamp * Float(meanDiag / Double(cols))
         for i in 0..<cols { H[i * cols + i] += damp }
         // Hinv = upper Cholesky factor of H⁻¹ (as torch.linalg.cholesky(cholesky_inverse(cholesky(H)), upper=True)).
-        let U = CChar(UInt8(ascii: "U"))
-        guard LAPACKE_spotrf(LAPACK_ROW_MAJOR, U, Int32(cols), H.pointer, Int32(cols)) == 0,
-              LAPACKE_spotri(LAPACK_ROW_MAJOR, U, Int32(cols), H.pointer, Int32(cols)) == 0 else {
+        // H's row-major upper triangle is the column-major lower triangle of the same symmetric matrix: LAPACK runs on
+        // it in place, without the transposed copies that LAPACKE makes for row-major input.
+        let L = CChar(UInt8(ascii: "L")), n = Int32(cols)
+        guard LAPACKE_spotrf(LAPACK_COL_MAJOR, L, n, H.pointer, n) == 0, LAPACKE_spotri(LAPACK_COL_MAJOR, L, n, H.pointer, n) == 0 else {
             throw PruneError.notApplicable("\(weight.name): the calibration Hessian is not positive definite")
         }
-        for i in 0..<cols { for j in 0..<i { H[i * cols + j] = H[j * cols + i] } }  // full symmetric inverse
-        guard LAPACKE_spotrf(LAPACK_ROW_MAJOR, U, Int32(cols), H.pointer, Int32(cols)) == 0 else {
+        guard LAPACKE_spotrf(LAPACK_COL_MAJOR, L, n, H.pointer, n) == 0 else {
             throw PruneError.notApplicable("\(weight.name): the inverse Hessian is not positive definite")
         }
-        for i in 0..<cols { for j in 0..<i { H[i * cols + j] = 0 } }
+        withExtendedLifetime(H) {
+            let h = H.pointer
+            for i in 0..<cols { for j in 0..<i { h[i * cols + j] = 0 } }
+        }
         let Hinv = H
         var i1 = 0
         while i1 < cols {

@@ -66,6 +66,9 @@ void tk_prune_rows(float *w, const float *metric, long rows, long cols, long k, 
 /* N:M: in each row, in each group of m consecutive columns, zero the n entries with the smallest metric. */
 void tk_prune_nm(float *w, const float *metric, long rows, long cols, long n, long m);
 
+/* acc[j] += sum over rows of x[r, j]^2 (each call's sum in double), x row-major `rows x cols`. */
+void tk_col_sumsq_acc(const float *x, long rows, long cols, float *acc);
+
 /* |x| sum and dot products in double (diagnostics, importance). */
 double tk_dot_d(const float *a, const float *b, long n);
 double tk_sum_d(const float *x, long n);
