@@ -49,7 +49,11 @@ public struct SparsifyConfig: Codable, Sendable, Equatable {
     public var sparsity: Double = 0.5
     public var nm: String?
     public var allocation = "uniform"
+    /// AlphaPruning: per-layer sparsities span [S·(1−ε), S·(1+ε)] before the mean is restored.
     public var epsilon = 0.2
+    /// OWL: outlier threshold (× the layer's mean score) and the span ±λ.
+    public var owlM = 5.0
+    public var owlLambda = 0.08
     public var calibration = CalibrationConfig(windows: 32, length: 512)
     public var seed: UInt64 = 0
 }
@@ -108,7 +112,7 @@ public struct EvaluateConfig: Codable, Sendable, Equatable {
 /// A whole compression run, read from YAML (schema version 1).
 public struct Recipe: Codable, Sendable, Equatable {
     public static let schemaVersion = 1
-    public static let allocations = ["uniform", "alphapruning"]
+    public static let allocations = AllocationMethod.allCases.map(\.rawValue)
 
     public var version = Recipe.schemaVersion
     public var name: String
@@ -262,7 +266,9 @@ public struct Recipe: Codable, Sendable, Equatable {
                 c.nm = nm
             }
             c.allocation = try s.choice("allocation", allocations) ?? "uniform"
-            c.epsilon = try s.double("epsilon", min: 0, max: 0.5, openUpper: true) ?? c.epsilon
+            c.epsilon = try s.double("epsilon", min: 0, max: 1, openUpper: true) ?? c.epsilon
+            c.owlM = try s.double("owl_m", min: 1e-6) ?? c.owlM
+            c.owlLambda = try s.double("owl_lambda", min: 0, max: 0.5, openUpper: true) ?? c.owlLambda
             c.seed = UInt64(try s.int("seed", range: 0...Int.max) ?? Int(seed))
             c.calibration = try calibration(&s, c.calibration)
             try s.finish()
@@ -375,7 +381,7 @@ public struct Recipe: Codable, Sendable, Equatable {
         var needed: [(String, String)] = []
         let defaultCalibration = datasetPath("wikitext2")
         if let i = importance, i.criterion.needsGradients { needed.append((i.calibration.file ?? defaultCalibration, "importance")) }
-        if let s = sparsify, s.method.needsCalibration { needed.append((s.calibration.file ?? defaultCalibration, "sparsify")) }
+        if let s = sparsify, s.method.needsCalibration || s.allocation == "owl" { needed.append((s.calibration.file ?? defaultCalibration, "sparsify")) }
         if let s = sweep {
             for d in s.perplexity.datasets { needed.append((datasetPath(d), "sweep")) }
             if s.methods.contains(where: \.needsCalibration) { needed.append((s.calibration.file ?? defaultCalibration, "sweep")) }

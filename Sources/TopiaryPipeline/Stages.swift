@@ -162,34 +162,42 @@ extension Pipeline {
 
     // MARK: sparsify, sweep
 
-    func sparsifier(method: SparsifyMethod, sparsity: Double, nm: String?, allocation: String, epsilon: Double, seed: UInt64,
-                    model: LlamaModel) throws -> (Sparsifier, [Double]?) {
+    func sparsifier(method: SparsifyMethod, sparsity: Double, nm: String?, seed: UInt64) throws -> Sparsifier {
         var s = Sparsifier(method: method, sparsity: nm == nil ? sparsity : 0, pattern: try nm.map(NMPattern.init))
         s.seed = seed
-        var ratios: [Double]?
-        if allocation == "alphapruning" {
-            ratios = try LayerAllocation.alphaPruning(model: model, sparsity: sparsity, epsilon: epsilon).ratios
-            s.layerSparsity = ratios
-        }
-        return (s, ratios)
+        return s
     }
 
     func runSparsify(dir: String) throws -> Outcome {
         let c = recipe.sparsify!
         let m = try freshModel()
         guard let model = m.model as? LlamaModel else { throw PipelineError("sparsify supports LLaMA-family models") }
-        let (s, ratios) = try sparsifier(method: c.method, sparsity: c.sparsity, nm: c.nm, allocation: c.allocation, epsilon: c.epsilon,
-                                         seed: c.seed, model: model)
-        let set = c.method.needsCalibration ? try calibrationSet(c.calibration, tokenizer: m.tokenizer) : nil
+        var s = try sparsifier(method: c.method, sparsity: c.sparsity, nm: c.nm, seed: c.seed)
+        let allocation = AllocationMethod(rawValue: c.allocation) ?? .uniform
+        let set = c.method.needsCalibration || allocation.needsCalibration ? try calibrationSet(c.calibration, tokenizer: m.tokenizer) : nil
         try s.validate(model: model, calibration: set)
         let start = Date()
+        var layerScores: [Double]?
+        switch allocation {
+        case .uniform: break
+        case .alphapruning:
+            let (ratios, alphas) = try LayerAllocation.alphaPruning(model: model, sparsity: c.sparsity, epsilon: c.epsilon)
+            s.layerSparsity = ratios
+            layerScores = alphas
+        case .owl:
+            let (ratios, outliers) = try LayerAllocation.owl(model: model, calibration: set!, sparsity: c.sparsity, m: c.owlM, lambda: c.owlLambda,
+                                                             progress: progress("owl outlier ratios", total: model.layers.count, unit: "layers"))
+            s.layerSparsity = ratios
+            layerScores = outliers
+        }
         let achieved = try s.run(model: model, calibration: set, progress: progress("sparsify \(c.method.rawValue)", total: model.layers.count, unit: "layers"))
         let seconds = Date().timeIntervalSince(start)
         for p in model.parameters { p.zeroGrad() }
         var info: [String: Any] = ["method": c.method.rawValue, "sparsity": c.sparsity, "achieved_sparsity": achieved, "seconds": seconds,
                                    "allocation": c.allocation]
         if let nm = c.nm { info["nm"] = nm }
-        if let ratios { info["layer_sparsity"] = ratios }
+        if let ratios = s.layerSparsity { info["layer_sparsity"] = ratios }
+        if let layerScores { info[allocation == .owl ? "layer_outlier_ratios" : "layer_alphas"] = layerScores }
         try Checkpoint.save(model: model, tokenizerMetadata: m.metadata, to: dir + "/model",
                             extraFiles: ["sparsify.json": try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys])])
         modelPath = dir + "/model"
@@ -221,7 +229,7 @@ extension Pipeline {
             if method == .bias && !model.parameters.contains(where: { $0.name.hasSuffix(".bias") }) {
                 point["not_applicable"] = "the model has no biases"
             } else {
-                let (s, _) = try sparsifier(method: method, sparsity: level, nm: nil, allocation: "uniform", epsilon: 0, seed: c.seed, model: model)
+                let s = try sparsifier(method: method, sparsity: level, nm: nil, seed: c.seed)
                 let set = method.needsCalibration ? try calibrationSet(c.calibration, tokenizer: m.tokenizer) : nil
                 let t0 = Date()
                 point["achieved_sparsity"] = try s.run(model: model, calibration: set, progress: nil)
