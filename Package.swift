@@ -4,7 +4,7 @@
 // Layers (a lower layer never imports a higher one):
 //   CBLAS/CLAPACKE/CHDF5/CTopiaryKernels (C)  →  TopiaryCore (tensors, BLAS, kernels, I/O helpers)
 //   →  TopiaryAutodiff (tape)  →  TopiaryGGUF, TopiaryTokenizers (file formats)  →  TopiaryModels (architectures)
-//   →  TopiaryEval (perplexity, generation)  →  TopiaryCLI (`topiary`)
+//   →  TopiaryEval (perplexity, generation), TopiaryExport (GGUF / HF export)  →  TopiaryCLI (`topiary`)
 import PackageDescription
 
 #if arch(x86_64)
@@ -25,7 +25,7 @@ let package = Package(
         .library(
             name: "Topiary",
             targets: ["TopiaryCore", "TopiaryAutodiff", "TopiaryGGUF", "TopiaryTokenizers", "TopiaryModels", "TopiaryEval",
-                      "TopiaryGraph", "TopiaryPrune", "TopiaryRecover"]),
+                      "TopiaryGraph", "TopiaryPrune", "TopiaryRecover", "TopiaryExport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -45,10 +45,11 @@ let package = Package(
         .target(name: "TopiaryGraph", dependencies: ["TopiaryCore", "TopiaryAutodiff", "TopiaryModels"]),
         .target(name: "TopiaryRecover", dependencies: ["TopiaryCore", "CTopiaryKernels", "TopiaryAutodiff", "TopiaryModels"]),
         .target(name: "TopiaryPrune", dependencies: ["TopiaryCore", "CTopiaryKernels", "CLAPACKE", "TopiaryAutodiff", "TopiaryModels", "TopiaryGraph"]),
+        .target(name: "TopiaryExport", dependencies: ["TopiaryCore", "TopiaryAutodiff", "TopiaryGGUF", "TopiaryModels"]),
         .executableTarget(
             name: "TopiaryCLI",
             dependencies: [
-                "TopiaryCore", "TopiaryGGUF", "TopiaryTokenizers", "TopiaryModels", "TopiaryEval", "TopiaryGraph", "TopiaryPrune", "TopiaryRecover",
+                "TopiaryCore", "TopiaryGGUF", "TopiaryTokenizers", "TopiaryModels", "TopiaryEval", "TopiaryGraph", "TopiaryPrune", "TopiaryRecover", "TopiaryExport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -63,5 +64,8 @@ let package = Package(
             name: "TopiaryEvalTests", dependencies: ["TopiaryEval", "TopiaryTokenizers", "TopiaryModels"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TopiaryCLITests", dependencies: ["TopiaryCLI"]),
         .testTarget(name: "TopiaryPruneTests", dependencies: ["TopiaryModels", "TopiaryGraph", "TopiaryPrune", "TopiaryEval"]),
+        .testTarget(
+            name: "TopiaryExportTests", dependencies: ["TopiaryExport", "TopiaryModels", "TopiaryGGUF", "TopiaryEval", "TopiaryGraph", "TopiaryPrune"],
+            resources: [.copy("Fixtures")]),
     ]
 )
