@@ -179,6 +179,22 @@ final class GGUFExportTests: XCTestCase {
         XCTAssertEqual(try logits(try GGUFModelLoader.load(path: f32).model, ids), try logits(model, ids))
     }
 
+    /// An unstructured-sparse model (zeros inside dense matrices) exports dense, says so, and reads back the same.
+    func testUnstructuredSparseModelExportsDense() throws {
+        let md = try GGUFFile(path: try smolLM2Path()).metadata
+        let model = try tinyModel(heads: [4, 4], kvHeads: [2, 2], ffn: [64, 64])
+        for layer in model.layers {
+            for p in [layer.q, layer.k, layer.v, layer.o, layer.gate, layer.up, layer.down] {
+                for i in stride(from: 0, to: p.value.count, by: 2) { p.value.pointer[i] = 0 }
+            }
+        }
+        let out = temporaryPath(self, "sparse.gguf")
+        let report = try GGUFExporter.export(model: model, sourceMetadata: md, to: out)
+        XCTAssertTrue(report.notes.contains { $0.hasPrefix("50.0% of the linear weights are zero") }, "\(report.notes)")
+        let ids: [Int32] = [4, 8, 15, 16, 23, 42]
+        XCTAssertEqual(try logits(try GGUFModelLoader.load(path: out).model, ids), try logits(model, ids))
+    }
+
     /// Unmerged LoRA adapters are folded into the exported weights; the model itself is unchanged.
     func testAdaptersAreMergedIntoTheExport() throws {
         let md = try GGUFFile(path: try smolLM2Path()).metadata
