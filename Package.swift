@@ -4,7 +4,7 @@
 // Layers (a lower layer never imports a higher one):
 //   CBLAS/CLAPACKE/CHDF5/CTopiaryKernels (C)  →  TopiaryCore (tensors, BLAS, kernels, I/O helpers)
 //   →  TopiaryAutodiff (tape)  →  TopiaryGGUF, TopiaryTokenizers (file formats)  →  TopiaryModels (architectures)
-//   →  TopiaryEval (evaluation), TopiaryGraph (dependency graph)  →  TopiaryPrune, TopiaryRecover (LoRA)
+//   →  TopiaryEval (evaluation), TopiaryGraph (dependency graph)  →  TopiaryPrune, TopiaryRecover (LoRA), TopiaryExport (GGUF / HF export)
 //   →  TopiaryPipeline (recipes, runs, reports)  →  TopiaryCLI (`topiary`)
 import PackageDescription
 
@@ -26,7 +26,7 @@ let package = Package(
         .library(
             name: "Topiary",
             targets: ["TopiaryCore", "TopiaryAutodiff", "TopiaryGGUF", "TopiaryTokenizers", "TopiaryModels", "TopiaryEval",
-                      "TopiaryGraph", "TopiaryPrune", "TopiaryRecover", "TopiaryPipeline"]),
+                      "TopiaryGraph", "TopiaryPrune", "TopiaryRecover", "TopiaryPipeline", "TopiaryExport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -47,6 +47,7 @@ let package = Package(
         .target(name: "TopiaryGraph", dependencies: ["TopiaryCore", "TopiaryAutodiff", "TopiaryModels"]),
         .target(name: "TopiaryRecover", dependencies: ["TopiaryCore", "CTopiaryKernels", "TopiaryAutodiff", "TopiaryModels"]),
         .target(name: "TopiaryPrune", dependencies: ["TopiaryCore", "CTopiaryKernels", "CLAPACKE", "TopiaryAutodiff", "TopiaryModels", "TopiaryGraph"]),
+        .target(name: "TopiaryExport", dependencies: ["TopiaryCore", "TopiaryAutodiff", "TopiaryGGUF", "TopiaryModels"]),
         .target(
             name: "TopiaryPipeline",
             dependencies: ["TopiaryCore", "TopiaryAutodiff", "TopiaryModels", "TopiaryEval", "TopiaryGraph", "TopiaryPrune", "TopiaryRecover",
@@ -55,7 +56,7 @@ let package = Package(
             name: "TopiaryCLI",
             dependencies: [
                 "TopiaryCore", "TopiaryGGUF", "TopiaryTokenizers", "TopiaryModels", "TopiaryEval", "TopiaryGraph", "TopiaryPrune", "TopiaryRecover",
-                "TopiaryPipeline",
+                "TopiaryPipeline", "TopiaryExport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -71,5 +72,8 @@ let package = Package(
         .testTarget(name: "TopiaryCLITests", dependencies: ["TopiaryCLI"]),
         .testTarget(name: "TopiaryPipelineTests", dependencies: ["TopiaryPipeline", "TopiaryModels", "TopiaryCore"]),
         .testTarget(name: "TopiaryPruneTests", dependencies: ["TopiaryModels", "TopiaryGraph", "TopiaryPrune", "TopiaryEval"]),
+        .testTarget(
+            name: "TopiaryExportTests", dependencies: ["TopiaryExport", "TopiaryModels", "TopiaryGGUF", "TopiaryEval", "TopiaryGraph", "TopiaryPrune"],
+            resources: [.copy("Fixtures")]),
     ]
 )

@@ -2,11 +2,23 @@ import CTopiaryKernels
 import Foundation
 import TopiaryCore
 
-/// Writes GGUF v3 files: metadata of any type and tensors given as raw block bytes or fp32 (quantized
-/// on the way out). The file goes to a temporary name and is renamed when complete.
+/// Writes GGUF v3 files: metadata of any type and tensors given as raw block bytes, as fp32 (quantized
+/// on the way out), or as a producer called only while the file is written (so a large model is
+/// streamed tensor by tensor instead of held in memory twice). The file goes to a temporary name
+/// and is renamed when complete.
 public struct GGUFWriter {
+    /// One tensor of the file: its table entry and where its bytes come from.
+    public struct PendingTensor {
+        public let name: String
+        /// Dimensions in ggml order (`ne[0]` first).
+        public let dimensions: [Int]
+        public let type: GGMLType
+        public let byteCount: Int
+        let bytes: () throws -> Data
+    }
+
     public var metadata: [(String, GGUFValue)] = []
-    public var tensors: [(name: String, dimensions: [Int], type: GGMLType, data: Data)] = []
+    public private(set) var tensors: [PendingTensor] = []
     public var alignment = 32
 
     public init() {}
@@ -15,27 +27,52 @@ public struct GGUFWriter {
         if let i = metadata.firstIndex(where: { $0.0 == key }) { metadata[i].1 = value } else { metadata.append((key, value)) }
     }
 
+    /// Bytes that a tensor of `dimensions` (ggml order) takes in `type`, or nil when its rows do not
+    /// hold whole blocks.
+    public static func byteCount(dimensions: [Int], type: GGMLType) -> Int? {
+        guard let ne0 = dimensions.first, dimensions.allSatisfy({ $0 >= 1 }), ne0 % type.blockSize == 0 else { return nil }
+        return dimensions.reduce(1, *) / type.blockSize * type.bytesPerBlock
+    }
+
     /// Adds a tensor whose bytes are already in `type`'s block layout. `dimensions` in ggml order.
     public mutating func addTensor(name: String, dimensions: [Int], type: GGMLType, data: Data) {
-        tensors.append((name, dimensions, type, data))
+        tensors.append(PendingTensor(name: name, dimensions: dimensions, type: type, byteCount: data.count, bytes: { data }))
+    }
+
+    /// Adds a tensor whose bytes (in `type`'s block layout) are produced when the file is written.
+    public mutating func addTensor(name: String, dimensions: [Int], type: GGMLType, producer: @escaping () throws -> Data) throws {
+        guard let bytes = Self.byteCount(dimensions: dimensions, type: type) else {
+            throw GGUFError.invalidTensorInfo(path: "(writer)", tensor: name,
+                                              detail: "shape \(dimensions) does not hold whole \(type) blocks of \(type.blockSize)")
+        }
+        tensors.append(PendingTensor(name: name, dimensions: dimensions, type: type, byteCount: bytes, bytes: producer))
     }
 
     /// Adds an fp32 tensor (row-major `shape`), converted to `type` (F32, F16, Q8_0, Q4_0 or Q4_1).
     public mutating func addTensor(name: String, tensor: Tensor, type: GGMLType = .f32) throws {
+        let data = try Self.encode(tensor, as: type, name: name)
+        tensors.append(PendingTensor(name: name, dimensions: tensor.shape.reversed(), type: type, byteCount: data.count, bytes: { data }))
+    }
+
+    /// The bytes of an fp32 tensor (row-major) in `type` (F32, F16, Q8_0, Q4_0 or Q4_1), rows quantized
+    /// along the last axis (ggml's `ne[0]`).
+    public static func encode(_ tensor: Tensor, as type: GGMLType, name: String = "(tensor)") throws -> Data {
         let n = tensor.count
         guard let cols = tensor.shape.last, cols % type.blockSize == 0 else {
             throw GGUFError.invalidTensorInfo(path: "(writer)", tensor: name, detail: "row length \(tensor.shape.last ?? 0) is not a multiple of \(type.blockSize) for \(type)")
         }
         var data = Data(count: n / type.blockSize * type.bytesPerBlock)
-        let ok = data.withUnsafeMutableBytes { tq_quantize(type.rawValue, tensor.pointer, $0.baseAddress!, n) }
+        let ok = data.withUnsafeMutableBytes { raw in
+            withExtendedLifetime(tensor) { tq_quantize(type.rawValue, tensor.pointer, raw.baseAddress!, n) }
+        }
         guard ok == 0 else {
             throw GGUFError.unsupportedTensorType(path: "(writer)", tensor: name, type: "\(type) (writing)")
         }
-        tensors.append((name, tensor.shape.reversed(), type, data))
+        return data
     }
 
-    /// The complete file as bytes.
-    public func encoded() -> Data {
+    /// Everything before the tensor data: header, metadata, tensor table, padding.
+    public func header() -> Data {
         var out = Data()
         func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
         func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
@@ -68,26 +105,51 @@ public struct GGUFWriter {
         u64(UInt64(md.count))
         for (k, v) in md { str(k); u32(v.typeCode); value(v) }
         var offset = 0
-        var offsets: [Int] = []
         for t in tensors {
-            offsets.append(offset)
-            offset += (t.data.count + alignment - 1) / alignment * alignment
-        }
-        for (t, o) in zip(tensors, offsets) {
             str(t.name)
             u32(UInt32(t.dimensions.count))
             t.dimensions.forEach { u64(UInt64($0)) }
             u32(t.type.rawValue)
-            u64(UInt64(o))
+            u64(UInt64(offset))
+            offset += padded(t.byteCount)
         }
         while out.count % alignment != 0 { out.append(0) }
+        return out
+    }
+
+    private func padded(_ n: Int) -> Int { (n + alignment - 1) / alignment * alignment }
+
+    /// Size of the complete file in bytes.
+    public var fileSize: Int { header().count + tensors.reduce(0) { $0 + padded($1.byteCount) } }
+
+    /// The complete file as bytes.
+    public func encoded() throws -> Data {
+        var out = header()
         for t in tensors {
-            out.append(t.data)
+            let data = try t.bytes()
+            guard data.count == t.byteCount else { throw sizeMismatch(t, data.count) }
+            out.append(data)
             while out.count % alignment != 0 { out.append(0) }
         }
         return out
     }
 
-    /// Writes the file atomically.
-    public func write(to path: String) throws { try AtomicFile.write(encoded(), to: path) }
+    private func sizeMismatch(_ t: PendingTensor, _ found: Int) -> GGUFError {
+        .invalidTensorInfo(path: "(writer)", tensor: t.name, detail: "produced \(found) bytes, expected \(t.byteCount)")
+    }
+
+    /// Writes the file atomically (temporary file, then rename), one tensor in memory at a time.
+    public func write(to path: String) throws {
+        let head = header()
+        try AtomicFile.write(to: path) { handle in
+            try handle.write(contentsOf: head)
+            for t in tensors {
+                let data = try t.bytes()
+                guard data.count == t.byteCount else { throw sizeMismatch(t, data.count) }
+                try handle.write(contentsOf: data)
+                let pad = padded(data.count) - data.count
+                if pad > 0 { try handle.write(contentsOf: Data(count: pad)) }
+            }
+        }
+    }
 }

@@ -18,9 +18,10 @@ public enum Checkpoint {
     }
 
     /// Writes `model` and its tokenizer metadata to `directory` atomically: everything goes to a
-    /// temporary sibling directory that replaces `directory` only once complete.
+    /// temporary sibling directory that replaces `directory` only once complete. `configJSON` replaces
+    /// the `config.json` encoded from the model's config (it must decode to the same config).
     public static func save(model: any LanguageModel, tokenizerMetadata: [String: GGUFValue], to directory: String,
-                            extraFiles: [String: Data] = [:]) throws {
+                            extraFiles: [String: Data] = [:], configJSON: Data? = nil) throws {
         let dir = (directory as NSString).standardizingPath
         let parent = (dir as NSString).deletingLastPathComponent
         let tmp = parent + "/." + (dir as NSString).lastPathComponent + ".tmp-\(getpid())"
@@ -30,7 +31,7 @@ public enum Checkpoint {
             try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            try AtomicFile.write(try encoder.encode(model.config), to: tmp + "/config.json")
+            try AtomicFile.write(try configJSON ?? encoder.encode(model.config), to: tmp + "/config.json")
             try Safetensors.write(model.parameters.map { ($0.name, $0.value) },
                                   metadata: ["format": "pt", "producer": "topiary"], to: tmp + "/model.safetensors")
             let tok = tokenizerMetadata.filter { $0.key.hasPrefix("tokenizer.") }

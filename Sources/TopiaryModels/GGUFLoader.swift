@@ -17,7 +17,15 @@ public struct LoadedModel: @unchecked Sendable {
 }
 
 /// Reads LLaMA-family models from GGUF files into fp32 ``LlamaModel``s.
+///
+/// Besides `llama`, the loader reads llama.cpp's `deci` architecture (DeciLM / Nemotron-NAS): the same
+/// LLaMA layer, with per-layer head counts and FFN widths that llama.cpp honours, and layers whose
+/// attention (`head_count` 0) or FFN (`feed_forward_length` 0) was removed stored without those tensors.
+/// Topiary's exporter writes per-layer-shaped models that way.
 public enum GGUFModelLoader {
+    /// GGUF architectures read as a LLaMA graph.
+    public static let llamaArchitectures = ["llama", "deci"]
+
     /// Loads the model and its tokenizer from a GGUF file.
     public static func load(path: String) throws -> LoadedModel {
         let file = try GGUFFile(path: path)
@@ -25,8 +33,8 @@ public enum GGUFModelLoader {
         guard let arch = file.metadata["general.architecture"]?.string else {
             throw ModelError.missingMetadata(path: name, key: "general.architecture")
         }
-        guard arch == "llama" else { throw ModelError.unsupportedArchitecture(path: name, architecture: arch) }
-        let config = try llamaConfig(file, name: name)
+        guard llamaArchitectures.contains(arch) else { throw ModelError.unsupportedArchitecture(path: name, architecture: arch) }
+        let config = try llamaConfig(file, name: name, prefix: arch)
         let tokenizer = try tokenizerFromMetadata(file.metadata, name: name)
         let model = try llamaModel(file, config: config, name: name)
         var types: [String: String] = [:]
@@ -36,8 +44,7 @@ public enum GGUFModelLoader {
 
     // MARK: configuration
 
-    static func llamaConfig(_ file: GGUFFile, name: String) throws -> ModelConfig {
-        let a = "llama"
+    static func llamaConfig(_ file: GGUFFile, name: String, prefix a: String = "llama") throws -> ModelConfig {
         let md = file.metadata
         func int(_ key: String) throws -> Int {
             guard let v = md[key]?.int else { throw ModelError.missingMetadata(path: name, key: key) }
@@ -65,7 +72,7 @@ public enum GGUFModelLoader {
         guard let embed = file.tensor(named: "token_embd.weight") else { throw ModelError.missingTensor(path: name, name: "token_embd.weight") }
         let vocab = embed.shape[0]
         let config = ModelConfig(
-            architecture: a, vocabSize: vocab, hiddenSize: hidden, headDim: headDim, heads: heads, kvHeads: kv,
+            architecture: "llama", vocabSize: vocab, hiddenSize: hidden, headDim: headDim, heads: heads, kvHeads: kv,
             intermediateSizes: ffn, ropeTheta: md["\(a).rope.freq_base"]?.float ?? 10_000,
             rmsNormEps: md["\(a).attention.layer_norm_rms_epsilon"]?.float ?? 1e-5,
             contextLength: md["\(a).context_length"]?.int ?? 2048,
@@ -78,6 +85,9 @@ public enum GGUFModelLoader {
 
     static func llamaModel(_ file: GGUFFile, config: ModelConfig, name: String) throws -> LlamaModel {
         func load(_ ggufName: String, as hfName: String, shape: [Int], unpermuteHeads: Int? = nil) throws -> Parameter {
+            // A removed block (no heads or no FFN channels left) has no tensors in the file: empty weights
+            // (and a unit norm, which the layer never uses) stand in for them.
+            if shape.contains(0) { return Parameter(name: hfName, value: Tensor(zeros: shape)) }
             guard let info = file.tensor(named: ggufName) else { throw ModelError.missingTensor(path: name, name: ggufName) }
             guard info.shape == shape else { throw ModelError.tensorShape(path: name, name: ggufName, expected: shape, found: info.shape) }
             var t = try file.dequantize(info)
@@ -90,13 +100,17 @@ public enum GGUFModelLoader {
         for l in 0..<config.layerCount {
             let b = "blk.\(l).", n = LlamaModel.parameterNames(layer: l)
             let nq = config.heads[l] * hd, nkv = config.kvHeads[l] * hd, f = config.intermediateSizes[l]
+            func norm(_ ggufName: String, as hfName: String, present: Bool) throws -> Parameter {
+                if present || file.tensor(named: ggufName) != nil { return try load(ggufName, as: hfName, shape: [d]) }
+                return Parameter(name: hfName, value: Tensor(shape: [d], values: [Float](repeating: 1, count: d)))
+            }
             layers.append(LlamaLayer(
-                attentionNorm: try load(b + "attn_norm.weight", as: n[0], shape: [d]),
+                attentionNorm: try norm(b + "attn_norm.weight", as: n[0], present: nq > 0),
                 q: try load(b + "attn_q.weight", as: n[1], shape: [nq, d], unpermuteHeads: config.heads[l]),
                 k: try load(b + "attn_k.weight", as: n[2], shape: [nkv, d], unpermuteHeads: config.kvHeads[l]),
                 v: try load(b + "attn_v.weight", as: n[3], shape: [nkv, d]),
                 o: try load(b + "attn_output.weight", as: n[4], shape: [d, nq]),
-                ffnNorm: try load(b + "ffn_norm.weight", as: n[5], shape: [d]),
+                ffnNorm: try norm(b + "ffn_norm.weight", as: n[5], present: f > 0),
                 gate: try load(b + "ffn_gate.weight", as: n[6], shape: [f, d]),
                 up: try load(b + "ffn_up.weight", as: n[7], shape: [f, d]),
                 down: try load(b + "ffn_down.weight", as: n[8], shape: [d, f])))

@@ -1,0 +1,80 @@
+import ArgumentParser
+import Foundation
+import TopiaryCore
+import TopiaryExport
+import TopiaryGGUF
+import TopiaryModels
+
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Export a model for other runtimes: GGUF for llama.cpp, or safetensors + config.json for transformers.",
+        discussion: """
+            --format gguf writes one GGUF v3 file (llama.cpp's tensor names and q/k layout, the source's tokenizer
+            metadata) with matrices stored as --type: f32, f16, q8_0, q4_0 or q4_1 (quantized by Topiary; norms stay
+            F32, a 4-bit export keeps the embedding at Q8_0, and rows whose length is not a multiple of 32 are stored
+            F16 — each such fallback is reported). A model whose layers differ (structured pruning) is written as
+            llama.cpp's 'deci' architecture, whose per-layer head_count / head_count_kv / feed_forward_length arrays
+            llama.cpp honours; uniform models are written as 'llama'.
+            --format safetensors-hf writes a directory with model.safetensors and a LlamaForCausalLM config.json that
+            transformers loads with from_pretrained; a model whose layers differ cannot be described that way and is
+            written as a Topiary checkpoint instead (the command says so).
+            LoRA adapters given with --adapters are merged into the exported weights. Unstructured-sparse models are
+            stored dense.
+            Example: topiary export --model checkpoints/smollm2-p20 --format gguf --type q8_0 --out smollm2-p20.q8_0.gguf
+            """)
+
+    @OptionGroup var modelArguments: ModelArguments
+    @Option(help: "gguf or safetensors-hf.") var format: String = "gguf"
+    @Option(help: ArgumentHelp("Output: a .gguf file (gguf) or a directory (safetensors-hf).", valueName: "path")) var out: String
+    @Option(help: "GGUF tensor type: f32, f16, q8_0, q4_0 or q4_1 (default f32).") var type: String?
+    @Option(help: "GGUF architecture: auto (llama when layers are uniform, deci when they differ), llama or deci.") var arch: String = "auto"
+    @Option(help: "general.name of the GGUF file (default: the source's).") var name: String?
+    @Flag(help: "Replace --out if it exists.") var force = false
+    @Flag(help: "Print the export report as JSON (keys: format, architecture, tensors, fallbacks, notes …).") var json = false
+
+    func validate() throws {
+        do {
+            guard ["gguf", "safetensors-hf"].contains(format) else { throw ExportError.unknownFormat(format) }
+            if let type { _ = try GGUFExporter.parseType(type) }
+            _ = try GGUFArchitecture(parsing: arch)
+        } catch let error as ExportError {
+            throw ValidationError(error.errorDescription ?? "\(error)")
+        }
+        if format != "gguf" {
+            if let type, type.lowercased() != "f32" {
+                throw ValidationError("--type \(type) applies to --format gguf (safetensors-hf is written in F32)")
+            }
+            if arch != "auto" { throw ValidationError("--arch applies to --format gguf") }
+        }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            if FileManager.default.fileExists(atPath: out) && !force {
+                throw CLIError("\(out) exists; pass --force to replace it")
+            }
+            if format == "gguf" {
+                var isDirectory: ObjCBool = false
+                if FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory), isDirectory.boolValue {
+                    throw CLIError("\(out) is a directory; --format gguf writes a single file")
+                }
+            }
+            let loaded = try modelArguments.load()
+            let report: ExportReport
+            if format == "gguf" {
+                let options = GGUFExportOptions(type: try GGUFExporter.parseType(type ?? "f32"), architecture: try GGUFArchitecture(parsing: arch), name: name)
+                report = try GGUFExporter.export(model: loaded.model, sourceMetadata: loaded.metadata, to: out, options: options)
+            } else {
+                report = try HFExporter.export(model: loaded.model, sourceMetadata: loaded.metadata, to: out)
+            }
+            if json { return try printJSON(report) }
+            let c = loaded.model.config
+            for note in report.notes { print("note: \(note)") }
+            for line in report.fallbacks { print("fallback: \(line)") }
+            var types: [String: Int] = [:]
+            for t in report.tensors { types[t.type, default: 0] += 1 }
+            let typeList = types.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
+            print("wrote \(out): \(report.format), \(report.architecture), \(c.layerCount) layers, \(report.tensors.count) tensors (\(typeList)), \(ByteCountFormatter.string(fromByteCount: Int64(report.bytes), countStyle: .file))")
+        }
+    }
+}

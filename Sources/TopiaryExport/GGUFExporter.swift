@@ -1,0 +1,271 @@
+import Foundation
+import TopiaryAutodiff
+import TopiaryCore
+import TopiaryGGUF
+import TopiaryModels
+
+/// The GGUF architecture name an export is written under.
+public enum GGUFArchitecture: String, CaseIterable, Sendable {
+    /// `llama` when every layer has the same shape, `deci` when layers differ.
+    case auto
+    /// llama.cpp's `llama`: one head count and FFN width for all layers.
+    case llama
+    /// llama.cpp's `deci` (DeciLM / Nemotron-NAS): the LLaMA layer with per-layer head counts, KV head
+    /// counts and FFN widths, and layers without attention.
+    case deci
+
+    public init(parsing text: String) throws {
+        guard let a = GGUFArchitecture(rawValue: text.lowercased()) else { throw ExportError.unknownArchitecture(text) }
+        self = a
+    }
+}
+
+public struct GGUFExportOptions: Sendable {
+    /// Storage type of the matrices (norms and other 1-D tensors stay F32).
+    public var type: GGMLType
+    public var architecture: GGUFArchitecture
+    /// `general.name` (default: the source's name, or "Topiary export").
+    public var name: String?
+
+    public init(type: GGMLType = .f32, architecture: GGUFArchitecture = .auto, name: String? = nil) {
+        self.type = type
+        self.architecture = architecture
+        self.name = name
+    }
+}
+
+/// One tensor of an export and the type it was stored in.
+public struct ExportedTensor: Codable, Sendable, Equatable {
+    public var name: String
+    /// Dimensions as the file records them (ggml order for GGUF, row-major for safetensors).
+    public var dimensions: [Int]
+    public var type: String
+    /// Why the type differs from the requested one, if it does.
+    public var note: String?
+}
+
+/// What an export wrote.
+public struct ExportReport: Codable, Sendable {
+    /// `gguf`, `safetensors-hf` or `topiary` (a checkpoint written instead of an HF export).
+    public var format: String
+    public var path: String
+    /// The GGUF architecture (`llama`, `deci`) or the Hugging Face class.
+    public var architecture: String
+    /// The requested tensor type.
+    public var type: String
+    /// True when every layer has the same numbers of heads, KV heads and FFN channels.
+    public var uniform: Bool
+    public var bytes: Int
+    public var tensors: [ExportedTensor]
+    /// One line per kind of deviation from the requested type (e.g. rows that do not hold whole blocks).
+    public var fallbacks: [String]
+    public var notes: [String]
+    public var mergedAdapters: Int
+
+    enum CodingKeys: String, CodingKey {
+        case format, path, architecture, type, uniform, bytes, tensors, fallbacks, notes
+        case mergedAdapters = "merged_adapters"
+    }
+}
+
+/// Writes a LLaMA-family model as a GGUF v3 file that llama.cpp loads: its standard metadata keys, the
+/// tokenizer metadata of the source, tensors named and laid out as llama.cpp's converter writes them
+/// (`attn_q`/`attn_k` rows permuted back for its pairwise RoPE), quantized by Topiary.
+///
+/// A model whose layers differ (structured pruning) is written under llama.cpp's `deci` architecture,
+/// whose loader and graph size every layer from the per-layer arrays `deci.attention.head_count`,
+/// `deci.attention.head_count_kv` and `deci.feed_forward_length`. llama.cpp's `llama` architecture reads
+/// those keys as arrays too but builds every layer with layer 0's sizes, so it cannot hold such a model.
+public enum GGUFExporter {
+    /// Types Topiary can write.
+    public static let types: [GGMLType] = [.f32, .f16, .q8_0, .q4_0, .q4_1]
+    public static var typeNames: [String] { types.map { "\($0)".lowercased() } }
+
+    public static func parseType(_ text: String) throws -> GGMLType {
+        guard let t = types.first(where: { "\($0)".lowercased() == text.lowercased() }) else { throw ExportError.unknownType(text) }
+        return t
+    }
+
+    /// llama.cpp's `general.file_type` (`LLAMA_FTYPE_*`) for a requested type.
+    static func fileType(_ t: GGMLType) -> UInt32 {
+        switch t {
+        case .f32: return 0
+        case .f16: return 1
+        case .q4_0: return 2
+        case .q4_1: return 3
+        default: return 7  // Q8_0
+        }
+    }
+
+    /// The GGUF architecture `choice` resolves to for `config`, or why llama.cpp could not run it.
+    public static func resolveArchitecture(_ config: ModelConfig, _ choice: GGUFArchitecture) throws -> String {
+        guard config.architecture == "llama" else {
+            throw ExportError.unsupportedModel("GGUF export supports LLaMA-family models (this one is '\(config.architecture)')")
+        }
+        let uniform = config.isUniform
+        switch choice {
+        case .auto where uniform, .llama where uniform:
+            return "llama"
+        case .llama:
+            throw ExportError.inexpressible(
+                "layers differ (\(config.shapeSummary)) and llama.cpp's 'llama' architecture sizes every layer from layer 0 "
+                    + "(it reads per-layer arrays but creates each layer's tensors with layer 0's head count and FFN width), "
+                    + "so llama.cpp would refuse the file; export with --arch deci (the default for such models), which llama.cpp sizes per layer")
+        case .auto, .deci:
+            guard config.heads[0] > 0 else {
+                throw ExportError.inexpressible(
+                    "layer 0 has no attention heads: llama.cpp derives the head size and rotary dimensions from layer 0's head count, "
+                        + "so it cannot load this shape")
+            }
+            if let l = config.heads.indices.first(where: { config.heads[$0] > 0 && config.intermediateSizes[$0] == 0 }) {
+                throw ExportError.inexpressible(
+                    "layer \(l) keeps \(config.heads[l]) attention heads but no FFN channels: llama.cpp's deci graph skips the rest of a "
+                        + "layer whose feed_forward_length is 0, attention output included, so it would compute a different model")
+            }
+            return "deci"
+        }
+    }
+
+    /// The storage type of one tensor: 1-D tensors (norms) stay F32 as llama.cpp keeps them; the
+    /// embedding and output matrices of a 4-bit export are Q8_0; rows that do not hold whole blocks fall
+    /// back to F16. Returns the type and, when it differs from `requested`, why.
+    public static func storageType(name: String, shape: [Int], requested: GGMLType) -> (GGMLType, String?) {
+        guard shape.count >= 2 else { return (.f32, nil) }
+        var type = requested
+        var note: String?
+        if (requested == .q4_0 || requested == .q4_1) && (name == "token_embd.weight" || name == "output.weight") {
+            type = .q8_0
+            note = "embedding/output matrix kept at Q8_0 in a 4-bit export (llama.cpp's quantize raises it too)"
+        }
+        let row = shape.last!
+        if row % type.blockSize != 0 {
+            note = "row length \(row) is not a multiple of \(type)'s block of \(type.blockSize): stored F16"
+            type = .f16
+        }
+        return (type, note)
+    }
+
+    /// Writes `model` to `path` (atomically). `sourceMetadata` supplies the `tokenizer.*` keys (and
+    /// `general.name`); a model carrying unmerged LoRA adapters is exported with them merged.
+    @discardableResult
+    public static func export(model input: any LanguageModel, sourceMetadata: [String: GGUFValue], to path: String,
+                              options: GGUFExportOptions = GGUFExportOptions()) throws -> ExportReport {
+        guard types.contains(options.type) else { throw ExportError.unknownType("\(options.type)") }
+        let (model, merged) = try ExportWeights.plain(input)
+        let config = model.config
+        let arch = try resolveArchitecture(config, options.architecture)
+        let tokenizer = sourceMetadata.filter { $0.key.hasPrefix("tokenizer.") }
+        guard tokenizer["tokenizer.ggml.model"] != nil, tokenizer["tokenizer.ggml.tokens"] != nil else {
+            throw ExportError.unsupportedModel("the source has no tokenizer metadata (tokenizer.ggml.*), which llama.cpp needs")
+        }
+
+        var w = GGUFWriter()
+        w.set("general.architecture", .string(arch))
+        w.set("general.name", .string(options.name ?? sourceMetadata["general.name"]?.string ?? "Topiary export"))
+        if let license = sourceMetadata["general.license"]?.string { w.set("general.license", .string(license)) }
+        w.set("general.file_type", .uint32(fileType(options.type)))
+        if options.type != .f32 && options.type != .f16 { w.set("general.quantization_version", .uint32(2)) }
+        func perLayer(_ values: [Int]) -> GGUFValue {
+            if let first = values.first, values.allSatisfy({ $0 == first }) { return .uint32(UInt32(first)) }
+            return .array(values.map { .int32(Int32($0)) })
+        }
+        w.set("\(arch).vocab_size", .uint32(UInt32(config.vocabSize)))
+        w.set("\(arch).context_length", .uint32(UInt32(config.contextLength)))
+        w.set("\(arch).embedding_length", .uint32(UInt32(config.hiddenSize)))
+        w.set("\(arch).block_count", .uint32(UInt32(config.layerCount)))
+        w.set("\(arch).feed_forward_length", perLayer(config.intermediateSizes))
+        w.set("\(arch).attention.head_count", perLayer(config.heads))
+        w.set("\(arch).attention.head_count_kv", perLayer(config.kvHeads))
+        w.set("\(arch).attention.key_length", .uint32(UInt32(config.headDim)))
+        w.set("\(arch).attention.value_length", .uint32(UInt32(config.headDim)))
+        w.set("\(arch).rope.dimension_count", .uint32(UInt32(config.headDim)))
+        w.set("\(arch).rope.freq_base", .float32(config.ropeTheta))
+        w.set("\(arch).attention.layer_norm_rms_epsilon", .float32(config.rmsNormEps))
+        for key in tokenizer.keys.sorted() { w.set(key, ggufTyped(tokenizer[key]!)) }
+
+        var exported: [ExportedTensor] = []
+        var fallbacks: [String: Int] = [:]
+        func add(_ name: String, _ tensor: Tensor, permuteHeads: Int? = nil) throws {
+            let (type, note) = storageType(name: name, shape: tensor.shape, requested: options.type)
+            let dims = Array(tensor.shape.reversed())
+            exported.append(ExportedTensor(name: name, dimensions: dims, type: "\(type)", note: note))
+            if let note, tensor.shape.count >= 2 { fallbacks[note, default: 0] += 1 }
+            try w.addTensor(name: name, dimensions: dims, type: type) {
+                let t = permuteHeads.map { GGUFModelLoader.permuteRotary(tensor, heads: $0) } ?? tensor
+                return try GGUFWriter.encode(t, as: type, name: name)
+            }
+        }
+        try add("token_embd.weight", model.embedding.value)
+        for (l, layer) in model.layers.enumerated() {
+            let b = "blk.\(l)."
+            if config.heads[l] > 0 {
+                try add(b + "attn_norm.weight", layer.attentionNorm.value)
+                try add(b + "attn_q.weight", layer.q.value, permuteHeads: config.heads[l])
+                try add(b + "attn_k.weight", layer.k.value, permuteHeads: config.kvHeads[l])
+                try add(b + "attn_v.weight", layer.v.value)
+                try add(b + "attn_output.weight", layer.o.value)
+            }
+            if config.intermediateSizes[l] > 0 {
+                try add(b + "ffn_norm.weight", layer.ffnNorm.value)
+                try add(b + "ffn_gate.weight", layer.gate.value)
+                try add(b + "ffn_up.weight", layer.up.value)
+                try add(b + "ffn_down.weight", layer.down.value)
+            }
+        }
+        try add("output_norm.weight", model.norm.value)
+        if !config.tieWordEmbeddings { try add("output.weight", model.output.value) }
+
+        var notes: [String] = []
+        if arch == "deci" {
+            notes.append("layers differ (\(config.shapeSummary)): written as llama.cpp's 'deci' architecture, which sizes each layer from per-layer arrays")
+        }
+        if merged > 0 { notes.append("merged \(merged) LoRA adapters into the weights") }
+        if let sparsity = ExportWeights.zeroFraction(model), sparsity >= 0.05 {
+            notes.append(String(format: "%.1f%% of the linear weights are zero (unstructured sparsity): stored dense, as GGUF has no sparse layout", 100 * sparsity))
+        }
+        try w.write(to: path)
+        let bytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? w.fileSize
+        return ExportReport(format: "gguf", path: path, architecture: arch, type: "\(options.type)", uniform: config.isUniform, bytes: bytes,
+                            tensors: exported, fallbacks: fallbacks.sorted { $0.key < $1.key }.map { "\($0.value) tensors: \($0.key)" },
+                            notes: notes, mergedAdapters: merged)
+    }
+
+    /// Tokenizer values as GGUF types them. A checkpoint keeps its tokenizer metadata in JSON, which
+    /// widens integers to Int64 and floats to Float64; llama.cpp checks key types (token ids UINT32,
+    /// `token_type` an INT32 array, `scores` a FLOAT32 array), so 64-bit values are narrowed back.
+    static func ggufTyped(_ v: GGUFValue) -> GGUFValue {
+        switch v {
+        case let .int64(x): return x >= 0 && x <= Int64(UInt32.max) ? .uint32(UInt32(x)) : .int32(Int32(clamping: x))
+        case let .uint64(x): return .uint32(UInt32(clamping: x))
+        case let .float64(x): return .float32(Float(x))
+        case let .array(items):
+            return .array(items.map { item in
+                switch item {
+                case let .int64(x): return .int32(Int32(clamping: x))
+                case let .float64(x): return .float32(Float(x))
+                default: return item
+                }
+            })
+        default: return v
+        }
+    }
+}
+
+extension ModelConfig {
+    /// True when every layer has the same (non-zero) numbers of heads, KV heads and FFN channels.
+    public var isUniform: Bool {
+        Set(heads).count == 1 && Set(kvHeads).count == 1 && Set(intermediateSizes).count == 1 && heads[0] > 0 && intermediateSizes[0] > 0
+    }
+
+    /// A short description of the per-layer shapes, e.g. "heads 9 ×5, 6 ×25; KV heads 3 ×5, 2 ×25; FFN 1536 ×5, 1216 ×25".
+    public var shapeSummary: String {
+        func runs(_ values: [Int]) -> String {
+            var counts: [(Int, Int)] = []
+            for v in values {
+                if let i = counts.firstIndex(where: { $0.0 == v }) { counts[i].1 += 1 } else { counts.append((v, 1)) }
+            }
+            return counts.count == 1 ? "\(values[0]) in every layer" : counts.map { "\($0.0) ×\($0.1)" }.joined(separator: ", ")
+        }
+        return "heads \(runs(heads)); KV heads \(runs(kvHeads)); FFN \(runs(intermediateSizes))"
+    }
+}
