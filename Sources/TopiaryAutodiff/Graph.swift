@@ -66,6 +66,9 @@ public final class Graph {
     var dropoutCalls: UInt64 = 0
     /// Called with each model linear layer's weight and input (calibration statistics for Wanda, SparseGPT).
     public var linearInputObserver: ((Parameter, Tensor) -> Void)?
+    /// Names of model linear weights whose products are not needed (a pass that only observes their inputs):
+    /// `linear(_:_:adapter:)` gives zeros for them without the GEMM.
+    public var skippedLinears: Set<String> = []
     var nodes: [Node] = []
     /// When profiling, seconds spent per op kind: forward (time since the previous op was recorded)
     /// and backward (each backward rule).

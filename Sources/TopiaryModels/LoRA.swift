@@ -51,6 +51,7 @@ extension Graph {
     /// A linear layer with its adapter, if any.
     public func linear(_ x: Var, _ w: Parameter, adapter: LoRAAdapter?) throws -> Var {
         linearInputObserver?(w, x.value)
+        if skippedLinears.contains(w.name) { return input(Tensor(zeros: Array(x.shape.dropLast()) + [w.shape[0]])) }
         let y = try linear(x, parameter(w))
         guard let adapter else { return y }
         let h = try dropout(x, adapter.dropout)

@@ -200,40 +200,96 @@ public struct Sparsifier {
         }
     }
 
+    /// Runs `body(i)` for every `i` in `0..<count` (calibration chunks, or independent linears), spread over the
+    /// threads OpenBLAS would use, each item on one thread with single-threaded BLAS (whole forward passes in parallel
+    /// instead of one GEMM at a time: the element-wise work runs in parallel too and no BLAS thread waits for the
+    /// others). Items go to threads in a fixed order. Rethrows the first error.
+    static func parallelForEach(_ count: Int, _ body: (Int) throws -> Void) throws {
+        let workers = max(1, min(BLAS.threads, count))
+        guard workers > 1 else { for c in 0..<count { try body(c) }; return }
+        let saved = BLAS.threads
+        BLAS.threads = 1
+        defer { BLAS.threads = saved }
+        let failure = Locked<Error?>(nil)
+        // The chunks share only read-only model weights; each builds its own graph and tensors.
+        try withoutActuallyEscaping(body) { body in
+            let work = Unchecked(body)
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                var c = w
+                while c < count && failure.value == nil {
+                    do { try work.value(c) } catch { failure.update { $0 = $0 ?? error } }
+                    c += workers
+                }
+            }
+            if let error = failure.value { throw error }
+        }
+    }
+
+    /// Runs `body` with single-threaded BLAS (from the calling thread only; not inside `parallelForEach`).
+    static func withSingleThreadedBLAS<T>(_ body: () throws -> T) rethrows -> T {
+        let saved = BLAS.threads
+        guard saved > 1 else { return try body() }
+        BLAS.threads = 1
+        defer { BLAS.threads = saved }
+        return try body()
+    }
+
     /// Runs layer `l` on every chunk of `hidden`, accumulating the input statistic (see `accumulate`) of each of its
     /// seven linears (linears that read the same input share one). Returns the statistics by weight name and the
-    /// layer's outputs.
+    /// layer's outputs, or nothing for them when `outputs` is false (the pass then skips the down projection's GEMM,
+    /// whose product only feeds the output). Chunks run in parallel; their statistics are summed in chunk order.
     func layerStatistics(model: LlamaModel, layer l: Int, hidden: [Var], steps: [LlamaModel.LayerSteps],
-                         windows: Int) throws -> (statistics: [String: Tensor], outputs: [Var]) {
+                         windows: Int, outputs needed: Bool = true) throws -> (statistics: [String: Tensor], outputs: [Var]) {
         let targets = Self.linears(model.layers[l])
         let names = Set(targets.map(\.name))
-        var owner: [String: String] = [:]
-        var stats: [String: Tensor] = [:]
-        var outputs: [Var] = []
-        for (c, h) in hidden.enumerated() {
-            var seen: [ObjectIdentifier: String] = [:]
+        let results = Locked([(statistics: [String: Tensor], output: Var)?](repeating: nil, count: hidden.count))
+        try Self.parallelForEach(hidden.count) { c in
+            var byInput: [ObjectIdentifier: Tensor] = [:]
             var alive: [TensorStorage] = []  // keeps identities unique while this pass runs
+            var stats: [String: Tensor] = [:]
             let g = Graph()
+            if !needed { g.skippedLinears = [model.layers[l].down.name] }
             g.linearInputObserver = { weight, x in
                 guard names.contains(weight.name) else { return }
                 let id = ObjectIdentifier(x.storage)
-                if let first = seen[id] { owner[weight.name] = first; return }
-                seen[id] = weight.name
+                if let shared = byInput[id] { stats[weight.name] = shared; return }
+                let s = accumulate(x, into: nil, windows: windows)
+                byInput[id] = s
                 alive.append(x.storage)
-                owner[weight.name] = weight.name
-                stats[weight.name] = accumulate(x, into: stats[weight.name], windows: windows)
+                stats[weight.name] = s
             }
-            outputs.append(try model.layer(g, l, h, steps: steps[c]))
+            let output = try model.layer(g, l, hidden[c], steps: steps[c])
             alive.removeAll()
+            results.update { $0[c] = (stats, output) }
         }
-        var result: [String: Tensor] = [:]
+        let chunks = results.value.map { $0! }
+        var merged: [String: Tensor] = [:]
+        var byFirst: [ObjectIdentifier: Tensor] = [:]  // chunk 0's statistic → the sum, so shared inputs stay shared
         for wt in targets {
-            guard let key = owner[wt.name], let s = stats[key] else {
+            guard let first = chunks[0].statistics[wt.name] else {
                 throw PruneError.calibration("no input statistics were collected for \(wt.name)")
             }
-            result[wt.name] = s
+            if let sum = byFirst[ObjectIdentifier(first.storage)] { merged[wt.name] = sum; continue }
+            for chunk in chunks.dropFirst() {
+                guard let s = chunk.statistics[wt.name], s.count == first.count else {
+                    throw PruneError.calibration("no input statistics were collected for \(wt.name)")
+                }
+                withExtendedLifetime(s) { tk_add_inplace(first.pointer, s.pointer, first.count) }
+            }
+            byFirst[ObjectIdentifier(first.storage)] = first
+            merged[wt.name] = first
         }
-        return (result, outputs)
+        return (merged, needed ? chunks.map(\.output) : [])
+    }
+
+    /// Layer `l`'s outputs on every chunk of `hidden` (chunks in parallel).
+    func layerOutputs(model: LlamaModel, layer l: Int, hidden: [Var], steps: [LlamaModel.LayerSteps]) throws -> [Var] {
+        let outputs = Locked([Var?](repeating: nil, count: hidden.count))
+        try Self.parallelForEach(hidden.count) { c in
+            let out = try model.layer(Graph(), l, hidden[c], steps: steps[c])
+            outputs.update { $0[c] = out }
+        }
+        return outputs.value.map { $0! }
     }
 
     /// Input statistics of every layer's seven linears on the dense model: one forward per layer, whose outputs feed
@@ -262,9 +318,12 @@ public struct Sparsifier {
         let steps = try chunks.map { try LlamaModel.LayerSteps(model: model, batch: $0.windows, length: set.length) }
         for l in model.layers.indices {
             // All seven linears are calibrated on the dense layer, then pruned; the pruned layer's outputs feed the next.
-            let stats = try layerStatistics(model: model, layer: l, hidden: hidden, steps: steps, windows: set.windows).statistics
-            for wt in Self.linears(model.layers[l]) { try prune(wt, statistic: stats[wt.name]!, sparsity: layerTarget(l)) }
-            hidden = try hidden.enumerated().map { c, h in try model.layer(Graph(), l, h, steps: steps[c]) }
+            let stats = try layerStatistics(model: model, layer: l, hidden: hidden, steps: steps, windows: set.windows, outputs: false).statistics
+            // The seven are independent now: prune them in parallel, each with single-threaded BLAS (SparseGPT's
+            // column loop is a chain of small rank-one updates that gain nothing from BLAS threads).
+            let targets = Self.linears(model.layers[l]), sparsity = layerTarget(l)
+            try Self.parallelForEach(targets.count) { i in try prune(targets[i], statistic: stats[targets[i].name]!, sparsity: sparsity) }
+            hidden = try layerOutputs(model: model, layer: l, hidden: hidden, steps: steps)
             progress?.advance()
         }
     }
@@ -293,7 +352,7 @@ public struct Sparsifier {
                     statistic = accumulate(x, into: nil, windows: set.windows)
                     last = (x.storage, statistic)
                 }
-                do { try prune(weight, statistic: statistic, sparsity: sparsity) } catch { failure = error }
+                do { try Self.withSingleThreadedBLAS { try prune(weight, statistic: statistic, sparsity: sparsity) } } catch { failure = error }
             }
             hidden = try model.layer(g, l, hidden, steps: steps)
             if let failure { throw failure }
@@ -383,4 +442,19 @@ public struct Sparsifier {
             i1 = i2
         }
     }
+}
+
+/// A value shared between threads, read and changed under a lock.
+final class Locked<Value>: @unchecked Sendable {
+    private var stored: Value
+    private let lock = NSLock()
+    init(_ value: Value) { stored = value }
+    var value: Value { lock.lock(); defer { lock.unlock() }; return stored }
+    func update(_ change: (inout Value) -> Void) { lock.lock(); defer { lock.unlock() }; change(&stored) }
+}
+
+/// Hands a value to concurrent code that only reads it (see `Sparsifier.parallelForEach`).
+struct Unchecked<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
 }

@@ -103,6 +103,28 @@ final class SparsifyTests: XCTestCase {
         XCTAssertLessThan(try outputError(sgpt), try outputError(mag))
     }
 
+    /// Chunks and linears run on parallel threads: the result must not depend on it (same weights, bit for bit, as
+    /// with one thread), for both drivers and both calibrated methods.
+    func testParallelDriversMatchOneThread() throws {
+        let saved = BLAS.threads
+        defer { BLAS.threads = saved }
+        for method in [SparsifyMethod.wanda, .sparsegpt] {
+            for trueSequential in [false, true] {
+                var results: [[Float]] = []
+                for threads in [1, 2] {
+                    BLAS.threads = threads
+                    let model = try tinyLlama(layers: 3, ffn: 24)
+                    var s = Sparsifier(method: method, sparsity: 0.5)
+                    s.trueSequential = trueSequential
+                    s.windowsPerPass = 2
+                    try s.run(model: model, calibration: try calibration(model, windows: 7, length: 16))
+                    results.append(linears(model).flatMap { $0.value.array })
+                }
+                XCTAssertEqual(results[0], results[1], "\(method) trueSequential \(trueSequential)")
+            }
+        }
+    }
+
     func testBadSettingsAreClearErrors() throws {
         let model = try tinyLlama()
         XCTAssertThrowsError(try Sparsifier(method: .magnitude, sparsity: 1.0).validate(model: model, calibration: nil)) {
