@@ -32,6 +32,21 @@ public struct SVGLinePlot {
         s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
     }
 
+    /// Tick positions at multiples of 1, 2 or 5 × 10^k inside [lo, hi], about four to seven of them.
+    static func roundTicks(_ lo: Double, _ hi: Double) -> [Double] {
+        guard hi > lo, lo.isFinite, hi.isFinite else { return [lo] }
+        let raw = (hi - lo) / 6
+        let magnitude = pow(10, floor(log10(raw)))
+        let step = [1.0, 2.0, 5.0, 10.0].map { $0 * magnitude }.first { $0 >= raw } ?? 10 * magnitude
+        var ticks: [Double] = []
+        var k = ceil(lo / step - 1e-9)
+        while k * step <= hi + step * 1e-9 {
+            ticks.append(k * step)
+            k += 1
+        }
+        return ticks
+    }
+
     public func render() -> String {
         let left = 64.0, right = 16.0, top = 32.0, bottom = 44.0
         let all = series.flatMap(\.points).filter { $0.y.isFinite && (!logY || $0.y > 0) }
@@ -50,12 +65,16 @@ public struct SVGLinePlot {
         s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         s += "<text x=\"\(width / 2)\" y=\"18\" text-anchor=\"middle\" font-size=\"13\">\(Self.escape(title))</text>\n"
         s += "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(pw)\" height=\"\(ph)\" fill=\"none\" stroke=\"#999\"/>\n"
+        // Y: five evenly spaced lines (values in log space when logY); X: round numbers (steps, levels).
         for i in 0...4 {
             let fy = y0 + (y1 - y0) * Double(i) / 4, yy = top + (1 - Double(i) / 4) * ph
             let label = logY ? String(format: "%.3g", pow(10, fy)) : String(format: "%.3g", fy)
             s += "<line x1=\"\(left)\" y1=\"\(yy)\" x2=\"\(left + pw)\" y2=\"\(yy)\" stroke=\"#eee\"/>"
             s += "<text x=\"\(left - 6)\" y=\"\(yy + 4)\" text-anchor=\"end\">\(label)</text>\n"
-            let fx = x0 + (x1 - x0) * Double(i) / 4, xx = left + Double(i) / 4 * pw
+        }
+        for fx in Self.roundTicks(x0, x1) {
+            let xx = px(fx)
+            s += "<line x1=\"\(xx)\" y1=\"\(top + ph)\" x2=\"\(xx)\" y2=\"\(top + ph + 4)\" stroke=\"#999\"/>"
             s += "<text x=\"\(xx)\" y=\"\(top + ph + 16)\" text-anchor=\"middle\">\(String(format: "%.4g", fx))</text>\n"
         }
         s += "<text x=\"\(left + pw / 2)\" y=\"\(height - 8)\" text-anchor=\"middle\">\(Self.escape(xLabel))</text>\n"

@@ -7,7 +7,8 @@ import TopiaryTokenizers
 
 /// Scores multiple-choice items as lm-evaluation-harness does: the summed log-likelihood of each
 /// continuation after its context (`acc`), and the same divided by the choice's length in characters
-/// (`acc_norm`). Continuations that share a context reuse its KV cache.
+/// (`acc_norm`). Continuations that share a long context reuse its KV cache; short requests of many
+/// items are packed into batched forwards.
 public struct ZeroShotEvaluator {
     public let model: any LanguageModel
     public let tokenizer: any Tokenizer
@@ -57,49 +58,135 @@ public struct ZeroShotEvaluator {
         return (c, rest)
     }
 
+    /// How a group of choices sharing one context is scored.
+    public enum Strategy: Sendable {
+        /// Pick per item: pack short requests across items, cache long shared contexts.
+        case automatic
+        /// The context once through the KV cache, then every continuation of it as one batch.
+        case cached
+        /// Every choice as one whole sequence (context + continuation), many items per forward.
+        case packed
+    }
+
+    /// Token budget of one packed forward (rows × padded length).
+    public var packedTokens = 2048
+    /// The fixed cost of a forward pass, in tokens of work, used to choose between the strategies.
+    static let passOverheadTokens = 48
+
     /// Log-likelihoods of every choice of `item`.
-    public func logLikelihoods(_ item: MultipleChoiceItem) throws -> [Double] {
-        var result = [Double](repeating: 0, count: item.continuations.count)
-        // Group choices by their context so that the context runs once.
-        var byContext: [String: [Int]] = [:]
-        var order: [String] = []
-        for (i, c) in item.contexts.enumerated() {
-            if byContext[c] == nil { order.append(c) }
-            byContext[c, default: []].append(i)
-        }
-        for context in order {
-            let choices = byContext[context]!
-            let pairs = choices.map { encodePair(context, item.continuations[$0]) }
-            // Choices of one context share its tokens (the context is encoded on its own).
-            let ctx = pairs[0].context
-            let cache = model.makeCache(batch: 1, capacity: ctx.count)
-            let last = try model.forward(Graph(), tokens: ctx, batch: 1, cache: cache, logits: .last).value
-            let vocab = last.count
-            for (k, choice) in choices.enumerated() {
-                var nll = [Double](repeating: 0, count: 1)
-                _ = withExtendedLifetime(last) { tk_nll_rows(last.pointer, 1, vocab, [pairs[k].continuation[0]], &nll) }
-                result[choice] = -nll[0]
+    public func logLikelihoods(_ item: MultipleChoiceItem, strategy: Strategy = .automatic) throws -> [Double] {
+        try logLikelihoods([item], strategy: strategy)[0]
+    }
+
+    /// Log-likelihoods of every choice of every item. Choices that share a long context run it once
+    /// through the KV cache; short requests (ARC, PIQA, WinoGrande, OpenBookQA) are packed across items
+    /// into batched forwards, where one small forward per item would cost mostly overhead. Both give
+    /// the same numbers up to float rounding.
+    public func logLikelihoods(_ items: [MultipleChoiceItem], strategy: Strategy = .automatic) throws -> [[Double]] {
+        var result = items.map { [Double](repeating: 0, count: $0.continuations.count) }
+        var packed: [PackedRequest] = []
+        for (n, item) in items.enumerated() {
+            // Group choices by their context so that the context runs once.
+            var byContext: [String: [Int]] = [:]
+            var order: [String] = []
+            for (i, c) in item.contexts.enumerated() {
+                if byContext[c] == nil { order.append(c) }
+                byContext[c, default: []].append(i)
             }
-            // The rest of every continuation in one batch (padded at the end, which causal attention ignores),
-            // each row continuing a copy of the context's cache.
-            let rest = pairs.map { Array($0.continuation.dropFirst()) }
-            let width = rest.map(\.count).max() ?? 0
-            guard width > 0 else { continue }
-            let batch = try ZeroShotEvaluator.batched(cache: cache, rows: pairs.count, width: width)
-            var inputs = [Int32](repeating: 0, count: pairs.count * width), targets = [Int32](repeating: -1, count: pairs.count * width)
-            for (k, p) in pairs.enumerated() {
-                for i in 0..<rest[k].count {
-                    inputs[k * width + i] = p.continuation[i]
-                    targets[k * width + i] = p.continuation[i + 1]
+            for context in order {
+                let choices = byContext[context]!
+                let pairs = choices.map { encodePair(context, item.continuations[$0]) }
+                let ctx = pairs[0].context.count, conts = pairs.map(\.continuation.count)
+                // Work in tokens: the cached path runs the context once and the continuations as a
+                // second pass; the packed path runs each choice whole but shares passes with other items.
+                let cachedCost = ctx + conts.reduce(0, +) + 2 * Self.passOverheadTokens
+                let packedCost = conts.reduce(0) { $0 + ctx + $1 } + Self.passOverheadTokens / Self.chunkItems
+                let usePacked = strategy == .packed || (strategy == .automatic && packedCost <= cachedCost)
+                if usePacked {
+                    for (k, choice) in choices.enumerated() {
+                        packed.append(PackedRequest(item: n, choice: choice, tokens: pairs[k].context + pairs[k].continuation,
+                                                    continuationStart: ctx))
+                    }
+                } else {
+                    let lls = try cachedLogLikelihoods(pairs)
+                    for (k, choice) in choices.enumerated() { result[n][choice] = lls[k] }
                 }
             }
-            let logits = try model.forward(Graph(), tokens: inputs, batch: pairs.count, cache: batch, logits: .all).value
-            var rows = [Double](repeating: 0, count: inputs.count)
-            _ = withExtendedLifetime(logits) { tk_nll_rows(logits.pointer, inputs.count, vocab, targets, &rows) }
-            for (k, choice) in choices.enumerated() {
-                result[choice] -= rows[(k * width)..<(k * width + width)].reduce(0, +)
+        }
+        for r in try packedLogLikelihoods(packed) { result[r.item][r.choice] = r.logLikelihood }
+        return result
+    }
+
+    struct PackedRequest {
+        var item: Int, choice: Int
+        var tokens: [Int32]
+        var continuationStart: Int
+        var logLikelihood = 0.0
+    }
+
+    /// Whole sequences, longest first, right-padded into batches of at most ``packedTokens`` tokens
+    /// (padding after a sequence is never seen by its own positions under causal attention).
+    func packedLogLikelihoods(_ requests: [PackedRequest]) throws -> [PackedRequest] {
+        var sorted = requests.sorted { $0.tokens.count > $1.tokens.count }
+        var start = 0
+        while start < sorted.count {
+            let width = sorted[start].tokens.count
+            let rows = max(1, min(sorted.count - start, packedTokens / max(width, 1)))
+            // Only the positions that predict a continuation token reach the output projection.
+            var inputs = [Int32](repeating: 0, count: rows * width), positions: [Int] = [], targets: [Int32] = []
+            for r in 0..<rows {
+                let q = sorted[start + r]
+                for i in 0..<q.tokens.count { inputs[r * width + i] = q.tokens[i] }
+                for i in (q.continuationStart - 1)..<(q.tokens.count - 1) {
+                    positions.append(r * width + i)
+                    targets.append(q.tokens[i + 1])
+                }
+            }
+            let logits = try model.forward(Graph(), tokens: inputs, batch: rows, cache: nil, logits: .rows(positions)).value
+            let vocab = logits.count / positions.count
+            var nll = [Double](repeating: 0, count: positions.count)
+            _ = withExtendedLifetime(logits) { tk_nll_rows(logits.pointer, positions.count, vocab, targets, &nll) }
+            var k = 0
+            for r in 0..<rows {
+                let q = sorted[start + r], n = q.tokens.count - q.continuationStart
+                sorted[start + r].logLikelihood = -nll[k..<(k + n)].reduce(0, +)
+                k += n
+            }
+            start += rows
+        }
+        return sorted
+    }
+
+    /// One context through the KV cache; the first continuation token from its last logits; the rest
+    /// of every continuation in one batch on copies of the cache.
+    func cachedLogLikelihoods(_ pairs: [(context: [Int32], continuation: [Int32])]) throws -> [Double] {
+        var result = [Double](repeating: 0, count: pairs.count)
+        let ctx = pairs[0].context
+        let cache = model.makeCache(batch: 1, capacity: ctx.count)
+        let last = try model.forward(Graph(), tokens: ctx, batch: 1, cache: cache, logits: .last).value
+        let vocab = last.count
+        for k in pairs.indices {
+            var nll = [Double](repeating: 0, count: 1)
+            _ = withExtendedLifetime(last) { tk_nll_rows(last.pointer, 1, vocab, [pairs[k].continuation[0]], &nll) }
+            result[k] = -nll[0]
+        }
+        // The rest of every continuation in one batch (padded at the end, which causal attention ignores),
+        // each row continuing a copy of the context's cache.
+        let rest = pairs.map { Array($0.continuation.dropFirst()) }
+        let width = rest.map(\.count).max() ?? 0
+        guard width > 0 else { return result }
+        let batch = try ZeroShotEvaluator.batched(cache: cache, rows: pairs.count, width: width)
+        var inputs = [Int32](repeating: 0, count: pairs.count * width), targets = [Int32](repeating: -1, count: pairs.count * width)
+        for (k, p) in pairs.enumerated() {
+            for i in 0..<rest[k].count {
+                inputs[k * width + i] = p.continuation[i]
+                targets[k * width + i] = p.continuation[i + 1]
             }
         }
+        let logits = try model.forward(Graph(), tokens: inputs, batch: pairs.count, cache: batch, logits: .all).value
+        var rows = [Double](repeating: 0, count: inputs.count)
+        _ = withExtendedLifetime(logits) { tk_nll_rows(logits.pointer, inputs.count, vocab, targets, &rows) }
+        for k in pairs.indices { result[k] -= rows[(k * width)..<(k * width + width)].reduce(0, +) }
         return result
     }
 
@@ -107,20 +194,27 @@ public struct ZeroShotEvaluator {
         cache.replicated(batch: rows, capacity: cache.length + width)
     }
 
-    public func evaluate(_ task: any EvaluationTask, dataDirectory: String, limit: Int?, progress: ProgressBar? = nil) throws -> TaskResult {
+    /// Items scored together (the packed requests of a chunk share forwards).
+    static let chunkItems = 32
+
+    public func evaluate(_ task: any EvaluationTask, dataDirectory: String, limit: Int?, progress: ProgressBar? = nil,
+                         strategy: Strategy = .automatic) throws -> TaskResult {
         let items = try task.items(from: dataDirectory + "/" + task.fileName, limit: limit)
         let start = Date()
         var predictions: [Int] = [], norms: [Int] = [], lls: [[Double]] = []
         var correct = 0
-        for item in items {
-            let ll = try logLikelihoods(item)
-            let pick = argmax(ll)
-            let norm = argmax(zip(ll, item.choiceTexts).map { $0 / Double(max(1, $1.count)) })
-            predictions.append(pick)
-            norms.append(norm)
-            lls.append(ll)
-            if pick == item.gold { correct += 1 }
-            progress?.advance(status: String(format: "acc %.3f", Double(correct) / Double(predictions.count)))
+        // Items in chunks: packed requests batch across a chunk; progress advances per item.
+        for chunk in stride(from: 0, to: items.count, by: Self.chunkItems) {
+            let part = Array(items[chunk..<min(items.count, chunk + Self.chunkItems)])
+            for (item, ll) in zip(part, try logLikelihoods(part, strategy: strategy)) {
+                let pick = argmax(ll)
+                let norm = argmax(zip(ll, item.choiceTexts).map { $0 / Double(max(1, $1.count)) })
+                predictions.append(pick)
+                norms.append(norm)
+                lls.append(ll)
+                if pick == item.gold { correct += 1 }
+                progress?.advance(status: String(format: "acc %.3f", Double(correct) / Double(predictions.count)))
+            }
         }
         progress?.finish()
         let accs = zip(predictions, items).map { $0 == $1.gold ? 1.0 : 0.0 }

@@ -3,11 +3,14 @@ import TopiaryAutodiff
 import TopiaryCore
 
 /// Which positions get logits.
-public enum LogitsMode: Sendable {
+public enum LogitsMode: Sendable, Equatable {
     /// Every position (perplexity, training).
     case all
     /// Only the last position of each sequence (generation).
     case last
+    /// Only these rows of the flattened `[batch·length]` positions, in this order (scoring chosen
+    /// continuations without paying the output projection for the rest).
+    case rows([Int])
 }
 
 /// A causal language model that Topiary can run, differentiate, prune and save.
@@ -233,9 +236,19 @@ public final class LlamaModel: AdaptableModel, @unchecked Sendable {
     /// Final norm and output projection.
     public func head(_ g: Graph, _ input: Var, steps: LayerSteps, logits mode: LogitsMode) throws -> Var {
         var h = try g.rmsNorm(input, g.parameter(norm), eps: config.rmsNormEps)
-        if mode == .last && steps.length > 1 {
+        switch mode {
+        case .last where steps.length > 1:
             h = try g.reshape(g.slice(g.reshape(h, [steps.batch, steps.length, config.hiddenSize]), axis: 1,
                                       (steps.length - 1)..<steps.length), [steps.batch, config.hiddenSize])
+        case .rows(let rows):
+            let count = steps.batch * steps.length
+            guard let bad = rows.first(where: { $0 < 0 || $0 >= count }) else {
+                h = try g.embedding(h, ids: rows.map { Int32($0) })  // a row gather
+                break
+            }
+            throw ModelError.invalidConfig("logits requested for row \(bad) of \(count) positions")
+        default:
+            break
         }
         return try g.linear(h, g.parameter(output))
     }

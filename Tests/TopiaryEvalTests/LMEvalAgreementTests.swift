@@ -32,3 +32,33 @@ final class LMEvalAgreementTests: XCTestCase {
         }
     }
 }
+
+/// The two ways of scoring a choice — its context once through the KV cache, or whole sequences packed
+/// across items — give the same log-likelihoods on every task.
+final class ScoringStrategyTests: XCTestCase {
+    func testPackedAndCachedScoringAgree() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        let model = ProcessInfo.processInfo.environment["TOPIARY_MODEL"] ?? root + "/checkpoints/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+        let data = (ProcessInfo.processInfo.environment["TOPIARY_DATA"] ?? root + "/../shared/data") + "/zeroshot"
+        guard FileManager.default.fileExists(atPath: model), FileManager.default.fileExists(atPath: data) else {
+            throw XCTSkip("model or data not found")
+        }
+        let loaded = try ModelLoader.load(path: model)
+        var evaluator = ZeroShotEvaluator(model: loaded.model, tokenizer: loaded.tokenizer)
+        evaluator.packedTokens = 512  // several packed batches of different widths
+        for task in ZeroShotTasks.all {
+            let items = try task.items(from: data + "/" + task.fileName, limit: 6)
+            let cached = try evaluator.logLikelihoods(items, strategy: .cached)
+            let packed = try evaluator.logLikelihoods(items, strategy: .packed)
+            let automatic = try evaluator.logLikelihoods(items)
+            for (n, (a, b)) in zip(cached, packed).enumerated() {
+                XCTAssertEqual(a.count, b.count)
+                for (x, y) in zip(a, b) {
+                    XCTAssertEqual(x, y, accuracy: 2e-3 * max(1, abs(x)), "\(task.name) item \(n)")
+                    XCTAssertLessThan(x, 0, "\(task.name) item \(n): a log-likelihood must be negative")
+                }
+                for (x, y) in zip(a, automatic[n]) { XCTAssertEqual(x, y, accuracy: 2e-3 * max(1, abs(x))) }
+            }
+        }
+    }
+}
