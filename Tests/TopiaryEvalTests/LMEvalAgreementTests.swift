@@ -45,9 +45,9 @@ final class ScoringStrategyTests: XCTestCase {
         }
         let loaded = try ModelLoader.load(path: model)
         var evaluator = ZeroShotEvaluator(model: loaded.model, tokenizer: loaded.tokenizer)
-        evaluator.packedTokens = 512  // several packed batches of different widths
+        evaluator.packedTokens = 192  // several packed batches of different widths
         for task in ZeroShotTasks.all {
-            let items = try task.items(from: data + "/" + task.fileName, limit: 6)
+            let items = try task.items(from: data + "/" + task.fileName, limit: 3)
             let cached = try evaluator.logLikelihoods(items, strategy: .cached)
             let packed = try evaluator.logLikelihoods(items, strategy: .packed)
             let automatic = try evaluator.logLikelihoods(items)
