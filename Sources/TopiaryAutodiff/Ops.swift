@@ -221,10 +221,9 @@ extension Graph {
         guard training, p > 0 else { return x }
         guard p < 1 else { throw AutodiffError.invalidArgument(op: "dropout", message: "probability \(p) must be below 1") }
         dropoutCalls += 1
-        var rng = SplitMix64(seed: dropoutSeed &+ dropoutCalls &* 0x9E37_79B9_7F4A_7C15)
+        // SplitMix64 seeded per call (the C kernel draws the same sequence as TopiaryCore.SplitMix64).
         let mask = Tensor(uninitialized: x.shape)
-        let keep = 1 / (1 - p)
-        for i in 0..<mask.count { mask[i] = rng.nextDouble() < Double(p) ? 0 : keep }
+        tk_dropout_mask(mask.pointer, mask.count, dropoutSeed &+ dropoutCalls &* 0x9E37_79B9_7F4A_7C15, Double(p), 1 / (1 - p))
         let y = Tensor(uninitialized: x.shape)
         tk_mul(x.value.pointer, mask.pointer, y.pointer, y.count)
         return record(.dropout, [x], output: y) { dy, _ in

@@ -24,6 +24,7 @@ void tk_gelu_erf_bwd(const float *x, const float *dy, float *dx, long n);
 
 void tk_add(const float *a, const float *b, float *y, long n);
 void tk_mul(const float *a, const float *b, float *y, long n);
+void tk_dropout_mask(float *mask, long n, uint64_t seed, double p, float keep);
 /* y += a * b */
 void tk_mul_acc(const float *a, const float *b, float *y, long n);
 void tk_scale(const float *x, float s, float *y, long n);
