@@ -247,7 +247,9 @@ public final class LlamaModel: AdaptableModel, @unchecked Sendable {
             self.batch = batch
             self.length = length
             positions = (0..<batch).flatMap { _ in (0..<length).map { Int32(start + $0) } }
-            (table, localTable) = model.rotaryTables(covering: start + length)
+            let tables = model.rotaryTables(covering: start + length)
+            table = tables.0
+            localTable = tables.1
         }
     }
 
