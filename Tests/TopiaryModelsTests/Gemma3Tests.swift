@@ -22,7 +22,7 @@ func gemma3Reference() throws -> [String: Any] {
     guard Bundle.module.url(forResource: "Fixtures/gemma3_reference.json", withExtension: nil) != nil else {
         throw XCTSkip("Fixtures/gemma3_reference.json not generated (scripts/reference/gemma3_reference.py)")
     }
-    return try gemma3Reference()
+    return try loadJSON("gemma3_reference.json")
 }
 
 /// One copy of the model and the WikiText-2 tokens for every test of this file.
