@@ -4,13 +4,19 @@ DATA ?= ../shared/data
 RELEASE := .build/release/topiary
 SWIFT_TEST_FLAGS := -c release -Xswiftc -enable-testing
 
-.PHONY: deps model build quickstart check test bench clean
+GEMMA3 ?= checkpoints/models/gemma-3-270m-q4_k_m.gguf
+
+.PHONY: deps model gemma3-model build quickstart check test bench clean
 
 deps:
 	@scripts/install-deps.sh
 
 model:
 	@scripts/fetch-model.sh
+
+## Gemma 3 270M (Q4_K_M), the second architecture; outside git like the default model.
+gemma3-model:
+	@scripts/fetch-gemma3.sh
 
 build: deps
 	swift build -c release --product topiary

@@ -5,7 +5,7 @@ import TopiaryCore
 /// dimensions flow through the model, so every op that touches a parameter says so.
 public enum OpKind: String, Sendable, CaseIterable {
     case input, parameter
-    case embedding, linear, matmul, rmsnorm, layernorm, addBias
+    case embedding, linear, matmul, rmsnorm, groupedRMSNorm, layernorm, addBias
     case add, mul, scale, silu, geluTanh, geluErf, softmax
     case rope, attention
     case reshape, transpose, slice, concat

@@ -113,6 +113,26 @@ extension Graph {
         }
     }
 
+    /// RMSNorm of each group of `groupSize` consecutive channels of the last axis, with one weight of
+    /// `groupSize` shared by every group: Gemma 3's per-head query/key norm (`x` is `[tokens, heads·headDim]`,
+    /// `w` is `[headDim]`). With `groupSize` equal to the last axis it is ``rmsNorm(_:_:eps:weightOffset:)``.
+    public func groupedRMSNorm(_ x: Var, _ w: Var, groupSize: Int, eps: Float) throws -> Var {
+        guard let last = x.shape.last, groupSize > 0, last % groupSize == 0, w.shape == [groupSize] else {
+            throw AutodiffError.shapeMismatch(op: "groupedRMSNorm", shapes: [x.shape, w.shape, [groupSize]])
+        }
+        let rows = x.value.count / groupSize
+        let y = Tensor(uninitialized: x.shape)
+        let rstd = Tensor(uninitialized: [rows])
+        tk_rmsnorm_fwd(x.value.pointer, w.value.pointer, y.pointer, rstd.pointer, rows, groupSize, eps, 0)
+        let xv = x.value, wv = w.value
+        return record(.groupedRMSNorm, [x, w], output: y, attributes: ["dim": last, "groupSize": groupSize]) { dy, needs in
+            let dx = needs[0] ? Tensor(uninitialized: xv.shape) : nil
+            let dw = needs[1] ? Tensor(zeros: [groupSize]) : nil
+            tk_rmsnorm_bwd(xv.pointer, wv.pointer, rstd.pointer, dy.pointer, dx?.pointer, dw?.pointer, rows, groupSize, 0)
+            return [dx, dw]
+        }
+    }
+
     /// LayerNorm over the last axis: `(x − mean) / √(var + eps) · w + b` (biased variance, as PyTorch).
     public func layerNorm(_ x: Var, _ w: Var, _ b: Var, eps: Float) throws -> Var {
         guard let dim = x.shape.last, w.shape == [dim], b.shape == [dim] else {

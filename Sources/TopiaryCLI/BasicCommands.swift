@@ -37,6 +37,18 @@ struct Inspect: ParsableCommand {
                                 nonEmbeddingParameters: total - embedding, tensorTypes: types)
             if json { return try printJSON(report) }
             func uniform(_ a: [Int]) -> String { Set(a).count == 1 ? "\(a[0])" : a.map(String.init).joined(separator: ",") }
+            var variations: [String] = []
+            if c.activation != "silu" { variations.append("activation     \(c.activation)") }
+            if c.embeddingScale != 1 { variations.append("embedding ×    \(c.embeddingScale)") }
+            if c.queryKeyNorm || c.postBlockNorms {
+                variations.append("norms          pre" + (c.postBlockNorms ? " + post attention/FFN" : "") + (c.queryKeyNorm ? ", per-head q/k" : ""))
+            }
+            if c.queryPreAttentionScalar != nil { variations.append("attn scale     \(c.attentionScale)") }
+            if c.slidingWindow > 0 {
+                let local = (0..<c.layerCount).filter { c.isSliding($0) }.count
+                let global = (0..<c.layerCount).filter { !c.isSliding($0) }.map(String.init).joined(separator: ",")
+                variations.append("attention      \(local) local (window \(c.slidingWindow), rope theta \(c.localRopeTheta ?? c.ropeTheta)), global layers \(global)")
+            }
             print("""
                 model          \(loaded.source)
                 architecture   \(c.architecture)
@@ -52,6 +64,7 @@ struct Inspect: ParsableCommand {
                 tensor types   \(types.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", "))
                 parameters     \(total.formatted()) (non-embedding \((total - embedding).formatted()))
                 """)
+            for line in variations { print(line) }
         }
     }
 }

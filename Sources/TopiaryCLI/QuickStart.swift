@@ -99,7 +99,7 @@ struct Bench: ParsableCommand {
             var figures: [ModelBenchmark.Figure] = []
             let reference = bench.sgemmReference(batch: 1, seq: 512)
             let f512 = try bench.forward(batch: 1, seq: 512)
-            figures += [reference, f512, bench.sgemmReference(batch: 4, seq: 128), try bench.forward(batch: 4, seq: 128),
+            figures += [reference, f512, try bench.forward(batch: 1, seq: 512, logits: .last), bench.sgemmReference(batch: 4, seq: 128), try bench.forward(batch: 4, seq: 128),
                         try bench.decode()]
             let rssEval = peakResidentBytes()
             if !skipBackward {

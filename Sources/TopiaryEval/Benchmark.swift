@@ -82,12 +82,18 @@ public struct ModelBenchmark {
                       gflops: flops / seconds / 1e9, note: String(format: "%.1f GFLOP", flops / 1e9))
     }
 
-    public func forward(batch: Int, seq: Int) throws -> Figure {
+    /// One forward; with `logits: .last` the output projection runs on the last row of each sequence only, so
+    /// the difference to `.all` is what the `[vocab, hidden]` output matrix costs.
+    public func forward(batch: Int, seq: Int, logits: LogitsMode = .all) throws -> Figure {
         let tokens = (0..<(batch * seq)).map { Int32(($0 * 7919) % model.config.vocabSize) }
-        let seconds = try time { _ = try model.forward(Graph(), tokens: tokens, batch: batch, cache: nil, logits: .all) }
-        let flops = forwardFLOPs(batch: batch, seq: seq)
-        return Figure(name: "forward \(batch)×\(seq)", seconds: seconds, tokensPerSecond: Double(batch * seq) / seconds,
-                      gflops: flops / seconds / 1e9, note: String(format: "%.1f GFLOP of matmuls", flops / 1e9))
+        let seconds = try time { _ = try model.forward(Graph(), tokens: tokens, batch: batch, cache: nil, logits: logits) }
+        var flops = forwardFLOPs(batch: batch, seq: seq)
+        if logits == .last { flops -= 2 * Double(batch * (seq - 1)) * Double(model.config.hiddenSize * model.config.vocabSize) }
+        let head = 2 * Double(batch * seq) * Double(model.config.hiddenSize * model.config.vocabSize)
+        let note = logits == .last ? String(format: "%.1f GFLOP; output projection on the last row only", flops / 1e9)
+            : String(format: "%.1f GFLOP of matmuls, %.0f%% of them the output projection", flops / 1e9, 100 * head / flops)
+        return Figure(name: "forward \(batch)×\(seq)" + (logits == .last ? ", last-row logits" : ""), seconds: seconds,
+                      tokensPerSecond: Double(batch * seq) / seconds, gflops: flops / seconds / 1e9, note: note)
     }
 
     public func decode(prompt: Int = 16, steps: Int = 64) throws -> Figure {

@@ -122,6 +122,14 @@ public struct DependencyGraphBuilder {
                 state.fix(state.paramSpace(table.name, axis: 0))
             case .rmsnorm, .layernorm, .add, .mul, .addBias, .silu, .geluTanh, .geluErf, .scale, .softmax, .dropout:
                 for s in ins { state.identity(y, s, op) }
+            case .groupedRMSNorm:
+                // The statistic spans each group of `groupSize` channels and one weight is shared by every
+                // group: a group's channels shrink together (a whole head), and the shared weight cannot
+                // shrink (its index c is channel c of every group at once).
+                state.identity(y, ins[0], op)
+                let size = r.attributes["groupSize"] ?? 1, dim = r.attributes["dim"] ?? 0
+                for start in stride(from: 0, to: dim, by: max(size, 1)) { state.unite(space: y, range: start..<(start + size), op) }
+                if ins.count > 1 { state.fix(ins[1]) }
             case .rope:
                 for s in ins { state.identity(y, s, op) }
                 let heads = r.attributes["heads"] ?? 1, hd = r.attributes["headDim"] ?? 1

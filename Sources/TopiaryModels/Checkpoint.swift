@@ -95,7 +95,7 @@ public enum Checkpoint {
             throw ModelError.invalidConfig("\(name)/config.json: \(describe(error))")
         }
         try config.validate()
-        guard config.architecture == "llama" else {
+        guard ["llama", "gemma3"].contains(config.architecture) else {
             throw ModelError.unsupportedArchitecture(path: name, architecture: config.architecture)
         }
         let weights = try Safetensors.read(path: directory + "/model.safetensors").tensors

@@ -25,6 +25,8 @@ public struct LoadedModel: @unchecked Sendable {
 public enum GGUFModelLoader {
     /// GGUF architectures read as a LLaMA graph.
     public static let llamaArchitectures = ["llama", "deci"]
+    /// Every GGUF architecture the loader reads (`gemma3`: the same decoder with Gemma 3's variations).
+    public static let supportedArchitectures = llamaArchitectures + ["gemma3"]
 
     /// Loads the model and its tokenizer from a GGUF file.
     public static func load(path: String) throws -> LoadedModel {
@@ -33,8 +35,8 @@ public enum GGUFModelLoader {
         guard let arch = file.metadata["general.architecture"]?.string else {
             throw ModelError.missingMetadata(path: name, key: "general.architecture")
         }
-        guard llamaArchitectures.contains(arch) else { throw ModelError.unsupportedArchitecture(path: name, architecture: arch) }
-        let config = try llamaConfig(file, name: name, prefix: arch)
+        guard supportedArchitectures.contains(arch) else { throw ModelError.unsupportedArchitecture(path: name, architecture: arch) }
+        let config = arch == "gemma3" ? try gemma3Config(file, name: name) : try llamaConfig(file, name: name, prefix: arch)
         let tokenizer = try tokenizerFromMetadata(file.metadata, name: name)
         let model = try llamaModel(file, config: config, name: name)
         var types: [String: String] = [:]
@@ -81,6 +83,52 @@ public enum GGUFModelLoader {
         return config
     }
 
+    /// Gemma 3: the LLaMA keys under `gemma3.` plus what the format leaves implicit. llama.cpp (`llama-model.cpp`,
+    /// `LLM_ARCH_GEMMA3`) and transformers' `Gemma3TextConfig` fix these the same way, and so does Topiary:
+    /// - every 6th layer (5, 11, 17, …) is global, the others local with `gemma3.attention.sliding_window` keys
+    ///   (`gemma3.attention.sliding_window_pattern` is honoured when present: a period, or one flag per layer);
+    /// - local layers use RoPE base 10 000, global ones `gemma3.rope.freq_base`;
+    /// - the attention scale is `key_length^-½` (`query_pre_attn_scalar` = head dim; only Gemma 3 27B differs);
+    /// - embeddings are multiplied by √`embedding_length`; the MLP is GeGLU with tanh-approximated GELU;
+    /// - the norm weights in the file already include Gemma's `1 +` (llama.cpp's converter adds it), so they
+    ///   are used as plain multipliers, as for LLaMA.
+    static func gemma3Config(_ file: GGUFFile, name: String) throws -> ModelConfig {
+        let md = file.metadata, a = "gemma3"
+        var config = try llamaConfig(file, name: name, prefix: a)
+        config.architecture = a
+        guard md["\(a).attention.key_length"]?.int != nil else {
+            throw ModelError.missingMetadata(path: name, key: "\(a).attention.key_length")
+        }
+        if let kind = md["\(a).rope.scaling.type"]?.string, kind != "none",
+           let factor = md["\(a).rope.scaling.factor"]?.float, factor != 1 {
+            throw ModelError.invalidConfig("\(name): RoPE scaling '\(kind)' ×\(factor) is not supported (Gemma 3 270M and 1B have none)")
+        }
+        guard let window = md["\(a).attention.sliding_window"]?.int else {
+            throw ModelError.missingMetadata(path: name, key: "\(a).attention.sliding_window")
+        }
+        let n = config.layerCount
+        var sliding = (0..<n).map { ($0 + 1) % 6 != 0 }
+        if let period = md["\(a).attention.sliding_window_pattern"]?.int, period > 0 {
+            sliding = (0..<n).map { ($0 + 1) % period != 0 }
+        } else if let flags = md["\(a).attention.sliding_window_pattern"]?.intArray {
+            guard flags.count == n else {
+                throw ModelError.invalidConfig("\(name): '\(a).attention.sliding_window_pattern' has \(flags.count) entries for \(n) layers")
+            }
+            sliding = flags.map { $0 != 0 }
+        }
+        config.activation = "gelu_pytorch_tanh"
+        config.embeddingScale = Float(config.hiddenSize).squareRoot()
+        config.queryKeyNorm = true
+        config.postBlockNorms = true
+        config.queryPreAttentionScalar = Float(config.headDim)
+        config.slidingWindow = window
+        config.slidingLayers = sliding
+        config.localRopeTheta = 10_000
+        config.rmsNormEps = md["\(a).attention.layer_norm_rms_epsilon"]?.float ?? 1e-6
+        try config.validate()
+        return config
+    }
+
     // MARK: weights
 
     static func llamaModel(_ file: GGUFFile, config: ModelConfig, name: String) throws -> LlamaModel {
@@ -95,25 +143,36 @@ public enum GGUFModelLoader {
             return Parameter(name: hfName, value: t.reshaped(shape))
         }
         let d = config.hiddenSize, hd = config.headDim
+        // llama.cpp permutes q/k rows for LLaMA's interleaved RoPE only; Gemma uses rotate-half (NeoX) as stored.
+        let permuted = config.architecture == "llama"
         let embedding = try load("token_embd.weight", as: "model.embed_tokens.weight", shape: [config.vocabSize, d])
         var layers: [LlamaLayer] = []
         for l in 0..<config.layerCount {
-            let b = "blk.\(l).", n = LlamaModel.parameterNames(layer: l)
+            let b = "blk.\(l).", n = LlamaModel.parameterNames(layer: l, config: config)
             let nq = config.heads[l] * hd, nkv = config.kvHeads[l] * hd, f = config.intermediateSizes[l]
             func norm(_ ggufName: String, as hfName: String, present: Bool) throws -> Parameter {
                 if present || file.tensor(named: ggufName) != nil { return try load(ggufName, as: hfName, shape: [d]) }
                 return Parameter(name: hfName, value: Tensor(shape: [d], values: [Float](repeating: 1, count: d)))
             }
-            layers.append(LlamaLayer(
-                attentionNorm: try norm(b + "attn_norm.weight", as: n[0], present: nq > 0),
-                q: try load(b + "attn_q.weight", as: n[1], shape: [nq, d], unpermuteHeads: config.heads[l]),
-                k: try load(b + "attn_k.weight", as: n[2], shape: [nkv, d], unpermuteHeads: config.kvHeads[l]),
-                v: try load(b + "attn_v.weight", as: n[3], shape: [nkv, d]),
-                o: try load(b + "attn_output.weight", as: n[4], shape: [d, nq]),
-                ffnNorm: try norm(b + "ffn_norm.weight", as: n[5], present: f > 0),
-                gate: try load(b + "ffn_gate.weight", as: n[6], shape: [f, d]),
-                up: try load(b + "ffn_up.weight", as: n[7], shape: [f, d]),
-                down: try load(b + "ffn_down.weight", as: n[8], shape: [d, f])))
+            var layer = LlamaLayer(
+                attentionNorm: try norm(b + "attn_norm.weight", as: n.attentionNorm, present: nq > 0),
+                q: try load(b + "attn_q.weight", as: n.q, shape: [nq, d], unpermuteHeads: permuted ? config.heads[l] : nil),
+                k: try load(b + "attn_k.weight", as: n.k, shape: [nkv, d], unpermuteHeads: permuted ? config.kvHeads[l] : nil),
+                v: try load(b + "attn_v.weight", as: n.v, shape: [nkv, d]),
+                o: try load(b + "attn_output.weight", as: n.o, shape: [d, nq]),
+                ffnNorm: try norm(b + "ffn_norm.weight", as: n.ffnNorm, present: f > 0),
+                gate: try load(b + "ffn_gate.weight", as: n.gate, shape: [f, d]),
+                up: try load(b + "ffn_up.weight", as: n.up, shape: [f, d]),
+                down: try load(b + "ffn_down.weight", as: n.down, shape: [d, f]))
+            if config.queryKeyNorm {
+                layer.qNorm = try load(b + "attn_q_norm.weight", as: n.qNorm, shape: [hd])
+                layer.kNorm = try load(b + "attn_k_norm.weight", as: n.kNorm, shape: [hd])
+            }
+            if config.postBlockNorms {
+                layer.postAttentionNorm = try norm(b + "post_attention_norm.weight", as: n.postAttentionNorm, present: nq > 0)
+                layer.postFFNNorm = try norm(b + "post_ffw_norm.weight", as: n.postFFNNorm, present: f > 0)
+            }
+            layers.append(layer)
         }
         let norm = try load("output_norm.weight", as: "model.norm.weight", shape: [d])
         let output = config.tieWordEmbeddings
@@ -171,8 +230,19 @@ public enum GGUFModelLoader {
                 unknownTokenID: md["tokenizer.ggml.unknown_token_id"]?.int,
                 addBOS: md["tokenizer.ggml.add_bos_token"]?.bool ?? false,
                 addEOS: md["tokenizer.ggml.add_eos_token"]?.bool ?? false)
+        case "llama":
+            guard let scores = md["tokenizer.ggml.scores"]?.floatArray else {
+                throw ModelError.missingMetadata(path: name, key: "tokenizer.ggml.scores")
+            }
+            return try SentencePieceTokenizer(
+                tokens: tokens, scores: scores, tokenTypes: md["tokenizer.ggml.token_type"]?.intArray,
+                bosTokenID: md["tokenizer.ggml.bos_token_id"]?.int, eosTokenID: md["tokenizer.ggml.eos_token_id"]?.int,
+                unknownTokenID: md["tokenizer.ggml.unknown_token_id"]?.int,
+                addBOS: md["tokenizer.ggml.add_bos_token"]?.bool ?? true,
+                addEOS: md["tokenizer.ggml.add_eos_token"]?.bool ?? false,
+                addSpacePrefix: md["tokenizer.ggml.add_space_prefix"]?.bool ?? true, source: name)
         default:
-            throw ModelError.invalidConfig("\(name): tokenizer model '\(model)' is not supported yet (supported: gpt2 byte-level BPE)")
+            throw ModelError.invalidConfig("\(name): tokenizer model '\(model)' is not supported (supported: gpt2 byte-level BPE, llama SentencePiece)")
         }
     }
 }

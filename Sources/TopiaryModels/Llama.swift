@@ -38,23 +38,37 @@ extension LanguageModel {
     }
 }
 
-/// The weights of one LLaMA decoder layer. Its sizes are read from the weights' shapes.
+/// The weights of one decoder layer. Its sizes are read from the weights' shapes. The optional norms are
+/// those of Gemma 3 (``ModelConfig/queryKeyNorm``, ``ModelConfig/postBlockNorms``).
 public struct LlamaLayer: Sendable {
     public var attentionNorm: Parameter
     public var q: Parameter
     public var k: Parameter
     public var v: Parameter
     public var o: Parameter
+    /// The norm before the FFN (LLaMA's `post_attention_layernorm`, Gemma's `pre_feedforward_layernorm`).
     public var ffnNorm: Parameter
     public var gate: Parameter
     public var up: Parameter
     public var down: Parameter
+    /// Per-head query and key norms, `[headDim]` each.
+    public var qNorm: Parameter? = nil
+    public var kNorm: Parameter? = nil
+    /// Norms of the attention and FFN outputs (Gemma's `post_attention_layernorm`, `post_feedforward_layernorm`).
+    public var postAttentionNorm: Parameter? = nil
+    public var postFFNNorm: Parameter? = nil
 
-    public var all: [Parameter] { [attentionNorm, q, k, v, o, ffnNorm, gate, up, down] }
+    public var all: [Parameter] {
+        [attentionNorm, q, k, v, o] + [qNorm, kNorm, postAttentionNorm].compactMap { $0 } + [ffnNorm, gate, up, down]
+            + [postFFNNorm].compactMap { $0 }
+    }
 }
 
 /// The LLaMA architecture (SmolLM2, LLaMA 2/3, Mistral-style GQA): pre-norm RMSNorm, rotary
-/// attention with grouped KV heads, SwiGLU MLP, optional tied output embedding.
+/// attention with grouped KV heads, SwiGLU MLP, optional tied output embedding — and, configured by
+/// ``ModelConfig``'s variations, Gemma 3: embeddings scaled by √hidden, per-head q/k RMSNorm, norms after
+/// attention and FFN, GeGLU (GELU-tanh) MLP, attention scale from `query_pre_attn_scalar`, and local
+/// (sliding-window) layers with their own RoPE base interleaved with global ones.
 ///
 /// One definition serves inference (a non-recording ``Graph``, optional KV cache) and training or
 /// tracing (a recording graph).
@@ -68,6 +82,8 @@ public final class LlamaModel: AdaptableModel, @unchecked Sendable {
     /// LoRA adapters by the name of the weight they adapt (empty for a plain model).
     public var adapters: [String: LoRAAdapter] = [:]
     private var rotary: RotaryTable
+    /// The RoPE table of local layers when their base differs (Gemma 3).
+    private var localRotary: RotaryTable?
     private let rotaryLock = NSLock()
 
     public init(config: ModelConfig, embedding: Parameter, layers: [LlamaLayer], norm: Parameter, output: Parameter) throws {
@@ -77,7 +93,9 @@ public final class LlamaModel: AdaptableModel, @unchecked Sendable {
         self.layers = layers
         self.norm = norm
         self.output = output
-        rotary = RotaryTable(base: config.ropeTheta, rotaryDim: config.headDim, maxPositions: min(config.contextLength, 2048))
+        let positions = min(config.contextLength, 2048)
+        rotary = RotaryTable(base: config.ropeTheta, rotaryDim: config.headDim, maxPositions: positions)
+        localRotary = config.localRopeTheta.map { RotaryTable(base: $0, rotaryDim: config.headDim, maxPositions: positions) }
         try checkShapes()
     }
 
@@ -89,9 +107,16 @@ public final class LlamaModel: AdaptableModel, @unchecked Sendable {
         }
         let embedding = try p("model.embed_tokens.weight")
         let layers = try (0..<config.layerCount).map { l -> LlamaLayer in
-            let n = Self.parameterNames(layer: l)
-            return LlamaLayer(attentionNorm: try p(n[0]), q: try p(n[1]), k: try p(n[2]), v: try p(n[3]), o: try p(n[4]),
-                              ffnNorm: try p(n[5]), gate: try p(n[6]), up: try p(n[7]), down: try p(n[8]))
+            let n = Self.parameterNames(layer: l, config: config)
+            var layer = LlamaLayer(attentionNorm: try p(n.attentionNorm), q: try p(n.q), k: try p(n.k), v: try p(n.v),
+                                   o: try p(n.o), ffnNorm: try p(n.ffnNorm), gate: try p(n.gate), up: try p(n.up),
+                                   down: try p(n.down))
+            if config.queryKeyNorm { layer.qNorm = try p(n.qNorm); layer.kNorm = try p(n.kNorm) }
+            if config.postBlockNorms {
+                layer.postAttentionNorm = try p(n.postAttentionNorm)
+                layer.postFFNNorm = try p(n.postFFNNorm)
+            }
+            return layer
         }
         let output = config.tieWordEmbeddings ? embedding : try p("lm_head.weight")
         do {
@@ -106,6 +131,22 @@ public final class LlamaModel: AdaptableModel, @unchecked Sendable {
         return [p + "input_layernorm.weight", p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight",
                 p + "self_attn.v_proj.weight", p + "self_attn.o_proj.weight", p + "post_attention_layernorm.weight",
                 p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight", p + "mlp.down_proj.weight"]
+    }
+
+    /// Hugging Face names of one layer's weights for a configuration (Gemma 3 names its norms differently:
+    /// its `post_attention_layernorm` is the norm after attention, not the one before the FFN).
+    public struct LayerNames: Sendable {
+        public var attentionNorm, q, k, v, o, ffnNorm, gate, up, down: String
+        public var qNorm, kNorm, postAttentionNorm, postFFNNorm: String
+    }
+
+    public static func parameterNames(layer i: Int, config: ModelConfig) -> LayerNames {
+        let n = parameterNames(layer: i), p = "model.layers.\(i)."
+        return LayerNames(
+            attentionNorm: n[0], q: n[1], k: n[2], v: n[3], o: n[4],
+            ffnNorm: config.postBlockNorms ? p + "pre_feedforward_layernorm.weight" : n[5], gate: n[6], up: n[7], down: n[8],
+            qNorm: p + "self_attn.q_norm.weight", kNorm: p + "self_attn.k_norm.weight",
+            postAttentionNorm: p + "post_attention_layernorm.weight", postFFNNorm: p + "post_feedforward_layernorm.weight")
     }
 
     public var parameters: [Parameter] {
@@ -150,6 +191,20 @@ public final class LlamaModel: AdaptableModel, @unchecked Sendable {
             try expect(layer.gate, [f, d])
             try expect(layer.up, [f, d])
             try expect(layer.down, [d, f])
+            if config.queryKeyNorm {
+                guard let qn = layer.qNorm, let kn = layer.kNorm else {
+                    throw ModelError.invalidConfig("layer \(l): the configuration asks for q/k norms and the weights have none")
+                }
+                try expect(qn, [hd])
+                try expect(kn, [hd])
+            }
+            if config.postBlockNorms {
+                guard let pa = layer.postAttentionNorm, let pf = layer.postFFNNorm else {
+                    throw ModelError.invalidConfig("layer \(l): the configuration asks for post-attention/FFN norms and the weights have none")
+                }
+                try expect(pa, [d])
+                try expect(pf, [d])
+            }
         }
     }
 
@@ -157,15 +212,17 @@ public final class LlamaModel: AdaptableModel, @unchecked Sendable {
         KVCache(batch: batch, capacity: capacity, kvWidths: config.kvHeads.map { $0 * config.headDim })
     }
 
-    func rotaryTable(covering positions: Int) -> RotaryTable {
+    /// The global and (when local layers have their own base) local RoPE tables.
+    func rotaryTables(covering positions: Int) -> (RotaryTable, RotaryTable?) {
         rotaryLock.lock()
         defer { rotaryLock.unlock() }
         if positions > rotary.maxPositions {
             var size = rotary.maxPositions
             while size < positions { size *= 2 }
             rotary = RotaryTable(base: config.ropeTheta, rotaryDim: config.headDim, maxPositions: size)
+            localRotary = config.localRopeTheta.map { RotaryTable(base: $0, rotaryDim: config.headDim, maxPositions: size) }
         }
-        return rotary
+        return (rotary, localRotary)
     }
 
     public func forward(_ g: Graph, tokens: [Int32], batch: Int, cache: KVCache?, logits mode: LogitsMode) throws -> Var {
@@ -187,18 +244,22 @@ public final class LlamaModel: AdaptableModel, @unchecked Sendable {
         public let length: Int
         let positions: [Int32]
         let table: RotaryTable
+        let localTable: RotaryTable?
 
         public init(model: LlamaModel, batch: Int, length: Int, start: Int = 0) throws {
             self.batch = batch
             self.length = length
             positions = (0..<batch).flatMap { _ in (0..<length).map { Int32(start + $0) } }
-            table = model.rotaryTable(covering: start + length)
+            let tables = model.rotaryTables(covering: start + length)
+            table = tables.0
+            localTable = tables.1
         }
     }
 
     /// The token embeddings, `[tokens, hidden]`.
     public func embed(_ g: Graph, tokens: [Int32]) throws -> Var {
-        try g.embedding(g.parameter(embedding), ids: tokens)
+        let e = try g.embedding(g.parameter(embedding), ids: tokens)
+        return config.embeddingScale == 1 ? e : g.scale(e, config.embeddingScale)
     }
 
     /// Decoder layer `l` on the residual stream `h` (a layer with no heads or no FFN channels left skips
@@ -213,22 +274,36 @@ public final class LlamaModel: AdaptableModel, @unchecked Sendable {
             var q = try g.linear(x, layer.q, adapter: adapters[layer.q.name])
             var k = try g.linear(x, layer.k, adapter: adapters[layer.k.name])
             let v = try g.linear(x, layer.v, adapter: adapters[layer.v.name])
-            q = try g.rope(q, heads: nh, headDim: hd, positions: steps.positions, table: steps.table)
-            k = try g.rope(k, heads: nkv, headDim: hd, positions: steps.positions, table: steps.table)
-            let a: Var
+            if let qn = layer.qNorm, let kn = layer.kNorm {
+                q = try g.groupedRMSNorm(q, g.parameter(qn), groupSize: hd, eps: eps)
+                k = try g.groupedRMSNorm(k, g.parameter(kn), groupSize: hd, eps: eps)
+            }
+            let sliding = config.isSliding(l)
+            let table = sliding ? steps.localTable ?? steps.table : steps.table
+            let window = sliding ? config.slidingWindow : 0
+            q = try g.rope(q, heads: nh, headDim: hd, positions: steps.positions, table: table)
+            k = try g.rope(k, heads: nkv, headDim: hd, positions: steps.positions, table: table)
+            var a: Var
             if let cache {
-                a = try g.attention(q, k, v, cache: cache, layer: l, heads: nh, kvHeads: nkv, headDim: hd)
+                a = try g.attention(q, k, v, cache: cache, layer: l, heads: nh, kvHeads: nkv, headDim: hd,
+                                    scale: config.attentionScale, window: window)
             } else {
                 a = try g.attention(q, k, v, shape: AttentionShape(batch: steps.batch, queryLength: steps.length,
-                                                                   keyLength: steps.length, heads: nh, kvHeads: nkv, headDim: hd))
+                                                                   keyLength: steps.length, heads: nh, kvHeads: nkv, headDim: hd,
+                                                                   scale: config.attentionScale, window: window))
             }
-            h = try g.add(h, g.linear(a, layer.o, adapter: adapters[layer.o.name]))
+            a = try g.linear(a, layer.o, adapter: adapters[layer.o.name])
+            if let pn = layer.postAttentionNorm { a = try g.rmsNorm(a, g.parameter(pn), eps: eps) }
+            h = try g.add(h, a)
         }
         if config.intermediateSizes[l] > 0 {
             let x = try g.rmsNorm(h, g.parameter(layer.ffnNorm), eps: eps)
-            let gate = g.silu(try g.linear(x, layer.gate, adapter: adapters[layer.gate.name]))
+            let gateLinear = try g.linear(x, layer.gate, adapter: adapters[layer.gate.name])
+            let gate = config.activation == "gelu_pytorch_tanh" ? g.geluTanh(gateLinear) : g.silu(gateLinear)
             let up = try g.linear(x, layer.up, adapter: adapters[layer.up.name])
-            h = try g.add(h, g.linear(g.mul(gate, up), layer.down, adapter: adapters[layer.down.name]))
+            var m = try g.linear(g.mul(gate, up), layer.down, adapter: adapters[layer.down.name])
+            if let pn = layer.postFFNNorm { m = try g.rmsNorm(m, g.parameter(pn), eps: eps) }
+            h = try g.add(h, m)
         }
         return h
     }

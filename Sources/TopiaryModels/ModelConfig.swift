@@ -19,7 +19,35 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     public var contextLength: Int
     public var tieWordEmbeddings: Bool
 
+    // Variations of the decoder (defaults: LLaMA). Gemma 3 sets all of them; see `GGUFModelLoader`.
+
+    /// Activation of the gated MLP: `silu` (SwiGLU, LLaMA) or `gelu_pytorch_tanh` (GeGLU, Gemma).
+    public var activation = "silu"
+    /// Multiplies the token embeddings before the first layer (Gemma: √hidden; the tied output is not scaled).
+    public var embeddingScale: Float = 1
+    /// RMSNorm of each query and key head (one `[headDim]` weight each for q and k) before RoPE (Gemma 3).
+    public var queryKeyNorm = false
+    /// RMSNorm of the attention and FFN outputs before their residual add (Gemma 2/3's "sandwich" norms).
+    public var postBlockNorms = false
+    /// The attention scale is `queryPreAttentionScalar^-½` (Gemma); nil: `headDim^-½`.
+    public var queryPreAttentionScalar: Float?
+    /// Keys a query of a local layer sees (itself included); 0: no local layers.
+    public var slidingWindow = 0
+    /// Per layer, whether it is a local (sliding-window) layer; empty when every layer is global.
+    public var slidingLayers: [Bool] = []
+    /// RoPE base of the local layers (Gemma 3: 10 000); nil: ``ropeTheta``.
+    public var localRopeTheta: Float?
+
     public var layerCount: Int { heads.count }
+
+    /// The activation names the decoder knows.
+    public static let activations = ["silu", "gelu_pytorch_tanh"]
+
+    /// Whether layer `l` uses sliding-window attention.
+    public func isSliding(_ l: Int) -> Bool { slidingWindow > 0 && l < slidingLayers.count && slidingLayers[l] }
+
+    /// Softmax scale of the attention scores.
+    public var attentionScale: Float { 1 / (queryPreAttentionScalar ?? Float(headDim)).squareRoot() }
 
     public init(architecture: String, vocabSize: Int, hiddenSize: Int, headDim: Int, heads: [Int], kvHeads: [Int],
                 intermediateSizes: [Int], ropeTheta: Float, rmsNormEps: Float, contextLength: Int,
@@ -52,6 +80,14 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         case contextLength = "max_position_embeddings"
         case tieWordEmbeddings = "tie_word_embeddings"
         case dtype = "torch_dtype"
+        case activation = "hidden_activation"
+        case embeddingScale = "embedding_scale"
+        case queryKeyNorm = "query_key_norm"
+        case postBlockNorms = "post_block_norms"
+        case queryPreAttentionScalar = "query_pre_attn_scalar"
+        case slidingWindow = "sliding_window"
+        case layerTypes = "layer_types"
+        case localRopeTheta = "rope_local_base_freq"
     }
 
     /// Hugging Face `config.json` layout. Per-layer sizes are written as a number when every layer
@@ -78,6 +114,17 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         try c.encode(contextLength, forKey: .contextLength)
         try c.encode(tieWordEmbeddings, forKey: .tieWordEmbeddings)
         try c.encode("float32", forKey: .dtype)
+        // The variations are written only when they differ from LLaMA's, so a LLaMA config.json is unchanged.
+        if activation != "silu" { try c.encode(activation, forKey: .activation) }
+        if embeddingScale != 1 { try c.encode(embeddingScale, forKey: .embeddingScale) }
+        if queryKeyNorm { try c.encode(true, forKey: .queryKeyNorm) }
+        if postBlockNorms { try c.encode(true, forKey: .postBlockNorms) }
+        try c.encodeIfPresent(queryPreAttentionScalar, forKey: .queryPreAttentionScalar)
+        if slidingWindow > 0 {
+            try c.encode(slidingWindow, forKey: .slidingWindow)
+            try c.encode(slidingLayers.map { $0 ? "sliding_attention" : "full_attention" }, forKey: .layerTypes)
+        }
+        try c.encodeIfPresent(localRopeTheta, forKey: .localRopeTheta)
     }
 
     public init(from decoder: Decoder) throws {
@@ -104,6 +151,19 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         rmsNormEps = try c.decodeIfPresent(Float.self, forKey: .rmsNormEps) ?? 1e-5
         contextLength = try c.decodeIfPresent(Int.self, forKey: .contextLength) ?? 2048
         tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
+        activation = try c.decodeIfPresent(String.self, forKey: .activation) ?? "silu"
+        embeddingScale = try c.decodeIfPresent(Float.self, forKey: .embeddingScale) ?? 1
+        queryKeyNorm = try c.decodeIfPresent(Bool.self, forKey: .queryKeyNorm) ?? false
+        postBlockNorms = try c.decodeIfPresent(Bool.self, forKey: .postBlockNorms) ?? false
+        queryPreAttentionScalar = try c.decodeIfPresent(Float.self, forKey: .queryPreAttentionScalar)
+        slidingWindow = try c.decodeIfPresent(Int.self, forKey: .slidingWindow) ?? 0
+        let types = try c.decodeIfPresent([String].self, forKey: .layerTypes) ?? []
+        if let bad = types.first(where: { $0 != "sliding_attention" && $0 != "full_attention" }) {
+            throw DecodingError.dataCorruptedError(forKey: .layerTypes, in: c,
+                debugDescription: "unknown layer type '\(bad)' (sliding_attention or full_attention)")
+        }
+        slidingLayers = types.map { $0 == "sliding_attention" }
+        localRopeTheta = try c.decodeIfPresent(Float.self, forKey: .localRopeTheta)
     }
 
     /// Checks internal consistency (per-layer arrays of one length, GQA divisibility).
@@ -117,6 +177,13 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         guard vocabSize > 0, hiddenSize > 0, headDim > 0, headDim % 2 == 0 else {
             throw fail("vocab \(vocabSize), hidden \(hiddenSize), head dim \(headDim) must be positive (head dim even)")
         }
+        guard Self.activations.contains(activation) else {
+            throw fail("unknown activation '\(activation)' (supported: \(Self.activations.joined(separator: ", ")))")
+        }
+        guard slidingLayers.isEmpty || slidingLayers.count == n else {
+            throw fail("\(slidingLayers.count) layer types for \(n) layers")
+        }
+        guard slidingWindow >= 0 else { throw fail("negative sliding window \(slidingWindow)") }
         for l in 0..<n {
             guard heads[l] >= 0, kvHeads[l] >= 0, intermediateSizes[l] >= 0 else { throw fail("layer \(l) has a negative size") }
             if heads[l] > 0 {
@@ -141,7 +208,7 @@ public enum ModelError: Error, LocalizedError, Equatable {
     public var errorDescription: String? {
         switch self {
         case let .invalidConfig(m): return "invalid model configuration: \(m)"
-        case let .unsupportedArchitecture(path, a): return "\(path): unsupported architecture '\(a)' (supported: llama)"
+        case let .unsupportedArchitecture(path, a): return "\(path): unsupported architecture '\(a)' (supported: \(GGUFModelLoader.supportedArchitectures.joined(separator: ", ")))"
         case let .missingMetadata(path, key): return "\(path): missing metadata key '\(key)'"
         case let .missingTensor(path, name): return "\(path): missing tensor '\(name)'"
         case let .tensorShape(path, name, e, f): return "\(path): tensor '\(name)' has shape \(f), expected \(e)"

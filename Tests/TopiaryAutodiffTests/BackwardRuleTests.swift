@@ -27,6 +27,12 @@ final class BackwardRuleTests: XCTestCase {
         }
     }
 
+    func testGroupedRMSNormInputAndSharedWeight() throws {
+        try assertGradients([rng.tensor([3, 12]), rng.tensor([4], 0.5, 1.5)]) { g, x in
+            try g.groupedRMSNorm(x[0], x[1], groupSize: 4, eps: 1e-6)
+        }
+    }
+
     func testLayerNormAndBias() throws {
         try assertGradients([rng.tensor([3, 8]), rng.tensor([8]), rng.tensor([8])]) { g, x in
             try g.layerNorm(x[0], x[1], x[2], eps: 1e-5)

@@ -79,6 +79,7 @@ final class DependencyGraphTests: XCTestCase {
     func testRemovingAUnitEqualsZeroingIt() throws {
         let makers: [(String, () throws -> any LanguageModel)] = [
             ("llama", { try tinyLlama() }), ("llama-untied", { try tinyLlama(tied: false, seed: 5) }), ("gpt", { TinyGPT() }),
+            ("gemma3-1kv", { try tinyGemma() }), ("gemma3-2kv", { try tinyGemma(layers: 2, kvHeads: 2, seed: 11) }),
         ]
         let tokens: [Int32] = [1, 5, 2, 7, 3, 9, 4]
         for (name, make) in makers {
@@ -108,5 +109,38 @@ final class DependencyGraphTests: XCTestCase {
                 }
             }
         }
+    }
+
+    /// The rule of the grouped RMSNorm on its own: each group of channels (a head) shrinks as one unit, and
+    /// the weight shared by every group never shrinks.
+    func testGroupedRMSNormTiesEachGroupAndFixesItsSharedWeight() throws {
+        var rng = SplitMix64(seed: 4)
+        let a = Parameter(name: "a", value: randomTensor([6, 4], &rng)), w = Parameter(name: "w", value: randomTensor([2], &rng))
+        let c = Parameter(name: "c", value: randomTensor([5, 6], &rng))
+        let g = Graph(recording: true)
+        let x = g.input(randomTensor([2, 4], &rng))
+        let y = try g.groupedRMSNorm(g.linear(x, g.parameter(a)), g.parameter(w), groupSize: 2, eps: 1e-6)
+        let out = try g.linear(y, g.parameter(c))
+        let graph = try DependencyGraphBuilder().build(records: g.records, outputs: [out.node])
+        let group = try XCTUnwrap(graph.groups.first { $0.members.contains { $0.tensor == "a" } })
+        XCTAssertEqual(group.units, 3)
+        XCTAssertEqual(group.members.map(\.tensor).sorted(), ["a", "c"])
+        XCTAssertEqual(group.members.first { $0.tensor == "c" }.map { m in (0..<3).map { m.channels(ofUnit: $0) } },
+                       [[0, 1], [2, 3], [4, 5]])
+        XCTAssertTrue(graph.fixedAxes.contains("w#0"))
+        XCTAssertFalse(graph.groups.contains { $0.members.contains { $0.tensor == "w" } })
+    }
+
+    /// Gemma 3 with one KV head: a layer's attention is one unit (the KV head, the four query heads that read
+    /// it and their q/k-norm'd channels); the q/k norm weights and head_dim cannot shrink; FFN channels are units.
+    func testGemmaGroupsWithOneKVHead() throws {
+        let graph = try DependencyGraphBuilder().build(model: try tinyGemma())
+        let attention = graph.groups.filter { $0.kind == "attention" }
+        XCTAssertEqual(attention.count, 3)
+        XCTAssertTrue(attention.allSatisfy { $0.units == 1 })
+        XCTAssertEqual(graph.groups.filter { $0.kind == "mlp" }.map(\.units), [12, 12, 12])
+        XCTAssertTrue(graph.fixedAxes.contains("model.layers.0.self_attn.q_norm.weight#0"))
+        let hidden = try XCTUnwrap(graph.groups.first { $0.kind == "hidden" })
+        XCTAssertTrue(hidden.members.contains { $0.tensor == "model.layers.1.post_feedforward_layernorm.weight" })
     }
 }

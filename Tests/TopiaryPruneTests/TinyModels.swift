@@ -98,3 +98,35 @@ final class TinyGPT: LanguageModel, @unchecked Sendable {
         return try g.linear(h, p("lm_head.weight"))
     }
 }
+
+/// A small random Gemma 3 (the same decoder configured: √hidden embedding scale, per-head q/k norms, norms
+/// after attention and FFN, GeGLU, local and global layers with their own RoPE bases).
+func tinyGemma(layers: Int = 3, hidden: Int = 16, heads: Int = 4, kvHeads: Int = 1, headDim: Int = 8, ffn: Int = 12,
+               vocab: Int = 23, seed: UInt64 = 7) throws -> LlamaModel {
+    var rng = SplitMix64(seed: seed)
+    var config = ModelConfig(architecture: "gemma3", vocabSize: vocab, hiddenSize: hidden, headDim: headDim,
+                             heads: Array(repeating: heads, count: layers), kvHeads: Array(repeating: kvHeads, count: layers),
+                             intermediateSizes: Array(repeating: ffn, count: layers), ropeTheta: 1_000_000, rmsNormEps: 1e-6,
+                             contextLength: 64, tieWordEmbeddings: true)
+    config.activation = "gelu_pytorch_tanh"
+    config.embeddingScale = Float(hidden).squareRoot()
+    config.queryKeyNorm = true
+    config.postBlockNorms = true
+    config.queryPreAttentionScalar = Float(headDim)
+    config.slidingWindow = 3
+    config.slidingLayers = (0..<layers).map { ($0 + 1) % 3 != 0 }
+    config.localRopeTheta = 10_000
+    var weights: [String: Tensor] = ["model.embed_tokens.weight": randomTensor([vocab, hidden], &rng),
+                                     "model.norm.weight": randomTensor([hidden], &rng, scale: 1)]
+    for l in 0..<layers {
+        let n = LlamaModel.parameterNames(layer: l, config: config)
+        let shapes: [(String, [Int])] = [
+            (n.attentionNorm, [hidden]), (n.q, [heads * headDim, hidden]), (n.k, [kvHeads * headDim, hidden]),
+            (n.v, [kvHeads * headDim, hidden]), (n.o, [hidden, heads * headDim]), (n.qNorm, [headDim]), (n.kNorm, [headDim]),
+            (n.postAttentionNorm, [hidden]), (n.ffnNorm, [hidden]), (n.gate, [ffn, hidden]), (n.up, [ffn, hidden]),
+            (n.down, [hidden, ffn]), (n.postFFNNorm, [hidden]),
+        ]
+        for (name, shape) in shapes { weights[name] = randomTensor(shape, &rng, scale: shape.count == 1 ? 1 : 0.5) }
+    }
+    return try LlamaModel(config: config, weights: weights)
+}
