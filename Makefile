@@ -4,7 +4,7 @@ DATA ?= ../shared/data
 RELEASE := .build/release/topiary
 SWIFT_TEST_FLAGS := -c release -Xswiftc -enable-testing
 
-.PHONY: deps model build quickstart check test bench clean
+.PHONY: deps model build quickstart check test bench fuzz sigkill clean
 
 deps:
 	@scripts/install-deps.sh
@@ -31,6 +31,17 @@ test: deps model
 ## Speed and memory measurements for BENCHMARKS.md (not a test).
 bench: deps model build
 	$(RELEASE) bench --model $(MODEL)
+
+## Fuzzes every parser of outside input with libFuzzer for FUZZ_SECONDS (default 60) each (not run by CI;
+## `make test` replays the committed inputs). FUZZ_TARGETS narrows it: make fuzz FUZZ_TARGETS="gguf recipe".
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) TOPIARY_DATA=$(abspath $(DATA)) scripts/fuzz.sh $(FUZZ_TARGETS)
+
+## Kills `topiary run` with SIGKILL at 20 random moments and checks every rerun against a clean run (not run by CI).
+sigkill: build model
+	MODEL=$(abspath $(MODEL)) DATA=$(abspath $(DATA)) scripts/sigkill-test.sh 20
 
 clean:
 	rm -rf .build

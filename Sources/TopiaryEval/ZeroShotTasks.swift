@@ -100,6 +100,7 @@ struct PIQA: EvaluationTask {
             let goal: String = try ZeroShotTasks.field(o, "goal", path, line)
             let s1: String = try ZeroShotTasks.field(o, "sol1", path, line), s2: String = try ZeroShotTasks.field(o, "sol2", path, line)
             let label: Int = try ZeroShotTasks.field(o, "label", path, line)
+            guard label == 0 || label == 1 else { throw TaskError.malformed(path: path, line: line, detail: "label \(label) is not 0 or 1") }
             let ctx = "Question: \(goal)\nAnswer:"
             return MultipleChoiceItem(contexts: [ctx, ctx], continuations: [" " + s1, " " + s2], choiceTexts: [s1, s2], gold: label)
         }
