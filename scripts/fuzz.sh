@@ -14,7 +14,7 @@ SECONDS_EACH=${FUZZ_SECONDS:-60}
 DATA=${TOPIARY_DATA:-$ROOT/../shared/data}
 TARGETS=("$@")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=(gguf safetensors config tokenizer hdf5 recipe tasks)
-export OPENBLAS_NUM_THREADS=1 SWIFT_BACKTRACE=enable=no
+export OPENBLAS_NUM_THREADS=1 SWIFT_BACKTRACE=enable=no LSAN_OPTIONS=suppressions=$ROOT/Fuzz/lsan.supp
 
 (cd Fuzz && nice -n 19 swift build -c debug -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library 2>&1 \
     | grep -v "Cannot export local symbol" | grep -E "error|Compiling topiary|Build complete" || true)

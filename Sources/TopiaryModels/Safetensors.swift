@@ -46,7 +46,7 @@ public enum Safetensors {
 
     /// Reads every tensor as fp32 (F16/BF16 are widened).
     public static func read(path: String) throws -> (tensors: [String: Tensor], metadata: [String: String]) {
-        guard let data = FileManager.default.contents(atPath: path) else { throw SafetensorsError.notFound(path: path) }
+        guard let data = readWholeFile(path) else { throw SafetensorsError.notFound(path: path) }
         guard data.count >= 8 else { throw SafetensorsError.truncated(path: path, detail: "\(data.count) bytes, no header length") }
         let n = data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
         guard n <= UInt64(data.count - 8), n <= 100_000_000 else {
