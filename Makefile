@@ -6,7 +6,7 @@ SWIFT_TEST_FLAGS := -c release -Xswiftc -enable-testing
 
 GEMMA3 ?= checkpoints/models/gemma-3-270m-q4_k_m.gguf
 
-.PHONY: deps model gemma3-model build quickstart check test bench clean
+.PHONY: deps model gemma3-model build quickstart check test bench fuzz sigkill clean
 
 deps:
 	@scripts/install-deps.sh
@@ -37,6 +37,17 @@ test: deps model
 ## Speed and memory measurements for BENCHMARKS.md (not a test).
 bench: deps model build
 	$(RELEASE) bench --model $(MODEL)
+
+## Fuzzes every parser of outside input with libFuzzer for FUZZ_SECONDS (default 60) each (not run by CI;
+## `make test` replays the committed inputs). FUZZ_TARGETS narrows it: make fuzz FUZZ_TARGETS="gguf recipe".
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) TOPIARY_DATA=$(abspath $(DATA)) scripts/fuzz.sh $(FUZZ_TARGETS)
+
+## Kills `topiary run` with SIGKILL at 20 random moments and checks every rerun against a clean run (not run by CI).
+sigkill: build model
+	MODEL=$(abspath $(MODEL)) DATA=$(abspath $(DATA)) scripts/sigkill-test.sh 20
 
 clean:
 	rm -rf .build

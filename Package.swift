@@ -27,6 +27,8 @@ let package = Package(
             name: "Topiary",
             targets: ["TopiaryCore", "TopiaryAutodiff", "TopiaryGGUF", "TopiaryTokenizers", "TopiaryModels", "TopiaryEval",
                       "TopiaryGraph", "TopiaryPrune", "TopiaryRecover", "TopiaryPipeline", "TopiaryExport"]),
+        // "Parse these bytes" entry points per input format, for the fuzzers in Fuzz/ and the replay tests.
+        .library(name: "TopiaryFuzzEntries", targets: ["TopiaryFuzzEntries"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -52,6 +54,9 @@ let package = Package(
             name: "TopiaryPipeline",
             dependencies: ["TopiaryCore", "TopiaryAutodiff", "TopiaryModels", "TopiaryEval", "TopiaryGraph", "TopiaryPrune", "TopiaryRecover",
                            "TopiaryTokenizers", .product(name: "Yams", package: "Yams")]),
+        .target(
+            name: "TopiaryFuzzEntries",
+            dependencies: ["TopiaryCore", "TopiaryGGUF", "TopiaryTokenizers", "TopiaryModels", "TopiaryEval", "TopiaryPipeline"]),
         .executableTarget(
             name: "TopiaryCLI",
             dependencies: [
@@ -74,6 +79,10 @@ let package = Package(
         .testTarget(name: "TopiaryPruneTests", dependencies: ["TopiaryModels", "TopiaryGraph", "TopiaryPrune", "TopiaryEval"]),
         .testTarget(
             name: "TopiaryExportTests", dependencies: ["TopiaryExport", "TopiaryModels", "TopiaryGGUF", "TopiaryEval", "TopiaryGraph", "TopiaryPrune"],
+            resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "TopiaryReliabilityTests",
+            dependencies: ["TopiaryFuzzEntries", "TopiaryCore", "TopiaryGGUF", "TopiaryModels", "TopiaryPipeline", "TopiaryRecover"],
             resources: [.copy("Fixtures")]),
     ]
 )

@@ -1,4 +1,5 @@
 import Foundation
+import TopiaryCore
 
 /// One multiple-choice item as lm-evaluation-harness builds it: one context per choice (usually the same),
 /// the continuation scored after each, and the gold index.
@@ -47,7 +48,7 @@ public enum ZeroShotTasks {
 
     /// JSON lines of a file, each parsed to an object, with line numbers in errors.
     static func jsonLines(_ path: String, limit: Int?) throws -> [(line: Int, object: [String: Any])] {
-        guard let data = FileManager.default.contents(atPath: path) else { throw TaskError.missingFile(path) }
+        guard let data = readWholeFile(path) else { throw TaskError.missingFile(path) }
         var out: [(Int, [String: Any])] = []
         for (i, raw) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
             if let limit, out.count >= limit { break }
@@ -100,6 +101,7 @@ struct PIQA: EvaluationTask {
             let goal: String = try ZeroShotTasks.field(o, "goal", path, line)
             let s1: String = try ZeroShotTasks.field(o, "sol1", path, line), s2: String = try ZeroShotTasks.field(o, "sol2", path, line)
             let label: Int = try ZeroShotTasks.field(o, "label", path, line)
+            guard label == 0 || label == 1 else { throw TaskError.malformed(path: path, line: line, detail: "label \(label) is not 0 or 1") }
             let ctx = "Question: \(goal)\nAnswer:"
             return MultipleChoiceItem(contexts: [ctx, ctx], continuations: [" " + s1, " " + s2], choiceTexts: [s1, s2], gold: label)
         }
@@ -111,7 +113,8 @@ struct PIQA: EvaluationTask {
 struct HellaSwag: EvaluationTask {
     let name = "hellaswag", fileName = "hellaswag_val_full.llamacpp.txt", reportsAccNorm = true
     func items(from path: String, limit: Int?) throws -> [MultipleChoiceItem] {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw TaskError.missingFile(path) }
+        guard let data = readWholeFile(path) else { throw TaskError.missingFile(path) }
+        guard let text = String(data: data, encoding: .utf8) else { throw TaskError.malformed(path: path, line: 1, detail: "not UTF-8 text") }
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         var items: [MultipleChoiceItem] = []
         var i = 0

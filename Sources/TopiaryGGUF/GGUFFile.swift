@@ -43,7 +43,13 @@ public final class GGUFFile: @unchecked Sendable {
 
     /// Upper bounds for counts declared in a header, beyond what the file size already implies.
     static let maxDimensions = 4
-    static let maxStringLength = 1 << 30
+    /// The longest metadata string or tensor name (a chat template is a few KiB).
+    public static let maxStringLength = 1 << 24
+    /// The most entries of one metadata array (the largest vocabularies and merge lists have a few hundred thousand).
+    public static let maxArrayCount = 1 << 22
+    /// The most metadata values in all, arrays' entries included: parsed values take ~24 bytes each in memory, so
+    /// this bounds the metadata's memory (~200 MB) whatever the file declares.
+    public static let maxMetadataValues = 1 << 23
 
     public init(path: String) throws {
         self.path = path
@@ -131,17 +137,26 @@ public final class GGUFFile: @unchecked Sendable {
                     throw GGUFError.invalidTensorInfo(path: path, tensor: name,
                                                       detail: "shape \(dims) does not hold whole \(type) blocks of \(type.blockSize)")
                 }
-                let bytes = count / type.blockSize * type.bytesPerBlock
+                // Declared sizes are checked against the file before anything is allocated (a 2^40-element tensor in
+                // a small file is refused here), with overflow-checked arithmetic.
+                let (bytes, bytesOverflow) = (count / type.blockSize).multipliedReportingOverflow(by: type.bytesPerBlock)
                 let start = dataOffset + offset
+                let (end, endOverflow) = start.addingReportingOverflow(bytes)
+                guard !bytesOverflow, !endOverflow, end <= size else {
+                    throw GGUFError.tensorOutOfBounds(path: path, tensor: name, end: bytesOverflow || endOverflow ? Int.max : end, fileSize: size)
+                }
                 guard start % align == 0 || version < 3 else {
                     throw GGUFError.invalidTensorInfo(path: path, tensor: name, detail: "offset \(offset) is not aligned to \(align)")
-                }
-                guard start + bytes <= size else {
-                    throw GGUFError.tensorOutOfBounds(path: path, tensor: name, end: start + bytes, fileSize: size)
                 }
                 guard idx[name] == nil else { throw GGUFError.duplicateTensor(path: path, tensor: name) }
                 idx[name] = infos.count
                 infos.append(GGUFTensorInfo(name: name, dimensions: dims, type: type, offset: start, byteCount: bytes))
+            }
+            // Tensors never share bytes in a real file; overlapping ones would let a small file expand into many
+            // copies of the same data when dequantized.
+            let byStart = infos.filter { $0.byteCount > 0 }.sorted { $0.offset < $1.offset }
+            for (a, b) in zip(byStart, byStart.dropFirst()) where b.offset < a.offset + a.byteCount {
+                throw GGUFError.invalidTensorInfo(path: path, tensor: b.name, detail: "its data overlaps tensor '\(a.name)'")
             }
             tensors = infos
             index = idx
@@ -200,6 +215,8 @@ struct Reader {
     let size: Int
     let path: String
     var position = 0
+    /// Metadata values read so far (array entries included), against ``GGUFFile/maxMetadataValues``.
+    var values = 0
 
     mutating func need(_ n: Int, what: String) throws {
         guard n >= 0, position <= size - n else {
@@ -234,7 +251,10 @@ struct Reader {
 
     mutating func string(what: String) throws -> String {
         let n = try u64(what: what)
-        guard n <= UInt64(size - position), n <= UInt64(GGUFFile.maxStringLength) else {
+        guard n <= UInt64(GGUFFile.maxStringLength) else {
+            throw GGUFError.invalidMetadata(path: path, detail: "\(what): a string of \(n) bytes (at most \(GGUFFile.maxStringLength))")
+        }
+        guard n <= UInt64(size - position) else {
             throw GGUFError.truncated(path: path, what: "\(what): a string of \(n) bytes", needed: Int(clamping: UInt64(position) &+ n), fileSize: size)
         }
         let s = String(decoding: UnsafeRawBufferPointer(start: base + position, count: Int(n)), as: UTF8.self)
@@ -244,6 +264,10 @@ struct Reader {
 
     mutating func value(type: UInt32, key: String, depth: Int) throws -> GGUFValue {
         let what = "metadata '\(key)'"
+        values += 1
+        guard values <= GGUFFile.maxMetadataValues else {
+            throw GGUFError.invalidMetadata(path: path, detail: "more than \(GGUFFile.maxMetadataValues) metadata values (at '\(key)')")
+        }
         switch type {
         case 0: return .uint8(try scalar(UInt8.self, what: what))
         case 1: return .int8(try scalar(Int8.self, what: what))
@@ -269,6 +293,9 @@ struct Reader {
             default: throw GGUFError.unknownValueType(path: path, key: key, type: elementType)
             }
             let n = try count(what: "\(what): array count", minimumBytesEach: minimum)
+            guard n <= GGUFFile.maxArrayCount else {
+                throw GGUFError.invalidMetadata(path: path, detail: "'\(key)' declares \(n) array entries (at most \(GGUFFile.maxArrayCount))")
+            }
             var items: [GGUFValue] = []
             items.reserveCapacity(n)
             for _ in 0..<n { items.append(try value(type: elementType, key: key, depth: depth + 1)) }

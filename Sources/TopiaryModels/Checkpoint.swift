@@ -48,6 +48,7 @@ public enum Checkpoint {
             } else {
                 try fm.moveItem(atPath: tmp, toPath: dir)
             }
+            try AtomicFile.syncDirectory(parent)
         } catch {
             try? fm.removeItem(atPath: tmp)
             throw error
@@ -66,6 +67,41 @@ public enum Checkpoint {
                              to: directory + "/manifest.json")
     }
 
+    /// Checks every file listed in `directory/manifest.json` against its size and checksum, and that each of
+    /// `required` is listed: a checkpoint is complete only when its manifest, written last, says so.
+    public static func verifyManifest(directory: String, manifest data: Data? = nil, required: [String]) throws {
+        let manifestPath = directory + "/manifest.json"
+        guard let data = data ?? FileManager.default.contents(atPath: manifestPath) else {
+            throw ModelError.invalidConfig("\(directory): incomplete checkpoint (no manifest.json; was the save interrupted?)")
+        }
+        guard let manifest = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let files = manifest["files"] as? [[String: Any]] else {
+            throw ModelError.invalidConfig("\(manifestPath): not a valid manifest")
+        }
+        var listed: Set<String> = []
+        for f in files {
+            guard let file = f["name"] as? String, let bytes = f["bytes"] as? Int, let sum = f["fnv1a64"] as? String,
+                  !file.isEmpty, !file.contains("/"), !file.hasPrefix(".") else {
+                throw ModelError.invalidConfig("\(manifestPath): an entry lacks a plain file name, bytes or fnv1a64")
+            }
+            let path = directory + "/" + file
+            guard let data = try? Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) else {
+                throw ModelError.invalidConfig("\(path): listed in the manifest but missing")
+            }
+            guard data.count == bytes else {
+                throw ModelError.invalidConfig("\(path): damaged (\(data.count) bytes, manifest.json says \(bytes))")
+            }
+            let found = String(format: "%016llx", fnv1a64(data))
+            guard found == sum else {
+                throw ModelError.invalidConfig("\(path): damaged (checksum \(found) differs from \(sum) in manifest.json)")
+            }
+            listed.insert(file)
+        }
+        for file in required where !listed.contains(file) {
+            throw ModelError.invalidConfig("\(manifestPath): does not list \(file) (incomplete or foreign checkpoint)")
+        }
+    }
+
     /// Loads a checkpoint directory, verifying the manifest's sizes and checksums.
     public static func load(directory: String) throws -> LoadedModel {
         let fm = FileManager.default
@@ -73,20 +109,7 @@ public enum Checkpoint {
         guard let manifestData = fm.contents(atPath: directory + "/manifest.json") else {
             throw ModelError.invalidConfig("\(name): incomplete checkpoint (no manifest.json; was the save interrupted?)")
         }
-        guard let manifest = try? JSONSerialization.jsonObject(with: manifestData) as? [String: Any],
-              let files = manifest["files"] as? [[String: Any]] else {
-            throw ModelError.invalidConfig("\(name)/manifest.json: not a valid manifest")
-        }
-        for f in files {
-            guard let file = f["name"] as? String, let bytes = f["bytes"] as? Int, let sum = f["fnv1a64"] as? String else { continue }
-            let path = directory + "/" + file
-            guard let data = try? Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) else {
-                throw ModelError.invalidConfig("\(path): listed in the manifest but missing")
-            }
-            guard data.count == bytes, String(format: "%016llx", fnv1a64(data)) == sum else {
-                throw ModelError.invalidConfig("\(path): damaged (size or checksum differs from manifest.json)")
-            }
-        }
+        try verifyManifest(directory: directory, manifest: manifestData, required: ["config.json", "model.safetensors", "tokenizer_metadata.json"])
         guard let configData = fm.contents(atPath: directory + "/config.json") else {
             throw ModelError.invalidConfig("\(name): missing config.json")
         }
@@ -94,7 +117,7 @@ public enum Checkpoint {
         do { config = try JSONDecoder().decode(ModelConfig.self, from: configData) } catch {
             throw ModelError.invalidConfig("\(name)/config.json: \(describe(error))")
         }
-        try config.validate()
+        do { try config.validate() } catch let ModelError.invalidConfig(m) { throw ModelError.invalidConfig("\(name)/config.json: \(m)") }
         guard ["llama", "gemma3"].contains(config.architecture) else {
             throw ModelError.unsupportedArchitecture(path: name, architecture: config.architecture)
         }

@@ -65,6 +65,9 @@ public enum GGUFModelLoader {
             throw ModelError.missingMetadata(path: name, key: key)
         }
         let layers = try int("\(a).block_count")
+        guard (1...ModelConfig.maxLayers).contains(layers) else {
+            throw ModelError.invalidConfig("\(name): '\(a).block_count' is \(layers) (1 to \(ModelConfig.maxLayers) allowed)")
+        }
         let hidden = try int("\(a).embedding_length")
         let heads = try perLayer("\(a).attention.head_count", layers: layers)
         let kv = try perLayer("\(a).attention.head_count_kv", layers: layers, default: heads.first(where: { $0 > 0 }) ?? 1)

@@ -133,6 +133,9 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         vocabSize = try c.decode(Int.self, forKey: .vocabSize)
         hiddenSize = try c.decode(Int.self, forKey: .hiddenSize)
         let layers = try c.decode(Int.self, forKey: .layers)
+        guard (1...Self.maxLayers).contains(layers) else {
+            throw DecodingError.dataCorruptedError(forKey: .layers, in: c, debugDescription: "\(layers) layers (1 to \(Self.maxLayers) allowed)")
+        }
         func perLayer(_ key: CodingKeys) throws -> [Int] {
             if let v = try? c.decode(Int.self, forKey: key) { return Array(repeating: v, count: layers) }
             let values = try c.decode([Int].self, forKey: key)
@@ -166,11 +169,28 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         localRopeTheta = try c.decodeIfPresent(Float.self, forKey: .localRopeTheta)
     }
 
-    /// Checks internal consistency (per-layer arrays of one length, GQA divisibility).
+    /// Upper bounds for sizes read from a file, far above any model Topiary runs (Llama 3 405B: 126 layers, hidden
+    /// 16,384, FFN 53,248, vocabulary 128,256): a config that declares more is refused before anything is allocated.
+    public static let maxLayers = 1024
+    public static let maxHiddenSize = 1 << 17
+    public static let maxHeads = 1 << 12
+    public static let maxHeadDim = 1 << 12
+    public static let maxIntermediateSize = 1 << 20
+    public static let maxVocabSize = 1 << 22
+
+    /// Checks internal consistency (per-layer arrays of one length, GQA divisibility) and the bounds above.
     public func validate() throws {
         let n = heads.count
         func fail(_ m: String) -> ModelError { .invalidConfig(m) }
         guard n > 0 else { throw fail("the model has no layers") }
+        guard n <= Self.maxLayers else { throw fail("\(n) layers (at most \(Self.maxLayers))") }
+        guard vocabSize <= Self.maxVocabSize, hiddenSize <= Self.maxHiddenSize, headDim <= Self.maxHeadDim else {
+            throw fail("vocab \(vocabSize), hidden \(hiddenSize), head dim \(headDim) exceed the limits (\(Self.maxVocabSize), \(Self.maxHiddenSize), \(Self.maxHeadDim))")
+        }
+        guard heads.allSatisfy({ $0 <= Self.maxHeads }), kvHeads.allSatisfy({ $0 <= Self.maxHeads }),
+              intermediateSizes.allSatisfy({ $0 <= Self.maxIntermediateSize }) else {
+            throw fail("a layer has more than \(Self.maxHeads) heads or \(Self.maxIntermediateSize) FFN channels")
+        }
         guard kvHeads.count == n, intermediateSizes.count == n else {
             throw fail("per-layer arrays differ in length (heads \(heads.count), kv heads \(kvHeads.count), ffn \(intermediateSizes.count))")
         }

@@ -46,7 +46,7 @@ public enum Safetensors {
 
     /// Reads every tensor as fp32 (F16/BF16 are widened).
     public static func read(path: String) throws -> (tensors: [String: Tensor], metadata: [String: String]) {
-        guard let data = FileManager.default.contents(atPath: path) else { throw SafetensorsError.notFound(path: path) }
+        guard let data = readWholeFile(path) else { throw SafetensorsError.notFound(path: path) }
         guard data.count >= 8 else { throw SafetensorsError.truncated(path: path, detail: "\(data.count) bytes, no header length") }
         let n = data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
         guard n <= UInt64(data.count - 8), n <= 100_000_000 else {
@@ -65,7 +65,13 @@ public enum Safetensors {
                   let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2,
                   shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[1] >= offsets[0]
             else { throw SafetensorsError.badHeader(path: path, detail: "entry '\(name)' lacks dtype, shape or data_offsets") }
-            let count = shape.reduce(1, *)
+            let (count, overflow) = shape.reduce((1, false)) { acc, d in
+                let r = acc.0.multipliedReportingOverflow(by: d)
+                return (r.partialValue, acc.1 || r.overflow)
+            }
+            guard !overflow, shape.count <= 8, count <= data.count else {
+                throw SafetensorsError.badHeader(path: path, detail: "'\(name)' has shape \(shape), more elements than the file can hold")
+            }
             let width: Int
             switch dtype {
             case "F32": width = 4
@@ -75,7 +81,7 @@ public enum Safetensors {
             guard offsets[1] - offsets[0] == count * width else {
                 throw SafetensorsError.badHeader(path: path, detail: "'\(name)' has \(offsets[1] - offsets[0]) bytes for shape \(shape)")
             }
-            guard base + offsets[1] <= data.count else {
+            guard offsets[1] <= data.count - base else {
                 throw SafetensorsError.truncated(path: path, detail: "tensor '\(name)' ends at byte \(base + offsets[1]) of \(data.count)")
             }
             let t = Tensor(uninitialized: shape)

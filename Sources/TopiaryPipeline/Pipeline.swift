@@ -338,6 +338,7 @@ public final class Pipeline {
         let old = directory + "/.model.old-\(getpid())"
         if fm.fileExists(atPath: dest) { try fm.moveItem(atPath: dest, toPath: old) }
         try fm.moveItem(atPath: tmp, toPath: dest)
+        try AtomicFile.syncDirectory(directory)
         try? fm.removeItem(atPath: old)
         if adaptersPath != nil {
             log("note: the adapters in \(adaptersPath!) are not merged into \(dest) (add a `merge` stage, or pass --adapters)")

@@ -287,6 +287,7 @@ public final class LoRATrainer {
         let old = directory + "/.checkpoint.old-\(getpid())"
         if fm.fileExists(atPath: dest) { try fm.moveItem(atPath: dest, toPath: old) }
         try fm.moveItem(atPath: tmp, toPath: dest)
+        try AtomicFile.syncDirectory(directory)
         try? fm.removeItem(atPath: old)
     }
 
@@ -297,6 +298,8 @@ public final class LoRATrainer {
               FileManager.default.fileExists(atPath: dir + "/manifest.json") else {
             throw TrainingError.resumeMismatch("\(dir) holds no complete checkpoint")
         }
+        // Complete means listed in the manifest (written last) with matching sizes and checksums.
+        try Checkpoint.verifyManifest(directory: dir, required: ["adapters.safetensors", "optimizer.safetensors", "state.json"])
         let state = try JSONDecoder().decode(State.self, from: data)
         guard state.model == modelFingerprint else {
             throw TrainingError.resumeMismatch("\(dir) was made for a different model (\(state.model))")
