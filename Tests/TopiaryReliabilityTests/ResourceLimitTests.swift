@@ -53,7 +53,10 @@ final class ResourceLimitTests: XCTestCase {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        let args = ["/bin/sh", "-c", "ulimit -d 102400 && exec \"$0\" inspect --model \"$1\"", binary, path]
+        // One BLAS thread: OpenBLAS 0.3.21's worker threads retry their 128 MiB buffer mmap forever when the limit
+        // refuses it, which would hang the process at exit (a property of OpenBLAS under `ulimit -d`, not of our
+        // parser); `timeout` turns any hang into a failure instead of a stuck test run.
+        let args = ["/bin/sh", "-c", "ulimit -d 102400 && OPENBLAS_NUM_THREADS=1 exec timeout 60 \"$0\" inspect --model \"$1\"", binary, path]
         var argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
