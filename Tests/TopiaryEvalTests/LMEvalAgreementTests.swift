@@ -3,16 +3,22 @@ import TopiaryEval
 import TopiaryModels
 import XCTest
 
+/// The default model and the zero-shot task folder (`TOPIARY_MODEL`, `TOPIARY_DATA`), or a skip when either is absent.
+private func realModelAndTasks(file: String = #filePath) throws -> (model: String, tasks: String) {
+    let root = URL(fileURLWithPath: file).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    let model = ProcessInfo.processInfo.environment["TOPIARY_MODEL"] ?? root + "/checkpoints/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+    let data = (ProcessInfo.processInfo.environment["TOPIARY_DATA"] ?? root + "/../shared/data") + "/zeroshot"
+    guard FileManager.default.fileExists(atPath: model), FileManager.default.fileExists(atPath: data) else {
+        throw XCTSkip("model or data not found")
+    }
+    return (model, data)
+}
+
 /// Per-item choices on the first items of every task agree with lm-evaluation-harness (HFLM on the same
 /// GGUF through transformers; fixture from scripts/reference/lm_eval_zeroshot.py).
 final class LMEvalAgreementTests: XCTestCase {
     func testPerItemChoicesAgreeWithLMEval() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-        let model = ProcessInfo.processInfo.environment["TOPIARY_MODEL"] ?? root + "/checkpoints/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-        let data = (ProcessInfo.processInfo.environment["TOPIARY_DATA"] ?? root + "/../shared/data") + "/zeroshot"
-        guard FileManager.default.fileExists(atPath: model), FileManager.default.fileExists(atPath: data) else {
-            throw XCTSkip("model or data not found")
-        }
+        let (model, data) = try realModelAndTasks()
         let url = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures/lm_eval_smollm2", withExtension: "json"))
         let fixture = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
         let results = fixture["results"] as! [String: [String: Any]]
@@ -37,12 +43,7 @@ final class LMEvalAgreementTests: XCTestCase {
 /// across items — give the same log-likelihoods on every task.
 final class ScoringStrategyTests: XCTestCase {
     func testPackedAndCachedScoringAgree() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-        let model = ProcessInfo.processInfo.environment["TOPIARY_MODEL"] ?? root + "/checkpoints/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-        let data = (ProcessInfo.processInfo.environment["TOPIARY_DATA"] ?? root + "/../shared/data") + "/zeroshot"
-        guard FileManager.default.fileExists(atPath: model), FileManager.default.fileExists(atPath: data) else {
-            throw XCTSkip("model or data not found")
-        }
+        let (model, data) = try realModelAndTasks()
         let loaded = try ModelLoader.load(path: model)
         var evaluator = ZeroShotEvaluator(model: loaded.model, tokenizer: loaded.tokenizer)
         evaluator.packedTokens = 192  // several packed batches of different widths
