@@ -124,6 +124,7 @@ void tk_dropout_mask(float *mask, long n, uint64_t seed, double p, float keep) {
 void tk_mul_acc(const float *a, const float *b, float *y, long n) { for (long i = 0; i < n; i++) y[i] += a[i] * b[i]; }
 void tk_scale(const float *x, float s, float *y, long n) { for (long i = 0; i < n; i++) y[i] = x[i] * s; }
 void tk_add_inplace(float *y, const float *x, long n) { for (long i = 0; i < n; i++) y[i] += x[i]; }
+long tk_count_zeros(const float *x, long n) { long z = 0; for (long i = 0; i < n; i++) z += x[i] == 0.0f; return z; }
 
 void tk_rope(const float *x, float *y, long tokens, long heads, long head_dim, long rot_dim, const float *cos_t,
              const float *sin_t, const int32_t *pos, int inverse) {

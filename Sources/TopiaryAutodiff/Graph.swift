@@ -76,8 +76,13 @@ public final class Graph {
     public private(set) var backwardSeconds: [OpKind: Double]?
     private var lastRecord = DispatchTime.now().uptimeNanoseconds
 
-    public init(recording: Bool = false, profile: Bool = false) {
-        self.recording = recording
+    /// Records operations without their backward rules (which hold the tensors they read): a trace for the
+    /// dependency graph that keeps no weights alive, so a streamed model can be traced layer by layer.
+    public let tracingOnly: Bool
+
+    public init(recording: Bool = false, profile: Bool = false, tracingOnly: Bool = false) {
+        self.recording = recording || tracingOnly
+        self.tracingOnly = tracingOnly
         if profile {
             forwardSeconds = [:]
             backwardSeconds = [:]
@@ -107,7 +112,7 @@ public final class Graph {
         let node = Node(
             record: OpRecord(kind: kind, inputs: inputs.map(\.node), parameter: parameter, outputShape: output.shape,
                              attributes: attributes),
-            requiresGrad: requires, backward: requires ? backward : nil)
+            requiresGrad: requires && !tracingOnly, backward: requires && !tracingOnly ? backward : nil)
         nodes.append(node)
         return Var(value: output, node: nodes.count - 1)
     }

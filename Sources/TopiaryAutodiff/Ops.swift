@@ -93,6 +93,17 @@ extension Graph {
         }
     }
 
+    /// Rows of a table that is not in memory (a streamed model's embedding, gathered row by row from its file),
+    /// recorded as an embedding of `table` so that a trace sees the same operation. No gradient reaches the table.
+    public func embedding(rows: Tensor, of table: Parameter, ids: [Int32]) throws -> Var {
+        guard table.shape.count == 2, rows.shape == [ids.count, table.shape[1]] else {
+            throw AutodiffError.shapeMismatch(op: "embedding", shapes: [table.shape, rows.shape])
+        }
+        return record(.embedding, [parameter(table)], output: rows, attributes: ["vocab": table.shape[0], "dim": table.shape[1]]) { _, _ in
+            throw AutodiffError.invalidArgument(op: "embedding", message: "\(table.name) is streamed from its file and takes no gradient (freeze it)")
+        }
+    }
+
     // MARK: Normalisation and activations
 
     /// RMSNorm over the last axis: `x / rms(x) · (w + weightOffset)`.

@@ -7,8 +7,13 @@ import TopiaryCore
 /// ``zeroGrad()``), so several calibration batches add up.
 public final class Parameter: @unchecked Sendable {
     public let name: String
-    public var value: Tensor
+    /// The weights. For a parameter of a streamed model (``isResident`` false) this is an empty tensor until
+    /// the layer store loads it; ``shape`` still tells its shape.
+    public var value: Tensor { didSet { storedShape = value.shape; isResident = true } }
     public var grad: Tensor?
+    private var storedShape: [Int]
+    /// False while the weights stay in their file (a layer of a streamed model that is not in use).
+    public private(set) var isResident = true
     /// When false, no gradient is computed for this parameter (a frozen base weight).
     public var requiresGrad: Bool
 
@@ -16,9 +21,32 @@ public final class Parameter: @unchecked Sendable {
         self.name = name
         self.value = value
         self.requiresGrad = requiresGrad
+        storedShape = value.shape
     }
 
-    public var shape: [Int] { value.shape }
+    /// A parameter whose weights are not in memory yet (a layer store loads them when they are used).
+    public init(name: String, offloadedShape shape: [Int], requiresGrad: Bool = true) {
+        self.name = name
+        self.value = Tensor(zeros: [0])
+        self.requiresGrad = requiresGrad
+        storedShape = shape
+        isResident = false
+    }
+
+    /// The shape of the weights, resident or not.
+    public var shape: [Int] { storedShape }
+
+    /// Number of weights, resident or not.
+    public var count: Int { storedShape.reduce(1, *) }
+
+    /// Frees the weights (and any gradient), keeping the shape: a layer store calls this when it evicts a layer.
+    public func offload() {
+        let s = storedShape
+        value = Tensor(zeros: [0])
+        storedShape = s
+        isResident = false
+        grad = nil
+    }
 
     /// Drops the accumulated gradient.
     public func zeroGrad() { grad = nil }

@@ -18,13 +18,20 @@ struct ModelArguments: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("A directory with LoRA adapters (adapter_model.safetensors) to apply unmerged.", valueName: "dir"))
     var adapters: String?
 
+    @Option(name: .customLong("stream-layers"), help: ArgumentHelp(
+        "Keep a GGUF model's weights quantized in the mapped file and dequantize at most this many layers at a time (0: load the whole model as fp32). For models larger than memory, e.g. a 7B model on 24 GiB: perplexity, prune (to a .gguf) and sparsify (wanda/sparsegpt, to a .gguf) run layer by layer.",
+        valueName: "n"))
+    var streamLayers: Int = 0
+
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        guard streamLayers >= 0 else { throw ValidationError("--stream-layers must be ≥ 0") }
     }
 
     func load() throws -> LoadedModel {
         if let threads { setBLASThreads(threads) }
-        let loaded = try ModelLoader.load(path: model)
+        if streamLayers > 0 && adapters != nil { throw CLIError("--adapters cannot be applied to a streamed model (--stream-layers); merge them first") }
+        let loaded = try ModelLoader.load(path: model, streamLayers: streamLayers)
         if let adapters {
             guard let m = loaded.model as? any AdaptableModel else { throw CLIError("this model type does not take adapters") }
             try LoRATrainer.loadAdapters(directory: adapters, into: m)

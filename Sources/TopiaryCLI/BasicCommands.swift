@@ -133,8 +133,10 @@ struct PerplexityCommand: ParsableCommand {
             if text == nil { content = set.prepare(content) }
             let loaded = try modelArguments.load()
             let tokens = loaded.tokenizer.encode(content, addSpecialTokens: false, parseSpecial: false).map(Int32.init)
-            let evaluator = PerplexityEvaluator(window: window, maxWindows: maxWindows == 0 ? nil : maxWindows, batchSize: batchSize)
             let planned = min(tokens.count / window, maxWindows == 0 ? Int.max : maxWindows)
+            // A streamed model reads every layer from its file once per pass: one pass over all windows by default.
+            let batch = batchSize ?? (modelArguments.streamLayers > 0 ? max(1, planned) : nil)
+            let evaluator = PerplexityEvaluator(window: window, maxWindows: maxWindows == 0 ? nil : maxWindows, batchSize: batch)
             let bar = ProgressBar("perplexity", total: planned, unit: "windows")
             let result = try evaluator.evaluate(loaded.model, tokens: tokens, source: path, progress: bar)
             if json { return try printJSON(result) }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TopiaryCore
+import TopiaryExport
 import TopiaryGraph
 import TopiaryModels
 import TopiaryPrune
@@ -77,7 +78,10 @@ struct Prune: ParsableCommand {
     @Option(name: .customLong("round-to"), help: "Round kept MLP channels per layer to a multiple of this.") var roundTo: Int = 1
     @Option(help: "Seed for --importance random.") var seed: UInt64 = 0
     @Flag(help: "Replace --out if it exists.") var force = false
-    @Option(help: "topiary (checkpoint directory) or hdf5 (the same, plus model.h5 with one dataset per tensor).") var format: String = "topiary"
+    @Option(help: "topiary (checkpoint directory) or hdf5 (the same, plus model.h5 with one dataset per tensor). A streamed model (--stream-layers) is written as one GGUF file (--out ending in .gguf).")
+    var format: String = "topiary"
+    @Option(name: .customLong("gguf-type"), help: "Streamed models: storage type of the pruned matrices in the GGUF (f32, f16, q8_0, q4_0, q4_1); unchanged tensors keep the source's bytes.")
+    var ggufType: String = "q8_0"
 
     func validate() throws {
         guard format == "topiary" || format == "hdf5" else { throw ValidationError("--format \(format): expected topiary or hdf5") }
@@ -93,6 +97,7 @@ struct Prune: ParsableCommand {
             let loaded = try modelArguments.load()
             let model = loaded.model
             let range = try StructuredPruner.parseLayers(layers, layerCount: model.config.layerCount)
+            if let streamed = model as? LlamaModel, streamed.store != nil { return try runStreamed(loaded, streamed, range) }
             let graph = try DependencyGraphBuilder().build(model: model)
             var fisher: [String: Tensor] = [:]
             var loss: Double?
@@ -137,6 +142,71 @@ struct Prune: ParsableCommand {
             printSummary(before: beforeConfig, after: model.config, plan: plan)
             print("saved \(out)")
         }
+    }
+
+    /// Layer streaming: scores computed one layer at a time (Taylor gradients by `Calibration.layerwiseGradients`),
+    /// the plan made from shapes, and the pruned model written to a GGUF file tensor by tensor.
+    func runStreamed(_ loaded: LoadedModel, _ model: LlamaModel, _ range: ClosedRange<Int>) throws {
+        guard out.hasSuffix(".gguf") else { throw CLIError("a streamed model (--stream-layers) is written as one GGUF file: give --out a path ending in .gguf") }
+        guard importance != .taylor2 else { throw CLIError("--importance taylor2 is not available with --stream-layers (use taylor, taylor-vector, l1, l2 or random)") }
+        let type = try GGUFExporter.parseType(ggufType)
+        let start = Date()
+        let graph = try DependencyGraphBuilder().build(model: model)
+        let ranked = graph.groups.filter { ($0.kind == "attention" || $0.kind == "mlp") && $0.layer.map(range.contains) == true }
+        let byLayer = Dictionary(grouping: ranked, by: { $0.layer! })
+        let params = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0) })
+        let estimator = CriterionEstimator(criterion: importance, aggregation: aggregation, seed: seed)
+        var scores: [Int: [Double]] = [:]
+        func score(_ l: Int) throws { for g in byLayer[l] ?? [] { scores[g.id] = try estimator.scores(for: g, parameters: params) } }
+        var loss: Double?
+        var calibrationInfo: [String: Int]?
+        if importance.needsGradients {
+            let path = calibration.file ?? dataArguments.wikitext
+            let tokens = loaded.tokenizer.encode(try readText(path), addSpecialTokens: false, parseSpecial: false).map(Int32.init)
+            let set = try CalibrationSet(tokens: tokens, windows: calibration.windows, length: calibration.length,
+                                         offset: calibration.offset, source: path)
+            calibrationInfo = ["windows": set.windows, "length": set.length, "offset": set.offset]
+            Calibration.restrictGradients(model, to: Calibration.parameterNames(of: ranked))
+            loss = try Calibration.layerwiseGradients(model, set, progress: ProgressBar("calibration (layer by layer: forward, then backward)",
+                                                                                       total: 2 * model.layers.count, unit: "layer passes")) { l in try score(l) }
+        } else {
+            let bar = ProgressBar("scoring", total: range.count, unit: "layers")
+            for l in range { try model.store!.use(layer: l); try score(l); bar.advance() }
+            bar.finish()
+        }
+        model.store!.releaseLayers()
+        let before = model.parameterCount
+        let nonEmbedding = before - model.config.vocabSize * model.config.hiddenSize
+        let pruner = StructuredPruner(ratio: ratio, layers: range, mode: mode, roundTo: roundTo)
+        let removals = try pruner.plan(model: model, graph: graph, estimator: PrecomputedScores(scores))
+        let removed = try StructuredPruner.removedIndices(removals, graph: graph)
+        let config = try StructuredPruner.prunedConfig(model, removed: removed)
+        let after = model.parameters.reduce(0) { total, p in
+            var shape = p.shape
+            for (axis, indices) in removed[p.name] ?? [:] { shape[axis] -= indices.count }
+            return total + shape.reduce(1, *)
+        }
+        let bar = ProgressBar("writing \(out)", total: model.layers.count, unit: "layers")
+        var written = -1
+        let report = try GGUFExporter.exportStreamed(
+            model: model, config: config, sourceMetadata: loaded.metadata, to: out, options: GGUFExportOptions(type: type),
+            prepareLayer: { l in
+                try model.store!.use(layer: l)
+                if l != written { written = l; bar.advance() }
+            },
+            changed: { removed[$0.name] != nil },
+            tensor: { p, _ in StructuredPruner.slice(p.value, removing: removed[p.name] ?? [:]) })
+        bar.finish()
+        let plan = PruningPlan(ratio: ratio, layers: Array(range), mode: mode.rawValue, importance: importance.rawValue,
+                               aggregation: aggregation.rawValue, calibration: calibrationInfo, calibrationLoss: loss,
+                               parametersBefore: before, parametersAfter: after, nonEmbeddingBefore: nonEmbedding, removals: removals)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicFile.write(try encoder.encode(plan), to: (out as NSString).deletingPathExtension + ".pruning.json")
+        printSummary(before: model.config, after: config, plan: plan)
+        let store = model.store!
+        print(String(format: "saved %@ (%@ bytes, %@) in %.0f s; %d layer loads, %.0f s dequantizing",
+                     out, report.bytes.formatted(), report.architecture, Date().timeIntervalSince(start), store.loads, store.loadSeconds))
     }
 
     func printSummary(before: ModelConfig, after: ModelConfig, plan: PruningPlan) {

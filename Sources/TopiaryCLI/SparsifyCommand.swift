@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TopiaryCore
+import TopiaryExport
 import TopiaryModels
 import TopiaryPrune
 
@@ -42,6 +43,8 @@ struct Sparsify: ParsableCommand {
     var trueSequential = false
     @Option(help: "Seed for --method random.") var seed: UInt64 = 0
     @Flag(help: "Replace --out if it exists.") var force = false
+    @Option(name: .customLong("gguf-type"), help: "Streamed models (--stream-layers): storage type of the sparsified matrices in the output GGUF (f32, f16, q8_0, q4_0, q4_1; zeros stay exact zeros); other tensors keep the source's bytes.")
+    var ggufType: String = "q8_0"
 
     func validate() throws {
         guard sparsity >= 0 && sparsity < 1 else { throw ValidationError("--sparsity \(sparsity) is outside [0, 1)") }
@@ -68,6 +71,7 @@ struct Sparsify: ParsableCommand {
                 set = try CalibrationSet(tokens: tokens, windows: windows, length: length, offset: offset, source: path)
             }
             try s.validate(model: model, calibration: set)  // before any work (run checks the per-layer sparsities again)
+            if model.store != nil { return try runStreamed(loaded, model, s, set) }
             let start = Date()
             var scores: [Double] = []
             switch allocation {
@@ -93,5 +97,37 @@ struct Sparsify: ParsableCommand {
                                 extraFiles: ["sparsify.json": try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys])])
             print(String(format: "%@: %.2f%% of the linear weights are zero (%.1f s); saved %@", method.rawValue, 100 * achieved, seconds, out))
         }
+    }
+
+    /// Layer streaming: each layer is sparsified when the GGUF writer reaches it, written, then evicted.
+    func runStreamed(_ loaded: LoadedModel, _ model: LlamaModel, _ s: Sparsifier, _ set: CalibrationSet?) throws {
+        guard out.hasSuffix(".gguf") else { throw CLIError("a streamed model (--stream-layers) is written as one GGUF file: give --out a path ending in .gguf") }
+        guard allocation == .uniform else { throw CLIError("--allocation \(allocation.rawValue) is not available with --stream-layers (uniform only)") }
+        guard let set else { throw CLIError("--method \(method.rawValue) with --stream-layers: only wanda and sparsegpt run on a streamed model") }
+        let type = try GGUFExporter.parseType(ggufType)
+        let start = Date()
+        let stepper = try s.sequentialSparsifier(model: model, calibration: set,
+                                                 progress: ProgressBar("sparsify \(method.rawValue) (layer by layer, written as it goes)", total: model.layers.count, unit: "layers"))
+        let linears = Set(model.layers.flatMap { [$0.q, $0.k, $0.v, $0.o, $0.gate, $0.up, $0.down].map(\.name) })
+        var zeros = 0, total = 0
+        let report = try GGUFExporter.exportStreamed(
+            model: model, config: model.config, sourceMetadata: loaded.metadata, to: out, options: GGUFExportOptions(type: type),
+            prepareLayer: { l in try stepper.advance(through: l) },
+            changed: { linears.contains($0.name) },
+            tensor: { p, _ in
+                let t = p.value
+                total += t.count
+                zeros += t.zeroCount
+                return t
+            })
+        let achieved = Double(zeros) / Double(max(total, 1))
+        let seconds = Date().timeIntervalSince(start)
+        let info: [String: Any] = ["method": method.rawValue, "sparsity": sparsity, "nm": nm ?? "", "achieved_sparsity": achieved, "seconds": seconds,
+                                   "calibration": ["windows": set.windows, "length": set.length, "offset": set.offset], "gguf_type": ggufType,
+                                   "layer_loads": model.store!.loads]
+        try AtomicFile.write(try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys]),
+                             to: (out as NSString).deletingPathExtension + ".sparsify.json")
+        print(String(format: "%@: %.2f%% of the linear weights are zero (%.1f s); saved %@ (%@ bytes)", method.rawValue, 100 * achieved, seconds, out,
+                     report.bytes.formatted()))
     }
 }

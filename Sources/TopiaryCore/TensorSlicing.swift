@@ -1,3 +1,4 @@
+import CTopiaryKernels
 import CBLAS
 import Foundation
 
@@ -46,4 +47,9 @@ extension Tensor {
         for o in 0..<outer { for i in 0..<n { for j in 0..<inner { result[i] += Double(pointer[(o * n + i) * inner + j]) } } }
         return result
     }
+}
+
+extension Tensor {
+    /// Number of entries equal to zero (sparsity checks).
+    public var zeroCount: Int { withExtendedLifetime(self) { tk_count_zeros(pointer, count) } }
 }

@@ -99,6 +99,7 @@ public enum GGUFExporter {
 
     /// The GGUF architecture `choice` resolves to for `config`, or why llama.cpp could not run it.
     public static func resolveArchitecture(_ config: ModelConfig, _ choice: GGUFArchitecture) throws -> String {
+        if config.architecture == "qwen2" { return "qwen2" }
         guard config.architecture == "llama" else {
             throw ExportError.unsupportedModel("GGUF export supports LLaMA-family models (this one is '\(config.architecture)')")
         }
@@ -150,9 +151,47 @@ public enum GGUFExporter {
     @discardableResult
     public static func export(model input: any LanguageModel, sourceMetadata: [String: GGUFValue], to path: String,
                               options: GGUFExportOptions = GGUFExportOptions()) throws -> ExportReport {
-        guard types.contains(options.type) else { throw ExportError.unknownType("\(options.type)") }
         let (model, merged) = try ExportWeights.plain(input)
-        let config = model.config
+        if model.store != nil {
+            throw ExportError.unsupportedModel("a streamed model is written with exportStreamed (its weights are not in memory)")
+        }
+        var report = try write(model: model, config: model.config, sourceMetadata: sourceMetadata, to: path, options: options,
+                               prepareLayer: { _ in }, tensor: { p, _ in p.value }, raw: nil)
+        if merged > 0 { report.notes.append("merged \(merged) LoRA adapters into the weights") }
+        report.mergedAdapters = merged
+        if let sparsity = ExportWeights.zeroFraction(model), sparsity >= 0.05 {
+            report.notes.append(String(format: "%.1f%% of the linear weights are zero (unstructured sparsity): stored dense, as GGUF has no sparse layout", 100 * sparsity))
+        }
+        return report
+    }
+
+    /// Writes a streamed model (``LayerStore``) tensor by tensor, so that no more than a layer of fp32 weights is in
+    /// memory: `prepareLayer(l)` runs before layer `l`'s tensors are written (layers in order 0, 1, …: a sequential
+    /// sparsifier prunes layer `l` there), `tensor` gives what to write for a parameter — nil copies the source file's
+    /// bytes unchanged, in their original quantization. `config` is the written model's shape (after pruning).
+    @discardableResult
+    public static func exportStreamed(model: LlamaModel, config: ModelConfig, sourceMetadata: [String: GGUFValue], to path: String,
+                                      options: GGUFExportOptions, prepareLayer: @escaping (Int) throws -> Void,
+                                      changed: @escaping (Parameter) -> Bool,
+                                      tensor: @escaping (Parameter, Int?) throws -> Tensor) throws -> ExportReport {
+        guard let store = model.store else { throw ExportError.unsupportedModel("exportStreamed needs a streamed model (a LayerStore)") }
+        guard model.adapters.isEmpty else { throw ExportError.unsupportedModel("a streamed model with LoRA adapters cannot be exported; merge them first") }
+        return try write(model: model, config: config, sourceMetadata: sourceMetadata, to: path, options: options,
+                         prepareLayer: prepareLayer, tensor: tensor, raw: { p in
+                             // Unchanged tensors keep the source's bytes (no second quantization), copied when written.
+                             guard !changed(p), let info = store.sourceTensor(of: p) else { return nil }
+                             return (info, {
+                                 defer { store.file.releasePages(of: info) }
+                                 return Data(store.file.rawBytes(of: info))
+                             })
+                         })
+    }
+
+    static func write(model: LlamaModel, config: ModelConfig, sourceMetadata: [String: GGUFValue], to path: String,
+                      options: GGUFExportOptions, prepareLayer: @escaping (Int) throws -> Void,
+                      tensor: @escaping (Parameter, Int?) throws -> Tensor,
+                      raw: ((Parameter) -> (GGUFTensorInfo, () -> Data)?)?) throws -> ExportReport {
+        guard types.contains(options.type) else { throw ExportError.unknownType("\(options.type)") }
         let arch = try resolveArchitecture(config, options.architecture)
         let tokenizer = sourceMetadata.filter { $0.key.hasPrefix("tokenizer.") }
         guard tokenizer["tokenizer.ggml.model"] != nil, tokenizer["tokenizer.ggml.tokens"] != nil else {
@@ -185,49 +224,69 @@ public enum GGUFExporter {
 
         var exported: [ExportedTensor] = []
         var fallbacks: [String: Int] = [:]
-        func add(_ name: String, _ tensor: Tensor, permuteHeads: Int? = nil) throws {
-            let (type, note) = storageType(name: name, shape: tensor.shape, requested: options.type)
-            let dims = Array(tensor.shape.reversed())
+        // llama.cpp permutes q/k rows for its `llama`/`deci` RoPE; Qwen2 keeps rotate-half order.
+        let permutes = arch != "qwen2"
+        func add(_ name: String, _ p: Parameter, layer: Int?, shape: [Int], permuteHeads: Int? = nil) throws {
+            if let raw, let (info, bytes) = raw(p) {
+                guard info.shape == shape else {
+                    throw ExportError.unsupportedModel("\(name): the source tensor has shape \(info.shape), the written model needs \(shape)")
+                }
+                exported.append(ExportedTensor(name: name, dimensions: info.dimensions, type: "\(info.type)", note: "copied from the source"))
+                try w.addTensor(name: name, dimensions: info.dimensions, type: info.type) { bytes() }
+                return
+            }
+            let (type, note) = storageType(name: name, shape: shape, requested: options.type)
+            let dims = Array(shape.reversed())
             exported.append(ExportedTensor(name: name, dimensions: dims, type: "\(type)", note: note))
-            if let note, tensor.shape.count >= 2 { fallbacks[note, default: 0] += 1 }
+            if let note, shape.count >= 2 { fallbacks[note, default: 0] += 1 }
             try w.addTensor(name: name, dimensions: dims, type: type) {
-                let t = permuteHeads.map { GGUFModelLoader.permuteRotary(tensor, heads: $0) } ?? tensor
+                if let layer { try prepareLayer(layer) }
+                let value = try tensor(p, layer)
+                guard value.shape == shape else {
+                    throw ExportError.unsupportedModel("\(name): produced shape \(value.shape), the written model needs \(shape)")
+                }
+                let t = permutes ? permuteHeads.map { GGUFModelLoader.permuteRotary(value, heads: $0) } ?? value : value
                 return try GGUFWriter.encode(t, as: type, name: name)
             }
         }
-        try add("token_embd.weight", model.embedding.value)
+        let d = config.hiddenSize, hd = config.headDim
+        try add("token_embd.weight", model.embedding, layer: nil, shape: [config.vocabSize, d])
         for (l, layer) in model.layers.enumerated() {
-            let b = "blk.\(l)."
+            let b = "blk.\(l).", nq = config.heads[l] * hd, nkv = config.kvHeads[l] * hd, f = config.intermediateSizes[l]
             if config.heads[l] > 0 {
-                try add(b + "attn_norm.weight", layer.attentionNorm.value)
-                try add(b + "attn_q.weight", layer.q.value, permuteHeads: config.heads[l])
-                try add(b + "attn_k.weight", layer.k.value, permuteHeads: config.kvHeads[l])
-                try add(b + "attn_v.weight", layer.v.value)
-                try add(b + "attn_output.weight", layer.o.value)
+                try add(b + "attn_norm.weight", layer.attentionNorm, layer: l, shape: [d])
+                try add(b + "attn_q.weight", layer.q, layer: l, shape: [nq, d], permuteHeads: config.heads[l])
+                try add(b + "attn_k.weight", layer.k, layer: l, shape: [nkv, d], permuteHeads: config.kvHeads[l])
+                try add(b + "attn_v.weight", layer.v, layer: l, shape: [nkv, d])
+                if let qb = layer.qBias, let kb = layer.kBias, let vb = layer.vBias {
+                    try add(b + "attn_q.bias", qb, layer: l, shape: [nq])
+                    try add(b + "attn_k.bias", kb, layer: l, shape: [nkv])
+                    try add(b + "attn_v.bias", vb, layer: l, shape: [nkv])
+                }
+                try add(b + "attn_output.weight", layer.o, layer: l, shape: [d, nq])
             }
             if config.intermediateSizes[l] > 0 {
-                try add(b + "ffn_norm.weight", layer.ffnNorm.value)
-                try add(b + "ffn_gate.weight", layer.gate.value)
-                try add(b + "ffn_up.weight", layer.up.value)
-                try add(b + "ffn_down.weight", layer.down.value)
+                try add(b + "ffn_norm.weight", layer.ffnNorm, layer: l, shape: [d])
+                try add(b + "ffn_gate.weight", layer.gate, layer: l, shape: [f, d])
+                try add(b + "ffn_up.weight", layer.up, layer: l, shape: [f, d])
+                try add(b + "ffn_down.weight", layer.down, layer: l, shape: [d, f])
             }
         }
-        try add("output_norm.weight", model.norm.value)
-        if !config.tieWordEmbeddings { try add("output.weight", model.output.value) }
+        try add("output_norm.weight", model.norm, layer: nil, shape: [d])
+        if !config.tieWordEmbeddings { try add("output.weight", model.output, layer: nil, shape: [config.vocabSize, d]) }
 
         var notes: [String] = []
         if arch == "deci" {
             notes.append("layers differ (\(config.shapeSummary)): written as llama.cpp's 'deci' architecture, which sizes each layer from per-layer arrays")
         }
-        if merged > 0 { notes.append("merged \(merged) LoRA adapters into the weights") }
-        if let sparsity = ExportWeights.zeroFraction(model), sparsity >= 0.05 {
-            notes.append(String(format: "%.1f%% of the linear weights are zero (unstructured sparsity): stored dense, as GGUF has no sparse layout", 100 * sparsity))
+        if arch == "qwen2" && !config.isUniform {
+            notes.append("layers differ (\(config.shapeSummary)): written as 'qwen2' with per-layer arrays, which Topiary reads back")
         }
         try w.write(to: path)
         let bytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? w.fileSize
         return ExportReport(format: "gguf", path: path, architecture: arch, type: "\(options.type)", uniform: config.isUniform, bytes: bytes,
                             tensors: exported, fallbacks: fallbacks.sorted { $0.key < $1.key }.map { "\($0.value) tensors: \($0.key)" },
-                            notes: notes, mergedAdapters: merged)
+                            notes: notes, mergedAdapters: 0)
     }
 
     /// Tokenizer values as GGUF types them. A checkpoint keeps its tokenizer metadata in JSON, which

@@ -179,6 +179,17 @@ public final class GGUFFile: @unchecked Sendable {
         UnsafeRawBufferPointer(start: base + info.offset, count: info.byteCount)
     }
 
+    /// Tells the kernel that the mapped pages of a tensor are not needed any more (after it was dequantized),
+    /// so that they leave this process's resident memory; a later read maps them again from the page cache.
+    public func releasePages(of info: GGUFTensorInfo) {
+        guard mapped else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = Int(bitPattern: base) + info.offset, end = start + info.byteCount
+        let first = (start + page - 1) / page * page, last = end / page * page
+        guard last > first else { return }
+        _ = madvise(UnsafeMutableRawPointer(bitPattern: first), last - first, 4 /* MADV_DONTNEED */)
+    }
+
     /// The whole tensor as fp32, shaped row-major (`info.shape`).
     public func dequantize(_ info: GGUFTensorInfo) throws -> Tensor {
         guard info.type.canDequantize else {

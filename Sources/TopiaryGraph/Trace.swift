@@ -6,7 +6,7 @@ import TopiaryModels
 extension DependencyGraphBuilder {
     /// Traces one forward pass of `model` on a few tokens and builds its dependency graph.
     public func build(model: any LanguageModel, name: String = "model") throws -> DependencyGraph {
-        let g = Graph(recording: true)
+        let g = Graph(tracingOnly: true)
         let vocab = model.config.vocabSize
         let tokens = (0..<4).map { Int32(($0 * 31 + 1) % vocab) }
         let out = try model.forward(g, tokens: tokens, batch: 1, cache: nil, logits: .all)

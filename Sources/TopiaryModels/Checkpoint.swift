@@ -208,13 +208,18 @@ extension GGUFValue {
 
 /// Loads a model from a GGUF file or a Topiary checkpoint directory.
 public enum ModelLoader {
-    public static func load(path: String) throws -> LoadedModel {
+    /// `streamLayers` > 0 keeps a GGUF model's weights in its file and dequantizes that many layers at a time
+    /// (``LayerStore``); checkpoints (fp32 safetensors) are always loaded whole.
+    public static func load(path: String, streamLayers: Int = 0) throws -> LoadedModel {
         var dir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &dir) else { throw ModelError.notFound(path: path) }
         if dir.boolValue {
             guard Checkpoint.isCheckpoint(path) else { throw ModelError.unrecognizedFormat(path: path) }
+            guard streamLayers == 0 else {
+                throw ModelError.invalidConfig("\(path): layer streaming reads GGUF files; a checkpoint directory is loaded whole (drop --stream-layers)")
+            }
             return try Checkpoint.load(directory: path)
         }
-        return try GGUFModelLoader.load(path: path)
+        return try GGUFModelLoader.load(path: path, streamLayers: streamLayers)
     }
 }

@@ -26,19 +26,25 @@ public enum GGUFModelLoader {
     /// GGUF architectures read as a LLaMA graph.
     public static let llamaArchitectures = ["llama", "deci"]
     /// Every GGUF architecture the loader reads (`gemma3`: the same decoder with Gemma 3's variations).
-    public static let supportedArchitectures = llamaArchitectures + ["gemma3"]
+    public static let supportedArchitectures = llamaArchitectures + ["gemma3", "qwen2"]
 
-    /// Loads the model and its tokenizer from a GGUF file.
-    public static func load(path: String) throws -> LoadedModel {
+    /// Loads the model and its tokenizer from a GGUF file. With `streamLayers` > 0 the weights stay quantized in
+    /// the mapped file and at most that many layers are dequantized at a time (see ``LayerStore``).
+    public static func load(path: String, streamLayers: Int = 0) throws -> LoadedModel {
         let file = try GGUFFile(path: path)
         let name = (path as NSString).lastPathComponent
         guard let arch = file.metadata["general.architecture"]?.string else {
             throw ModelError.missingMetadata(path: name, key: "general.architecture")
         }
         guard supportedArchitectures.contains(arch) else { throw ModelError.unsupportedArchitecture(path: name, architecture: arch) }
-        let config = arch == "gemma3" ? try gemma3Config(file, name: name) : try llamaConfig(file, name: name, prefix: arch)
+        let config: ModelConfig
+        switch arch {
+        case "gemma3": config = try gemma3Config(file, name: name)
+        case "qwen2": config = try qwen2Config(file, name: name)
+        default: config = try llamaConfig(file, name: name, prefix: arch)
+        }
         let tokenizer = try tokenizerFromMetadata(file.metadata, name: name)
-        let model = try llamaModel(file, config: config, name: name)
+        let model = try llamaModel(file, config: config, name: name, streamLayers: streamLayers)
         var types: [String: String] = [:]
         for t in file.tensors { types[t.name] = "\(t.type)" }
         return LoadedModel(model: model, tokenizer: tokenizer, source: path, sourceTensorTypes: types, metadata: file.metadata)
@@ -132,15 +138,36 @@ public enum GGUFModelLoader {
         return config
     }
 
+    /// Qwen2 (Qwen2.5, DeepSeek-R1-Distill-Qwen): the LLaMA layer with biases on q, k and v, rotate-half RoPE
+    /// stored as is (llama.cpp's converter permutes q/k rows for `llama` only), an untied output.
+    static func qwen2Config(_ file: GGUFFile, name: String) throws -> ModelConfig {
+        var config = try llamaConfig(file, name: name, prefix: "qwen2")
+        config.architecture = "qwen2"
+        config.attentionBias = file.tensor(named: "blk.0.attn_q.bias") != nil
+        config.rmsNormEps = file.metadata["qwen2.attention.layer_norm_rms_epsilon"]?.float ?? 1e-6
+        try config.validate()
+        return config
+    }
+
     // MARK: weights
 
-    static func llamaModel(_ file: GGUFFile, config: ModelConfig, name: String) throws -> LlamaModel {
+    static func llamaModel(_ file: GGUFFile, config: ModelConfig, name: String, streamLayers: Int = 0) throws -> LlamaModel {
+        let streaming = streamLayers > 0
+        var entries: [LayerStore.Entry] = []
         func load(_ ggufName: String, as hfName: String, shape: [Int], unpermuteHeads: Int? = nil) throws -> Parameter {
             // A removed block (no heads or no FFN channels left) has no tensors in the file: empty weights
             // (and a unit norm, which the layer never uses) stand in for them.
             if shape.contains(0) { return Parameter(name: hfName, value: Tensor(zeros: shape)) }
             guard let info = file.tensor(named: ggufName) else { throw ModelError.missingTensor(path: name, name: ggufName) }
             guard info.shape == shape else { throw ModelError.tensorShape(path: name, name: ggufName, expected: shape, found: info.shape) }
+            if streaming {
+                guard info.type.canDequantize else {
+                    throw GGUFError.unsupportedTensorType(path: file.path, tensor: info.name, type: "\(info.type)")
+                }
+                let p = Parameter(name: hfName, offloadedShape: shape)
+                entries.append(LayerStore.Entry(parameter: p, info: info, unpermuteHeads: unpermuteHeads))
+                return p
+            }
             var t = try file.dequantize(info)
             if let heads = unpermuteHeads { t = unpermuteRotary(t, heads: heads) }
             return Parameter(name: hfName, value: t.reshaped(shape))
@@ -149,7 +176,9 @@ public enum GGUFModelLoader {
         // llama.cpp permutes q/k rows for LLaMA's interleaved RoPE only; Gemma uses rotate-half (NeoX) as stored.
         let permuted = config.architecture == "llama"
         let embedding = try load("token_embd.weight", as: "model.embed_tokens.weight", shape: [config.vocabSize, d])
+        let embeddingEntry = entries.popLast()
         var layers: [LlamaLayer] = []
+        var layerEntries: [[LayerStore.Entry]] = []
         for l in 0..<config.layerCount {
             let b = "blk.\(l).", n = LlamaModel.parameterNames(layer: l, config: config)
             let nq = config.heads[l] * hd, nkv = config.kvHeads[l] * hd, f = config.intermediateSizes[l]
@@ -175,12 +204,25 @@ public enum GGUFModelLoader {
                 layer.postAttentionNorm = try norm(b + "post_attention_norm.weight", as: n.postAttentionNorm, present: nq > 0)
                 layer.postFFNNorm = try norm(b + "post_ffw_norm.weight", as: n.postFFNNorm, present: f > 0)
             }
+            if config.attentionBias {
+                layer.qBias = try load(b + "attn_q.bias", as: n.qBias, shape: [nq])
+                layer.kBias = try load(b + "attn_k.bias", as: n.kBias, shape: [nkv])
+                layer.vBias = try load(b + "attn_v.bias", as: n.vBias, shape: [nkv])
+            }
             layers.append(layer)
+            layerEntries.append(entries)
+            entries = []
         }
         let norm = try load("output_norm.weight", as: "model.norm.weight", shape: [d])
         let output = config.tieWordEmbeddings
             ? embedding : try load("output.weight", as: "lm_head.weight", shape: [config.vocabSize, d])
-        return try LlamaModel(config: config, embedding: embedding, layers: layers, norm: norm, output: output)
+        // A tied output is the embedding itself: the head loads the whole table.
+        let headEntries = entries + (config.tieWordEmbeddings ? embeddingEntry.map { [$0] } ?? [] : [])
+        let model = try LlamaModel(config: config, embedding: embedding, layers: layers, norm: norm, output: output)
+        if streaming {
+            model.store = LayerStore(file: file, capacity: streamLayers, layers: layerEntries, head: headEntries, embedding: embeddingEntry)
+        }
+        return model
     }
 
     /// llama.cpp's converter reorders the rows of `attn_q`/`attn_k` within each head so that RoPE

@@ -29,7 +29,7 @@ public protocol LanguageModel: AnyObject, Sendable {
 
 extension LanguageModel {
     /// Parameter count (tied weights once).
-    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.value.count } }
+    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
 
     public func parameter(named name: String) -> Parameter? { parameters.first { $0.name == name } }
 
@@ -57,9 +57,14 @@ public struct LlamaLayer: Sendable {
     /// Norms of the attention and FFN outputs (Gemma's `post_attention_layernorm`, `post_feedforward_layernorm`).
     public var postAttentionNorm: Parameter? = nil
     public var postFFNNorm: Parameter? = nil
+    /// Query, key and value biases (Qwen2, ``ModelConfig/attentionBias``), `[heads·headDim]`, `[kvHeads·headDim]` ×2.
+    public var qBias: Parameter? = nil
+    public var kBias: Parameter? = nil
+    public var vBias: Parameter? = nil
 
     public var all: [Parameter] {
-        [attentionNorm, q, k, v, o] + [qNorm, kNorm, postAttentionNorm].compactMap { $0 } + [ffnNorm, gate, up, down]
+        [attentionNorm, q] + [qBias].compactMap { $0 } + [k] + [kBias].compactMap { $0 } + [v] + [vBias].compactMap { $0 }
+            + [o] + [qNorm, kNorm, postAttentionNorm].compactMap { $0 } + [ffnNorm, gate, up, down]
             + [postFFNNorm].compactMap { $0 }
     }
 }
@@ -81,6 +86,8 @@ public final class LlamaModel: AdaptableModel, @unchecked Sendable {
     public let output: Parameter
     /// LoRA adapters by the name of the weight they adapt (empty for a plain model).
     public var adapters: [String: LoRAAdapter] = [:]
+    /// For a streamed model: where the weights stay (memory-mapped, quantized) until a layer is used.
+    public var store: LayerStore?
     private var rotary: RotaryTable
     /// The RoPE table of local layers when their base differs (Gemma 3).
     private var localRotary: RotaryTable?
@@ -116,6 +123,7 @@ public final class LlamaModel: AdaptableModel, @unchecked Sendable {
                 layer.postAttentionNorm = try p(n.postAttentionNorm)
                 layer.postFFNNorm = try p(n.postFFNNorm)
             }
+            if config.attentionBias { layer.qBias = try p(n.qBias); layer.kBias = try p(n.kBias); layer.vBias = try p(n.vBias) }
             return layer
         }
         let output = config.tieWordEmbeddings ? embedding : try p("lm_head.weight")
@@ -138,6 +146,7 @@ public final class LlamaModel: AdaptableModel, @unchecked Sendable {
     public struct LayerNames: Sendable {
         public var attentionNorm, q, k, v, o, ffnNorm, gate, up, down: String
         public var qNorm, kNorm, postAttentionNorm, postFFNNorm: String
+        public var qBias, kBias, vBias: String
     }
 
     public static func parameterNames(layer i: Int, config: ModelConfig) -> LayerNames {
@@ -146,7 +155,8 @@ public final class LlamaModel: AdaptableModel, @unchecked Sendable {
             attentionNorm: n[0], q: n[1], k: n[2], v: n[3], o: n[4],
             ffnNorm: config.postBlockNorms ? p + "pre_feedforward_layernorm.weight" : n[5], gate: n[6], up: n[7], down: n[8],
             qNorm: p + "self_attn.q_norm.weight", kNorm: p + "self_attn.k_norm.weight",
-            postAttentionNorm: p + "post_attention_layernorm.weight", postFFNNorm: p + "post_feedforward_layernorm.weight")
+            postAttentionNorm: p + "post_attention_layernorm.weight", postFFNNorm: p + "post_feedforward_layernorm.weight",
+            qBias: p + "self_attn.q_proj.bias", kBias: p + "self_attn.k_proj.bias", vBias: p + "self_attn.v_proj.bias")
     }
 
     public var parameters: [Parameter] {
@@ -205,6 +215,14 @@ public final class LlamaModel: AdaptableModel, @unchecked Sendable {
                 try expect(pa, [d])
                 try expect(pf, [d])
             }
+            if config.attentionBias {
+                guard let qb = layer.qBias, let kb = layer.kBias, let vb = layer.vBias else {
+                    throw ModelError.invalidConfig("layer \(l): the configuration asks for q/k/v biases and the weights have none")
+                }
+                try expect(qb, [nq])
+                try expect(kb, [nkv])
+                try expect(vb, [nkv])
+            }
         }
     }
 
@@ -258,13 +276,16 @@ public final class LlamaModel: AdaptableModel, @unchecked Sendable {
 
     /// The token embeddings, `[tokens, hidden]`.
     public func embed(_ g: Graph, tokens: [Int32]) throws -> Var {
-        let e = try g.embedding(g.parameter(embedding), ids: tokens)
+        // A streamed model gathers the rows it needs from the file instead of loading the whole table.
+        let e = try embedding.isResident || store == nil
+            ? g.embedding(g.parameter(embedding), ids: tokens) : g.embedding(rows: store!.embeddingRows(embedding, ids: tokens), of: embedding, ids: tokens)
         return config.embeddingScale == 1 ? e : g.scale(e, config.embeddingScale)
     }
 
     /// Decoder layer `l` on the residual stream `h` (a layer with no heads or no FFN channels left skips
     /// that block). Layer-by-layer drivers (Wanda, SparseGPT) call this directly.
     public func layer(_ g: Graph, _ l: Int, _ input: Var, steps: LayerSteps, cache: KVCache? = nil) throws -> Var {
+        try store?.use(layer: l)
         let layer = layers[l]
         let hd = config.headDim, eps = config.rmsNormEps
         let nh = config.heads[l], nkv = config.kvHeads[l]
@@ -273,7 +294,12 @@ public final class LlamaModel: AdaptableModel, @unchecked Sendable {
             let x = try g.rmsNorm(h, g.parameter(layer.attentionNorm), eps: eps)
             var q = try g.linear(x, layer.q, adapter: adapters[layer.q.name])
             var k = try g.linear(x, layer.k, adapter: adapters[layer.k.name])
-            let v = try g.linear(x, layer.v, adapter: adapters[layer.v.name])
+            var v = try g.linear(x, layer.v, adapter: adapters[layer.v.name])
+            if let qb = layer.qBias, let kb = layer.kBias, let vb = layer.vBias {
+                q = try g.addBias(q, g.parameter(qb))
+                k = try g.addBias(k, g.parameter(kb))
+                v = try g.addBias(v, g.parameter(vb))
+            }
             if let qn = layer.qNorm, let kn = layer.kNorm {
                 q = try g.groupedRMSNorm(q, g.parameter(qn), groupSize: hd, eps: eps)
                 k = try g.groupedRMSNorm(k, g.parameter(kn), groupSize: hd, eps: eps)
@@ -310,6 +336,7 @@ public final class LlamaModel: AdaptableModel, @unchecked Sendable {
 
     /// Final norm and output projection.
     public func head(_ g: Graph, _ input: Var, steps: LayerSteps, logits mode: LogitsMode) throws -> Var {
+        if let store { try store.useHead() }
         var h = try g.rmsNorm(input, g.parameter(norm), eps: config.rmsNormEps)
         switch mode {
         case .last where steps.length > 1:

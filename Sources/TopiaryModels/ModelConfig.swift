@@ -37,6 +37,8 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     public var slidingLayers: [Bool] = []
     /// RoPE base of the local layers (Gemma 3: 10 000); nil: ``ropeTheta``.
     public var localRopeTheta: Float?
+    /// Biases on the query, key and value projections (Qwen2; `attention_bias` of a LLaMA config).
+    public var attentionBias = false
 
     public var layerCount: Int { heads.count }
 
@@ -88,6 +90,7 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         case slidingWindow = "sliding_window"
         case layerTypes = "layer_types"
         case localRopeTheta = "rope_local_base_freq"
+        case attentionBias = "attention_bias"
     }
 
     /// Hugging Face `config.json` layout. Per-layer sizes are written as a number when every layer
@@ -125,6 +128,7 @@ public struct ModelConfig: Codable, Sendable, Equatable {
             try c.encode(slidingLayers.map { $0 ? "sliding_attention" : "full_attention" }, forKey: .layerTypes)
         }
         try c.encodeIfPresent(localRopeTheta, forKey: .localRopeTheta)
+        if attentionBias { try c.encode(true, forKey: .attentionBias) }
     }
 
     public init(from decoder: Decoder) throws {
@@ -167,6 +171,8 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         }
         slidingLayers = types.map { $0 == "sliding_attention" }
         localRopeTheta = try c.decodeIfPresent(Float.self, forKey: .localRopeTheta)
+        // Qwen2's config.json has no `attention_bias` key: its q/k/v projections always have biases.
+        attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? (architecture == "qwen2")
     }
 
     /// Upper bounds for sizes read from a file, far above any model Topiary runs (Llama 3 405B: 126 layers, hidden

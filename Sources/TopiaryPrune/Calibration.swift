@@ -72,6 +72,60 @@ public enum Calibration {
         return weightedLoss / Double(set.windows)
     }
 
+    /// Gradients of the mean causal-LM cross-entropy over the whole set (one batch, as ``accumulateGradients(_:_:windowsPerBatch:progress:)``)
+    /// computed one decoder layer at a time, for models whose weights cannot all be in memory (``LayerStore``):
+    /// a forward without a tape keeps only each layer's input (activation checkpoints at layer boundaries); the head's
+    /// backward gives the gradient of the last hidden state; then, from the last layer down, each layer is run again
+    /// with a tape and differentiated with the incoming gradient, which yields its parameters' gradients and the
+    /// gradient of its input. `visit(l)` is called while layer `l` is resident with its gradients in `grad` (they are
+    /// cleared afterwards). Gradients reach only parameters with `requiresGrad` (the embedding gets none).
+    /// Returns the loss.
+    @discardableResult
+    public static func layerwiseGradients(_ model: LlamaModel, _ set: CalibrationSet, progress: ProgressBar? = nil,
+                                          visit: (Int) throws -> Void) throws -> Double {
+        let ids = Array(set.tokens)
+        let steps = try LlamaModel.LayerSteps(model: model, batch: set.windows, length: set.length)
+        var inputs: [Tensor] = []
+        var h = try model.embed(Graph(), tokens: ids).value
+        for l in model.layers.indices {
+            inputs.append(h)
+            let g = Graph()
+            h = try model.layer(g, l, g.input(h), steps: steps).value
+            progress?.advance(status: "forward")
+        }
+        var grad: Tensor
+        let loss: Double
+        do {
+            let g = Graph(recording: true)
+            let hidden = Parameter(name: "(hidden state)", value: h)
+            let logits = try model.head(g, g.parameter(hidden), steps: steps, logits: .all)
+            let ce = try g.crossEntropy(logits, targets: set.targets(for: set.tokens[...], windows: set.windows))
+            loss = Double(ce.value[0])
+            try g.backward(ce)
+            guard let gh = hidden.grad else { throw PruneError.calibration("no gradient reached the last hidden state") }
+            grad = gh
+        }
+        // Layers below the lowest one with a trainable parameter need no backward.
+        let lowest = model.layers.firstIndex { $0.all.contains { $0.requiresGrad } } ?? model.layers.count
+        for l in model.layers.indices.reversed() {
+            guard l >= lowest else { try visit(l); progress?.advance(); continue }
+            let g = Graph(recording: true)
+            let input = Parameter(name: "(layer \(l) input)", value: inputs[l], requiresGrad: l > lowest)
+            let out = try model.layer(g, l, g.parameter(input), steps: steps)
+            try g.backward(try g.weightedSum(out, grad))
+            try visit(l)
+            for p in model.layers[l].all { p.zeroGrad() }
+            inputs[l] = Tensor(zeros: [0])
+            if l > lowest {
+                guard let gi = input.grad else { throw PruneError.calibration("no gradient reached the input of layer \(l)") }
+                grad = gi
+            }
+            progress?.advance(status: String(format: "backward, loss %.4f", loss))
+        }
+        progress?.finish()
+        return loss
+    }
+
     /// The Fisher-diagonal term of second-order Taylor importance, ½ Σₛ (w·gₛ)², with one backward per
     /// window s. Leaves every `grad` cleared.
     public static func fisher(_ model: any LanguageModel, _ set: CalibrationSet, progress: ProgressBar? = nil) throws -> [String: Tensor] {

@@ -104,6 +104,20 @@ public struct CriterionEstimator: ImportanceEstimator {
     }
 }
 
+/// Scores computed earlier (e.g. layer by layer on a streamed model), by group id.
+public struct PrecomputedScores: ImportanceEstimator {
+    public let scores: [Int: [Double]]
+
+    public init(_ scores: [Int: [Double]]) { self.scores = scores }
+
+    public func scores(for group: PruningGroup, parameters: [String: Parameter]) throws -> [Double] {
+        guard let s = scores[group.id], s.count == group.units else {
+            throw PruneError.notApplicable("no scores were computed for group \(group.id) (\(group.kind), layer \(group.layer.map(String.init) ?? "-"))")
+        }
+        return s
+    }
+}
+
 /// Errors of pruning.
 public enum PruneError: Error, LocalizedError, Equatable {
     case invalidRatio(Double)

@@ -313,19 +313,30 @@ public struct Sparsifier {
     /// Wanda and SparseGPT: each layer is calibrated on the outputs of the already-pruned layers before it.
     func sequential(model: LlamaModel, calibration set: CalibrationSet, progress: ProgressBar?) throws {
         if trueSequential { return try sequentialInLayer(model: model, calibration: set, progress: progress) }
-        let chunks = chunks(of: set, perPass: windowsPerPass)
-        var hidden = try chunks.map { try model.embed(Graph(), tokens: $0.tokens) }
-        let steps = try chunks.map { try LlamaModel.LayerSteps(model: model, batch: $0.windows, length: set.length) }
-        for l in model.layers.indices {
-            // All seven linears are calibrated on the dense layer, then pruned; the pruned layer's outputs feed the next.
-            let stats = try layerStatistics(model: model, layer: l, hidden: hidden, steps: steps, windows: set.windows, outputs: false).statistics
-            // The seven are independent now: prune them in parallel, each with single-threaded BLAS (SparseGPT's
-            // column loop is a chain of small rank-one updates that gain nothing from BLAS threads).
-            let targets = Self.linears(model.layers[l]), sparsity = layerTarget(l)
-            try Self.parallelForEach(targets.count) { i in try prune(targets[i], statistic: stats[targets[i].name]!, sparsity: sparsity) }
-            hidden = try layerOutputs(model: model, layer: l, hidden: hidden, steps: steps)
-            progress?.advance()
+        let stepper = try SequentialSparsifier(self, model: model, calibration: set, progress: progress)
+        try stepper.advance(through: model.layers.count - 1)
+    }
+
+    /// Runs Wanda/SparseGPT layer by layer on demand (``SequentialSparsifier/advance(through:)``): a streamed model's
+    /// export calls it before writing each layer, so a pruned layer is written while it is still in memory.
+    public func sequentialSparsifier(model: LlamaModel, calibration set: CalibrationSet, progress: ProgressBar? = nil) throws -> SequentialSparsifier {
+        try validate(model: model, calibration: set)
+        guard method == .wanda || method == .sparsegpt else {
+            throw PruneError.notApplicable("layer-by-layer sparsifying (a streamed model) runs wanda and sparsegpt; --method \(method.rawValue) is not one of them")
         }
+        guard !trueSequential else { throw PruneError.notApplicable("--true-sequential is not available for a streamed model") }
+        return try SequentialSparsifier(self, model: model, calibration: set, progress: progress)
+    }
+
+    /// One layer of the sequential drivers: all seven linears calibrated on the dense layer, then pruned; the pruned
+    /// layer's outputs are the next layer's inputs.
+    func sparsifyLayer(model: LlamaModel, layer l: Int, hidden: [Var], steps: [LlamaModel.LayerSteps], windows: Int) throws -> [Var] {
+        let stats = try layerStatistics(model: model, layer: l, hidden: hidden, steps: steps, windows: windows, outputs: false).statistics
+        // The seven are independent now: prune them in parallel, each with single-threaded BLAS (SparseGPT's
+        // column loop is a chain of small rank-one updates that gain nothing from BLAS threads).
+        let targets = Self.linears(model.layers[l]), sparsity = layerTarget(l)
+        try Self.parallelForEach(targets.count) { i in try prune(targets[i], statistic: stats[targets[i].name]!, sparsity: sparsity) }
+        return try layerOutputs(model: model, layer: l, hidden: hidden, steps: steps)
     }
 
     /// One forward per layer over all calibration windows at once: each linear is pruned just before it runs, from
@@ -457,4 +468,39 @@ final class Locked<Value>: @unchecked Sendable {
 struct Unchecked<Value>: @unchecked Sendable {
     let value: Value
     init(_ value: Value) { self.value = value }
+}
+
+/// The state of a sequential (Wanda/SparseGPT) run between layers: the calibration activations entering the next
+/// layer. With a streamed model the layer being pruned is pinned in the ``LayerStore`` until the next one starts, so
+/// its pruned weights can be written before they are evicted.
+public final class SequentialSparsifier {
+    let sparsifier: Sparsifier
+    let model: LlamaModel
+    let windows: Int
+    var hidden: [Var]
+    let steps: [LlamaModel.LayerSteps]
+    let progress: ProgressBar?
+    /// The next layer to prune.
+    public private(set) var next = 0
+
+    init(_ sparsifier: Sparsifier, model: LlamaModel, calibration set: CalibrationSet, progress: ProgressBar?) throws {
+        self.sparsifier = sparsifier
+        self.model = model
+        self.progress = progress
+        windows = set.windows
+        let chunks = sparsifier.chunks(of: set, perPass: sparsifier.windowsPerPass)
+        hidden = try chunks.map { try model.embed(Graph(), tokens: $0.tokens) }
+        steps = try chunks.map { try LlamaModel.LayerSteps(model: model, batch: $0.windows, length: set.length) }
+    }
+
+    /// Prunes every layer up to `l` that is not pruned yet.
+    public func advance(through l: Int) throws {
+        while next <= min(l, model.layers.count - 1) {
+            try model.store?.pin(layer: next)
+            hidden = try sparsifier.sparsifyLayer(model: model, layer: next, hidden: hidden, steps: steps, windows: windows)
+            if next > 0 { model.store?.unpin(layer: next - 1) }
+            next += 1
+            progress?.advance()
+        }
+    }
 }

@@ -188,7 +188,16 @@ public struct StructuredPruner {
     /// per-layer shapes.
     public static func apply(_ removals: [GroupRemoval], graph: DependencyGraph, to model: any LanguageModel) throws {
         let params = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0) })
-        // Collect removed indices per (tensor, axis) across groups, then slice each tensor once per axis.
+        for (name, axes) in try removedIndices(removals, graph: graph) {
+            guard let p = params[name] else { throw PruneError.unknownTensor(name) }
+            p.value = slice(p.value, removing: axes)
+            p.grad = nil
+        }
+        try model.refreshConfig()
+    }
+
+    /// The indices the plan removes, per tensor and axis (collected across groups, so each tensor is sliced once per axis).
+    public static func removedIndices(_ removals: [GroupRemoval], graph: DependencyGraph) throws -> [String: [Int: Set<Int>]] {
         var removed: [String: [Int: Set<Int>]] = [:]
         for r in removals {
             guard let g = graph.groups.first(where: { $0.id == r.group }), g.units == r.unitsBefore else {
@@ -198,13 +207,26 @@ public struct StructuredPruner {
                 for u in r.removedUnits { removed[m.tensor, default: [:]][m.axis, default: []].formUnion(m.channels(ofUnit: u)) }
             }
         }
-        for (name, axes) in removed {
-            guard let p = params[name] else { throw PruneError.unknownTensor(name) }
-            var t = p.value
-            for (axis, indices) in axes { t = t.removing(indices, axis: axis) }
-            p.value = t
-            p.grad = nil
-        }
-        try model.refreshConfig()
+        return removed
+    }
+
+    /// `t` without the given indices of each axis.
+    public static func slice(_ t: Tensor, removing axes: [Int: Set<Int>]) -> Tensor {
+        var t = t
+        for (axis, indices) in axes.sorted(by: { $0.key < $1.key }) { t = t.removing(indices, axis: axis) }
+        return t
+    }
+
+    /// The configuration of `model` after the removals, computed from shapes alone (for a streamed model, whose
+    /// weights are sliced only as they are written).
+    public static func prunedConfig(_ model: LlamaModel, removed: [String: [Int: Set<Int>]]) throws -> ModelConfig {
+        var c = model.config
+        func rows(_ p: Parameter) -> Int { p.shape[0] - (removed[p.name]?[0]?.count ?? 0) }
+        c.hiddenSize = model.embedding.shape[1] - (removed[model.embedding.name]?[1]?.count ?? 0)
+        c.heads = model.layers.map { rows($0.q) / c.headDim }
+        c.kvHeads = model.layers.map { rows($0.k) / c.headDim }
+        c.intermediateSizes = model.layers.map { rows($0.gate) }
+        try c.validate()
+        return c
     }
 }
