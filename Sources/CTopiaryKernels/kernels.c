@@ -324,3 +324,14 @@ void tk_col_sumsq_acc(const float *x, long rows, long cols, float *acc) {
     for (long j = 0; j < cols; j++) acc[j] += (float)sum[j];
     free(sum);
 }
+void tk_fill_uniform(float *x, long n, uint64_t seed, float lo, float hi) {
+    uint64_t state = seed;
+    for (long i = 0; i < n; i++) {
+        state += 0x9E3779B97F4A7C15ULL;
+        uint64_t z = state;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+        z ^= z >> 31;
+        x[i] = lo + (hi - lo) * (float)((double)(z >> 11) / 9007199254740992.0);
+    }
+}

@@ -51,7 +51,14 @@ public final class GGUFFile: @unchecked Sendable {
     /// this bounds the metadata's memory (~200 MB) whatever the file declares.
     public static let maxMetadataValues = 1 << 23
 
-    public init(path: String) throws {
+    /// Bytes a complete file needs (the end of the last tensor's data); equal to or below ``fileSize`` unless the
+    /// file was opened with `headerOnly` (the first part of a split download).
+    public private(set) var requiredSize = 0
+
+    /// Opens and checks a GGUF file. With `headerOnly`, tensors may lie past the end of the file (only the header was
+    /// downloaded so far): metadata and the tensor table are read and checked, ``requiredSize`` tells how many bytes the
+    /// whole file has, and reading a tensor that is not there throws.
+    public init(path: String, headerOnly: Bool = false) throws {
         self.path = path
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw GGUFError.fileNotFound(path: path) }
@@ -117,7 +124,7 @@ public final class GGUFFile: @unchecked Sendable {
                 }
                 let type = try reader.u32(what: "tensor '\(name)'")
                 let offset = try reader.u64(what: "tensor '\(name)'")
-                guard offset < UInt64(size) else {
+                guard offset < UInt64(size) || (headerOnly && offset < UInt64(Int.max / 2)) else {
                     throw GGUFError.tensorOutOfBounds(path: path, tensor: name, end: Int(clamping: offset), fileSize: size)
                 }
                 raw.append((name, dims, type, Int(offset)))
@@ -142,7 +149,7 @@ public final class GGUFFile: @unchecked Sendable {
                 let (bytes, bytesOverflow) = (count / type.blockSize).multipliedReportingOverflow(by: type.bytesPerBlock)
                 let start = dataOffset + offset
                 let (end, endOverflow) = start.addingReportingOverflow(bytes)
-                guard !bytesOverflow, !endOverflow, end <= size else {
+                guard !bytesOverflow, !endOverflow, end <= size || (headerOnly && end < Int.max / 2) else {
                     throw GGUFError.tensorOutOfBounds(path: path, tensor: name, end: bytesOverflow || endOverflow ? Int.max : end, fileSize: size)
                 }
                 guard start % align == 0 || version < 3 else {
@@ -160,6 +167,7 @@ public final class GGUFFile: @unchecked Sendable {
             }
             tensors = infos
             index = idx
+            requiredSize = infos.map { $0.offset + $0.byteCount }.max() ?? dataOffset
         } catch {
             munmap(m, size)
             throw error
@@ -176,7 +184,8 @@ public final class GGUFFile: @unchecked Sendable {
 
     /// The raw bytes of a tensor, in the file's mapping (valid while the file object lives).
     public func rawBytes(of info: GGUFTensorInfo) -> UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(start: base + info.offset, count: info.byteCount)
+        precondition(info.offset + info.byteCount <= fileSize, "\(path): tensor '\(info.name)' lies past the end of the file")
+        return UnsafeRawBufferPointer(start: base + info.offset, count: info.byteCount)
     }
 
     /// Tells the kernel that the mapped pages of a tensor are not needed any more (after it was dequantized),
@@ -192,6 +201,9 @@ public final class GGUFFile: @unchecked Sendable {
 
     /// The whole tensor as fp32, shaped row-major (`info.shape`).
     public func dequantize(_ info: GGUFTensorInfo) throws -> Tensor {
+        guard info.offset + info.byteCount <= fileSize else {
+            throw GGUFError.truncated(path: path, what: "tensor '\(info.name)'", needed: info.offset + info.byteCount, fileSize: fileSize)
+        }
         guard info.type.canDequantize else {
             throw GGUFError.unsupportedTensorType(path: path, tensor: info.name, type: "\(info.type)")
         }
@@ -209,6 +221,9 @@ public final class GGUFFile: @unchecked Sendable {
         let rowCount = info.elementCount / rowLength
         guard rows.lowerBound >= 0, rows.upperBound <= rowCount else {
             throw GGUFError.invalidTensorInfo(path: path, tensor: info.name, detail: "rows \(rows) outside 0..<\(rowCount)")
+        }
+        guard info.offset + info.byteCount <= fileSize else {
+            throw GGUFError.truncated(path: path, what: "tensor '\(info.name)'", needed: info.offset + info.byteCount, fileSize: fileSize)
         }
         guard info.type.canDequantize else {
             throw GGUFError.unsupportedTensorType(path: path, tensor: info.name, type: "\(info.type)")

@@ -176,3 +176,40 @@ final class StreamingTests: XCTestCase {
         XCTAssertLessThan(maxAbsDifference(try logits(reloaded, tokens), try logits(memory, tokens)), 1e-5)
     }
 }
+
+/// The real DeepSeek-R1-Distill-Qwen-7B header (the first part of its split download, `make qwen7b-model`) and its
+/// tokenizer against llama.cpp. Skipped without the part (it is 95 MB and never in git or CI).
+final class Qwen2HeaderTests: XCTestCase {
+    func firstPart() throws -> String {
+        let p = repoRoot() + "/checkpoints/models/qwen7b-parts/model_part_0000"
+        guard FileManager.default.fileExists(atPath: p) else { throw XCTSkip("\(p) not found (make qwen7b-model fetches it)") }
+        return p
+    }
+
+    func testHeaderOfTheFirstPartTellsTheWholeFile() throws {
+        let path = try firstPart()
+        let header = try GGUFFile(path: path, headerOnly: true)
+        XCTAssertEqual(header.architecture, "qwen2")
+        XCTAssertEqual(header.tensors.count, 339)
+        XCTAssertEqual(header.requiredSize, 4_683_073_248)
+        XCTAssertEqual(header.tensors.reduce(0) { $0 + $1.elementCount }, 7_615_616_512)
+        // Reading a tensor that is not in this part fails with the file named; opening it as a model fails too.
+        XCTAssertThrowsError(try header.dequantize(header.tensor(named: "blk.27.ffn_down.weight")!)) { error in
+            XCTAssertTrue("\(error.localizedDescription)".contains("model_part_0000"), "\(error)")
+        }
+        XCTAssertThrowsError(try GGUFFile(path: path))
+    }
+
+    func testTokenizerMatchesLlamaCpp() throws {
+        let header = try GGUFFile(path: try firstPart(), headerOnly: true)
+        let tokenizer = try GGUFModelLoader.tokenizerFromMetadata(header.metadata, name: "model_part_0000")
+        let fixture = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: Bundle.module.url(
+            forResource: "Fixtures/qwen2_strings.json", withExtension: nil)!)) as? [String: Any])
+        let cases = try XCTUnwrap(fixture["cases"] as? [[String: Any]])
+        XCTAssertGreaterThan(cases.count, 30)
+        for c in cases {
+            let text = c["text"] as! String, ids = c["ids"] as! [Int]
+            XCTAssertEqual(tokenizer.encode(text, addSpecialTokens: false, parseSpecial: false), ids, text)
+        }
+    }
+}

@@ -25,6 +25,8 @@ void tk_gelu_erf_bwd(const float *x, const float *dy, float *dx, long n);
 void tk_add(const float *a, const float *b, float *y, long n);
 void tk_mul(const float *a, const float *b, float *y, long n);
 void tk_dropout_mask(float *mask, long n, uint64_t seed, double p, float keep);
+/** Fills x with uniform values in [lo, hi) from a SplitMix64 stream seeded with seed. */
+void tk_fill_uniform(float *x, long n, uint64_t seed, float lo, float hi);
 /* y += a * b */
 void tk_mul_acc(const float *a, const float *b, float *y, long n);
 void tk_scale(const float *x, float s, float *y, long n);
