@@ -11,7 +11,7 @@ extension LayerAllocation.TailStart: ExpressibleByArgument {}
 
 struct Sparsify: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Unstructured or N:M pruning (magnitude, neg-magnitude, random, Wanda, SparseGPT, movement) of every layer's linears.",
+        abstract: "Unstructured or N:M pruning (magnitude, neg-magnitude, random, bias, neg-bias, Wanda, SparseGPT, movement) of every layer's linears.",
         discussion: """
             Weights keep their shapes; pruned entries are real zeros in the saved checkpoint. Wanda and SparseGPT run layer by
             layer, each layer calibrated on the outputs of the already-pruned layers before it (calibration windows from
@@ -103,16 +103,34 @@ struct Sparsify: ParsableCommand {
     func runStreamed(_ loaded: LoadedModel, _ model: LlamaModel, _ s: Sparsifier, _ set: CalibrationSet?) throws {
         guard out.hasSuffix(".gguf") else { throw CLIError("a streamed model (--stream-layers) is written as one GGUF file: give --out a path ending in .gguf") }
         guard allocation == .uniform else { throw CLIError("--allocation \(allocation.rawValue) is not available with --stream-layers (uniform only)") }
-        guard let set else { throw CLIError("--method \(method.rawValue) with --stream-layers: only wanda and sparsegpt run on a streamed model") }
+        guard method != .movement else { throw CLIError("--method movement needs whole-model gradients; it is not available with --stream-layers") }
         let type = try GGUFExporter.parseType(ggufType)
         let start = Date()
-        let stepper = try s.sequentialSparsifier(model: model, calibration: set,
-                                                 progress: ProgressBar("sparsify \(method.rawValue) (layer by layer, written as it goes)", total: model.layers.count, unit: "layers"))
+        let bar = ProgressBar("sparsify \(method.rawValue) (layer by layer, written as it goes)", total: model.layers.count, unit: "layers")
+        // Wanda/SparseGPT prune layer l from calibration activations when the writer reaches it; the other methods
+        // need only the layer's own weights.
+        let prepare: (Int) throws -> Void
+        if let set, method == .wanda || method == .sparsegpt {
+            let stepper = try s.sequentialSparsifier(model: model, calibration: set, progress: bar)
+            prepare = { l in try stepper.advance(through: l) }
+        } else {
+            var rng = SplitMix64(seed: seed)
+            var done = -1
+            prepare = { l in
+                guard l > done else { return }
+                try model.store!.pin(layer: l)
+                if done >= 0 { model.store!.unpin(layer: done) }
+                s.pruneByWeights(model.layers[l], layer: l, rng: &rng)
+                done = l
+                bar.advance()
+            }
+        }
         let linears = Set(model.layers.flatMap { [$0.q, $0.k, $0.v, $0.o, $0.gate, $0.up, $0.down].map(\.name) })
         var zeros = 0, total = 0
+        defer { bar.finish() }
         let report = try GGUFExporter.exportStreamed(
             model: model, config: model.config, sourceMetadata: loaded.metadata, to: out, options: GGUFExportOptions(type: type),
-            prepareLayer: { l in try stepper.advance(through: l) },
+            prepareLayer: prepare,
             changed: { linears.contains($0.name) },
             tensor: { p, _ in
                 let t = p.value
@@ -123,7 +141,7 @@ struct Sparsify: ParsableCommand {
         let achieved = Double(zeros) / Double(max(total, 1))
         let seconds = Date().timeIntervalSince(start)
         let info: [String: Any] = ["method": method.rawValue, "sparsity": sparsity, "nm": nm ?? "", "achieved_sparsity": achieved, "seconds": seconds,
-                                   "calibration": ["windows": set.windows, "length": set.length, "offset": set.offset], "gguf_type": ggufType,
+                                   "calibration": set.map { ["windows": $0.windows, "length": $0.length, "offset": $0.offset] } ?? [:], "gguf_type": ggufType,
                                    "layer_loads": model.store!.loads]
         try AtomicFile.write(try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys]),
                              to: (out as NSString).deletingPathExtension + ".sparsify.json")

@@ -226,7 +226,7 @@ extension Pipeline {
             let m = try freshModel()
             guard let model = m.model as? LlamaModel else { throw PipelineError("sweep supports LLaMA-family models") }
             var point: [String: Any] = ["method": method.rawValue, "level": level]
-            if method == .bias && !model.parameters.contains(where: { $0.name.hasSuffix(".bias") }) {
+            if (method == .bias || method == .negBias) && !model.config.attentionBias {
                 point["not_applicable"] = "the model has no biases"
             } else {
                 let s = try sparsifier(method: method, sparsity: level, nm: nil, seed: c.seed)

@@ -11,8 +11,11 @@ public enum SparsifyMethod: String, CaseIterable, Codable, Sendable {
     case magnitude
     /// Largest |w| first (the study's "prune by −weights" control).
     case negMagnitude = "neg-magnitude"
-    /// By bias magnitude: only for models with biases.
+    /// By bias magnitude: each biased linear (Qwen2's q/k/v) loses the rows with the smallest |bias| until the target
+    /// is met; linears without a bias stay dense. Only for models with biases.
     case bias
+    /// The control of `bias`: rows with the largest |bias| first.
+    case negBias = "neg-bias"
     /// Uniformly random, seeded.
     case random
     /// |w|·‖X_j‖₂ per output row, layer by layer on the outputs of the already-pruned layers.
@@ -80,8 +83,8 @@ public struct Sparsifier {
                 }
             }
         }
-        if method == .bias {
-            throw PruneError.notApplicable("--method bias is not applicable: this model's linear layers have no biases")
+        if (method == .bias || method == .negBias) && !model.config.attentionBias {
+            throw PruneError.notApplicable("--method \(method.rawValue) is not applicable: this model's linear layers have no biases")
         }
         if method.needsCalibration && calibration == nil {
             throw PruneError.calibration("--method \(method.rawValue) needs calibration data (--calibration FILE)")
@@ -113,18 +116,8 @@ public struct Sparsifier {
             for p in model.parameters { p.requiresGrad = true }
         default:
             var rng = SplitMix64(seed: seed)
-            for (l, layer) in model.layers.enumerated() {
-                for w in Self.linears(layer) {
-                    let metric = Tensor(uninitialized: w.shape)
-                    for i in 0..<metric.count {
-                        switch method {
-                        case .magnitude: metric[i] = abs(w.value[i])
-                        case .negMagnitude: metric[i] = -abs(w.value[i])
-                        default: metric[i] = rng.nextFloat()
-                        }
-                    }
-                    prune(w, metric: metric, perRow: false, sparsity: layerTarget(l))
-                }
+            for l in model.layers.indices {
+                pruneByWeights(model.layers[l], layer: l, rng: &rng)
                 progress?.advance()
             }
         }
@@ -132,6 +125,27 @@ public struct Sparsifier {
         var zeros = 0, total = 0
         for layer in model.layers { for w in Self.linears(layer) { total += w.value.count; for i in 0..<w.value.count where w.value[i] == 0 { zeros += 1 } } }
         return Double(zeros) / Double(max(total, 1))
+    }
+
+    /// The methods that need no calibration (magnitude, −magnitude, random, bias, −bias) on one layer.
+    public func pruneByWeights(_ layer: LlamaLayer, layer l: Int, rng: inout SplitMix64) {
+        let biases: [String: Parameter] = [layer.q.name: layer.qBias, layer.k.name: layer.kBias, layer.v.name: layer.vBias]
+            .compactMapValues { $0 }
+        for w in Self.linears(layer) {
+            let metric = Tensor(uninitialized: w.shape)
+            switch method {
+            case .bias, .negBias:
+                // A row's weights all score its bias magnitude; a linear without a bias is left dense.
+                guard let b = biases[w.name] else { continue }
+                let cols = w.shape[1], sign: Float = method == .bias ? 1 : -1
+                for r in 0..<w.shape[0] { (metric.pointer + r * cols).update(repeating: sign * abs(b.value[r]), count: cols) }
+            case .magnitude, .negMagnitude:
+                for i in 0..<metric.count { metric[i] = method == .magnitude ? abs(w.value[i]) : -abs(w.value[i]) }
+            default:
+                for i in 0..<metric.count { metric[i] = rng.nextFloat() }
+            }
+            prune(w, metric: metric, perRow: false, sparsity: layerTarget(l))
+        }
     }
 
     /// Zeroes the lowest-metric weights: N:M groups when a pattern is set; otherwise per output row

@@ -177,6 +177,31 @@ final class StreamingTests: XCTestCase {
     }
 }
 
+extension StreamingTests {
+    func testPruneByBiasOnQwen2AndNotApplicableWithoutBiases() throws {
+        for method in [SparsifyMethod.bias, .negBias] {
+            let model = try Self.tinyQwen2()
+            let before = model.layers[0].q.value.array
+            try Sparsifier(method: method, sparsity: 0.5).run(model: model, calibration: nil)
+            let layer = model.layers[0], cols = Self.hidden
+            let bias = layer.qBias!.value.array.map(abs)
+            let zeroRows = (0..<layer.q.shape[0]).filter { r in (0..<cols).allSatisfy { layer.q.value[r * cols + $0] == 0 } }
+            XCTAssertEqual(zeroRows.count, layer.q.shape[0] / 2, "\(method): half the rows of q_proj")
+            let kept = Set(0..<layer.q.shape[0]).subtracting(zeroRows)
+            // bias: every removed row has a smaller |bias| than every kept one; neg-bias: larger.
+            if method == .bias { XCTAssertLessThanOrEqual(zeroRows.map { bias[$0] }.max()!, kept.map { bias[$0] }.min()!) } else {
+                XCTAssertGreaterThanOrEqual(zeroRows.map { bias[$0] }.min()!, kept.map { bias[$0] }.max()!)
+            }
+            for r in kept { XCTAssertEqual((0..<cols).map { layer.q.value[r * cols + $0] }, (0..<cols).map { before[r * cols + $0] }) }
+            XCTAssertEqual(layer.down.value.zeroCount, 0, "a linear without a bias stays dense")
+        }
+        let llama = try tinyModel(heads: [2], kvHeads: [1], ffn: [16], hidden: 16, headDim: 8, vocab: 32)
+        XCTAssertThrowsError(try Sparsifier(method: .bias, sparsity: 0.5).run(model: llama, calibration: nil)) { error in
+            XCTAssertTrue(error.localizedDescription.contains("not applicable"), error.localizedDescription)
+        }
+    }
+}
+
 /// The real DeepSeek-R1-Distill-Qwen-7B header (the first part of its split download, `make qwen7b-model`) and its
 /// tokenizer against llama.cpp. Skipped without the part (it is 95 MB and never in git or CI).
 final class Qwen2HeaderTests: XCTestCase {
