@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TopiaryCore
+import TopiaryEval
 import TopiaryExport
 import TopiaryGraph
 import TopiaryModels
@@ -80,6 +81,12 @@ struct Prune: ParsableCommand {
     @Flag(help: "Replace --out if it exists.") var force = false
     @Option(help: "topiary (checkpoint directory) or hdf5 (the same, plus model.h5 with one dataset per tensor). A streamed model (--stream-layers) is written as one GGUF file (--out ending in .gguf).")
     var format: String = "topiary"
+    @Option(help: "How the budget is spread over --layers (uniform mode): uniform (equal shares, LLM-Pruner) or search (per-layer shares learned by an evolutionary search rewarded by perplexity on --search-windows windows of 512 tokens from --search-offset, held out from the evaluation windows).")
+    var allocation: String = "uniform"
+    @Option(name: .customLong("search-evaluations"), help: "Candidates the search evaluates (uniform included).") var searchEvaluations: Int = 40
+    @Option(name: .customLong("search-windows"), help: "Reward windows of 512 tokens.") var searchWindows: Int = 4
+    @Option(name: .customLong("search-offset"), help: "Token offset of the first reward window (default: after the calibration windows, past the 64 evaluation windows).")
+    var searchOffset: Int = 40960
     @Option(name: .customLong("gguf-type"), help: "Streamed models: storage type of the pruned matrices in the GGUF (f32, f16, q8_0, q4_0, q4_1); unchanged tensors keep the source's bytes.")
     var ggufType: String = "q8_0"
 
@@ -87,6 +94,8 @@ struct Prune: ParsableCommand {
         guard format == "topiary" || format == "hdf5" else { throw ValidationError("--format \(format): expected topiary or hdf5") }
         guard ratio >= 0 && ratio < 1 else { throw ValidationError("--ratio \(ratio) is outside [0, 1)") }
         guard roundTo >= 1 else { throw ValidationError("--round-to must be at least 1") }
+        guard allocation == "uniform" || allocation == "search" else { throw ValidationError("--allocation \(allocation): expected uniform or search") }
+        guard searchEvaluations >= 1, searchWindows >= 1, searchOffset >= 0 else { throw ValidationError("--search-evaluations and --search-windows must be ≥ 1, --search-offset ≥ 0") }
     }
 
     func run() throws {
@@ -121,14 +130,23 @@ struct Prune: ParsableCommand {
             let nonEmbedding = before - model.config.vocabSize * model.config.hiddenSize
             let beforeConfig = model.config
             let estimator = CriterionEstimator(criterion: importance, aggregation: aggregation, fisher: fisher, seed: seed)
-            let pruner = StructuredPruner(ratio: ratio, layers: range, mode: mode, roundTo: roundTo)
+            var pruner = StructuredPruner(ratio: ratio, layers: range, mode: mode, roundTo: roundTo)
+            var searchSummary: [String: Double]?
+            if allocation == "search" {
+                guard mode == .uniform, let llama = model as? LlamaModel else { throw CLIError("--allocation search needs --mode uniform and a LLaMA-family model") }
+                let (shares, summary) = try searchShares(loaded, llama, graph: graph, estimator: estimator, pruner: pruner)
+                pruner.layerShares = shares
+                searchSummary = summary
+            }
             let removals = try pruner.plan(model: model, graph: graph, estimator: estimator)
             try StructuredPruner.apply(removals, graph: graph, to: model)
             for p in model.parameters { p.zeroGrad() }
-            let plan = PruningPlan(ratio: ratio, layers: Array(range), mode: mode.rawValue, importance: importance.rawValue,
+            var plan = PruningPlan(ratio: ratio, layers: Array(range), mode: mode.rawValue, importance: importance.rawValue,
                                    aggregation: aggregation.rawValue, calibration: calibrationInfo, calibrationLoss: loss,
                                    parametersBefore: before, parametersAfter: model.parameterCount,
                                    nonEmbeddingBefore: nonEmbedding, removals: removals)
+            plan.layerShares = pruner.layerShares.map { Dictionary(uniqueKeysWithValues: $0.map { (String($0.key), $0.value) }) }
+            plan.search = searchSummary
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             var extra = ["pruning.json": try encoder.encode(plan)]
@@ -142,6 +160,38 @@ struct Prune: ParsableCommand {
             printSummary(before: beforeConfig, after: model.config, plan: plan)
             print("saved \(out)")
         }
+    }
+
+    /// Learns per-layer shares of the budget: each candidate prunes a fresh copy of the model (sharing the unchanged
+    /// weights) by the scores computed once, and is rewarded by its perplexity on the search windows.
+    func searchShares(_ loaded: LoadedModel, _ model: LlamaModel, graph: DependencyGraph, estimator: CriterionEstimator,
+                      pruner: StructuredPruner) throws -> ([Int: Double], [String: Double]) {
+        let params = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0) })
+        var scores: [Int: [Double]] = [:]
+        for g in graph.groups where (g.kind == "attention" || g.kind == "mlp") && g.layer.map(pruner.layers.contains) == true {
+            scores[g.id] = try estimator.scores(for: g, parameters: params)
+        }
+        let text = try readText(dataArguments.wikitext)
+        let all = loaded.tokenizer.encode(text, addSpecialTokens: false, parseSpecial: false).map(Int32.init)
+        guard searchOffset + searchWindows * 512 <= all.count else {
+            throw CLIError("\(dataArguments.wikitext): --search-windows \(searchWindows) × 512 from token \(searchOffset) run past its \(all.count) tokens")
+        }
+        let reward = Array(all[searchOffset..<(searchOffset + searchWindows * 512)])
+        let weights = params.mapValues(\.value)
+        let search = LayerRatioSearch(layers: Array(pruner.layers), evaluations: searchEvaluations, seed: seed)
+        let result = try search.run(progress: ProgressBar("layer-ratio search", total: searchEvaluations, unit: "candidates")) { shares in
+            let copy = try LlamaModel(config: model.config, weights: weights, source: "search candidate")
+            var candidate = pruner
+            candidate.layerShares = shares
+            let removals = try candidate.plan(model: copy, graph: graph, estimator: PrecomputedScores(scores))
+            try StructuredPruner.apply(removals, graph: graph, to: copy)
+            return try PerplexityEvaluator(window: 512, maxWindows: searchWindows).evaluate(copy, tokens: reward).ppl
+        }
+        FileHandle.standardError.write(Data(String(format: "layer-ratio search: reward ppl %.4f (uniform %.4f) after %d candidates; shares %@\n",
+                                                   result.fitness, result.uniformFitness, result.history.count,
+                                                   result.shares.sorted { $0.key < $1.key }.map { String(format: "%d:%.2f", $0.key, $0.value) }.joined(separator: " ")).utf8))
+        return (result.shares, ["reward_ppl": result.fitness, "uniform_reward_ppl": result.uniformFitness,
+                                "evaluations": Double(result.history.count), "offset": Double(searchOffset), "windows": Double(searchWindows)])
     }
 
     /// Layer streaming: scores computed one layer at a time (Taylor gradients by `Calibration.layerwiseGradients`),

@@ -45,6 +45,10 @@ public struct PruningPlan: Codable, Sendable {
     public var parametersAfter: Int
     public var nonEmbeddingBefore: Int
     public var removals: [GroupRemoval]
+    /// Learned per-layer shares of the budget (``LayerRatioSearch``), by layer; nil for equal shares.
+    public var layerShares: [String: Double]?
+    /// The search's reward (perplexity on its windows) of the uniform and the chosen shares, and its evaluations.
+    public var search: [String: Double]?
 
     public init(ratio: Double, layers: [Int], mode: String, importance: String, aggregation: String,
                 calibration: [String: Int]?, calibrationLoss: Double?, parametersBefore: Int, parametersAfter: Int,
@@ -68,6 +72,8 @@ public struct PruningPlan: Codable, Sendable {
         case parametersBefore = "parameters_before"
         case parametersAfter = "parameters_after"
         case nonEmbeddingBefore = "non_embedding_parameters_before"
+        case layerShares = "layer_shares"
+        case search
     }
 }
 
@@ -85,6 +91,10 @@ public struct StructuredPruner {
     public var mode: Mode
     /// Kept MLP channels per layer are rounded to a multiple of this (1 = exact).
     public var roundTo: Int
+    /// Uniform mode: the share of each layer, relative to `ratio` (layer l removes `ratio × layerShares[l]` of the
+    /// average layer budget; the shares of the chosen layers average 1, so the global budget is unchanged). nil: equal.
+    /// A ``LayerRatioSearch`` learns them.
+    public var layerShares: [Int: Double]?
 
     public init(ratio: Double, layers: ClosedRange<Int>, mode: Mode = .uniform, roundTo: Int = 1) {
         self.ratio = ratio
@@ -124,12 +134,19 @@ public struct StructuredPruner {
         var counts: [Int: Int] = [:]
         switch mode {
         case .uniform:
+            if let layerShares {
+                let mean = layers.reduce(0.0) { $0 + (layerShares[$1] ?? 1) } / Double(layers.count)
+                guard layerShares.values.allSatisfy({ $0 >= 0 && $0.isFinite }), abs(mean - 1) < 1e-6 else {
+                    throw PruneError.notApplicable("per-layer shares must be ≥ 0 and average 1 over the pruned layers (they average \(mean))")
+                }
+            }
             for l in layers {
                 let inLayer = candidates.filter { $0.layer == l }
                 let layerParams = inLayer.reduce(0) { $0 + $1.units * $1.parametersPerUnit(shapes: shapes) }
                 guard layerParams > 0 else { continue }
-                let share = target / Double(layerParams)
-                var remaining = target
+                let layerTarget = target * (layerShares?[l] ?? 1)
+                let share = layerTarget / Double(layerParams)
+                var remaining = layerTarget
                 // Heads first, rounded to whole KV groups; MLP channels make up the rest.
                 for g in inLayer where g.kind == "attention" {
                     let k = Int((share * Double(g.units)).rounded())
