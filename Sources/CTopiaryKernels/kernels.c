@@ -335,3 +335,5 @@ void tk_fill_uniform(float *x, long n, uint64_t seed, float lo, float hi) {
         x[i] = lo + (hi - lo) * (float)((double)(z >> 11) / 9007199254740992.0);
     }
 }
+void tk_abs(const float *x, float *y, long n) { for (long i = 0; i < n; i++) y[i] = fabsf(x[i]); }
+double tk_asum(const float *x, long n) { double s = 0; for (long i = 0; i < n; i++) s += fabsf(x[i]); return s; }

@@ -11,9 +11,10 @@ extension LayerAllocation.TailStart: ExpressibleByArgument {}
 
 struct Sparsify: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Unstructured or N:M pruning (magnitude, neg-magnitude, random, bias, neg-bias, Wanda, SparseGPT, movement) of every layer's linears.",
+        abstract: "Unstructured or N:M pruning of every layer's linears: magnitude, neg-magnitude, random, random-pattern, l1-rows, bias, neg-bias, Wanda, SparseGPT, movement, gradient, taylor, ewc.",
         discussion: """
-            Weights keep their shapes; pruned entries are real zeros in the saved checkpoint. Wanda and SparseGPT run layer by
+            Weights keep their shapes; pruned entries are real zeros in the saved checkpoint. Gradient methods (movement −w·g,
+            gradient |g|, taylor |w·g|, ewc ½·F·w² with the Fisher summed over windows) use the calibration windows. Wanda and SparseGPT run layer by
             layer, each layer calibrated on the outputs of the already-pruned layers before it (calibration windows from
             --calibration, default WikiText-2 test from token 32,768: never the evaluation windows).
             Example: topiary sparsify --method wanda --sparsity 0.5 --out checkpoints/smollm2-wanda50
@@ -103,7 +104,7 @@ struct Sparsify: ParsableCommand {
     func runStreamed(_ loaded: LoadedModel, _ model: LlamaModel, _ s: Sparsifier, _ set: CalibrationSet?) throws {
         guard out.hasSuffix(".gguf") else { throw CLIError("a streamed model (--stream-layers) is written as one GGUF file: give --out a path ending in .gguf") }
         guard allocation == .uniform else { throw CLIError("--allocation \(allocation.rawValue) is not available with --stream-layers (uniform only)") }
-        guard method != .movement else { throw CLIError("--method movement needs whole-model gradients; it is not available with --stream-layers") }
+        guard !method.needsGradients else { throw CLIError("--method \(method.rawValue) needs whole-model gradients; it is not available with --stream-layers") }
         let type = try GGUFExporter.parseType(ggufType)
         let start = Date()
         let bar = ProgressBar("sparsify \(method.rawValue) (layer by layer, written as it goes)", total: model.layers.count, unit: "layers")

@@ -24,8 +24,24 @@ public enum SparsifyMethod: String, CaseIterable, Codable, Sendable {
     case sparsegpt
     /// Movement: −Σ w·g over calibration gradients (low scores pruned).
     case movement
+    /// Gradient sensitivity: |∂L/∂w| on calibration data (weights the loss is least sensitive to go first).
+    case gradient
+    /// Gradient-based first-order Taylor: |w·∂L/∂w| (the loss change of zeroing w, to first order).
+    case taylor
+    /// EWC-style: the Fisher-weighted squared distance ½·F·w² of setting w to 0, F = Σ over calibration windows of
+    /// (∂Lₛ/∂w)² (one backward per window). This is the optimal-brain-damage saliency with the Fisher as the Hessian
+    /// diagonal — the element-wise second-order Taylor term (`taylor2` of the structured pruner) per weight.
+    case ewc
+    /// Whole output rows of each matrix by their L1 norm (row-structured inside unstructured counting).
+    case l1Rows = "l1-rows"
+    /// A random mask shared by every block of 64 rows: each block zeroes the same random columns (a random
+    /// pattern, the study's "random pattern" control).
+    case randomPattern = "random-pattern"
 
-    public var needsCalibration: Bool { self == .wanda || self == .sparsegpt || self == .movement }
+    public var needsCalibration: Bool { [.wanda, .sparsegpt, .movement, .gradient, .taylor, .ewc].contains(self) }
+
+    /// Methods scored from calibration gradients.
+    public var needsGradients: Bool { [.movement, .gradient, .taylor, .ewc].contains(self) }
 }
 
 /// N:M semi-structured sparsity: in every M consecutive input columns of a row, N are zero.
@@ -98,22 +114,40 @@ public struct Sparsifier {
         switch method {
         case .wanda, .sparsegpt:
             try sequential(model: model, calibration: calibration!, progress: progress)
-        case .movement:
+        case .movement, .gradient, .taylor, .ewc:
             let set = calibration!
-            for p in model.parameters { p.requiresGrad = p.shape.count == 2 && p.name.contains(".layers.") }
-            try Calibration.accumulateGradients(model, set, windowsPerBatch: windowsPerPass)
+            let linearNames = Set(model.layers.flatMap { Self.linears($0).map(\.name) })
+            for p in model.parameters { p.requiresGrad = linearNames.contains(p.name) }
+            defer { for p in model.parameters { p.requiresGrad = true } }
+            var fisher: [String: Tensor] = [:]
+            if method == .ewc { fisher = try Calibration.fisher(model, set) } else {
+                try Calibration.accumulateGradients(model, set, windowsPerBatch: windowsPerPass)
+            }
             for (l, layer) in model.layers.enumerated() {
                 for w in Self.linears(layer) {
-                    guard let g = w.grad else { throw PruneError.missingGradient(w.name) }
                     let metric = Tensor(uninitialized: w.shape)
-                    tk_mul(w.value.pointer, g.pointer, metric.pointer, metric.count)
-                    tk_scale(metric.pointer, -1, metric.pointer, metric.count)
+                    let n = metric.count
+                    if method == .ewc {
+                        guard let f = fisher[w.name] else { throw PruneError.missingGradient(w.name) }
+                        metric.pointer.update(from: f.pointer, count: n)
+                    } else {
+                        guard let g = w.grad else { throw PruneError.missingGradient(w.name) }
+                        switch method {
+                        case .movement:
+                            tk_mul(w.value.pointer, g.pointer, metric.pointer, n)
+                            tk_scale(metric.pointer, -1, metric.pointer, n)
+                        case .taylor:
+                            tk_mul(w.value.pointer, g.pointer, metric.pointer, n)
+                            tk_abs(metric.pointer, metric.pointer, n)
+                        default:
+                            tk_abs(g.pointer, metric.pointer, n)
+                        }
+                    }
                     prune(w, metric: metric, perRow: false, sparsity: layerTarget(l))
                     w.zeroGrad()
                 }
                 progress?.advance()
             }
-            for p in model.parameters { p.requiresGrad = true }
         default:
             var rng = SplitMix64(seed: seed)
             for l in model.layers.indices {
@@ -140,11 +174,27 @@ public struct Sparsifier {
                 let cols = w.shape[1], sign: Float = method == .bias ? 1 : -1
                 for r in 0..<w.shape[0] { (metric.pointer + r * cols).update(repeating: sign * abs(b.value[r]), count: cols) }
             case .magnitude, .negMagnitude:
-                for i in 0..<metric.count { metric[i] = method == .magnitude ? abs(w.value[i]) : -abs(w.value[i]) }
+                tk_abs(w.value.pointer, metric.pointer, metric.count)
+                if method == .negMagnitude { tk_scale(metric.pointer, -1, metric.pointer, metric.count) }
+            case .l1Rows:
+                // Every weight of a row scores the row's L1 norm: whole rows go, the weakest first.
+                let cols = w.shape[1]
+                for r in 0..<w.shape[0] {
+                    let norm = Float(tk_asum(w.value.pointer + r * cols, cols))
+                    (metric.pointer + r * cols).update(repeating: norm, count: cols)
+                }
+            case .randomPattern:
+                // One random column score per block of 64 rows, shared by the block's rows.
+                let rows = w.shape[0], cols = w.shape[1]
+                for start in stride(from: 0, to: rows, by: 64) {
+                    let pattern = (0..<cols).map { _ in rng.nextFloat() }
+                    for r in start..<min(rows, start + 64) { (metric.pointer + r * cols).update(from: pattern, count: cols) }
+                }
             default:
                 for i in 0..<metric.count { metric[i] = rng.nextFloat() }
             }
-            prune(w, metric: metric, perRow: false, sparsity: layerTarget(l))
+            // A random pattern is ranked per row, so that the rows of a block zero the same columns.
+            prune(w, metric: metric, perRow: method == .randomPattern, sparsity: layerTarget(l))
         }
     }
 

@@ -33,6 +33,10 @@ void tk_scale(const float *x, float s, float *y, long n);
 void tk_add_inplace(float *y, const float *x, long n);
 /** Number of entries equal to zero. */
 long tk_count_zeros(const float *x, long n);
+/** y = |x| element-wise. */
+void tk_abs(const float *x, float *y, long n);
+/** Sum of |x| (double accumulation). */
+double tk_asum(const float *x, long n);
 
 /* Rotary embedding, rotate-half (NeoX / Hugging Face) layout, for `tokens` rows of `heads` heads of `head_dim`.
    cos/sin tables are [max_pos, rot_dim/2]; pos[t] is the position of row t. inverse != 0 rotates by -theta
