@@ -46,7 +46,7 @@ final class BPETokenizerTests: XCTestCase {
 
     func testUnknownPreTokenizerNamesTheSupportedOnes() {
         XCTAssertThrowsError(try PreTokenizer(name: "klingon", source: "x.gguf")) {
-            XCTAssertEqual($0.localizedDescription, "x.gguf: unknown pre-tokenizer 'klingon' (supported: gpt2, default, smollm)")
+            XCTAssertEqual($0.localizedDescription, "x.gguf: unknown pre-tokenizer 'klingon' (supported: gpt2, default, smollm, qwen2, deepseek-r1-qwen, llama3, llama-bpe)")
         }
     }
 
