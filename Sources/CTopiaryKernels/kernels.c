@@ -337,3 +337,14 @@ void tk_fill_uniform(float *x, long n, uint64_t seed, float lo, float hi) {
 }
 void tk_abs(const float *x, float *y, long n) { for (long i = 0; i < n; i++) y[i] = fabsf(x[i]); }
 double tk_asum(const float *x, long n) { double s = 0; for (long i = 0; i < n; i++) s += fabsf(x[i]); return s; }
+void tk_argmin_rows(const float *d, long rows, long cols, int *out) {
+    for (long r = 0; r < rows; r++) {
+        const float *row = d + r * cols;
+        long best = 0;
+        for (long c = 1; c < cols; c++) if (row[c] < row[best]) best = c;
+        out[r] = (int)best;
+    }
+}
+void tk_add_row_vector(float *m, long rows, long cols, const float *v) {
+    for (long r = 0; r < rows; r++) for (long c = 0; c < cols; c++) m[r * cols + c] += v[c];
+}

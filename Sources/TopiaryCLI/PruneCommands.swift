@@ -81,6 +81,8 @@ struct Prune: ParsableCommand {
     @Flag(help: "Replace --out if it exists.") var force = false
     @Option(help: "topiary (checkpoint directory) or hdf5 (the same, plus model.h5 with one dataset per tensor). A streamed model (--stream-layers) is written as one GGUF file (--out ending in .gguf).")
     var format: String = "topiary"
+    @Option(help: "remove: drop the lowest-scored MLP channels; kmeans: merge each layer's MLP channels into as many k-means clusters (of their gate and up rows) as are kept — centroid rows, summed down columns. Attention units are removed by importance either way.")
+    var merge: String = "remove"
     @Option(help: "How the budget is spread over --layers (uniform mode): uniform (equal shares, LLM-Pruner) or search (per-layer shares learned by an evolutionary search rewarded by perplexity on --search-windows windows of 512 tokens from --search-offset, held out from the evaluation windows).")
     var allocation: String = "uniform"
     @Option(name: .customLong("search-evaluations"), help: "Candidates the search evaluates (uniform included).") var searchEvaluations: Int = 40
@@ -94,6 +96,7 @@ struct Prune: ParsableCommand {
         guard format == "topiary" || format == "hdf5" else { throw ValidationError("--format \(format): expected topiary or hdf5") }
         guard ratio >= 0 && ratio < 1 else { throw ValidationError("--ratio \(ratio) is outside [0, 1)") }
         guard roundTo >= 1 else { throw ValidationError("--round-to must be at least 1") }
+        guard merge == "remove" || merge == "kmeans" else { throw ValidationError("--merge \(merge): expected remove or kmeans") }
         guard allocation == "uniform" || allocation == "search" else { throw ValidationError("--allocation \(allocation): expected uniform or search") }
         guard searchEvaluations >= 1, searchWindows >= 1, searchOffset >= 0 else { throw ValidationError("--search-evaluations and --search-windows must be ≥ 1, --search-offset ≥ 0") }
     }
@@ -138,7 +141,11 @@ struct Prune: ParsableCommand {
                 pruner.layerShares = shares
                 searchSummary = summary
             }
-            let removals = try pruner.plan(model: model, graph: graph, estimator: estimator)
+            var removals = try pruner.plan(model: model, graph: graph, estimator: estimator)
+            if merge == "kmeans" {
+                guard let llama = model as? LlamaModel else { throw CLIError("--merge kmeans needs a LLaMA-family model") }
+                removals = try ChannelMerging.mergeMLP(removals, graph: graph, model: llama, seed: seed)
+            }
             try StructuredPruner.apply(removals, graph: graph, to: model)
             for p in model.parameters { p.zeroGrad() }
             var plan = PruningPlan(ratio: ratio, layers: Array(range), mode: mode.rawValue, importance: importance.rawValue,
@@ -147,6 +154,7 @@ struct Prune: ParsableCommand {
                                    nonEmbeddingBefore: nonEmbedding, removals: removals)
             plan.layerShares = pruner.layerShares.map { Dictionary(uniqueKeysWithValues: $0.map { (String($0.key), $0.value) }) }
             plan.search = searchSummary
+            if merge == "kmeans" { plan.mode += "+kmeans-merge" }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             var extra = ["pruning.json": try encoder.encode(plan)]

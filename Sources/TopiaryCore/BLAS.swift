@@ -43,6 +43,14 @@ public enum BLAS {
         cblas_saxpy(Int32(n), alpha, x, 1, y, 1)
     }
 
+    /// `y += alpha · x` over `n` strided floats (`x[i·incX]`, `y[i·incY]`; increments ≥ 1).
+    @inlinable
+    public static func axpy(n: Int, alpha: Float, x: UnsafePointer<Float>, incX: Int, y: UnsafeMutablePointer<Float>, incY: Int) {
+        guard n > 0 else { return }
+        precondition(incX >= 1 && incY >= 1, "axpy: increments must be positive")
+        cblas_saxpy(Int32(n), alpha, x, Int32(incX), y, Int32(incY))
+    }
+
     /// Euclidean norm of `n` floats.
     @inlinable
     public static func nrm2(n: Int, x: UnsafePointer<Float>) -> Float {

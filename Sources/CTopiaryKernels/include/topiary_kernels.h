@@ -37,6 +37,10 @@ long tk_count_zeros(const float *x, long n);
 void tk_abs(const float *x, float *y, long n);
 /** Sum of |x| (double accumulation). */
 double tk_asum(const float *x, long n);
+/** For each row of the row-major [rows, cols] matrix d, the column of its smallest entry (first on ties). */
+void tk_argmin_rows(const float *d, long rows, long cols, int *out);
+/** Adds the vector v ([cols]) to every row of the row-major [rows, cols] matrix m. */
+void tk_add_row_vector(float *m, long rows, long cols, const float *v);
 
 /* Rotary embedding, rotate-half (NeoX / Hugging Face) layout, for `tokens` rows of `heads` heads of `head_dim`.
    cos/sin tables are [max_pos, rot_dim/2]; pos[t] is the position of row t. inverse != 0 rotates by -theta
