@@ -73,6 +73,8 @@ struct Prune: ParsableCommand {
     @Option(help: ArgumentHelp("Output checkpoint directory.", valueName: "dir")) var out: String
     @Option(help: "Importance criterion.") var importance: ImportanceCriterion = .taylor
     @Option(help: "How member scores combine into a unit's score.") var aggregation: Aggregation = .sum
+    @Option(help: "taylor-act: weight of the activation-energy term against the Taylor term (both normalised per group).")
+    var lambda: Double = 1
     @Option(help: "Fraction of non-embedding parameters to remove, in [0, 1).") var ratio: Double
     @Option(help: ArgumentHelp("Layer range A-B (inclusive) to prune.", valueName: "A-B")) var layers: String
     @Option(help: "uniform: the same share in every layer; global: rank units across layers.") var mode: StructuredPruner.Mode = .uniform
@@ -112,6 +114,7 @@ struct Prune: ParsableCommand {
             if let streamed = model as? LlamaModel, streamed.store != nil { return try runStreamed(loaded, streamed, range) }
             let graph = try DependencyGraphBuilder().build(model: model)
             var fisher: [String: Tensor] = [:]
+            var activations: [String: Tensor] = [:]
             var loss: Double?
             var calibrationInfo: [String: Int]?
             if importance.needsGradients {
@@ -128,11 +131,16 @@ struct Prune: ParsableCommand {
                 } else {
                     loss = try Calibration.accumulateGradients(model, set, progress: ProgressBar("calibration", total: set.windows, unit: "windows"))
                 }
+                if importance.needsActivations {
+                    activations = try Calibration.inputEnergies(model, set, weights: Calibration.parameterNames(of: ranked))
+                }
             }
             let before = model.parameterCount
             let nonEmbedding = before - model.config.vocabSize * model.config.hiddenSize
             let beforeConfig = model.config
-            let estimator = CriterionEstimator(criterion: importance, aggregation: aggregation, fisher: fisher, seed: seed)
+            var estimator = CriterionEstimator(criterion: importance, aggregation: aggregation, fisher: fisher, seed: seed)
+            estimator.activations = activations
+            estimator.lambda = lambda
             var pruner = StructuredPruner(ratio: ratio, layers: range, mode: mode, roundTo: roundTo)
             var searchSummary: [String: Double]?
             if allocation == "search" {
@@ -206,7 +214,9 @@ struct Prune: ParsableCommand {
     /// the plan made from shapes, and the pruned model written to a GGUF file tensor by tensor.
     func runStreamed(_ loaded: LoadedModel, _ model: LlamaModel, _ range: ClosedRange<Int>) throws {
         guard out.hasSuffix(".gguf") else { throw CLIError("a streamed model (--stream-layers) is written as one GGUF file: give --out a path ending in .gguf") }
-        guard importance != .taylor2 else { throw CLIError("--importance taylor2 is not available with --stream-layers (use taylor, taylor-vector, l1, l2 or random)") }
+        guard importance != .taylor2 && importance != .taylorActivation else {
+            throw CLIError("--importance \(importance.rawValue) is not available with --stream-layers (use taylor, taylor-vector, l1, l2 or random)")
+        }
         let type = try GGUFExporter.parseType(ggufType)
         let start = Date()
         let graph = try DependencyGraphBuilder().build(model: model)

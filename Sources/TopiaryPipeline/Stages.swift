@@ -96,6 +96,7 @@ extension Pipeline {
         let range = try layerRange(recipe.prune?.layers ?? "all", layerCount: model.config.layerCount)
         let ranked = graph.groups.filter { ($0.kind == "attention" || $0.kind == "mlp") && $0.layer.map(range.contains) == true }
         var fisher: [String: Tensor] = [:]
+        var activations: [String: Tensor] = [:]
         var loss: Double?
         var calibration: [String: Any]?
         if c.criterion.needsGradients {
@@ -107,8 +108,12 @@ extension Pipeline {
             } else {
                 loss = try Calibration.accumulateGradients(model, set, progress: progress("calibration", total: set.windows, unit: "windows"))
             }
+            if c.criterion.needsActivations {
+                activations = try Calibration.inputEnergies(model, set, weights: Calibration.parameterNames(of: ranked))
+            }
         }
-        let estimator = CriterionEstimator(criterion: c.criterion, aggregation: c.aggregation, fisher: fisher, seed: c.seed)
+        var estimator = CriterionEstimator(criterion: c.criterion, aggregation: c.aggregation, fisher: fisher, seed: c.seed)
+        estimator.activations = activations
         let params = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0) })
         var groups: [[String: Any]] = []
         for g in ranked {

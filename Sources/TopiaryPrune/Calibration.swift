@@ -72,6 +72,25 @@ public enum Calibration {
         return weightedLoss / Double(set.windows)
     }
 
+    /// Σₜ x² per input column of every linear of the named weights, over all calibration tokens (one forward, no
+    /// tape), by weight name. Linears that read the same input get the same statistic.
+    public static func inputEnergies(_ model: any LanguageModel, _ set: CalibrationSet, weights names: Set<String>) throws -> [String: Tensor] {
+        var result: [String: Tensor] = [:]
+        var last: (TensorStorage, Tensor)?
+        let g = Graph()
+        g.linearInputObserver = { weight, x in
+            guard names.contains(weight.name) else { return }
+            if let last, last.0 === x.storage { result[weight.name] = last.1; return }
+            let cols = x.shape.last!, rows = x.count / cols
+            let s = Tensor(zeros: [cols])
+            withExtendedLifetime(x) { tk_col_sumsq_acc(x.pointer, rows, cols, s.pointer) }
+            last = (x.storage, s)
+            result[weight.name] = s
+        }
+        _ = try model.forward(g, tokens: Array(set.tokens), batch: set.windows, cache: nil, logits: .last)
+        return result
+    }
+
     /// Gradients of the mean causal-LM cross-entropy over the whole set (one batch, as ``accumulateGradients(_:_:windowsPerBatch:progress:)``)
     /// computed one decoder layer at a time, for models whose weights cannot all be in memory (``LayerStore``):
     /// a forward without a tape keeps only each layer's input (activation checkpoints at layer boundaries); the head's

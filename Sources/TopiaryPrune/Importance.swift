@@ -19,9 +19,20 @@ public enum ImportanceCriterion: String, CaseIterable, Codable, Sendable {
     case l2
     /// Uniform random scores (a baseline), seeded.
     case random
+    /// Topiary's indicator, activation-aware Taylor: the element-wise first-order Taylor score of a unit plus λ times
+    /// the energy the unit feeds forward — for every member that is a linear's input column j (o_proj columns of a
+    /// head group, the down_proj column of an MLP channel), ‖W[:, j]‖² · Σₜ xₜⱼ² over the calibration tokens, the
+    /// squared norm of that column's contribution to the layer output (Wanda's |W|·‖X‖ for a whole column, squared).
+    /// Both terms are divided by their mean over the group's units before they are added, so λ weighs them on one
+    /// scale. The Taylor term sees how the loss responds to the unit on the calibration batch; the energy term sees how
+    /// much the unit changes the residual stream, which first-order Taylor misses where gradients cancel.
+    case taylorActivation = "taylor-act"
 
     /// True when the criterion needs gradients from calibration data.
-    public var needsGradients: Bool { self == .taylor || self == .taylorVector || self == .taylor2 }
+    public var needsGradients: Bool { self == .taylor || self == .taylorVector || self == .taylor2 || self == .taylorActivation }
+
+    /// True when the criterion needs the calibration inputs of each linear (Σₜ x² per input column).
+    public var needsActivations: Bool { self == .taylorActivation }
 }
 
 /// How the scores of a unit's members (its slices of several tensors) combine into one number.
@@ -52,6 +63,10 @@ public struct CriterionEstimator: ImportanceEstimator {
     public let aggregation: Aggregation
     public let fisher: [String: Tensor]
     public let seed: UInt64
+    /// Σₜ x² per input column of each linear, by weight name (``Calibration/inputEnergies(_:_:)``), for `taylor-act`.
+    public var activations: [String: Tensor] = [:]
+    /// Weight of the activation term of `taylor-act` (0: plain element-wise Taylor).
+    public var lambda = 1.0
 
     public init(criterion: ImportanceCriterion, aggregation: Aggregation, fisher: [String: Tensor] = [:], seed: UInt64 = 0) {
         self.criterion = criterion
@@ -64,6 +79,26 @@ public struct CriterionEstimator: ImportanceEstimator {
         if criterion == .random {
             var rng = SplitMix64(seed: seed &+ UInt64(group.id) &* 0x9E37_79B9)
             return (0..<group.units).map { _ in rng.nextDouble() }
+        }
+        if criterion == .taylorActivation {
+            let taylor = try CriterionEstimator(criterion: .taylor, aggregation: aggregation).scores(for: group, parameters: parameters)
+            var energy = [Double](repeating: 0, count: group.units)
+            var found = false
+            for m in group.members where m.axis == 1 {
+                guard let p = parameters[m.tensor], let x = activations[m.tensor], x.count == p.shape[1] else { continue }
+                found = true
+                let w = p.value
+                let squares = Tensor(uninitialized: w.shape)
+                tk_mul(w.pointer, w.pointer, squares.pointer, w.count)
+                let columns = squares.sums(keepingAxis: 1)  // ‖W[:, j]‖²
+                for u in 0..<group.units { for j in m.channels(ofUnit: u) { energy[u] += columns[j] * Double(x[j]) } }
+            }
+            guard found else { return taylor }
+            func normalised(_ v: [Double]) -> [Double] {
+                let mean = v.reduce(0, +) / Double(max(1, v.count))
+                return mean > 0 ? v.map { $0 / mean } : v
+            }
+            return zip(normalised(taylor), normalised(energy)).map { $0 + lambda * $1 }
         }
         var perMember: [[Double]] = []
         for m in group.members {
@@ -98,7 +133,7 @@ public struct CriterionEstimator: ImportanceEstimator {
         case .taylor2:
             guard let f = fisher[p.name] else { throw PruneError.missingGradient(p.name) }
             return f.sums(keepingAxis: axis)
-        case .random:
+        case .random, .taylorActivation:
             return [Double](repeating: 0, count: w.shape[axis])
         }
     }

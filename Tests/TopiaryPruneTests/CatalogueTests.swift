@@ -1,6 +1,7 @@
 import Foundation
 import TopiaryAutodiff
 import TopiaryCore
+import TopiaryGraph
 import TopiaryModels
 import TopiaryPrune
 import XCTest
@@ -61,5 +62,41 @@ final class CatalogueTests: XCTestCase {
         XCTAssertEqual(zeroColumns(64), zeroColumns(79))
         XCTAssertEqual(zeroColumns(0).count, cols / 4)
         XCTAssertNotEqual(zeroColumns(0), zeroColumns(64), "blocks draw their own patterns")
+    }
+}
+
+/// Topiary's activation-aware Taylor indicator.
+final class TaylorActivationTests: XCTestCase {
+    func testScoresAreNormalisedTaylorPlusLambdaTimesEnergy() throws {
+        let model = try tinyLlama()
+        let graph = try DependencyGraphBuilder().build(model: model)
+        let set = try randomCalibration(model, windows: 4, length: 8)
+        try Calibration.accumulateGradients(model, set)
+        let names = Set(graph.groups.flatMap { $0.members.map(\.tensor) })
+        let energies = try Calibration.inputEnergies(model, set, weights: names)
+        let params = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0) })
+        let mlp = graph.groups.first { $0.kind == "mlp" }!
+        let down = model.layers[mlp.layer!].down
+        XCTAssertEqual(energies[down.name]?.count, down.shape[1])
+
+        let taylor = try CriterionEstimator(criterion: .taylor, aggregation: .sum).scores(for: mlp, parameters: params)
+        var estimator = CriterionEstimator(criterion: .taylorActivation, aggregation: .sum)
+        estimator.activations = energies
+        estimator.lambda = 0
+        let plain = try estimator.scores(for: mlp, parameters: params)
+        let meanTaylor = taylor.reduce(0, +) / Double(taylor.count)
+        for (a, b) in zip(plain, taylor) { XCTAssertEqual(a, b / meanTaylor, accuracy: 1e-9) }
+
+        estimator.lambda = 2
+        let combined = try estimator.scores(for: mlp, parameters: params)
+        // Energy of channel c: ‖down[:, c]‖² · Σ x_c², by hand.
+        let rows = down.shape[0], cols = down.shape[1]
+        let energy = (0..<cols).map { c in
+            (0..<rows).reduce(0.0) { $0 + Double(down.value[$1 * cols + c] * down.value[$1 * cols + c]) } * Double(energies[down.name]![c])
+        }
+        let meanEnergy = energy.reduce(0, +) / Double(energy.count)
+        for c in 0..<cols { XCTAssertEqual(combined[c], taylor[c] / meanTaylor + 2 * energy[c] / meanEnergy, accuracy: 1e-6) }
+        XCTAssertNotEqual(combined.indices.sorted { combined[$0] < combined[$1] }, taylor.indices.sorted { taylor[$0] < taylor[$1] },
+                          "the activation term changes the ranking on this model")
     }
 }
