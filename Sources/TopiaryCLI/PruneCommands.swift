@@ -75,6 +75,8 @@ struct Prune: ParsableCommand {
     @Option(help: "How member scores combine into a unit's score.") var aggregation: Aggregation = .sum
     @Option(help: "taylor-act: weight of the activation-energy term against the Taylor term (both normalised per group).")
     var lambda: Double = 1
+    @Option(name: .customLong("taylor-order"), help: "taylor-act: its Taylor term, 2 (second-order Fisher, one backward per window) or 1 (element-wise first order).")
+    var taylorOrder: Int = 2
     @Option(help: "Fraction of non-embedding parameters to remove, in [0, 1).") var ratio: Double
     @Option(help: ArgumentHelp("Layer range A-B (inclusive) to prune.", valueName: "A-B")) var layers: String
     @Option(help: "uniform: the same share in every layer; global: rank units across layers.") var mode: StructuredPruner.Mode = .uniform
@@ -98,6 +100,7 @@ struct Prune: ParsableCommand {
         guard format == "topiary" || format == "hdf5" else { throw ValidationError("--format \(format): expected topiary or hdf5") }
         guard ratio >= 0 && ratio < 1 else { throw ValidationError("--ratio \(ratio) is outside [0, 1)") }
         guard roundTo >= 1 else { throw ValidationError("--round-to must be at least 1") }
+        guard taylorOrder == 1 || taylorOrder == 2 else { throw ValidationError("--taylor-order \(taylorOrder): expected 1 or 2") }
         guard merge == "remove" || merge == "kmeans" else { throw ValidationError("--merge \(merge): expected remove or kmeans") }
         guard allocation == "uniform" || allocation == "search" else { throw ValidationError("--allocation \(allocation): expected uniform or search") }
         guard searchEvaluations >= 1, searchWindows >= 1, searchOffset >= 0 else { throw ValidationError("--search-evaluations and --search-windows must be ≥ 1, --search-offset ≥ 0") }
@@ -126,7 +129,7 @@ struct Prune: ParsableCommand {
                 // Gradients only for the tensors of the groups being ranked.
                 let ranked = graph.groups.filter { ($0.kind == "attention" || $0.kind == "mlp") && $0.layer.map(range.contains) == true }
                 Calibration.restrictGradients(model, to: Calibration.parameterNames(of: ranked))
-                if importance == .taylor2 {
+                if importance == .taylor2 || (importance == .taylorActivation && taylorOrder == 2) {
                     fisher = try Calibration.fisher(model, set, progress: ProgressBar("calibration (per window)", total: set.windows, unit: "windows"))
                 } else {
                     loss = try Calibration.accumulateGradients(model, set, progress: ProgressBar("calibration", total: set.windows, unit: "windows"))
@@ -141,6 +144,7 @@ struct Prune: ParsableCommand {
             var estimator = CriterionEstimator(criterion: importance, aggregation: aggregation, fisher: fisher, seed: seed)
             estimator.activations = activations
             estimator.lambda = lambda
+            estimator.taylorOrder = taylorOrder
             var pruner = StructuredPruner(ratio: ratio, layers: range, mode: mode, roundTo: roundTo)
             var searchSummary: [String: Double]?
             if allocation == "search" {

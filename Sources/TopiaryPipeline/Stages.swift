@@ -103,7 +103,7 @@ extension Pipeline {
             let set = try calibrationSet(c.calibration, tokenizer: m.tokenizer)
             calibration = ["windows": set.windows, "length": set.length, "offset": set.offset, "file": c.calibration.file ?? recipe.datasetPath("wikitext2")]
             Calibration.restrictGradients(model, to: Calibration.parameterNames(of: ranked))
-            if c.criterion == .taylor2 {
+            if c.criterion.needsFisher {
                 fisher = try Calibration.fisher(model, set, progress: progress("calibration (per window)", total: set.windows, unit: "windows"))
             } else {
                 loss = try Calibration.accumulateGradients(model, set, progress: progress("calibration", total: set.windows, unit: "windows"))

@@ -19,7 +19,8 @@ public enum ImportanceCriterion: String, CaseIterable, Codable, Sendable {
     case l2
     /// Uniform random scores (a baseline), seeded.
     case random
-    /// Topiary's indicator, activation-aware Taylor: the element-wise first-order Taylor score of a unit plus λ times
+    /// Topiary's indicator, activation-aware Taylor: the second-order Taylor (Fisher) score of a unit — or, with
+    /// `taylorOrder` 1, its element-wise first-order score — plus λ times
     /// the energy the unit feeds forward — for every member that is a linear's input column j (o_proj columns of a
     /// head group, the down_proj column of an MLP channel), ‖W[:, j]‖² · Σₜ xₜⱼ² over the calibration tokens, the
     /// squared norm of that column's contribution to the layer output (Wanda's |W|·‖X‖ for a whole column, squared).
@@ -30,6 +31,9 @@ public enum ImportanceCriterion: String, CaseIterable, Codable, Sendable {
 
     /// True when the criterion needs gradients from calibration data.
     public var needsGradients: Bool { self == .taylor || self == .taylorVector || self == .taylor2 || self == .taylorActivation }
+
+    /// True when the criterion needs per-window Fisher sums (one backward per calibration window).
+    public var needsFisher: Bool { self == .taylor2 || self == .taylorActivation }
 
     /// True when the criterion needs the calibration inputs of each linear (Σₜ x² per input column).
     public var needsActivations: Bool { self == .taylorActivation }
@@ -65,8 +69,11 @@ public struct CriterionEstimator: ImportanceEstimator {
     public let seed: UInt64
     /// Σₜ x² per input column of each linear, by weight name (``Calibration/inputEnergies(_:_:)``), for `taylor-act`.
     public var activations: [String: Tensor] = [:]
-    /// Weight of the activation term of `taylor-act` (0: plain element-wise Taylor).
+    /// Weight of the activation term of `taylor-act` (0: its Taylor term alone).
     public var lambda = 1.0
+    /// `taylor-act`'s Taylor term: 2 — the second-order Fisher term ½Σₛ(w·gₛ)² (needs `fisher`); 1 — element-wise
+    /// first order Σ|w·g|.
+    public var taylorOrder = 2
 
     public init(criterion: ImportanceCriterion, aggregation: Aggregation, fisher: [String: Tensor] = [:], seed: UInt64 = 0) {
         self.criterion = criterion
@@ -81,7 +88,8 @@ public struct CriterionEstimator: ImportanceEstimator {
             return (0..<group.units).map { _ in rng.nextDouble() }
         }
         if criterion == .taylorActivation {
-            let taylor = try CriterionEstimator(criterion: .taylor, aggregation: aggregation).scores(for: group, parameters: parameters)
+            let taylor = try CriterionEstimator(criterion: taylorOrder == 2 ? .taylor2 : .taylor, aggregation: aggregation, fisher: fisher)
+                .scores(for: group, parameters: parameters)
             var energy = [Double](repeating: 0, count: group.units)
             var found = false
             for m in group.members where m.axis == 1 {

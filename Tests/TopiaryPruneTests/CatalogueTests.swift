@@ -82,6 +82,7 @@ final class TaylorActivationTests: XCTestCase {
         let taylor = try CriterionEstimator(criterion: .taylor, aggregation: .sum).scores(for: mlp, parameters: params)
         var estimator = CriterionEstimator(criterion: .taylorActivation, aggregation: .sum)
         estimator.activations = energies
+        estimator.taylorOrder = 1
         estimator.lambda = 0
         let plain = try estimator.scores(for: mlp, parameters: params)
         let meanTaylor = taylor.reduce(0, +) / Double(taylor.count)
@@ -98,5 +99,15 @@ final class TaylorActivationTests: XCTestCase {
         for c in 0..<cols { XCTAssertEqual(combined[c], taylor[c] / meanTaylor + 2 * energy[c] / meanEnergy, accuracy: 1e-6) }
         XCTAssertNotEqual(combined.indices.sorted { combined[$0] < combined[$1] }, taylor.indices.sorted { taylor[$0] < taylor[$1] },
                           "the activation term changes the ranking on this model")
+
+        // Second-order variant: with λ = 0 it is taylor2 normalised (the same ranking).
+        let fisher = try Calibration.fisher(model, set)
+        var second = CriterionEstimator(criterion: .taylorActivation, aggregation: .sum, fisher: fisher)
+        second.activations = energies
+        second.lambda = 0
+        let t2 = try CriterionEstimator(criterion: .taylor2, aggregation: .sum, fisher: fisher).scores(for: mlp, parameters: params)
+        let s2 = try second.scores(for: mlp, parameters: params)
+        let mean2 = t2.reduce(0, +) / Double(t2.count)
+        for (a, b) in zip(s2, t2) { XCTAssertEqual(a, b / mean2, accuracy: 1e-9) }
     }
 }
