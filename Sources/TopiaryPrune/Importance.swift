@@ -24,8 +24,8 @@ public enum ImportanceCriterion: String, CaseIterable, Codable, Sendable {
     /// the energy the unit feeds forward — for every member that is a linear's input column j (o_proj columns of a
     /// head group, the down_proj column of an MLP channel), ‖W[:, j]‖² · Σₜ xₜⱼ² over the calibration tokens, the
     /// squared norm of that column's contribution to the layer output (Wanda's |W|·‖X‖ for a whole column, squared).
-    /// Both terms are divided by their mean over the group's units before they are added, so λ weighs them on one
-    /// scale. The Taylor term sees how the loss responds to the unit on the calibration batch; the energy term sees how
+    /// The score is T · E^λ (T and E each divided by their mean over the group's units): λ weighs the terms on a
+    /// logarithmic scale, and λ = 0 is the Taylor term's ranking. The Taylor term sees how the loss responds to the unit on the calibration batch; the energy term sees how
     /// much the unit changes the residual stream, which first-order Taylor misses where gradients cancel.
     case taylorActivation = "taylor-act"
 
@@ -106,7 +106,9 @@ public struct CriterionEstimator: ImportanceEstimator {
                 let mean = v.reduce(0, +) / Double(max(1, v.count))
                 return mean > 0 ? v.map { $0 / mean } : v
             }
-            return zip(normalised(taylor), normalised(energy)).map { $0 + lambda * $1 }
+            // A product (a sum of logarithms): scale-free, so a heavy-tailed Taylor term is not swamped by the energy
+            // term for most units, and λ → 0 gives the Taylor ranking back.
+            return zip(normalised(taylor), normalised(energy)).map { $0 * pow(max($1, 1e-30), lambda) }
         }
         var perMember: [[Double]] = []
         for m in group.members {
