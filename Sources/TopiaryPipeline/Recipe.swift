@@ -42,6 +42,14 @@ public struct PruneConfig: Codable, Sendable, Equatable {
     public var layers: String
     public var mode: StructuredPruner.Mode = .uniform
     public var roundTo = 1
+    /// `uniform` (nil) or `search`: per-layer shares learned by ``LayerRatioSearch`` (optional fields stay out of the
+    /// stage key when unset, so recipes without them keep their checkpoints).
+    public var allocation: String?
+    public var searchEvaluations: Int?
+    public var searchWindows: Int?
+    public var searchOffset: Int?
+    /// `remove` (nil) or `kmeans`: MLP channels merged by k-means instead of removed.
+    public var merge: String?
 }
 
 public struct SparsifyConfig: Codable, Sendable, Equatable {
@@ -254,6 +262,14 @@ public struct Recipe: Codable, Sendable, Equatable {
             }
             if let v = try s.choice("mode", StructuredPruner.Mode.allCases.map(\.rawValue)) { c.mode = StructuredPruner.Mode(rawValue: v)! }
             c.roundTo = try s.int("round_to", range: 1...4096) ?? 1
+            if let v = try s.choice("allocation", ["uniform", "search"]), v == "search" { c.allocation = v }
+            c.searchEvaluations = try s.int("search_evaluations", range: 1...10_000)
+            c.searchWindows = try s.int("search_windows", range: 1...1024)
+            c.searchOffset = try s.int("search_offset", range: 0...100_000_000)
+            if let v = try s.choice("merge", ["remove", "kmeans"]), v == "kmeans" { c.merge = v }
+            if c.allocation == "search" && c.mode != .uniform {
+                throw s.error(at: stages.keyNode("prune"), "stages.prune.allocation `search` needs mode `uniform`")
+            }
             try s.finish()
             r.prune = c
         }

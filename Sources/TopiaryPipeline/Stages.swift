@@ -144,15 +144,47 @@ extension Pipeline {
         let before = model.parameterCount
         let nonEmbedding = before - model.config.vocabSize * model.config.hiddenSize
         let beforeConfig = model.config
-        let pruner = StructuredPruner(ratio: c.ratio, layers: range, mode: c.mode, roundTo: c.roundTo)
-        let removals = try pruner.plan(model: model, graph: graph, estimator: imp)
+        var pruner = StructuredPruner(ratio: c.ratio, layers: range, mode: c.mode, roundTo: c.roundTo)
+        var search: [String: Double]?
+        if c.allocation == "search" {
+            guard let llama = model as? LlamaModel else { throw PipelineError("allocation `search` supports LLaMA-family models") }
+            let windows = c.searchWindows ?? 4, offset = c.searchOffset ?? 40960
+            let path = recipe.datasetPath("wikitext2")
+            let all = try tokens(path, m.tokenizer)
+            guard offset + windows * 512 <= all.count else {
+                throw PipelineError("\(path): search_windows \(windows) × 512 from token \(offset) run past its \(all.count) tokens")
+            }
+            let reward = Array(all[offset..<(offset + windows * 512)])
+            let weights = Dictionary(uniqueKeysWithValues: llama.parameters.map { ($0.name, $0.value) })
+            let evaluations = c.searchEvaluations ?? 40
+            let result = try LayerRatioSearch(layers: Array(range), evaluations: evaluations, seed: recipe.seed)
+                .run(progress: progress("layer-ratio search", total: evaluations, unit: "candidates")) { shares in
+                    let copy = try LlamaModel(config: llama.config, weights: weights, source: "search candidate")
+                    var candidate = pruner
+                    candidate.layerShares = shares
+                    try StructuredPruner.apply(try candidate.plan(model: copy, graph: graph, estimator: imp), graph: graph, to: copy)
+                    return try PerplexityEvaluator(window: 512, maxWindows: windows).evaluate(copy, tokens: reward).ppl
+                }
+            pruner.layerShares = result.shares
+            search = ["reward_ppl": result.fitness, "uniform_reward_ppl": result.uniformFitness, "evaluations": Double(result.history.count),
+                      "offset": Double(offset), "windows": Double(windows)]
+            log(String(format: "  layer-ratio search: reward ppl %.4f (uniform %.4f)", result.fitness, result.uniformFitness))
+        }
+        var removals = try pruner.plan(model: model, graph: graph, estimator: imp)
+        if c.merge == "kmeans" {
+            guard let llama = model as? LlamaModel else { throw PipelineError("merge `kmeans` supports LLaMA-family models") }
+            removals = try ChannelMerging.mergeMLP(removals, graph: graph, model: llama, seed: recipe.seed)
+        }
         try StructuredPruner.apply(removals, graph: graph, to: model)
         for p in model.parameters { p.zeroGrad() }
-        let plan = PruningPlan(ratio: c.ratio, layers: Array(range), mode: c.mode.rawValue, importance: impJSON["criterion"] as? String ?? "?",
+        var plan = PruningPlan(ratio: c.ratio, layers: Array(range), mode: c.mode.rawValue + (c.merge == "kmeans" ? "+kmeans-merge" : ""),
+                               importance: impJSON["criterion"] as? String ?? "?",
                                aggregation: impJSON["aggregation"] as? String ?? "?",
                                calibration: (impJSON["calibration"] as? [String: Any])?.compactMapValues { $0 as? Int },
                                calibrationLoss: impJSON["calibration_loss"] as? Double,
                                parametersBefore: before, parametersAfter: model.parameterCount, nonEmbeddingBefore: nonEmbedding, removals: removals)
+        plan.layerShares = pruner.layerShares.map { Dictionary(uniqueKeysWithValues: $0.map { (String($0.key), $0.value) }) }
+        plan.search = search
         try Checkpoint.save(model: model, tokenizerMetadata: m.metadata, to: dir + "/model", extraFiles: ["pruning.json": try encoderData(plan)])
         modelPath = dir + "/model"
         prunedPath = modelPath

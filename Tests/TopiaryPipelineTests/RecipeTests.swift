@@ -69,6 +69,19 @@ final class RecipeTests: XCTestCase {
         }
     }
 
+    func testPruneAllocationSearchAndKMeansMergeParse() throws {
+        let r = try parse(replacing("    ratio: 0.2\n", "    ratio: 0.2\n    allocation: search\n    search_evaluations: 12\n    merge: kmeans\n"))
+        XCTAssertEqual(r.prune?.allocation, "search")
+        XCTAssertEqual(r.prune?.searchEvaluations, 12)
+        XCTAssertEqual(r.prune?.merge, "kmeans")
+        // Unset, the new keys stay out of the stage's configuration (older runs keep their checkpoints).
+        let plain = try parse(good)
+        XCTAssertNil(plain.prune?.allocation)
+        XCTAssertFalse(String(decoding: try JSONEncoder().encode(plain.prune!), as: UTF8.self).contains("allocation"))
+        assertRecipeError(replacing("    ratio: 0.2\n", "    ratio: 0.2\n    allocation: searhc\n"), line: 11, "unknown value `searhc`")
+        assertRecipeError(replacing("    ratio: 0.2\n", "    ratio: 0.2\n    merge: kmeanz\n"), line: 11, "unknown value `kmeanz`")
+    }
+
     func replacing(_ old: String, _ new: String) -> String {
         precondition(good.contains(old), "test bug: \(old) not in the recipe")
         return good.replacingOccurrences(of: old, with: new)
