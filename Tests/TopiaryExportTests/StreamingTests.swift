@@ -178,6 +178,20 @@ final class StreamingTests: XCTestCase {
 }
 
 extension StreamingTests {
+    /// A LLaMA with a tied output (q/k rows permuted in the GGUF): the streamed path undoes the permutation per layer
+    /// and the head loads the shared embedding table, which the embedding then uses whole.
+    func testStreamedTiedLlamaMatchesInMemory() throws {
+        let original = try tinyModel(heads: [4, 4], kvHeads: [2, 2], ffn: [32, 32], hidden: 32, headDim: 8, vocab: 64, tied: true)
+        let path = temporaryPath(self, "llama-tied.gguf")
+        try GGUFExporter.export(model: original, sourceMetadata: Self.tokenizerMetadata, to: path)
+        let streamed = try GGUFModelLoader.load(path: path, streamLayers: 1).model as! LlamaModel
+        XCTAssertTrue(streamed.config.tieWordEmbeddings)
+        let reference = try logits(original, tokens)
+        XCTAssertLessThan(maxAbsDifference(try logits(streamed, tokens), reference), 1e-5)
+        XCTAssertTrue(streamed.embedding.isResident, "the tied head loaded the table")
+        XCTAssertLessThan(maxAbsDifference(try logits(streamed, tokens), reference), 1e-5, "second call, table resident")
+    }
+
     func testPruneByBiasOnQwen2AndNotApplicableWithoutBiases() throws {
         for method in [SparsifyMethod.bias, .negBias] {
             let model = try Self.tinyQwen2()
