@@ -59,6 +59,9 @@ struct Export: ParsableCommand {
                     throw CLIError("\(out) is a directory; --format gguf writes a single file")
                 }
             }
+            guard modelArguments.streamLayers == 0 else {
+                throw CLIError("export writes a model held in memory; a streamed model (--stream-layers) is written by prune/sparsify, or export it without streaming")
+            }
             let loaded = try modelArguments.load()
             let report: ExportReport
             if format == "gguf" {

@@ -60,6 +60,9 @@ struct Finetune: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            guard modelArguments.streamLayers == 0 else {
+                throw CLIError("finetune needs the whole model in memory: LoRA training on a streamed model (--stream-layers) is not implemented yet")
+            }
             let loaded = try modelArguments.load()
             guard let model = loaded.model as? any AdaptableModel else { throw CLIError("this model type does not support LoRA") }
             var l = LoRAConfig()

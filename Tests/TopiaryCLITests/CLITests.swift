@@ -63,6 +63,17 @@ final class CLITests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: out), "a failed prune left output behind")
     }
 
+    /// What a streamed model (--stream-layers) cannot do is refused up front, naming the option.
+    func testStreamedModelRefusals() throws {
+        let model = try modelPath()
+        let text = temp("stream.txt", Data("hello world".utf8))
+        assertCleanFailure(try run(["finetune", "--model", model, "--stream-layers", "2", "--out", "/tmp/x", "--data", text]), mentions: "--stream-layers")
+        assertCleanFailure(try run(["export", "--model", model, "--stream-layers", "2", "--out", "/tmp/x.gguf"]), mentions: "--stream-layers")
+        assertCleanFailure(try run(["prune", "--model", model, "--stream-layers", "2", "--out", "/tmp/x-dir", "--ratio", "0.2", "--layers", "3-27"]),
+                           mentions: "ending in .gguf")
+        assertCleanFailure(try run(["perplexity", "--model", model, "--stream-layers", "-1"]), mentions: "--stream-layers")
+    }
+
     func testTokenizeJSON() throws {
         let model = try modelPath()
         let text = temp("t.txt", Data("University is".utf8))
