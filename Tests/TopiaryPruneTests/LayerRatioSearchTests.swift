@@ -19,7 +19,8 @@ final class LayerRatioSearchTests: XCTestCase {
         XCTAssertEqual(result.history.count, 60)
         XCTAssertEqual(result.history[0].shares, [1, 1, 1, 1], "the uniform candidate is evaluated first")
         XCTAssertEqual(result.uniformFitness, 1.0 * 0.64 + 0.04 + 0.04 + 0.64, accuracy: 1e-9)
-        XCTAssertLessThan(result.fitness, result.uniformFitness / 4)
+        // Better than every starting candidate (the best, the steepest ramp, scores 0.18): mutations and crossovers matter.
+        XCTAssertLessThan(result.fitness, 0.12)
         for c in result.history {
             XCTAssertEqual(c.shares.reduce(0, +) / 4, 1, accuracy: 1e-6)
             XCTAssertTrue(c.shares.allSatisfy { $0 >= 0 && $0 <= 2.0 + 1e-9 })
