@@ -107,19 +107,22 @@ void tk_gelu_erf_bwd(const float *x, const float *dy, float *dx, long n) {
 void tk_add(const float *a, const float *b, float *y, long n) { for (long i = 0; i < n; i++) y[i] = a[i] + b[i]; }
 void tk_mul(const float *a, const float *b, float *y, long n) { for (long i = 0; i < n; i++) y[i] = a[i] * b[i]; }
 
-/* Inverted-dropout mask: 0 with probability p, `keep` otherwise, drawn from SplitMix64 seeded with `seed` —
-   the same sequence as TopiaryCore's SplitMix64.nextDouble(), element by element. */
+/* The next uniform double in [0, 1) of a SplitMix64 stream — the same sequence as TopiaryCore's
+   SplitMix64.nextDouble(). */
+static inline double tk_splitmix64_unit(uint64_t *state) {
+    *state += 0x9E3779B97F4A7C15ULL;
+    uint64_t z = *state;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    return (double)(z >> 11) / 9007199254740992.0;
+}
+
+/* Inverted-dropout mask: 0 with probability p, `keep` otherwise, drawn from SplitMix64 seeded with `seed`,
+   element by element. */
 void tk_dropout_mask(float *mask, long n, uint64_t seed, double p, float keep) {
     uint64_t state = seed;
-    for (long i = 0; i < n; i++) {
-        state += 0x9E3779B97F4A7C15ULL;
-        uint64_t z = state;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-        z ^= z >> 31;
-        double u = (double)(z >> 11) / 9007199254740992.0;
-        mask[i] = u < p ? 0.0f : keep;
-    }
+    for (long i = 0; i < n; i++) mask[i] = tk_splitmix64_unit(&state) < p ? 0.0f : keep;
 }
 void tk_mul_acc(const float *a, const float *b, float *y, long n) { for (long i = 0; i < n; i++) y[i] += a[i] * b[i]; }
 void tk_scale(const float *x, float s, float *y, long n) { for (long i = 0; i < n; i++) y[i] = x[i] * s; }
@@ -326,14 +329,7 @@ void tk_col_sumsq_acc(const float *x, long rows, long cols, float *acc) {
 }
 void tk_fill_uniform(float *x, long n, uint64_t seed, float lo, float hi) {
     uint64_t state = seed;
-    for (long i = 0; i < n; i++) {
-        state += 0x9E3779B97F4A7C15ULL;
-        uint64_t z = state;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-        z ^= z >> 31;
-        x[i] = lo + (hi - lo) * (float)((double)(z >> 11) / 9007199254740992.0);
-    }
+    for (long i = 0; i < n; i++) x[i] = lo + (hi - lo) * (float)tk_splitmix64_unit(&state);
 }
 void tk_abs(const float *x, float *y, long n) { for (long i = 0; i < n; i++) y[i] = fabsf(x[i]); }
 double tk_asum(const float *x, long n) { double s = 0; for (long i = 0; i < n; i++) s += fabsf(x[i]); return s; }

@@ -6,6 +6,7 @@ import TopiaryExport
 import TopiaryGraph
 import TopiaryModels
 import TopiaryPrune
+import TopiaryTokenizers
 
 extension ImportanceCriterion: ExpressibleByArgument {}
 extension Aggregation: ExpressibleByArgument {}
@@ -47,6 +48,13 @@ struct CalibrationArguments: ParsableArguments {
     @Option(name: .customLong("calibration-length"), help: "Tokens per calibration window.") var length: Int = 128
     @Option(name: .customLong("calibration-offset"), help: "Token offset of the first window in the tokenized text (past the evaluation windows).")
     var offset: Int = 32768
+
+    /// The calibration windows from `--calibration` (default: `defaultFile`), tokenized with the model's tokenizer.
+    func set(tokenizer: any Tokenizer, defaultFile: String) throws -> CalibrationSet {
+        let path = file ?? defaultFile
+        let tokens = tokenizer.encode(try readText(path), addSpecialTokens: false, parseSpecial: false).map(Int32.init)
+        return try CalibrationSet(tokens: tokens, windows: windows, length: length, offset: offset, source: path)
+    }
 
     func validate() throws {
         guard windows >= 1 else { throw ValidationError("--calibration-windows must be at least 1") }
@@ -121,13 +129,10 @@ struct Prune: ParsableCommand {
             var loss: Double?
             var calibrationInfo: [String: Int]?
             if importance.needsGradients {
-                let path = calibration.file ?? dataArguments.wikitext
-                let tokens = loaded.tokenizer.encode(try readText(path), addSpecialTokens: false, parseSpecial: false).map(Int32.init)
-                let set = try CalibrationSet(tokens: tokens, windows: calibration.windows, length: calibration.length,
-                                             offset: calibration.offset, source: path)
-                calibrationInfo = ["windows": set.windows, "length": set.length, "offset": set.offset]
+                let set = try calibration.set(tokenizer: loaded.tokenizer, defaultFile: dataArguments.wikitext)
+                calibrationInfo = set.summary
                 // Gradients only for the tensors of the groups being ranked.
-                let ranked = graph.groups.filter { ($0.kind == "attention" || $0.kind == "mlp") && $0.layer.map(range.contains) == true }
+                let ranked = StructuredPruner.rankedGroups(graph, layers: range)
                 Calibration.restrictGradients(model, to: Calibration.parameterNames(of: ranked))
                 if importance == .taylor2 || (importance == .taylorActivation && taylorOrder == 2) {
                     fisher = try Calibration.fisher(model, set, progress: ProgressBar("calibration (per window)", total: set.windows, unit: "windows"))
@@ -188,7 +193,7 @@ struct Prune: ParsableCommand {
                       pruner: StructuredPruner) throws -> ([Int: Double], [String: Double]) {
         let params = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0) })
         var scores: [Int: [Double]] = [:]
-        for g in graph.groups where (g.kind == "attention" || g.kind == "mlp") && g.layer.map(pruner.layers.contains) == true {
+        for g in StructuredPruner.rankedGroups(graph, layers: pruner.layers) {
             scores[g.id] = try estimator.scores(for: g, parameters: params)
         }
         let text = try readText(dataArguments.wikitext)
@@ -224,7 +229,7 @@ struct Prune: ParsableCommand {
         let type = try GGUFExporter.parseType(ggufType)
         let start = Date()
         let graph = try DependencyGraphBuilder().build(model: model)
-        let ranked = graph.groups.filter { ($0.kind == "attention" || $0.kind == "mlp") && $0.layer.map(range.contains) == true }
+        let ranked = StructuredPruner.rankedGroups(graph, layers: range)
         let byLayer = Dictionary(grouping: ranked, by: { $0.layer! })
         let params = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0) })
         let estimator = CriterionEstimator(criterion: importance, aggregation: aggregation, seed: seed)
@@ -233,11 +238,8 @@ struct Prune: ParsableCommand {
         var loss: Double?
         var calibrationInfo: [String: Int]?
         if importance.needsGradients {
-            let path = calibration.file ?? dataArguments.wikitext
-            let tokens = loaded.tokenizer.encode(try readText(path), addSpecialTokens: false, parseSpecial: false).map(Int32.init)
-            let set = try CalibrationSet(tokens: tokens, windows: calibration.windows, length: calibration.length,
-                                         offset: calibration.offset, source: path)
-            calibrationInfo = ["windows": set.windows, "length": set.length, "offset": set.offset]
+            let set = try calibration.set(tokenizer: loaded.tokenizer, defaultFile: dataArguments.wikitext)
+            calibrationInfo = set.summary
             Calibration.restrictGradients(model, to: Calibration.parameterNames(of: ranked))
             loss = try Calibration.layerwiseGradients(model, set, progress: ProgressBar("calibration (layer by layer: forward, then backward)",
                                                                                        total: 2 * model.layers.count, unit: "layer passes")) { l in try score(l) }

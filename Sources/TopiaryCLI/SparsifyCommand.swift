@@ -93,7 +93,7 @@ struct Sparsify: ParsableCommand {
             let seconds = Date().timeIntervalSince(start)
             let info: [String: Any] = ["method": method.rawValue, "sparsity": sparsity, "nm": nm ?? "", "allocation": allocation.rawValue,
                                        "layer_sparsity": s.layerSparsity ?? [], "true_sequential": trueSequential, "achieved_sparsity": achieved,
-                                       "seconds": seconds, "calibration": set.map { ["windows": $0.windows, "length": $0.length, "offset": $0.offset] } ?? [:]]
+                                       "seconds": seconds, "calibration": set?.summary ?? [:]]
             try Checkpoint.save(model: model, tokenizerMetadata: loaded.metadata, to: out,
                                 extraFiles: ["sparsify.json": try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys])])
             print(String(format: "%@: %.2f%% of the linear weights are zero (%.1f s); saved %@", method.rawValue, 100 * achieved, seconds, out))
@@ -142,7 +142,7 @@ struct Sparsify: ParsableCommand {
         let achieved = Double(zeros) / Double(max(total, 1))
         let seconds = Date().timeIntervalSince(start)
         let info: [String: Any] = ["method": method.rawValue, "sparsity": sparsity, "nm": nm ?? "", "achieved_sparsity": achieved, "seconds": seconds,
-                                   "calibration": set.map { ["windows": $0.windows, "length": $0.length, "offset": $0.offset] } ?? [:], "gguf_type": ggufType,
+                                   "calibration": set?.summary ?? [:], "gguf_type": ggufType,
                                    "layer_loads": model.store!.loads]
         try AtomicFile.write(try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys]),
                              to: (out as NSString).deletingPathExtension + ".sparsify.json")

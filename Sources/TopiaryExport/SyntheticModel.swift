@@ -39,7 +39,7 @@ public enum SyntheticModel {
                 } else {
                     limit = (3 / Float(info.dimensions[0])).squareRoot()
                 }
-                if limit == 0 { for k in 0..<t.count { t.pointer[k] = 1 } } else {
+                if limit == 0 { t.pointer.update(repeating: 1, count: t.count) } else {
                     tk_fill_uniform(t.pointer, t.count, seed &+ UInt64(i) &* 0x9E37_79B9_7F4A_7C15, -limit, limit)
                 }
                 return try GGUFWriter.encode(t, as: type, name: name)

@@ -30,6 +30,8 @@ public final class LayerStore: @unchecked Sendable {
     var layers: [[Entry]]
     var head: [Entry]
     var embedding: Entry?
+    /// Source tensor of every managed parameter.
+    private let sources: [ObjectIdentifier: GGUFTensorInfo]
     private var resident: [Int] = []  // least recently used first
     private var pinned: Set<Int> = []
     private let lock = NSLock()
@@ -44,6 +46,8 @@ public final class LayerStore: @unchecked Sendable {
         self.layers = layers
         self.head = head
         self.embedding = embedding
+        let all = layers.joined() + head + (embedding.map { [$0] } ?? [])
+        sources = Dictionary(all.map { (ObjectIdentifier($0.parameter), $0.info) }, uniquingKeysWith: { a, _ in a })
     }
 
     /// Layers currently in memory, least recently used first.
@@ -100,15 +104,7 @@ public final class LayerStore: @unchecked Sendable {
     }
 
     /// The tensor of the file a parameter is read from (nil for parameters the store does not manage).
-    public func sourceTensor(of p: Parameter) -> GGUFTensorInfo? {
-        if let e = embedding, e.parameter === p { return e.info }
-        return (layers.joined() + head).first { $0.parameter === p }?.info
-    }
-
-    /// Whether the parameter's rows are stored in llama.cpp's permuted q/k order in the file.
-    public func isPermuted(_ p: Parameter) -> Bool {
-        (layers.joined() + head).first { $0.parameter === p }?.unpermuteHeads != nil
-    }
+    public func sourceTensor(of p: Parameter) -> GGUFTensorInfo? { sources[ObjectIdentifier(p)] }
 
     /// Rows `ids` of the token embedding, `[ids.count, hidden]`, dequantized straight from the file.
     public func embeddingRows(_ table: Parameter, ids: [Int32]) throws -> Tensor {

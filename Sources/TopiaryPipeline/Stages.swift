@@ -94,7 +94,7 @@ extension Pipeline {
         let model = m.model
         let graph = try DependencyGraphBuilder().build(model: model)
         let range = try layerRange(recipe.prune?.layers ?? "all", layerCount: model.config.layerCount)
-        let ranked = graph.groups.filter { ($0.kind == "attention" || $0.kind == "mlp") && $0.layer.map(range.contains) == true }
+        let ranked = StructuredPruner.rankedGroups(graph, layers: range)
         var fisher: [String: Tensor] = [:]
         var activations: [String: Tensor] = [:]
         var loss: Double?

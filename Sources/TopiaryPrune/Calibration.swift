@@ -27,6 +27,9 @@ public struct CalibrationSet: Sendable {
         self.offset = offset
     }
 
+    /// Windows, length and offset, as run records report them.
+    public var summary: [String: Int] { ["windows": windows, "length": length, "offset": offset] }
+
     /// Hugging Face causal-LM targets: token t+1 for position t, ignored (-100) at each window's end.
     func targets(for ids: ArraySlice<Int32>, windows: Int) -> [Int32] {
         let ids = Array(ids)

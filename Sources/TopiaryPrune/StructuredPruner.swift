@@ -103,6 +103,11 @@ public struct StructuredPruner {
         self.roundTo = max(1, roundTo)
     }
 
+    /// The groups a plan over `layers` ranks and shrinks: attention (KV-head groups) and MLP groups of those layers.
+    public static func rankedGroups(_ graph: DependencyGraph, layers: ClosedRange<Int>) -> [PruningGroup] {
+        graph.groups.filter { g in (g.kind == "attention" || g.kind == "mlp") && g.layer.map(layers.contains) == true }
+    }
+
     /// Parses `A-B` (inclusive) and checks it against the model's layer count.
     public static func parseLayers(_ text: String, layerCount: Int) throws -> ClosedRange<Int> {
         let parts = text.split(separator: "-").map { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -125,9 +130,7 @@ public struct StructuredPruner {
         let c = model.config
         let nonEmbedding = model.parameterCount - c.vocabSize * c.hiddenSize
         let target = ratio * Double(nonEmbedding) / Double(layers.count)
-        let candidates = graph.groups.filter { g in
-            (g.kind == "attention" || g.kind == "mlp") && g.layer.map { layers.contains($0) } == true
-        }
+        let candidates = Self.rankedGroups(graph, layers: layers)
         var scores: [Int: [Double]] = [:]
         for g in candidates { scores[g.id] = try estimator.scores(for: g, parameters: params) }
 
