@@ -344,3 +344,37 @@ void tk_argmin_rows(const float *d, long rows, long cols, int *out) {
 void tk_add_row_vector(float *m, long rows, long cols, const float *v) {
     for (long r = 0; r < rows; r++) for (long c = 0; c < cols; c++) m[r * cols + c] += v[c];
 }
+
+/* Standard normal samples (Box–Muller on SplitMix64 pairs), seeded. */
+void tk_fill_normal(float *x, long n, uint64_t seed) {
+    uint64_t state = seed;
+    for (long i = 0; i < n; i += 2) {
+        double u1 = tk_splitmix64_unit(&state), u2 = tk_splitmix64_unit(&state);
+        double r = sqrt(-2.0 * log(u1 > 1e-300 ? u1 : 1e-300)), a = 6.283185307179586 * u2;
+        x[i] = (float)(r * cos(a));
+        if (i + 1 < n) x[i + 1] = (float)(r * sin(a));
+    }
+}
+
+/* Multiplicative Gaussian gate (variational dropout, per unit): y[t, j] = x[t, j]·(1 + σ_u·ε[t, j]) with
+   σ_u = exp(½·logalpha[u]), u = unit[j]. */
+void tk_gauss_gate(const float *x, const float *eps, const float *logalpha, const int32_t *unit, long rows, long cols, float *y) {
+    for (long t = 0; t < rows; t++) {
+        const float *xr = x + t * cols, *er = eps + t * cols;
+        float *yr = y + t * cols;
+        for (long j = 0; j < cols; j++) yr[j] = xr[j] * (1.0f + expf(0.5f * logalpha[unit[j]]) * er[j]);
+    }
+}
+
+/* Its backward: dx = dy·(1 + σ_u·ε); dlogalpha[u] += Σ over the unit's elements of dy·x·ε·½σ_u (either output may be NULL). */
+void tk_gauss_gate_backward(const float *dy, const float *x, const float *eps, const float *logalpha, const int32_t *unit,
+                            long rows, long cols, float *dx, float *dlogalpha) {
+    for (long t = 0; t < rows; t++) {
+        const float *dyr = dy + t * cols, *xr = x + t * cols, *er = eps + t * cols;
+        for (long j = 0; j < cols; j++) {
+            float s = expf(0.5f * logalpha[unit[j]]);
+            if (dx) dx[t * cols + j] = dyr[j] * (1.0f + s * er[j]);
+            if (dlogalpha) dlogalpha[unit[j]] += dyr[j] * xr[j] * er[j] * 0.5f * s;
+        }
+    }
+}

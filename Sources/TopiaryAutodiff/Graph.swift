@@ -9,7 +9,7 @@ public enum OpKind: String, Sendable, CaseIterable {
     case add, mul, scale, silu, geluTanh, geluErf, softmax
     case rope, attention
     case reshape, transpose, slice, concat
-    case crossEntropy, sum, weightedSum, dropout
+    case crossEntropy, sum, weightedSum, dropout, gaussianGate
 }
 
 /// What a recorded operation did: its kind, inputs (node ids), the parameter it reads (if any),
@@ -69,6 +69,9 @@ public final class Graph {
     /// Names of model linear weights whose products are not needed (a pass that only observes their inputs):
     /// `linear(_:_:adapter:)` gives zeros for them without the GEMM.
     public var skippedLinears: Set<String> = []
+    /// Rewrites a model linear layer's input before the product (e.g. a variational-dropout gate on the units that
+    /// the linear reads); the observer sees the input before it.
+    public var linearInputTransform: ((Parameter, Var) throws -> Var)?
     var nodes: [Node] = []
     /// When profiling, seconds spent per op kind: forward (time since the previous op was recorded)
     /// and backward (each backward rule).

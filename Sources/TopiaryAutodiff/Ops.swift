@@ -264,6 +264,27 @@ extension Graph {
         }
     }
 
+    /// Variational-dropout gate (multiplicative Gaussian noise per unit): `x[…, j] · (1 + exp(½·logα[u])·ε[…, j])` with
+    /// `u = unitOfColumn[j]`, one log α per unit (`logAlpha`, `[units]`) and the caller's standard-normal `noise`
+    /// (`x`'s shape, fixed for this call so the backward rule sees the same sample).
+    public func gaussianGate(_ x: Var, logAlpha: Var, noise: Tensor, unitOfColumn: [Int32]) throws -> Var {
+        let cols = x.shape.last ?? 0, rows = cols > 0 ? x.value.count / cols : 0
+        guard noise.shape == x.shape else { throw AutodiffError.shapeMismatch(op: "gaussianGate", shapes: [x.shape, noise.shape]) }
+        guard logAlpha.shape.count == 1, unitOfColumn.count == cols, unitOfColumn.allSatisfy({ $0 >= 0 && Int($0) < logAlpha.value.count }) else {
+            throw AutodiffError.invalidArgument(op: "gaussianGate", message: "unitOfColumn needs one unit in 0..<\(logAlpha.value.count) for each of the \(cols) columns")
+        }
+        let xv = x.value, a = logAlpha.value
+        let y = Tensor(uninitialized: x.shape)
+        tk_gauss_gate(xv.pointer, noise.pointer, a.pointer, unitOfColumn, rows, cols, y.pointer)
+        return record(.gaussianGate, [x, logAlpha], output: y) { dy, needs in
+            let dx = needs[0] ? Tensor(uninitialized: xv.shape) : nil
+            let da = needs[1] ? Tensor(zeros: a.shape) : nil
+            tk_gauss_gate_backward(dy.pointer, xv.pointer, noise.pointer, a.pointer, unitOfColumn, rows, cols, dx?.pointer, da?.pointer)
+            withExtendedLifetime(noise) {}
+            return [dx, da]
+        }
+    }
+
     public func add(_ a: Var, _ b: Var) throws -> Var {
         guard a.shape == b.shape else { throw AutodiffError.shapeMismatch(op: "add", shapes: [a.shape, b.shape]) }
         let y = Tensor(uninitialized: a.shape)

@@ -70,7 +70,12 @@ struct Prune: ParsableCommand {
             R (--ratio) is the fraction of non-embedding parameters to remove, spread evenly over --layers as LLM-Pruner
             does: in each chosen layer the attention share is rounded to whole KV groups and MLP channels make up the rest.
             Importance: taylor (Σ|w·g|), taylor-vector (|Σ w·g| per channel), taylor2 (Fisher ½Σ(w·g)² per window),
-            l1, l2, random. The checkpoint (config.json, model.safetensors, tokenizer, pruning.json, manifest.json)
+            l1, l2, random, taylor-act, variational-dropout (−log α of a Gaussian gate per unit, learned on the
+            calibration windows with the model frozen: --vd-steps, --vd-lr, --vd-kl-weight), and obs — Topiary's indicator: each layer's units are chosen by their Optimal
+            Brain Surgeon saliency on the calibration inputs that pass through the already-pruned layers, and the linear
+            reading them (o_proj, down_proj) is moved to the least-squares best (--no-compensate: choose only). obs
+            wants more calibration than Taylor (e.g. --calibration-windows 32 --calibration-length 512).
+            --compensate applies the same update to any other criterion's choice. The checkpoint (config.json, model.safetensors, tokenizer, pruning.json, manifest.json)
             loads with --model in every command.
             Example: topiary prune --importance taylor --ratio 0.2 --layers 3-27 --out checkpoints/smollm2-p20
             """)
@@ -90,6 +95,15 @@ struct Prune: ParsableCommand {
     @Option(help: "uniform: the same share in every layer; global: rank units across layers.") var mode: StructuredPruner.Mode = .uniform
     @Option(name: .customLong("round-to"), help: "Round kept MLP channels per layer to a multiple of this.") var roundTo: Int = 1
     @Option(help: "Seed for --importance random.") var seed: UInt64 = 0
+    @Flag(inversion: .prefixedNo, help: "After choosing, update the linears that read the removed units (o_proj, down_proj) by Optimal Brain Surgeon on the calibration inputs, layer by layer (default: on for --importance obs, off otherwise).")
+    var compensate: Bool?
+    @Option(name: .customLong("vd-steps"), help: "variational-dropout: optimisation steps (each on --vd-windows calibration windows).")
+    var vdSteps: Int = 100
+    @Option(name: .customLong("vd-windows"), help: "variational-dropout: calibration windows per step.") var vdWindows: Int = 4
+    @Option(name: .customLong("vd-lr"), help: "variational-dropout: Adam learning rate on log α.") var vdLearningRate: Double = 0.1
+    @Option(name: .customLong("vd-kl-weight"), help: "variational-dropout: weight of the KL term (Σ KL / calibration tokens).") var vdKLWeight: Double = 1
+    @Option(name: .customLong("obs-step"), help: "obs: MLP channels removed per greedy step before the rest are rescored (1 = exact greedy, slower).")
+    var obsStep: Int = 16
     @Flag(help: "Replace --out if it exists.") var force = false
     @Option(help: "topiary (checkpoint directory) or hdf5 (the same, plus model.h5 with one dataset per tensor). A streamed model (--stream-layers) is written as one GGUF file (--out ending in .gguf).")
     var format: String = "topiary"
@@ -112,6 +126,16 @@ struct Prune: ParsableCommand {
         guard merge == "remove" || merge == "kmeans" else { throw ValidationError("--merge \(merge): expected remove or kmeans") }
         guard allocation == "uniform" || allocation == "search" else { throw ValidationError("--allocation \(allocation): expected uniform or search") }
         guard searchEvaluations >= 1, searchWindows >= 1, searchOffset >= 0 else { throw ValidationError("--search-evaluations and --search-windows must be ≥ 1, --search-offset ≥ 0") }
+        guard obsStep >= 1 else { throw ValidationError("--obs-step must be at least 1") }
+        guard vdSteps >= 1, vdWindows >= 1, vdLearningRate > 0, vdKLWeight >= 0 else {
+            throw ValidationError("--vd-steps and --vd-windows must be ≥ 1, --vd-lr > 0, --vd-kl-weight ≥ 0")
+        }
+        if importance == .obs || compensate == true {
+            guard allocation == "uniform", merge == "remove" else {
+                throw ValidationError("--importance obs and --compensate work with --allocation uniform and --merge remove")
+            }
+        }
+        if importance == .obs && mode != .uniform { throw ValidationError("--importance obs chooses units layer by layer: use --mode uniform") }
     }
 
     func run() throws {
@@ -146,10 +170,25 @@ struct Prune: ParsableCommand {
             let before = model.parameterCount
             let nonEmbedding = before - model.config.vocabSize * model.config.hiddenSize
             let beforeConfig = model.config
-            var estimator = CriterionEstimator(criterion: importance, aggregation: aggregation, fisher: fisher, seed: seed)
-            estimator.activations = activations
-            estimator.lambda = lambda
-            estimator.taylorOrder = taylorOrder
+            var criterion = CriterionEstimator(criterion: importance, aggregation: aggregation, fisher: fisher, seed: seed)
+            criterion.activations = activations
+            criterion.lambda = lambda
+            criterion.taylorOrder = taylorOrder
+            var estimator: any ImportanceEstimator = criterion
+            if importance.isLearned {
+                let set = try calibration.set(tokenizer: loaded.tokenizer, defaultFile: dataArguments.wikitext)
+                calibrationInfo = set.summary
+                var vd = VariationalDropout()
+                vd.steps = vdSteps
+                vd.windowsPerStep = vdWindows
+                vd.learningRate = vdLearningRate
+                vd.klWeight = vdKLWeight
+                vd.seed = seed
+                let result = try vd.run(model: model, groups: StructuredPruner.rankedGroups(graph, layers: range), calibration: set,
+                                        progress: ProgressBar("variational dropout", total: vdSteps, unit: "steps"))
+                loss = result.history.last?.loss
+                estimator = PrecomputedScores(result.scores)
+            }
             var pruner = StructuredPruner(ratio: ratio, layers: range, mode: mode, roundTo: roundTo)
             var searchSummary: [String: Double]?
             if allocation == "search" {
@@ -158,12 +197,26 @@ struct Prune: ParsableCommand {
                 pruner.layerShares = shares
                 searchSummary = summary
             }
-            var removals = try pruner.plan(model: model, graph: graph, estimator: estimator)
-            if merge == "kmeans" {
-                guard let llama = model as? LlamaModel else { throw CLIError("--merge kmeans needs a LLaMA-family model") }
-                removals = try ChannelMerging.mergeMLP(removals, graph: graph, model: llama, seed: seed)
+            var removals: [GroupRemoval]
+            let surgeon = compensate ?? (importance == .obs)
+            if importance == .obs || surgeon {
+                guard let llama = model as? LlamaModel else { throw CLIError("--importance obs and --compensate need a LLaMA-family model") }
+                let set = try calibration.set(tokenizer: loaded.tokenizer, defaultFile: dataArguments.wikitext)
+                calibrationInfo = set.summary
+                var obs = StructuredOBS(pruner: pruner)
+                obs.compensate = surgeon
+                obs.step = obsStep
+                if importance != .obs { obs.fixed = try pruner.plan(model: model, graph: graph, estimator: estimator) }
+                removals = try obs.run(model: llama, graph: graph, calibration: set,
+                                       progress: ProgressBar(surgeon ? "obs prune + update" : "obs prune", total: model.config.layerCount, unit: "layers"))
+            } else {
+                removals = try pruner.plan(model: model, graph: graph, estimator: estimator)
+                if merge == "kmeans" {
+                    guard let llama = model as? LlamaModel else { throw CLIError("--merge kmeans needs a LLaMA-family model") }
+                    removals = try ChannelMerging.mergeMLP(removals, graph: graph, model: llama, seed: seed)
+                }
+                try StructuredPruner.apply(removals, graph: graph, to: model)
             }
-            try StructuredPruner.apply(removals, graph: graph, to: model)
             for p in model.parameters { p.zeroGrad() }
             var plan = PruningPlan(ratio: ratio, layers: Array(range), mode: mode.rawValue, importance: importance.rawValue,
                                    aggregation: aggregation.rawValue, calibration: calibrationInfo, calibrationLoss: loss,
@@ -172,6 +225,7 @@ struct Prune: ParsableCommand {
             plan.layerShares = pruner.layerShares.map { Dictionary(uniqueKeysWithValues: $0.map { (String($0.key), $0.value) }) }
             plan.search = searchSummary
             if merge == "kmeans" { plan.mode += "+kmeans-merge" }
+            if surgeon { plan.mode += "+obs-update" }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             var extra = ["pruning.json": try encoder.encode(plan)]
@@ -189,7 +243,7 @@ struct Prune: ParsableCommand {
 
     /// Learns per-layer shares of the budget: each candidate prunes a fresh copy of the model (sharing the unchanged
     /// weights) by the scores computed once, and is rewarded by its perplexity on the search windows.
-    func searchShares(_ loaded: LoadedModel, _ model: LlamaModel, graph: DependencyGraph, estimator: CriterionEstimator,
+    func searchShares(_ loaded: LoadedModel, _ model: LlamaModel, graph: DependencyGraph, estimator: any ImportanceEstimator,
                       pruner: StructuredPruner) throws -> ([Int: Double], [String: Double]) {
         let params = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0) })
         var scores: [Int: [Double]] = [:]
@@ -223,8 +277,8 @@ struct Prune: ParsableCommand {
     /// the plan made from shapes, and the pruned model written to a GGUF file tensor by tensor.
     func runStreamed(_ loaded: LoadedModel, _ model: LlamaModel, _ range: ClosedRange<Int>) throws {
         guard out.hasSuffix(".gguf") else { throw CLIError("a streamed model (--stream-layers) is written as one GGUF file: give --out a path ending in .gguf") }
-        guard importance != .taylor2 && importance != .taylorActivation else {
-            throw CLIError("--importance \(importance.rawValue) is not available with --stream-layers (use taylor, taylor-vector, l1, l2 or random)")
+        guard importance != .taylor2 && importance != .taylorActivation && importance != .obs && !importance.isLearned && compensate != true else {
+            throw CLIError("--importance \(importance.rawValue)\(compensate == true ? " with --compensate" : "") is not available with --stream-layers (use taylor, taylor-vector, l1, l2 or random)")
         }
         let type = try GGUFExporter.parseType(ggufType)
         let start = Date()

@@ -43,6 +43,7 @@ struct Sparsify: ParsableCommand {
           help: "Wanda/SparseGPT: prune each linear from its actual input inside the layer (q/k/v, o, gate/up, down in turn; one forward per layer) instead of calibrating all seven on the dense layer.")
     var trueSequential = false
     @Option(help: "Seed for --method random.") var seed: UInt64 = 0
+    @Option(help: "fisher-obs: power γ of the output rows' Fisher mass in the mask selection (0 = SparseGPT's).") var gamma: Double = 1
     @Flag(help: "Replace --out if it exists.") var force = false
     @Option(name: .customLong("gguf-type"), help: "Streamed models (--stream-layers): storage type of the sparsified matrices in the output GGUF (f32, f16, q8_0, q4_0, q4_1; zeros stay exact zeros); other tensors keep the source's bytes.")
     var ggufType: String = "q8_0"
@@ -55,6 +56,7 @@ struct Sparsify: ParsableCommand {
         guard owlLambda >= 0 && owlLambda < 0.5 else { throw ValidationError("--owl-lambda must be in [0, 0.5)") }
         if allocation != .uniform && nm != nil { throw ValidationError("--allocation \(allocation.rawValue) applies to --sparsity, not --nm") }
         guard windows >= 1, length >= 2, offset >= 0 else { throw ValidationError("calibration windows ≥ 1, length ≥ 2, offset ≥ 0") }
+        guard gamma >= 0 && gamma.isFinite else { throw ValidationError("--gamma must be ≥ 0") }
     }
 
     func run() throws {
@@ -65,6 +67,7 @@ struct Sparsify: ParsableCommand {
             var s = Sparsifier(method: method, sparsity: nm == nil ? sparsity : 0, pattern: try nm.map(NMPattern.init))
             s.seed = seed
             s.trueSequential = trueSequential
+            s.rowSensitivityPower = gamma
             var set: CalibrationSet?
             if method.needsCalibration || allocation.needsCalibration {
                 let path = calibrationFile ?? dataArguments.wikitext

@@ -64,6 +64,21 @@ public enum BLAS {
         cblas_sscal(Int32(n), alpha, x, 1)
     }
 
+    /// `C = alpha · op(A) · op(B) + beta · C` in double precision, row-major (as ``gemm``; dense leading dimensions).
+    @inlinable
+    public static func dgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Double = 1,
+                             a: UnsafePointer<Double>, b: UnsafePointer<Double>, beta: Double = 0, c: UnsafeMutablePointer<Double>) {
+        guard m > 0, n > 0, k > 0 else { return }
+        cblas_dgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(transA ? m : k), b, Int32(transB ? k : n), beta, c, Int32(n))
+    }
+
+    /// `x · y` over `n` doubles.
+    @inlinable
+    public static func ddot(n: Int, x: UnsafePointer<Double>, y: UnsafePointer<Double>) -> Double {
+        n > 0 ? cblas_ddot(Int32(n), x, 1, y, 1) : 0
+    }
+
     /// The kernel family OpenBLAS runs (e.g. `SkylakeX`; `Prescott` is its generic SSE3 fallback, which
     /// CTopiaryKernels replaces at load time on CPUs that OpenBLAS does not recognise).
     public static var kernelName: String { openblas_get_corename().map { String(cString: $0) } ?? "unknown" }

@@ -122,6 +122,10 @@ public struct DependencyGraphBuilder {
                 state.fix(state.paramSpace(table.name, axis: 0))
             case .rmsnorm, .layernorm, .add, .mul, .addBias, .silu, .geluTanh, .geluErf, .scale, .softmax, .dropout:
                 for s in ins { state.identity(y, s, op) }
+            case .gaussianGate:
+                // Element-wise on its input; its per-unit log α is a training-time variable, not a model weight.
+                state.identity(y, ins[0], op)
+                if ins.count > 1 { state.fix(ins[1]) }
             case .groupedRMSNorm:
                 // The statistic spans each group of `groupSize` channels and one weight is shared by every
                 // group: a group's channels shrink together (a whole head), and the shared weight cannot

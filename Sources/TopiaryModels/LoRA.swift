@@ -52,6 +52,7 @@ extension Graph {
     public func linear(_ x: Var, _ w: Parameter, adapter: LoRAAdapter?) throws -> Var {
         linearInputObserver?(w, x.value)
         if skippedLinears.contains(w.name) { return input(Tensor(zeros: Array(x.shape.dropLast()) + [w.shape[0]])) }
+        let x = try linearInputTransform?(w, x) ?? x
         let y = try linear(x, parameter(w))
         guard let adapter else { return y }
         let h = try dropout(x, adapter.dropout)

@@ -28,6 +28,12 @@ public enum ImportanceCriterion: String, CaseIterable, Codable, Sendable {
     /// logarithmic scale, and λ = 0 is the Taylor term's ranking. The Taylor term sees how the loss responds to the unit on the calibration batch; the energy term sees how
     /// much the unit changes the residual stream, which first-order Taylor misses where gradients cancel.
     case taylorActivation = "taylor-act"
+    /// Topiary's structured indicator, OBS saliency of whole units (``StructuredOBS``): computed layer by layer on
+    /// the calibration inputs that pass through the already-pruned layers, with the OBS update of the linear reading
+    /// the units. Not a static score: `prune` runs it as its own driver.
+    case obs
+    /// Variational dropout (``VariationalDropout``): −log α per unit, learned on the calibration windows.
+    case variationalDropout = "variational-dropout"
 
     /// True when the criterion needs gradients from calibration data.
     public var needsGradients: Bool { self == .taylor || self == .taylorVector || self == .taylor2 || self == .taylorActivation }
@@ -37,6 +43,12 @@ public enum ImportanceCriterion: String, CaseIterable, Codable, Sendable {
 
     /// True when the criterion needs the calibration inputs of each linear (Σₜ x² per input column).
     public var needsActivations: Bool { self == .taylorActivation }
+
+    /// True when units are chosen layer by layer on the pruned model's activations (``StructuredOBS``).
+    public var isSequential: Bool { self == .obs }
+
+    /// True when the scores come from a training run on the calibration windows (``VariationalDropout``).
+    public var isLearned: Bool { self == .variationalDropout }
 }
 
 /// How the scores of a unit's members (its slices of several tensors) combine into one number.
@@ -145,6 +157,10 @@ public struct CriterionEstimator: ImportanceEstimator {
             return f.sums(keepingAxis: axis)
         case .random, .taylorActivation:
             return [Double](repeating: 0, count: w.shape[axis])
+        case .obs:
+            throw PruneError.notApplicable("obs scores are computed layer by layer while pruning (StructuredOBS), not ahead of it")
+        case .variationalDropout:
+            throw PruneError.notApplicable("variational-dropout scores are learned on calibration data (VariationalDropout), not computed from weights")
         }
     }
 }

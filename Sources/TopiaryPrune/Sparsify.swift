@@ -37,11 +37,16 @@ public enum SparsifyMethod: String, CaseIterable, Codable, Sendable {
     /// A random mask shared by every block of 64 rows: each block zeroes the same random columns (a random
     /// pattern, the study's "random pattern" control).
     case randomPattern = "random-pattern"
+    /// Topiary's unstructured indicator: SparseGPT's layer-by-layer OBS reconstruction, with its mask chosen by the
+    /// OBS saliency w²/[H⁻¹]_jj² weighted by how much the loss cares about each output row, cᵣ^γ with cᵣ = Σⱼ Fᵣⱼ (the
+    /// row's Fisher mass, F = Σ over calibration windows of (∂Lₛ/∂w)², one backward per window on the dense model).
+    /// Activations give the within-row ranking and the update, gradients the between-row one; γ = 0 is SparseGPT.
+    case fisherOBS = "fisher-obs"
 
-    public var needsCalibration: Bool { [.wanda, .sparsegpt, .movement, .gradient, .taylor, .ewc].contains(self) }
+    public var needsCalibration: Bool { [.wanda, .sparsegpt, .movement, .gradient, .taylor, .ewc, .fisherOBS].contains(self) }
 
     /// Methods scored from calibration gradients.
-    public var needsGradients: Bool { [.movement, .gradient, .taylor, .ewc].contains(self) }
+    public var needsGradients: Bool { [.movement, .gradient, .taylor, .ewc, .fisherOBS].contains(self) }
 }
 
 /// N:M semi-structured sparsity: in every M consecutive input columns of a row, N are zero.
@@ -75,6 +80,10 @@ public struct Sparsifier {
     public var trueSequential = false
     public var percentDamp: Float = 0.01
     public var blockSize = 128
+    /// `fisher-obs`: the power γ of the row weights cᵣ^γ (0: SparseGPT's selection).
+    public var rowSensitivityPower = 1.0
+    /// `fisher-obs`: the row weights of each linear, by weight name (filled by `run` from the Fisher).
+    var rowWeights: [String: [Float]] = [:]
 
     public init(method: SparsifyMethod, sparsity: Double, pattern: NMPattern? = nil) {
         self.method = method
@@ -114,6 +123,22 @@ public struct Sparsifier {
         switch method {
         case .wanda, .sparsegpt:
             try sequential(model: model, calibration: calibration!, progress: progress)
+        case .fisherOBS:
+            let linearNames = Set(model.layers.flatMap { Self.linears($0).map(\.name) })
+            for p in model.parameters { p.requiresGrad = linearNames.contains(p.name) }
+            defer { for p in model.parameters { p.requiresGrad = true } }
+            let fisher = try Calibration.fisher(model, calibration!)
+            var weighted = self
+            for layer in model.layers {
+                for w in Self.linears(layer) {
+                    guard let f = fisher[w.name] else { throw PruneError.missingGradient(w.name) }
+                    let mass = f.sums(keepingAxis: 0)
+                    let mean = max(mass.reduce(0, +) / Double(max(1, mass.count)), 1e-300)
+                    weighted.rowWeights[w.name] = mass.map { Float(pow(max($0 / mean, 1e-12), rowSensitivityPower)) }
+                    w.zeroGrad()
+                }
+            }
+            try weighted.sequential(model: model, calibration: calibration!, progress: progress)
         case .movement, .gradient, .taylor, .ewc:
             let set = calibration!
             let linearNames = Set(model.layers.flatMap { Self.linears($0).map(\.name) })
@@ -260,7 +285,7 @@ public struct Sparsifier {
             }
             prune(wt, metric: metric, perRow: true, sparsity: sparsity)
         } else {
-            try sparseGPT(wt, hessian: s.copy(), sparsity: sparsity)
+            try sparseGPT(wt, hessian: s.copy(), sparsity: sparsity, rowWeights: rowWeights[wt.name])
         }
     }
 
@@ -301,10 +326,11 @@ public struct Sparsifier {
     /// Runs layer `l` on every chunk of `hidden`, accumulating the input statistic (see `accumulate`) of each of its
     /// seven linears (linears that read the same input share one). Returns the statistics by weight name and the
     /// layer's outputs, or nothing for them when `outputs` is false (the pass then skips the down projection's GEMM,
-    /// whose product only feeds the output). Chunks run in parallel; their statistics are summed in chunk order.
+    /// whose product only feeds the output). `only`: the weights whose statistics are wanted (default: all seven).
+    /// Chunks run in parallel; their statistics are summed in chunk order.
     func layerStatistics(model: LlamaModel, layer l: Int, hidden: [Var], steps: [LlamaModel.LayerSteps],
-                         windows: Int, outputs needed: Bool = true) throws -> (statistics: [String: Tensor], outputs: [Var]) {
-        let targets = Self.linears(model.layers[l])
+                         windows: Int, outputs needed: Bool = true, only: Set<String>? = nil) throws -> (statistics: [String: Tensor], outputs: [Var]) {
+        let targets = Self.linears(model.layers[l]).filter { only?.contains($0.name) ?? true }
         let names = Set(targets.map(\.name))
         let results = Locked([(statistics: [String: Tensor], output: Var)?](repeating: nil, count: hidden.count))
         try Self.parallelForEach(hidden.count) { c in
@@ -439,7 +465,8 @@ public struct Sparsifier {
     }
 
     /// SparseGPT on one weight matrix `[rows, cols]` with Hessian `[cols, cols]`.
-    func sparseGPT(_ weight: Parameter, hessian H: Tensor, sparsity: Double) throws {
+    /// `rowWeights` (one per row) scale the saliency in the block-wide mask selection (`fisher-obs`).
+    func sparseGPT(_ weight: Parameter, hessian H: Tensor, sparsity: Double, rowWeights: [Float]? = nil) throws {
         let rows = weight.shape[0], cols = weight.shape[1]
         let W = weight.value
         var meanDiag = 0.0
@@ -477,6 +504,7 @@ public struct Sparsifier {
                 // Block-wide threshold on w²/[Hinv]_jj².
                 let tmp = Tensor(uninitialized: [rows * count])
                 for r in 0..<rows { for j in 0..<count { let d = Hinv[(i1 + j) * cols + i1 + j]; let v = W1[r * count + j]; tmp[r * count + j] = v * v / (d * d) } }
+                if let rowWeights { for r in 0..<rows { tk_scale(tmp.pointer + r * count, rowWeights[r], tmp.pointer + r * count, count) } }
                 let k = Int(Double(tmp.count) * sparsity)
                 if k > 0 {
                     let sorted = tmp.copy()

@@ -124,15 +124,32 @@ public struct StructuredPruner {
     /// Decides how many units of each attention and MLP group in the layer range to remove and which,
     /// by `estimator`'s scores (lowest first; ties keep the lower index).
     public func plan(model: any LanguageModel, graph: DependencyGraph, estimator: any ImportanceEstimator) throws -> [GroupRemoval] {
-        guard ratio >= 0, ratio < 1 else { throw PruneError.invalidRatio(ratio) }
         let params = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0) })
-        let shapes = params.mapValues(\.shape)
+        let candidates = Self.rankedGroups(graph, layers: layers)
+        var scores: [Int: [Double]] = [:]
+        for g in candidates { scores[g.id] = try estimator.scores(for: g, parameters: params) }
+        let counts = try removalCounts(model: model, graph: graph, scores: scores)
+        var removals: [GroupRemoval] = []
+        for g in candidates {
+            let k = counts[g.id] ?? 0
+            guard k > 0 else { continue }
+            let s = scores[g.id]!
+            let order = s.indices.sorted { s[$0] != s[$1] ? s[$0] < s[$1] : $0 < $1 }
+            removals.append(GroupRemoval(group: g.id, kind: g.kind, layer: g.layer, unitsBefore: g.units,
+                                         removedUnits: order.prefix(k).sorted(), scores: s))
+        }
+        return removals
+    }
+
+    /// How many units each attention and MLP group in the layer range loses, by group id. Uniform mode needs only the
+    /// shapes; global mode ranks units across layers by `scores` (by group id).
+    public func removalCounts(model: any LanguageModel, graph: DependencyGraph, scores: [Int: [Double]] = [:]) throws -> [Int: Int] {
+        guard ratio >= 0, ratio < 1 else { throw PruneError.invalidRatio(ratio) }
+        let shapes = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0.shape) })
         let c = model.config
         let nonEmbedding = model.parameterCount - c.vocabSize * c.hiddenSize
         let target = ratio * Double(nonEmbedding) / Double(layers.count)
         let candidates = Self.rankedGroups(graph, layers: layers)
-        var scores: [Int: [Double]] = [:]
-        for g in candidates { scores[g.id] = try estimator.scores(for: g, parameters: params) }
 
         var counts: [Int: Int] = [:]
         switch mode {
@@ -177,7 +194,7 @@ public struct StructuredPruner {
                 var budget = target * Double(layers.count) * Double(kindParams) / Double(allParams)
                 var ranked: [(score: Double, group: PruningGroup, unit: Int)] = []
                 for g in groups {
-                    let s = scores[g.id]!
+                    guard let s = scores[g.id] else { throw PruneError.notApplicable("global mode needs the scores of every group (none for group \(g.id))") }
                     let mean = max(s.reduce(0, +) / Double(s.count), 1e-30)
                     ranked += s.enumerated().map { ($0.element / mean, g, $0.offset) }
                 }
@@ -191,17 +208,10 @@ public struct StructuredPruner {
                 }
             }
         }
-        var removals: [GroupRemoval] = []
-        for g in candidates {
-            let k = counts[g.id] ?? 0
-            guard k > 0 else { continue }
-            guard k < g.units else { throw PruneError.wouldEmptyGroup(group: g.id, kind: g.kind, layer: g.layer, units: g.units) }
-            let s = scores[g.id]!
-            let order = s.indices.sorted { s[$0] != s[$1] ? s[$0] < s[$1] : $0 < $1 }
-            removals.append(GroupRemoval(group: g.id, kind: g.kind, layer: g.layer, unitsBefore: g.units,
-                                         removedUnits: order.prefix(k).sorted(), scores: s))
+        for g in candidates where (counts[g.id] ?? 0) > 0 && (counts[g.id] ?? 0) >= g.units {
+            throw PruneError.wouldEmptyGroup(group: g.id, kind: g.kind, layer: g.layer, units: g.units)
         }
-        return removals
+        return counts
     }
 
     /// Physically removes the planned units: every member tensor is sliced, then the model re-reads its

@@ -55,6 +55,18 @@ final class BackwardRuleTests: XCTestCase {
         try assertGradients([rng.tensor([3, 4])]) { g, x in try g.mul(x[0], g.add(x[0], x[0])) }
     }
 
+    func testGaussianGate() throws {
+        var noise = rng.tensor([3, 6])
+        // Columns 0-1 → unit 2, 2-3 → unit 0, 4-5 → unit 1.
+        try assertGradients([rng.tensor([3, 6]), rng.tensor([3], -2, 1)]) { g, x in
+            try g.gaussianGate(x[0], logAlpha: x[1], noise: noise, unitOfColumn: [2, 2, 0, 0, 1, 1])
+        }
+        noise = rng.tensor([2, 2, 4])
+        try assertGradients([rng.tensor([2, 2, 4]), rng.tensor([4], -1, 1)]) { g, x in
+            try g.gaussianGate(x[0], logAlpha: x[1], noise: noise, unitOfColumn: [0, 1, 2, 3])
+        }
+    }
+
     func testShapeOps() throws {
         try assertGradients([rng.tensor([2, 3, 4])]) { g, x in try g.reshape(x[0], [6, 4]) }
         try assertGradients([rng.tensor([2, 3, 4])]) { g, x in try g.transpose(x[0], 0, 2) }

@@ -42,6 +42,41 @@ final class CatalogueTests: XCTestCase {
         }
     }
 
+    /// fisher-obs with γ = 0 is SparseGPT, zero for zero; with γ > 0 the rows the loss cares more about keep more of
+    /// their weights (the block-wide selection moves zeros between rows) at the same overall sparsity.
+    func testFisherOBSIsSparseGPTWithRowWeights() throws {
+        func run(_ method: SparsifyMethod, gamma: Double) throws -> LlamaModel {
+            let model = try tinyLlama(hidden: 16, ffn: 24)
+            var s = Sparsifier(method: method, sparsity: 0.5)
+            s.rowSensitivityPower = gamma
+            s.blockSize = 8
+            try s.run(model: model, calibration: try randomCalibration(model, windows: 6, length: 12))
+            return model
+        }
+        let sparseGPT = try run(.sparsegpt, gamma: 1), plain = try run(.fisherOBS, gamma: 0), weighted = try run(.fisherOBS, gamma: 2)
+        for (a, b) in zip(linears(sparseGPT), linears(plain)) { XCTAssertEqual(a.value.array, b.value.array, a.name) }
+        // The Fisher row mass, as the method computes it, on the dense model.
+        let reference = try tinyLlama(hidden: 16, ffn: 24)
+        for p in reference.parameters { p.requiresGrad = p.name.contains("proj") }
+        let fisher = try Calibration.fisher(reference, try randomCalibration(reference, windows: 6, length: 12))
+        var moved = 0, agree = 0
+        for (w, s) in zip(linears(weighted), linears(sparseGPT)) {
+            let rows = w.shape[0], cols = w.shape[1]
+            // The same count as SparseGPT's (whose block-wide `≤ threshold` takes one extra weight per block, as the reference).
+            XCTAssertEqual((0..<w.value.count).filter { w.value[$0] == 0 }.count, (0..<s.value.count).filter { s.value[$0] == 0 }.count, w.name)
+            let mass = fisher[w.name]!.sums(keepingAxis: 0)
+            let extra = (0..<rows).map { r in (0..<cols).filter { w.value[r * cols + $0] == 0 }.count - (0..<cols).filter { s.value[r * cols + $0] == 0 }.count }
+            // Rows that lose more zeros than under SparseGPT should be the rows with more Fisher mass.
+            for r in 0..<rows where extra[r] != 0 {
+                moved += 1
+                let above = mass[r] > mass.sorted()[rows / 2]
+                if (extra[r] < 0) == above { agree += 1 }
+            }
+        }
+        XCTAssertGreaterThan(moved, 10)
+        XCTAssertGreaterThan(Double(agree) / Double(moved), 0.6, "\(agree) of \(moved) rows moved the way their Fisher mass says")
+    }
+
     func testL1RowsRemovesWholeRowsAndRandomPatternSharesColumnsPerBlock() throws {
         let model = try tinyLlama(ffn: 80)
         let before = model.layers[0].gate.value.copy()

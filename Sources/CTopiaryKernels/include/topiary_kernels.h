@@ -27,6 +27,10 @@ void tk_mul(const float *a, const float *b, float *y, long n);
 void tk_dropout_mask(float *mask, long n, uint64_t seed, double p, float keep);
 /** Fills x with uniform values in [lo, hi) from a SplitMix64 stream seeded with seed. */
 void tk_fill_uniform(float *x, long n, uint64_t seed, float lo, float hi);
+void tk_fill_normal(float *x, long n, uint64_t seed);
+void tk_gauss_gate(const float *x, const float *eps, const float *logalpha, const int32_t *unit, long rows, long cols, float *y);
+void tk_gauss_gate_backward(const float *dy, const float *x, const float *eps, const float *logalpha, const int32_t *unit,
+                            long rows, long cols, float *dx, float *dlogalpha);
 /* y += a * b */
 void tk_mul_acc(const float *a, const float *b, float *y, long n);
 void tk_scale(const float *x, float s, float *y, long n);
