@@ -167,7 +167,7 @@ public final class Pipeline {
         switch kind {
         case .load: files = [recipe.model]
         case .prune: if recipe.prune!.allocation == "search" { files = [wikitext] }
-        case .importance: if recipe.importance!.criterion.needsGradients { files = [recipe.importance!.calibration.file ?? wikitext] }
+        case .importance: if recipe.importance!.criterion.needsCalibration { files = [recipe.importance!.calibration.file ?? wikitext] }
         case .sparsify: if recipe.sparsify!.method.needsCalibration { files = [recipe.sparsify!.calibration.file ?? wikitext] }
         case .sweep:
             files = recipe.sweep!.perplexity.datasets.map(recipe.datasetPath)

@@ -50,6 +50,9 @@ public struct PruneConfig: Codable, Sendable, Equatable {
     public var searchOffset: Int?
     /// `remove` (nil) or `kmeans`: MLP channels merged by k-means instead of removed.
     public var merge: String?
+    /// The OBS update of the linears reading the removed units (``StructuredOBS``); nil: on for criterion `obs`, off
+    /// otherwise.
+    public var compensate: Bool?
 }
 
 public struct SparsifyConfig: Codable, Sendable, Equatable {
@@ -267,6 +270,10 @@ public struct Recipe: Codable, Sendable, Equatable {
             c.searchWindows = try s.int("search_windows", range: 1...1024)
             c.searchOffset = try s.int("search_offset", range: 0...100_000_000)
             if let v = try s.choice("merge", ["remove", "kmeans"]), v == "kmeans" { c.merge = v }
+            c.compensate = try s.bool("compensate")
+            if c.compensate == true && (c.merge != nil || c.allocation != nil) {
+                throw s.error(at: stages.keyNode("prune"), "stages.prune.compensate works with allocation `uniform` and merge `remove`")
+            }
             if c.allocation == "search" && c.mode != .uniform {
                 throw s.error(at: stages.keyNode("prune"), "stages.prune.allocation `search` needs mode `uniform`")
             }
@@ -373,6 +380,9 @@ public struct Recipe: Codable, Sendable, Equatable {
         if r.prune != nil && r.importance == nil {
             throw stages.error(at: stages.keyNode("prune"), "stage `prune` needs an `importance` stage (which criterion ranks the groups?)")
         }
+        if let p = r.prune, r.importance?.criterion == .obs, p.mode != .uniform || p.allocation != nil || p.merge != nil {
+            throw stages.error(at: stages.keyNode("prune"), "criterion `obs` chooses units layer by layer: stages.prune needs mode `uniform`, allocation `uniform` and merge `remove`")
+        }
         if r.merge && r.finetune == nil {
             throw stages.error(at: stages.keyNode("merge"), "stage `merge` needs a `finetune` stage (there are no adapters to merge)")
         }
@@ -396,7 +406,7 @@ public struct Recipe: Codable, Sendable, Equatable {
     func checkData(stages: MappingReader) throws {
         var needed: [(String, String)] = []
         let defaultCalibration = datasetPath("wikitext2")
-        if let i = importance, i.criterion.needsGradients { needed.append((i.calibration.file ?? defaultCalibration, "importance")) }
+        if let i = importance, i.criterion.needsCalibration { needed.append((i.calibration.file ?? defaultCalibration, "importance")) }
         if let s = sparsify, s.method.needsCalibration || s.allocation == "owl" { needed.append((s.calibration.file ?? defaultCalibration, "sparsify")) }
         if let s = sweep {
             for d in s.perplexity.datasets { needed.append((datasetPath(d), "sweep")) }

@@ -99,9 +99,21 @@ extension Pipeline {
         var activations: [String: Tensor] = [:]
         var loss: Double?
         var calibration: [String: Any]?
-        if c.criterion.needsGradients {
+        var learned: [Int: [Double]]?
+        if c.criterion.needsCalibration {
             let set = try calibrationSet(c.calibration, tokenizer: m.tokenizer)
             calibration = ["windows": set.windows, "length": set.length, "offset": set.offset, "file": c.calibration.file ?? recipe.datasetPath("wikitext2")]
+            if c.criterion.isLearned {
+                var vd = VariationalDropout()
+                vd.seed = c.seed
+                let result = try vd.run(model: model, groups: ranked, calibration: set,
+                                        progress: progress("variational dropout", total: vd.steps, unit: "steps"))
+                learned = result.scores
+                loss = result.history.last?.loss
+            }
+        }
+        if c.criterion.needsGradients {
+            let set = try calibrationSet(c.calibration, tokenizer: m.tokenizer)
             Calibration.restrictGradients(model, to: Calibration.parameterNames(of: ranked))
             if c.criterion.needsFisher {
                 fisher = try Calibration.fisher(model, set, progress: progress("calibration (per window)", total: set.windows, unit: "windows"))
@@ -112,11 +124,13 @@ extension Pipeline {
                 activations = try Calibration.inputEnergies(model, set, weights: Calibration.parameterNames(of: ranked))
             }
         }
-        var estimator = CriterionEstimator(criterion: c.criterion, aggregation: c.aggregation, fisher: fisher, seed: c.seed)
-        estimator.activations = activations
+        var criterion = CriterionEstimator(criterion: c.criterion, aggregation: c.aggregation, fisher: fisher, seed: c.seed)
+        criterion.activations = activations
+        let estimator: any ImportanceEstimator = learned.map(PrecomputedScores.init) ?? criterion
         let params = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0) })
         var groups: [[String: Any]] = []
-        for g in ranked {
+        // obs scores units while the prune stage removes them, layer by layer: nothing to record ahead of it.
+        for g in ranked where !c.criterion.isSequential {
             groups.append(["id": g.id, "kind": g.kind, "layer": g.layer ?? -1, "units": g.units,
                            "scores": try estimator.scores(for: g, parameters: params)])
         }
@@ -135,8 +149,10 @@ extension Pipeline {
     func runPrune(dir: String) throws -> Outcome {
         let c = recipe.prune!
         guard let importancePath else { throw PipelineError("the prune stage needs the importance stage's scores") }
-        let imp = try PrecomputedImportance.read(importancePath)
         let impJSON = Self.readJSON(importancePath) ?? [:]
+        let sequential = impJSON["criterion"] as? String == ImportanceCriterion.obs.rawValue
+        let imp = sequential ? PrecomputedImportance(scores: [:], source: importancePath) : try PrecomputedImportance.read(importancePath)
+        let surgeon = c.compensate ?? sequential
         let m = try freshModel()
         let model = m.model
         let range = try layerRange(c.layers, layerCount: model.config.layerCount)
@@ -170,14 +186,24 @@ extension Pipeline {
                       "offset": Double(offset), "windows": Double(windows)]
             log(String(format: "  layer-ratio search: reward ppl %.4f (uniform %.4f)", result.fitness, result.uniformFitness))
         }
-        var removals = try pruner.plan(model: model, graph: graph, estimator: imp)
-        if c.merge == "kmeans" {
-            guard let llama = model as? LlamaModel else { throw PipelineError("merge `kmeans` supports LLaMA-family models") }
-            removals = try ChannelMerging.mergeMLP(removals, graph: graph, model: llama, seed: recipe.seed)
+        var removals: [GroupRemoval]
+        if surgeon {
+            guard let llama = model as? LlamaModel, let ic = recipe.importance else { throw PipelineError("criterion `obs` and `compensate` support LLaMA-family models") }
+            var obs = StructuredOBS(pruner: pruner)
+            obs.compensate = true
+            if !sequential { obs.fixed = try pruner.plan(model: model, graph: graph, estimator: imp) }
+            removals = try obs.run(model: llama, graph: graph, calibration: try calibrationSet(ic.calibration, tokenizer: m.tokenizer),
+                                   progress: progress("obs prune + update", total: model.config.layerCount, unit: "layers"))
+        } else {
+            removals = try pruner.plan(model: model, graph: graph, estimator: imp)
+            if c.merge == "kmeans" {
+                guard let llama = model as? LlamaModel else { throw PipelineError("merge `kmeans` supports LLaMA-family models") }
+                removals = try ChannelMerging.mergeMLP(removals, graph: graph, model: llama, seed: recipe.seed)
+            }
+            try StructuredPruner.apply(removals, graph: graph, to: model)
         }
-        try StructuredPruner.apply(removals, graph: graph, to: model)
         for p in model.parameters { p.zeroGrad() }
-        var plan = PruningPlan(ratio: c.ratio, layers: Array(range), mode: c.mode.rawValue + (c.merge == "kmeans" ? "+kmeans-merge" : ""),
+        var plan = PruningPlan(ratio: c.ratio, layers: Array(range), mode: c.mode.rawValue + (c.merge == "kmeans" ? "+kmeans-merge" : "") + (surgeon ? "+obs-update" : ""),
                                importance: impJSON["criterion"] as? String ?? "?",
                                aggregation: impJSON["aggregation"] as? String ?? "?",
                                calibration: (impJSON["calibration"] as? [String: Any])?.compactMapValues { $0 as? Int },

@@ -49,6 +49,9 @@ public enum ImportanceCriterion: String, CaseIterable, Codable, Sendable {
 
     /// True when the scores come from a training run on the calibration windows (``VariationalDropout``).
     public var isLearned: Bool { self == .variationalDropout }
+
+    /// True when the criterion reads calibration windows (gradients, layer-by-layer inputs or a training run).
+    public var needsCalibration: Bool { needsGradients || isSequential || isLearned }
 }
 
 /// How the scores of a unit's members (its slices of several tensors) combine into one number.

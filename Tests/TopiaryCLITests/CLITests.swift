@@ -54,6 +54,13 @@ final class CLITests: XCTestCase {
         assertCleanFailure(try run(["perplexity", "--model", model, "--text", text, "--window", "1"]), mentions: "--window 1")
         assertCleanFailure(try run(["perplexity", "--model", model, "--text", "/nope.txt"]), mentions: "/nope.txt: no such file")
         assertCleanFailure(try run(["prune", "--model", model, "--out", "/tmp/x", "--ratio", "1.5", "--layers", "3-27"]), mentions: "--ratio 1.5")
+        assertCleanFailure(try run(["prune", "--model", model, "--out", "/tmp/x", "--ratio", "0.2", "--layers", "3-27", "--importance", "obs", "--mode", "global"]),
+                           mentions: "layer by layer")
+        assertCleanFailure(try run(["prune", "--model", model, "--out", "/tmp/x", "--ratio", "0.2", "--layers", "3-27", "--compensate", "--merge", "kmeans"]),
+                           mentions: "--compensate")
+        assertCleanFailure(try run(["prune", "--model", model, "--out", "/tmp/x", "--ratio", "0.2", "--layers", "3-27", "--obs-step", "0"]), mentions: "--obs-step")
+        assertCleanFailure(try run(["prune", "--model", model, "--out", "/tmp/x", "--ratio", "0.2", "--layers", "3-27", "--vd-steps", "0"]), mentions: "--vd-steps")
+        assertCleanFailure(try run(["sparsify", "--model", model, "--out", "/tmp/x", "--method", "fisher-obs", "--gamma", "-1"]), mentions: "--gamma")
         let out = NSTemporaryDirectory() + "topiary-cli-prune-\(getpid())"
         assertCleanFailure(try run(["prune", "--model", model, "--out", out, "--ratio", "0.2", "--layers", "3-40", "--importance", "l1"]),
                            mentions: "--layers 3-40")
@@ -72,6 +79,8 @@ final class CLITests: XCTestCase {
         assertCleanFailure(try run(["prune", "--model", model, "--stream-layers", "2", "--out", "/tmp/x-dir", "--ratio", "0.2", "--layers", "3-27"]),
                            mentions: "ending in .gguf")
         assertCleanFailure(try run(["perplexity", "--model", model, "--stream-layers", "-1"]), mentions: "--stream-layers")
+        assertCleanFailure(try run(["prune", "--model", model, "--stream-layers", "2", "--out", "/tmp/x.gguf", "--ratio", "0.2", "--layers", "3-27",
+                                    "--importance", "obs"]), mentions: "--stream-layers")
     }
 
     func testTokenizeJSON() throws {

@@ -82,6 +82,20 @@ final class RecipeTests: XCTestCase {
         assertRecipeError(replacing("    ratio: 0.2\n", "    ratio: 0.2\n    merge: kmeanz\n"), line: 11, "unknown value `kmeanz`")
     }
 
+    func testObsCriterionAndCompensateParse() throws {
+        let r = try parse(replacing("criterion: taylor", "criterion: obs"))
+        XCTAssertEqual(r.importance?.criterion, .obs)
+        XCTAssertTrue(r.importance!.criterion.needsCalibration)
+        XCTAssertNil(r.prune?.compensate)
+        XCTAssertFalse(String(decoding: try JSONEncoder().encode(r.prune!), as: UTF8.self).contains("compensate"))
+        let c = try parse(replacing("    ratio: 0.2\n", "    ratio: 0.2\n    compensate: true\n"))
+        XCTAssertEqual(c.prune?.compensate, true)
+        XCTAssertEqual(try parse(replacing("criterion: taylor", "criterion: variational-dropout")).importance?.criterion, .variationalDropout)
+        assertRecipeError(replacing("criterion: taylor", "criterion: obs").replacingOccurrences(of: "    ratio: 0.2\n", with: "    ratio: 0.2\n    mode: global\n"),
+                          line: 9, "criterion `obs` chooses units layer by layer")
+        assertRecipeError(replacing("    ratio: 0.2\n", "    ratio: 0.2\n    compensate: true\n    merge: kmeans\n"), line: 9, "compensate works with")
+    }
+
     func replacing(_ old: String, _ new: String) -> String {
         precondition(good.contains(old), "test bug: \(old) not in the recipe")
         return good.replacingOccurrences(of: old, with: new)
