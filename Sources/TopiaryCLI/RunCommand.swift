@@ -74,10 +74,14 @@ struct ReportCommand: ParsableCommand {
 
 struct Sweep: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Perplexity of unstructured pruning methods at many levels: a methods × levels table, a plot and completions.",
+        abstract: "Perplexity of pruning methods at many levels: a methods × levels table, a plot and completions.",
         discussion: """
             Each cell prunes a fresh copy of the model with one method at one level (uniform per layer) and measures WikiText-2
-            perplexity; it also records the greedy completion of "University is". Finished cells are kept in OUT, so an
+            perplexity; it also records the greedy completion of "University is". Methods: the sparsify methods (level =
+            fraction of the linear weights set to zero) and structured-<criterion> for the prune criteria (l1, l2, random,
+            taylor, taylor-vector, taylor2, obs, variational-dropout) and structured-kmeans (level = fraction of the
+            non-embedding parameters removed from every layer; a level that would empty a group is "not applicable").
+            Scores that do not depend on the level are computed once per sweep. Finished cells are kept in OUT, so an
             interrupted sweep continues where it stopped. Outputs: OUT/01-load, OUT/02-sweep/sweep.{json,csv,md,svg},
             OUT/report.html.
             Example: topiary sweep --methods wanda,sparsegpt,magnitude,movement --levels 0.01,0.05,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,0.95,0.99 --out checkpoints/sweep
@@ -96,9 +100,9 @@ struct Sweep: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let ms = try methods.split(separator: ",").map { m -> SparsifyMethod in
-                guard let v = SparsifyMethod(rawValue: String(m)) else {
-                    throw CLIError("--methods: unknown method `\(m)` (known: \(SparsifyMethod.allCases.map(\.rawValue).joined(separator: ", ")))")
+            let ms = try methods.split(separator: ",").map { m -> SweepMethod in
+                guard let v = SweepMethod(rawValue: String(m)) else {
+                    throw CLIError("--methods: unknown method `\(m)` (known: \(SweepMethod.allNames.joined(separator: ", ")))")
                 }
                 return v
             }

@@ -81,8 +81,53 @@ public struct PerplexityConfig: Codable, Sendable, Equatable {
     }
 }
 
+/// A row of a sweep: an unstructured method (level = sparsity of the linear weights), or a structured criterion,
+/// `structured-<criterion>` (level = fraction of non-embedding parameters removed, every layer alike; `structured-kmeans`
+/// merges MLP channels by k-means with Taylor for the heads). Encoded as its name, so sweeps of unstructured methods
+/// keep their stage keys.
+public struct SweepMethod: RawRepresentable, Codable, Hashable, Sendable {
+    public enum Kind: Hashable, Sendable {
+        case sparsify(SparsifyMethod)
+        case structured(ImportanceCriterion)
+        case kmeans
+    }
+    public let kind: Kind
+    public init(_ kind: Kind) { self.kind = kind }
+
+    public init?(rawValue: String) {
+        if let m = SparsifyMethod(rawValue: rawValue) { kind = .sparsify(m); return }
+        guard rawValue.hasPrefix("structured-") else { return nil }
+        let name = String(rawValue.dropFirst("structured-".count))
+        if name == "kmeans" { kind = .kmeans; return }
+        guard let c = ImportanceCriterion(rawValue: name), c != .taylorActivation else { return nil }
+        kind = .structured(c)
+    }
+
+    public var rawValue: String {
+        switch kind {
+        case let .sparsify(m): return m.rawValue
+        case let .structured(c): return "structured-" + c.rawValue
+        case .kmeans: return "structured-kmeans"
+        }
+    }
+
+    /// Every name a sweep accepts.
+    public static var allNames: [String] {
+        SparsifyMethod.allCases.map(\.rawValue)
+            + ImportanceCriterion.allCases.filter { $0 != .taylorActivation }.map { "structured-" + $0.rawValue } + ["structured-kmeans"]
+    }
+
+    public var needsCalibration: Bool {
+        switch kind {
+        case let .sparsify(m): return m.needsCalibration
+        case let .structured(c): return c.needsCalibration
+        case .kmeans: return true
+        }
+    }
+}
+
 public struct SweepConfig: Codable, Sendable, Equatable {
-    public var methods: [SparsifyMethod] = [.magnitude, .negMagnitude, .wanda]
+    public var methods: [SweepMethod] = [.init(.sparsify(.magnitude)), .init(.sparsify(.negMagnitude)), .init(.sparsify(.wanda))]
     public var levels: [Double] = [0.1, 0.3, 0.5, 0.7, 0.9]
     public var perplexity = PerplexityConfig(datasets: ["wikitext2"], window: 512, windows: 8)
     public var calibration = CalibrationConfig(windows: 8, length: 512)
@@ -313,7 +358,7 @@ public struct Recipe: Codable, Sendable, Equatable {
         }
         if var s = try stages.mapping("sweep") {
             var c = SweepConfig()
-            if let m = try s.stringList("methods", allowed: SparsifyMethod.allCases.map(\.rawValue)) { c.methods = m.map { SparsifyMethod(rawValue: $0)! } }
+            if let m = try s.stringList("methods", allowed: SweepMethod.allNames) { c.methods = m.map { SweepMethod(rawValue: $0)! } }
             c.levels = try s.doubleList("levels", min: 0, max: 1) ?? c.levels
             c.perplexity = try perplexity(&s, c.perplexity) ?? c.perplexity
             c.calibration = try calibration(&s, c.calibration)

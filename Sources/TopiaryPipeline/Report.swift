@@ -26,6 +26,16 @@ struct SweepTable {
         var md = "| method | " + levels.map { String(format: "%g", $0) }.joined(separator: " | ") + " |\n"
         md += "|---|" + levels.map { _ in "---:|" }.joined() + "\n"
         for m in methods { md += "| \(m) | " + levels.map { cell(m, $0) }.joined(separator: " | ") + " |\n" }
+        // Why a cell is not applicable, once per method and reason.
+        var reasons: [String] = []
+        for m in methods {
+            for l in levels {
+                guard let r = point(m, l)?["not_applicable"] as? String else { continue }
+                let line = "\(m): \(r)"
+                if !reasons.contains(where: { $0.hasPrefix(m + ":") }) { reasons.append(line + String(format: " (from level %g)", l)) }
+            }
+        }
+        if !reasons.isEmpty { md += "\nn/a: " + reasons.joined(separator: "; ") + "\n" }
         return md
     }
 
@@ -35,7 +45,7 @@ struct SweepTable {
             SVGLinePlot.Series(name: m, points: levels.compactMap { l in (point(m, l)?[dataset + "_ppl"] as? Double).map { (l, $0) } },
                                color: colors[i % colors.count])
         }
-        return SVGLinePlot(title: "Perplexity vs pruned level (\(dataset))", xLabel: "fraction of linear weights pruned",
+        return SVGLinePlot(title: "Perplexity vs pruned level (\(dataset))", xLabel: "level (fraction of linear weights; structured: of non-embedding parameters)",
                            yLabel: "perplexity (log scale)", series: series, logY: true).render()
     }
 

@@ -278,6 +278,7 @@ extension Pipeline {
         let cells = c.methods.flatMap { m in c.levels.map { (m, $0) } }
         let bar = progress("sweep", total: cells.count, unit: "cells")
         let prompt = "University is"
+        var levelFreeScores: [String: [Int: [Double]]] = [:]
         for (method, level) in cells {
             let file = dir + String(format: "/cell-%@-%.4f.json", method.rawValue, level)
             if continuing, let done = Self.readJSON(file) {
@@ -289,13 +290,27 @@ extension Pipeline {
             let m = try freshModel()
             guard let model = m.model as? LlamaModel else { throw PipelineError("sweep supports LLaMA-family models") }
             var point: [String: Any] = ["method": method.rawValue, "level": level]
-            if (method == .bias || method == .negBias) && !model.config.attentionBias {
-                point["not_applicable"] = "the model has no biases"
-            } else {
-                let s = try sparsifier(method: method, sparsity: level, nm: nil, seed: c.seed)
-                let set = method.needsCalibration ? try calibrationSet(c.calibration, tokenizer: m.tokenizer) : nil
-                let t0 = Date()
-                point["achieved_sparsity"] = try s.run(model: model, calibration: set, progress: nil)
+            let set = method.needsCalibration ? try calibrationSet(c.calibration, tokenizer: m.tokenizer) : nil
+            let t0 = Date()
+            do {
+                switch method.kind {
+                case let .sparsify(sm):
+                    if (sm == .bias || sm == .negBias) && !model.config.attentionBias {
+                        point["not_applicable"] = "the model has no biases"
+                    } else {
+                        point["achieved_sparsity"] = try sparsifier(method: sm, sparsity: level, nm: nil, seed: c.seed).run(model: model, calibration: set, progress: nil)
+                    }
+                case .structured, .kmeans:
+                    point["removed_fraction"] = try pruneStructured(method, level: level, model: model, calibration: set, seed: c.seed, cache: &levelFreeScores)
+                }
+            } catch let e as PruneError {
+                // A level the method cannot reach (it would empty a group) or a method the model cannot take.
+                switch e {
+                case .wouldEmptyGroup, .notApplicable: point["not_applicable"] = e.localizedDescription
+                default: throw e
+                }
+            }
+            if point["not_applicable"] == nil {
                 point["sparsify_seconds"] = Date().timeIntervalSince(t0)
                 for d in c.perplexity.datasets {
                     let r = try PerplexityEvaluator(window: c.perplexity.window, maxWindows: c.perplexity.windows)
@@ -319,6 +334,56 @@ extension Pipeline {
         try Self.writeJSON(sweep, to: dir + "/sweep.json")
         try SweepTable(json: sweep).write(directory: dir)
         return Outcome(status: resumed ? .resumed : .ran, summary: ["cells": points.count])
+    }
+
+    /// One structured cell of a sweep: `level` of the non-embedding parameters removed from every layer by `method`.
+    /// Scores that do not depend on the level (everything but obs) are computed once, on a fresh copy of the model, and
+    /// kept in `cache`. Returns the fraction of non-embedding parameters removed.
+    func pruneStructured(_ method: SweepMethod, level: Double, model: LlamaModel, calibration set: CalibrationSet?, seed: UInt64,
+                         cache: inout [String: [Int: [Double]]]) throws -> Double {
+        let graph = try DependencyGraphBuilder().build(model: model)
+        let range = 0...(model.config.layerCount - 1)
+        let pruner = StructuredPruner(ratio: level, layers: range)
+        let before = model.parameterCount, nonEmbedding = before - model.config.vocabSize * model.config.hiddenSize
+        let criterion: ImportanceCriterion
+        switch method.kind {
+        case let .structured(c): criterion = c
+        case .kmeans: criterion = .taylor
+        case .sparsify: throw PipelineError("\(method.rawValue) is not a structured method")
+        }
+        if criterion == .obs {
+            guard let set else { throw PipelineError("structured-obs needs calibration windows") }
+            _ = try StructuredOBS(pruner: pruner).run(model: model, graph: graph, calibration: set)
+        } else {
+            if cache[criterion.rawValue] == nil {
+                let scoring = try freshModel().model
+                let ranked = StructuredPruner.rankedGroups(graph, layers: range)
+                var fisher: [String: Tensor] = [:]
+                var learned: [Int: [Double]]?
+                if let set, criterion.needsGradients {
+                    Calibration.restrictGradients(scoring, to: Calibration.parameterNames(of: ranked))
+                    if criterion.needsFisher { fisher = try Calibration.fisher(scoring, set) } else {
+                        try Calibration.accumulateGradients(scoring, set, windowsPerBatch: 2)
+                    }
+                } else if let set, criterion.isLearned {
+                    var vd = VariationalDropout()
+                    vd.steps = 50
+                    vd.windowsPerStep = 2
+                    vd.seed = seed
+                    learned = try vd.run(model: scoring, groups: ranked, calibration: set).scores
+                }
+                let estimator: any ImportanceEstimator = learned.map(PrecomputedScores.init)
+                    ?? CriterionEstimator(criterion: criterion, aggregation: .sum, fisher: fisher, seed: seed)
+                let params = Dictionary(uniqueKeysWithValues: scoring.parameters.map { ($0.name, $0) })
+                var scores: [Int: [Double]] = [:]
+                for g in ranked { scores[g.id] = try estimator.scores(for: g, parameters: params) }
+                cache[criterion.rawValue] = scores
+            }
+            var removals = try pruner.plan(model: model, graph: graph, estimator: PrecomputedScores(cache[criterion.rawValue]!))
+            if method.kind == .kmeans { removals = try ChannelMerging.mergeMLP(removals, graph: graph, model: model, seed: seed) }
+            try StructuredPruner.apply(removals, graph: graph, to: model)
+        }
+        return Double(before - model.parameterCount) / Double(nonEmbedding)
     }
 
     // MARK: finetune, merge

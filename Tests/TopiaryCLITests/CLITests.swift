@@ -83,6 +83,29 @@ final class CLITests: XCTestCase {
                                     "--importance", "obs"]), mentions: "--stream-layers")
     }
 
+    /// Structured criteria are rows of a sweep: a level they cannot reach is "n/a" with the reason, the rest are real
+    /// perplexities with completions.
+    func testSweepTakesStructuredRows() throws {
+        let model = try modelPath()
+        let data = ProcessInfo.processInfo.environment["TOPIARY_DATA"] ?? root + "/../shared/data"
+        guard FileManager.default.fileExists(atPath: data + "/wikitext-2-raw/test.txt") else { throw XCTSkip("data not found") }
+        let out = NSTemporaryDirectory() + "topiary-cli-sweep-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let r = try run(["sweep", "--model", model, "--data", data, "--out", out, "--methods", "structured-l2,structured-obs", "--levels", "0.1,0.9",
+                         "--windows", "1", "--calibration-windows", "2", "--calibration-length", "64", "--quiet"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let md = try String(contentsOfFile: out + "/02-sweep/sweep.md", encoding: .utf8)
+        let rows = md.split(separator: "\n").filter { $0.hasPrefix("| structured-") }
+        XCTAssertEqual(rows.count, 2, md)
+        for row in rows {
+            let cells = row.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+            XCTAssertNotNil(Double(cells[1]), "level 0.1 is a perplexity: \(row)")
+            XCTAssertEqual(cells[2], "n/a", "level 0.9 empties the attention groups: \(row)")
+        }
+        XCTAssertTrue(md.contains("never removed"), md)
+        assertCleanFailure(try run(["sweep", "--model", model, "--out", out, "--methods", "structured-taylor-act"]), mentions: "structured-taylor-act")
+    }
+
     func testTokenizeJSON() throws {
         let model = try modelPath()
         let text = temp("t.txt", Data("University is".utf8))
