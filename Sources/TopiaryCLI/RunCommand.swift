@@ -96,6 +96,8 @@ struct Sweep: ParsableCommand {
     @Option(name: .customLong("calibration-windows"), help: "Calibration windows (Wanda, SparseGPT, movement).") var calibrationWindows: Int = 32
     @Option(name: .customLong("calibration-length"), help: "Tokens per calibration window.") var calibrationLength: Int = 512
     @Option(name: .customLong("calibration-offset"), help: "Token offset of the first calibration window.") var calibrationOffset: Int = 32768
+    @Option(help: ArgumentHelp("An earlier sweep's output folder: its finished cells are taken over when the model, data, calibration, perplexity settings and seed are the same (e.g. to add methods or levels).", valueName: "dir"))
+    var reuse: String?
     @Flag(help: "No progress bars.") var quiet = false
 
     func run() throws {
@@ -118,6 +120,7 @@ struct Sweep: ParsableCommand {
             c.levels = ls
             c.perplexity = PerplexityConfig(datasets: ["wikitext2"], window: 512, windows: windows)
             c.calibration = CalibrationConfig(file: nil, windows: calibrationWindows, length: calibrationLength, offset: calibrationOffset)
+            c.reuse = reuse
             let r = try Recipe.sweep(model: modelArguments.model, data: dataArguments.data, config: c, name: "sweep")
             let pipeline = Pipeline(recipe: r, directory: out)
             pipeline.showProgress = !quiet

@@ -196,7 +196,21 @@ public final class Pipeline {
         }
         let attributes = try FileManager.default.attributesOfItem(atPath: path)
         let size = (attributes[.size] as? NSNumber)?.intValue ?? 0
+        if size <= contentHashLimit {
+            // Data files: their whole content, not their dates (a copied or touched file keeps its runs).
+            guard let d = FileManager.default.contents(atPath: path) else { throw PipelineError("\(path): cannot be read") }
+            return String(format: "%d:%016llx", size, fnv1a64(d))
+        }
         let mtime = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+        return String(format: "%d:%.0f:%016llx", size, mtime, try sampledHash(path, size: size))
+    }
+
+    /// Files up to this size are fingerprinted by their whole content; larger ones (models) by size, date and the
+    /// first and last MiB.
+    static let contentHashLimit = 16 << 20
+
+    /// FNV-1a of the first MiB, and of the last MiB too for files over 2 MiB.
+    static func sampledHash(_ path: String, size: Int) throws -> UInt64 {
         guard let h = FileHandle(forReadingAtPath: path) else { throw PipelineError("\(path): cannot be read") }
         defer { try? h.close() }
         var sample = try h.read(upToCount: 1 << 20) ?? Data()
@@ -204,7 +218,19 @@ public final class Pipeline {
             try h.seek(toOffset: UInt64(size - (1 << 20)))
             sample += try h.read(upToCount: 1 << 20) ?? Data()
         }
-        return String(format: "%d:%.0f:%016llx", size, mtime, fnv1a64(sample))
+        return fnv1a64(sample)
+    }
+
+    /// Whether `recorded` (a fingerprint from an earlier run, possibly in the older size:date:sample form) names the
+    /// same content as the file at `path` has now, whatever its date.
+    static func sameContent(_ recorded: String, _ path: String) throws -> Bool {
+        let parts = recorded.split(separator: ":")
+        if parts.count == 3, let size = Int(parts[0]) {
+            let now = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? -1
+            guard now == size else { return false }
+            return String(format: "%016llx", try sampledHash(path, size: size)) == parts[2]
+        }
+        return try fingerprint(path) == recorded
     }
 
     static func hashString(_ s: String) -> String { String(format: "%016llx", fnv1a64(Data(s.utf8))) }

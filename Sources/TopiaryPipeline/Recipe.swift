@@ -132,8 +132,13 @@ public struct SweepConfig: Codable, Sendable, Equatable {
     public var perplexity = PerplexityConfig(datasets: ["wikitext2"], window: 512, windows: 8)
     public var calibration = CalibrationConfig(windows: 8, length: 512)
     public var seed: UInt64 = 0
+    /// An earlier sweep's output folder whose finished cells are taken over when its model, data, calibration,
+    /// perplexity settings and seed are the same (not part of the stage key: it changes no result).
+    public var reuse: String?
 
     public init() {}
+
+    enum CodingKeys: String, CodingKey { case methods, levels, perplexity, calibration, seed }
 }
 
 public struct FinetuneConfig: Codable, Sendable, Equatable {

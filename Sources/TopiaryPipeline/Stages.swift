@@ -279,8 +279,17 @@ extension Pipeline {
         let bar = progress("sweep", total: cells.count, unit: "cells")
         let prompt = "University is"
         var levelFreeScores: [String: [Int: [Double]]] = [:]
+        let reuse = try c.reuse.map { try reusableSweep($0, config: c) }
         for (method, level) in cells {
-            let file = dir + String(format: "/cell-%@-%.4f.json", method.rawValue, level)
+            let name = String(format: "cell-%@-%.4f.json", method.rawValue, level)
+            let file = dir + "/" + name
+            if !continuing || Self.readJSON(file) == nil, let reuse, let done = Self.readJSON(reuse + "/" + name) {
+                try Self.writeJSON(done, to: file)
+                points.append(done)
+                resumed = true
+                bar.advance()
+                continue
+            }
             if continuing, let done = Self.readJSON(file) {
                 points.append(done)
                 resumed = true
@@ -334,6 +343,39 @@ extension Pipeline {
         try Self.writeJSON(sweep, to: dir + "/sweep.json")
         try SweepTable(json: sweep).write(directory: dir)
         return Outcome(status: resumed ? .resumed : .ran, summary: ["cells": points.count])
+    }
+
+    /// The stage folder of an earlier sweep (`path` is its output folder or the stage folder itself) whose cells this
+    /// sweep may take over: the same model and data files, calibration, perplexity settings and seed.
+    func reusableSweep(_ path: String, config c: SweepConfig) throws -> String {
+        let dir = FileManager.default.fileExists(atPath: path + "/02-sweep") ? path + "/02-sweep" : path
+        guard let stage = Self.readJSON(dir + "/stage.json"), stage["stage"] as? String == "sweep" else {
+            throw PipelineError("--reuse \(path): not the output of a sweep (no 02-sweep/stage.json)")
+        }
+        let manifests = [dir + "/manifest.json"].compactMap(Self.readJSON)
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        // Without a manifest (an interrupted sweep) the settings cannot be checked: refuse rather than mix results.
+        guard let manifest = manifests.first, let config = manifest["config"] as? [String: Any],
+              let inputs = manifest["inputs"] as? [String: String] else {
+            throw PipelineError("--reuse \(path): that sweep did not finish (no manifest to check its settings against)")
+        }
+        for (key, value) in [("calibration", try e.encode(c.calibration)), ("perplexity", try e.encode(c.perplexity)), ("seed", try e.encode(c.seed))] {
+            let decoded = try JSONSerialization.jsonObject(with: value, options: [.fragmentsAllowed])
+            guard let old = config[key],
+                  try JSONSerialization.data(withJSONObject: old, options: [.sortedKeys, .fragmentsAllowed])
+                    == JSONSerialization.data(withJSONObject: decoded, options: [.sortedKeys, .fragmentsAllowed]) else {
+                throw PipelineError("--reuse \(path): its \(key) settings differ from this sweep's; its cells would not be comparable")
+            }
+        }
+        let mine = try inputFingerprints(.sweep)
+        for (file, recorded) in inputs where mine[file] != nil {
+            guard try Self.sameContent(recorded, file) else { throw PipelineError("--reuse \(path): \(file) has changed since that sweep") }
+        }
+        guard Set(inputs.keys) == Set(mine.keys) else {
+            throw PipelineError("--reuse \(path): it read other model or data files (\(inputs.keys.sorted().joined(separator: ", ")))")
+        }
+        return dir
     }
 
     /// One structured cell of a sweep: `level` of the non-embedding parameters removed from every layer by `method`.
