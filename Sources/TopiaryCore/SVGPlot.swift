@@ -6,11 +6,21 @@ public struct SVGLinePlot {
         public var name: String
         public var points: [(x: Double, y: Double)]
         public var color: String
-        public init(name: String, points: [(x: Double, y: Double)], color: String) {
+        /// SVG `stroke-dasharray` (e.g. "6 3"); nil for a solid line.
+        public var dash: String?
+        public init(name: String, points: [(x: Double, y: Double)], color: String, dash: String? = nil) {
             self.name = name
             self.points = points
             self.color = color
+            self.dash = dash
         }
+    }
+
+    /// Distinct colour and dash pairs for `count` series: ten colours, then the same colours dashed, then dotted.
+    public static func styles(_ count: Int) -> [(color: String, dash: String?)] {
+        let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+        let dashes: [String?] = [nil, "6 3", "2 2", "8 3 2 3"]
+        return (0..<count).map { (colors[$0 % colors.count], dashes[($0 / colors.count) % dashes.count]) }
     }
 
     public var title: String
@@ -18,6 +28,8 @@ public struct SVGLinePlot {
     public var yLabel: String
     public var series: [Series]
     public var logY = false
+    /// Values above this are drawn at it (the axis stops there and says so); nil: the largest value.
+    public var yCap: Double?
     public var width = 640.0, height = 360.0
 
     public init(title: String, xLabel: String, yLabel: String, series: [Series], logY: Bool = false) {
@@ -48,7 +60,19 @@ public struct SVGLinePlot {
     }
 
     public func render() -> String {
-        let left = 64.0, right = 16.0, top = 32.0, bottom = 44.0
+        // Up to eight series: the legend sits inside the plot; more: in a column to its right, the chart growing
+        // to hold it.
+        let outside = series.count > 8
+        let legendWidth = outside ? 16 + 7.0 * Double(series.map(\.name.count).max() ?? 0) + 24 : 0
+        let width = self.width + legendWidth
+        let height = max(self.height, outside ? 32 + 14 * Double(series.count) + 20 : 0)
+        let left = 80.0, right = 16.0 + legendWidth, top = 32.0, bottom = 44.0
+        let cap = yCap
+        let series = self.series.map { ser -> Series in
+            var c = ser
+            if let cap { c.points = ser.points.map { ($0.x, $0.y.isFinite ? min($0.y, cap) : cap) } }
+            return c
+        }
         let all = series.flatMap(\.points).filter { $0.y.isFinite && (!logY || $0.y > 0) }
         let tf: (Double) -> Double = logY ? { log10($0) } : { $0 }
         let xs = all.map(\.x), ys = all.map { tf($0.y) }
@@ -65,10 +89,16 @@ public struct SVGLinePlot {
         s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         s += "<text x=\"\(width / 2)\" y=\"18\" text-anchor=\"middle\" font-size=\"13\">\(Self.escape(title))</text>\n"
         s += "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(pw)\" height=\"\(ph)\" fill=\"none\" stroke=\"#999\"/>\n"
-        // Y: five evenly spaced lines (values in log space when logY); X: round numbers (steps, levels).
-        for i in 0...4 {
-            let fy = y0 + (y1 - y0) * Double(i) / 4, yy = top + (1 - Double(i) / 4) * ph
-            let label = logY ? String(format: "%.3g", pow(10, fy)) : String(format: "%.3g", fy)
+        // Y: powers of ten on a log axis that spans two or more of them, else five evenly spaced lines; X: round
+        // numbers (steps, levels).
+        var yTicks = (0...4).map { y0 + (y1 - y0) * Double($0) / 4 }
+        if logY, floor(y1) - ceil(y0) >= 1 {
+            let stride = max(1.0, ceil((floor(y1) - ceil(y0)) / 6))
+            yTicks = Array(Swift.stride(from: ceil(y0), through: floor(y1), by: stride))
+        }
+        for fy in yTicks {
+            let yy = top + (1 - (fy - y0) / (y1 - y0)) * ph
+            let label = logY ? String(format: "%g", pow(10, fy)) : String(format: "%.3g", fy)
             s += "<line x1=\"\(left)\" y1=\"\(yy)\" x2=\"\(left + pw)\" y2=\"\(yy)\" stroke=\"#eee\"/>"
             s += "<text x=\"\(left - 6)\" y=\"\(yy + 4)\" text-anchor=\"end\">\(label)</text>\n"
         }
@@ -79,17 +109,22 @@ public struct SVGLinePlot {
         }
         s += "<text x=\"\(left + pw / 2)\" y=\"\(height - 8)\" text-anchor=\"middle\">\(Self.escape(xLabel))</text>\n"
         s += "<text x=\"14\" y=\"\(top + ph / 2)\" text-anchor=\"middle\" transform=\"rotate(-90 14 \(top + ph / 2))\">\(Self.escape(yLabel))</text>\n"
+        if let cap, self.series.contains(where: { $0.points.contains { !$0.y.isFinite || $0.y > cap } }) {
+            s += "<text x=\"\(left + 4)\" y=\"\(top - 4)\" font-size=\"9\" fill=\"#666\">values above \(String(format: "%.3g", cap)) are drawn at the top edge</text>\n"
+        }
         for (k, ser) in series.enumerated() {
             let pts = ser.points.filter { $0.y.isFinite && (!logY || $0.y > 0) }
+            let dash = ser.dash.map { " stroke-dasharray=\"\($0)\"" } ?? ""
             if pts.count > 1 {
                 let path = pts.map { String(format: "%.1f,%.1f", px($0.x), py($0.y)) }.joined(separator: " ")
-                s += "<polyline fill=\"none\" stroke=\"\(ser.color)\" stroke-width=\"1.5\" points=\"\(path)\"/>\n"
+                s += "<polyline fill=\"none\" stroke=\"\(ser.color)\" stroke-width=\"1.5\"\(dash) points=\"\(path)\"/>\n"
             } else if let p = pts.first {
                 s += "<circle cx=\"\(px(p.x))\" cy=\"\(py(p.y))\" r=\"3\" fill=\"\(ser.color)\"/>\n"
             }
             let ly = top + 14 + Double(k) * 14
-            s += "<rect x=\"\(left + pw - 150)\" y=\"\(ly - 8)\" width=\"10\" height=\"10\" fill=\"\(ser.color)\"/>"
-            s += "<text x=\"\(left + pw - 134)\" y=\"\(ly + 1)\">\(Self.escape(ser.name))</text>\n"
+            let lx = outside ? left + pw + 12 : left + pw - 150
+            s += "<line x1=\"\(lx)\" y1=\"\(ly - 3)\" x2=\"\(lx + 16)\" y2=\"\(ly - 3)\" stroke=\"\(ser.color)\" stroke-width=\"2\"\(dash)/>"
+            s += "<text x=\"\(lx + 20)\" y=\"\(ly + 1)\">\(Self.escape(ser.name))</text>\n"
         }
         return s + "</svg>\n"
     }

@@ -26,27 +26,34 @@ struct SweepTable {
         var md = "| method | " + levels.map { String(format: "%g", $0) }.joined(separator: " | ") + " |\n"
         md += "|---|" + levels.map { _ in "---:|" }.joined() + "\n"
         for m in methods { md += "| \(m) | " + levels.map { cell(m, $0) }.joined(separator: " | ") + " |\n" }
-        // Why a cell is not applicable, once per method and reason.
-        var reasons: [String] = []
+        // Why cells are not applicable: each reason once (group and layer numbers aside), with its methods and first level.
+        var reasons: [(reason: String, methods: [String], level: Double)] = []
         for m in methods {
             for l in levels {
                 guard let r = point(m, l)?["not_applicable"] as? String else { continue }
-                let line = "\(m): \(r)"
-                if !reasons.contains(where: { $0.hasPrefix(m + ":") }) { reasons.append(line + String(format: " (from level %g)", l)) }
+                let general = r.replacingOccurrences(of: #"group \d+ \(layer \d+\)"#, with: "group", options: .regularExpression)
+                if let i = reasons.firstIndex(where: { $0.reason == general }) {
+                    if !reasons[i].methods.contains(m) { reasons[i].methods.append(m) }
+                } else {
+                    reasons.append((general, [m], l))
+                }
+                break
             }
         }
-        if !reasons.isEmpty { md += "\nn/a: " + reasons.joined(separator: "; ") + "\n" }
+        for r in reasons { md += "\nn/a — \(r.methods.joined(separator: ", ")): \(r.reason) (from level \(String(format: "%g", r.level)))\n" }
         return md
     }
 
     var svg: String {
-        let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f"]
+        let styles = SVGLinePlot.styles(methods.count)
         let series = methods.enumerated().map { i, m in
             SVGLinePlot.Series(name: m, points: levels.compactMap { l in (point(m, l)?[dataset + "_ppl"] as? Double).map { (l, $0) } },
-                               color: colors[i % colors.count])
+                               color: styles[i].color, dash: styles[i].dash)
         }
-        return SVGLinePlot(title: "Perplexity vs pruned level (\(dataset))", xLabel: "level (fraction of linear weights; structured: of non-embedding parameters)",
-                           yLabel: "perplexity (log scale)", series: series, logY: true).render()
+        var plot = SVGLinePlot(title: "Perplexity vs pruned level (\(dataset))", xLabel: "level (fraction of linear weights; structured: of non-embedding parameters)",
+                               yLabel: "perplexity (log scale)", series: series, logY: true)
+        plot.yCap = 1e6  // beyond a million the model is noise; the table keeps the numbers
+        return plot.render()
     }
 
     /// Per level, each method's greedy completion.

@@ -19,4 +19,32 @@ final class PlotTests: XCTestCase {
         XCTAssertTrue(svg.contains(">25</text>"))
         XCTAssertFalse(svg.contains(">8.25</text>"))
     }
+
+    /// A sweep of 23 methods: every series has its own colour and dash pair, the legend sits right of the plot inside
+    /// the image, and values past the cap are drawn at the top edge with a note.
+    func testManySeriesStayDistinctAndInside() throws {
+        let styles = SVGLinePlot.styles(23)
+        XCTAssertEqual(Set(styles.map { "\($0.color)|\($0.dash ?? "-")" }).count, 23)
+        let series = styles.enumerated().map { i, st in
+            SVGLinePlot.Series(name: "method-\(i)", points: [(0.1, 30 + Double(i)), (0.9, i == 0 ? 1e40 : 100)], color: st.color, dash: st.dash)
+        }
+        var plot = SVGLinePlot(title: "sweep", xLabel: "level", yLabel: "ppl", series: series, logY: true)
+        plot.yCap = 1e6
+        let svg = plot.render()
+        let size = try XCTUnwrap(svg.range(of: #"width="(\d+)" height="(\d+)""#, options: .regularExpression)).lowerBound
+        let header = String(svg[size...].prefix(40))
+        let numbers = header.split(whereSeparator: { !$0.isNumber }).compactMap { Double($0) }
+        let (w, h) = (numbers[0], numbers[1])
+        XCTAssertGreaterThan(w, 640)
+        for i in 0..<23 { XCTAssertTrue(svg.contains(">method-\(i)</text>")) }
+        // Every legend text's x and y lie inside the image.
+        let texts = svg.components(separatedBy: "<text x=\"").dropFirst().compactMap { t -> (Double, Double)? in
+            let parts = t.split(separator: "\"")
+            guard parts.count > 2, let x = Double(parts[0]), let y = Double(parts[2]) else { return nil }
+            return (x, y)
+        }
+        for (x, y) in texts { XCTAssertTrue(x >= 0 && x <= w && y >= 0 && y <= h, "text at \(x), \(y) outside \(w) × \(h)") }
+        XCTAssertTrue(svg.contains("values above 1e+06 are drawn at the top edge"))
+        XCTAssertTrue(svg.contains("stroke-dasharray=\"6 3\""))
+    }
 }
