@@ -102,8 +102,8 @@ struct PerplexityCommand: ParsableCommand {
         commandName: "perplexity",
         abstract: "Perplexity over independent windows of a text file.",
         discussion: """
-            The text is read whole and tokenized at once (no special tokens). It is cut into consecutive windows of
-            --window tokens from the start; each window runs on its own (positions 0…window−1, nothing prepended);
+            The text is read whole and tokenized at once (no special tokens). It is cut into consecutive windows of \
+            --window tokens from the start; each window runs on its own (positions 0…window−1, nothing prepended); \
             the logits at position t score token t+1; ppl = exp(mean NLL) over all predictions.
             The papers' protocol is --window 512 --max-windows 64 (or --window 128 --max-windows 256).
             """)

@@ -8,8 +8,8 @@ struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Zero-shot accuracy on BoolQ, PIQA, HellaSwag, WinoGrande, ARC-e/c and OpenBookQA, scored as lm-evaluation-harness does.",
         discussion: """
-            acc picks the choice with the highest summed log-likelihood of its continuation; acc_norm divides it by the
-            choice's length in characters. Task files are read from --data/zeroshot. HellaSwag comes from llama.cpp's derived
+            acc picks the choice with the highest summed log-likelihood of its continuation; acc_norm divides it by the \
+            choice's length in characters. Task files are read from --data/zeroshot. HellaSwag comes from llama.cpp's derived \
             file, whose contexts do not capitalise ctx_b as lm-eval does (a small prompt difference).
             """)
 

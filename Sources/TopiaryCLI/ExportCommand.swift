@@ -9,17 +9,18 @@ struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Export a model for other runtimes: GGUF for llama.cpp, or safetensors + config.json for transformers.",
         discussion: """
-            --format gguf writes one GGUF v3 file (llama.cpp's tensor names and q/k layout, the source's tokenizer
-            metadata) with matrices stored as --type: f32, f16, q8_0, q4_0 or q4_1 (quantized by Topiary; norms stay
-            F32, a 4-bit export keeps the embedding at Q8_0, and rows whose length is not a multiple of 32 are stored
-            F16 — each such fallback is reported). A model whose layers differ (structured pruning) is written as
-            llama.cpp's 'deci' architecture, whose per-layer head_count / head_count_kv / feed_forward_length arrays
+            --format gguf writes one GGUF v3 file (llama.cpp's tensor names and q/k layout, the source's tokenizer \
+            metadata) with matrices stored as --type: f32, f16, q8_0, q4_0 or q4_1 (quantized by Topiary; norms stay \
+            F32, a 4-bit export keeps the embedding at Q8_0, and rows whose length is not a multiple of 32 are stored \
+            F16 — each such fallback is reported). A model whose layers differ (structured pruning) is written as \
+            llama.cpp's 'deci' architecture, whose per-layer head_count / head_count_kv / feed_forward_length arrays \
             llama.cpp honours; uniform models are written as 'llama'.
-            --format safetensors-hf writes a directory with model.safetensors and a LlamaForCausalLM config.json that
-            transformers loads with from_pretrained; a model whose layers differ cannot be described that way and is
+            --format safetensors-hf writes a directory with model.safetensors and a LlamaForCausalLM config.json that \
+            transformers loads with from_pretrained; a model whose layers differ cannot be described that way and is \
             written as a Topiary checkpoint instead (the command says so).
-            LoRA adapters given with --adapters are merged into the exported weights. Unstructured-sparse models are
+            LoRA adapters given with --adapters are merged into the exported weights. Unstructured-sparse models are \
             stored dense.
+
             Example: topiary export --model checkpoints/smollm2-p20 --format gguf --type q8_0 --out smollm2-p20.q8_0.gguf
             """)
 

@@ -10,11 +10,12 @@ struct Finetune: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Recover a (pruned) model with LoRA: train low-rank adapters on text, optionally merge them.",
         discussion: """
-            Step s trains on the batch·length tokens that follow --data-offset + s·batch·length in the tokenized file
-            (consecutive windows, wrapping around). Adapters (PEFT names), the optimiser state and the run's position are
-            checkpointed atomically to OUT/checkpoint every --save-every steps; --resume continues exactly where a killed
-            run stopped. Outputs: OUT/adapter_model.safetensors + adapter_config.json, OUT/loss.csv, OUT/loss.svg and,
+            Step s trains on the batch·length tokens that follow --data-offset + s·batch·length in the tokenized file \
+            (consecutive windows, wrapping around). Adapters (PEFT names), the optimiser state and the run's position are \
+            checkpointed atomically to OUT/checkpoint every --save-every steps; --resume continues exactly where a killed \
+            run stopped. Outputs: OUT/adapter_model.safetensors + adapter_config.json, OUT/loss.csv, OUT/loss.svg and, \
             with --merge, the merged model in OUT/model/ (loads with --model).
+
             Example: topiary finetune --model checkpoints/smollm2-p20 --out checkpoints/smollm2-p20-lora \\
                        --data ../shared/data/wikitext-2-raw/test.txt --data-offset 32768 --steps 213 --merge
             """)

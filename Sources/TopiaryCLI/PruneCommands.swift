@@ -17,8 +17,8 @@ struct GraphCommand: ParsableCommand {
         commandName: "graph",
         abstract: "Discover the model's coupled structures from a traced forward pass and write them as JSON and Graphviz.",
         discussion: """
-            Writes OUT (JSON: a top-level `groups` array, each with `kind`, `units`, `members`) and OUT with the
-            extension .dot. Each group is a set of tensor slices that must shrink together; each unit of a group can be
+            Writes OUT (JSON: a top-level `groups` array, each with `kind`, `units`, `members`) and OUT with the \
+            extension .dot. Each group is a set of tensor slices that must shrink together; each unit of a group can be \
             removed on its own (an attention unit is a KV head with its query heads; an MLP unit is one channel).
             """)
 
@@ -67,16 +67,23 @@ struct Prune: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Structurally prune a model (remove KV-head groups and MLP channels) and save a smaller dense checkpoint.",
         discussion: """
-            R (--ratio) is the fraction of non-embedding parameters to remove, spread evenly over --layers as LLM-Pruner
-            does: in each chosen layer the attention share is rounded to whole KV groups and MLP channels make up the rest.
-            Importance: taylor (Σ|w·g|), taylor-vector (|Σ w·g| per channel), taylor2 (Fisher ½Σ(w·g)² per window),
-            l1, l2, random, taylor-act, variational-dropout (−log α of a Gaussian gate per unit, learned on the
-            calibration windows with the model frozen: --vd-steps, --vd-lr, --vd-kl-weight), and obs — Topiary's indicator: each layer's units are chosen by their Optimal
-            Brain Surgeon saliency on the calibration inputs that pass through the already-pruned layers, and the linear
-            reading them (o_proj, down_proj) is moved to the least-squares best (--no-compensate: choose only). obs
-            wants more calibration than Taylor (e.g. --calibration-windows 32 --calibration-length 512).
-            --compensate applies the same update to any other criterion's choice. The checkpoint (config.json, model.safetensors, tokenizer, pruning.json, manifest.json)
-            loads with --model in every command.
+            R (--ratio) is the fraction of non-embedding parameters to remove, spread evenly over --layers as \
+            LLM-Pruner does: in each chosen layer the attention share is rounded to whole KV groups and MLP channels \
+            make up the rest.
+
+            Importance: taylor (Σ|w·g|), taylor-vector (|Σ w·g| per channel), taylor2 (Fisher ½Σ(w·g)² per window), \
+            l1, l2, random, taylor-act, variational-dropout (−log α of a Gaussian gate per unit, learned on the \
+            calibration windows with the model frozen: --vd-steps, --vd-lr, --vd-kl-weight), and obs.
+
+            obs, Topiary's indicator: each layer's units are chosen by their Optimal Brain Surgeon saliency on the \
+            calibration inputs that pass through the already-pruned layers, and the linear reading them (o_proj, \
+            down_proj) is moved to the least-squares best (--no-compensate: choose only; --compensate gives any other \
+            criterion's choice the same update). obs wants more calibration than Taylor, e.g. --calibration-windows 32 \
+            --calibration-length 512.
+
+            The checkpoint (config.json, model.safetensors, tokenizer, pruning.json, manifest.json) loads with --model \
+            in every command.
+
             Example: topiary prune --importance taylor --ratio 0.2 --layers 3-27 --out checkpoints/smollm2-p20
             """)
 

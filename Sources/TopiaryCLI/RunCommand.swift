@@ -11,11 +11,12 @@ struct Run: ParsableCommand {
         abstract: "Run a recipe (YAML) from model to report: prune and/or sparsify, recover with LoRA, evaluate.",
         discussion: """
             The recipe is checked completely before any work starts; a mistake is reported with its file, line and column.
-            Stages run in this order when the recipe has them: load, graph, importance, prune, sparsify, sweep, finetune,
-            merge, evaluate. Each writes into OUT/NN-stage/ and, last, a manifest.json with the key of its inputs; running
-            the same recipe again skips finished stages whose inputs did not change and continues an interrupted finetune
+            Stages run in this order when the recipe has them: load, graph, importance, prune, sparsify, sweep, finetune, \
+            merge, evaluate. Each writes into OUT/NN-stage/ and, last, a manifest.json with the key of its inputs; running \
+            the same recipe again skips finished stages whose inputs did not change and continues an interrupted finetune \
             from its checkpoint (or an interrupted evaluate/sweep from its finished items).
             Outputs: OUT/model/ (the final model; loads with --model), OUT/results.json, OUT/report.md, OUT/report.html.
+
             Example: topiary run recipes/quickstart.yaml   (writes checkpoints/quickstart/)
             """)
 
@@ -76,14 +77,15 @@ struct Sweep: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Perplexity of pruning methods at many levels: a methods × levels table, a plot and completions.",
         discussion: """
-            Each cell prunes a fresh copy of the model with one method at one level (uniform per layer) and measures WikiText-2
-            perplexity; it also records the greedy completion of "University is". Methods: the sparsify methods (level =
-            fraction of the linear weights set to zero) and structured-<criterion> for the prune criteria (l1, l2, random,
-            taylor, taylor-vector, taylor2, obs, variational-dropout) and structured-kmeans (level = fraction of the
-            non-embedding parameters removed from every layer; a level that would empty a group is "not applicable").
-            Scores that do not depend on the level are computed once per sweep. Finished cells are kept in OUT, so an
-            interrupted sweep continues where it stopped. Outputs: OUT/01-load, OUT/02-sweep/sweep.{json,csv,md,svg},
+            Each cell prunes a fresh copy of the model with one method at one level (uniform per layer) and measures WikiText-2 \
+            perplexity; it also records the greedy completion of "University is". Methods: the sparsify methods (level = \
+            fraction of the linear weights set to zero) and structured-<criterion> for the prune criteria (l1, l2, random, \
+            taylor, taylor-vector, taylor2, obs, variational-dropout) and structured-kmeans (level = fraction of the \
+            non-embedding parameters removed from every layer; a level that would empty a group is "not applicable"). \
+            Scores that do not depend on the level are computed once per sweep. Finished cells are kept in OUT, so an \
+            interrupted sweep continues where it stopped. Outputs: OUT/01-load, OUT/02-sweep/sweep.{json,csv,md,svg}, \
             OUT/report.html.
+
             Example: topiary sweep --methods wanda,sparsegpt,magnitude,movement --levels 0.01,0.05,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,0.95,0.99 --out checkpoints/sweep
             """)
 

@@ -9,7 +9,7 @@ struct Header: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Read only a GGUF file's header: architecture, tensor count, parameters and the bytes the complete file has.",
         discussion: """
-            Works on the first part of a split download (the header and tensor table come first), so a set-up script
+            Works on the first part of a split download (the header and tensor table come first), so a set-up script \
             can tell how many parts to fetch: --json prints required_bytes, file_bytes, complete, tensors, parameters.
             """)
 
@@ -44,10 +44,11 @@ struct Synthesize: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write a model with the shapes (and tokenizer) of a GGUF header and random weights, to measure memory and time.",
         discussion: """
-            Reads only the header of --like (the first part of a split download is enough) and writes the same tensors
-            with uniform random weights: 4–5-bit types as Q4_0 (the same 4.5 bits per weight as Q4_K), 6–8-bit types as
-            Q8_0, norms 1. Its perplexity means nothing; its memory and time in `topiary perplexity/prune/sparsify
+            Reads only the header of --like (the first part of a split download is enough) and writes the same tensors \
+            with uniform random weights: 4–5-bit types as Q4_0 (the same 4.5 bits per weight as Q4_K), 6–8-bit types as \
+            Q8_0, norms 1. Its perplexity means nothing; its memory and time in `topiary perplexity/prune/sparsify \
             --stream-layers` are those of the real model within the Q4_0/Q4_K and Q8_0/Q6_K difference.
+
             Example: topiary synthesize --like part_0000.gguf --out checkpoints/models/qwen2-7b-shaped.gguf
             """)
 

@@ -13,10 +13,15 @@ struct Sparsify: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Unstructured or N:M pruning of every layer's linears: magnitude, neg-magnitude, random, random-pattern, l1-rows, bias, neg-bias, Wanda, SparseGPT, movement, gradient, taylor, ewc.",
         discussion: """
-            Weights keep their shapes; pruned entries are real zeros in the saved checkpoint. Gradient methods (movement −w·g,
-            gradient |g|, taylor |w·g|, ewc ½·F·w² with the Fisher summed over windows) use the calibration windows. Wanda and SparseGPT run layer by
-            layer, each layer calibrated on the outputs of the already-pruned layers before it (calibration windows from
+            Weights keep their shapes; pruned entries are real zeros in the saved checkpoint. Gradient methods (movement −w·g, \
+            gradient |g|, taylor |w·g|, ewc ½·F·w² with the Fisher summed over windows) use the calibration windows. Wanda and SparseGPT run layer by \
+            layer, each layer calibrated on the outputs of the already-pruned layers before it (calibration windows from \
             --calibration, default WikiText-2 test from token 32,768: never the evaluation windows).
+
+            fisher-obs, Topiary's unstructured indicator: SparseGPT whose mask selection weighs each weight's saliency by \
+            its output row's Fisher mass to the power --gamma (one backward per calibration window on the dense model; \
+            --gamma 0 is SparseGPT).
+
             Example: topiary sparsify --method wanda --sparsity 0.5 --out checkpoints/smollm2-wanda50
             """)
 
