@@ -158,10 +158,11 @@ struct Prune: ParsableCommand {
             var fisher: [String: Tensor] = [:]
             var activations: [String: Tensor] = [:]
             var loss: Double?
-            var calibrationInfo: [String: Int]?
-            if importance.needsGradients {
-                let set = try calibration.set(tokenizer: loaded.tokenizer, defaultFile: dataArguments.wikitext)
-                calibrationInfo = set.summary
+            let surgeon = compensate ?? (importance == .obs)
+            // The calibration windows, tokenized once for whatever reads them (gradients, variational dropout, obs).
+            let set = importance.needsCalibration || surgeon ? try calibration.set(tokenizer: loaded.tokenizer, defaultFile: dataArguments.wikitext) : nil
+            let calibrationInfo = set?.summary
+            if let set, importance.needsGradients {
                 // Gradients only for the tensors of the groups being ranked.
                 let ranked = StructuredPruner.rankedGroups(graph, layers: range)
                 Calibration.restrictGradients(model, to: Calibration.parameterNames(of: ranked))
@@ -182,9 +183,7 @@ struct Prune: ParsableCommand {
             criterion.lambda = lambda
             criterion.taylorOrder = taylorOrder
             var estimator: any ImportanceEstimator = criterion
-            if importance.isLearned {
-                let set = try calibration.set(tokenizer: loaded.tokenizer, defaultFile: dataArguments.wikitext)
-                calibrationInfo = set.summary
+            if let set, importance.isLearned {
                 var vd = VariationalDropout()
                 vd.steps = vdSteps
                 vd.windowsPerStep = vdWindows
@@ -205,11 +204,8 @@ struct Prune: ParsableCommand {
                 searchSummary = summary
             }
             var removals: [GroupRemoval]
-            let surgeon = compensate ?? (importance == .obs)
-            if importance == .obs || surgeon {
+            if let set, importance == .obs || surgeon {
                 guard let llama = model as? LlamaModel else { throw CLIError("--importance obs and --compensate need a LLaMA-family model") }
-                let set = try calibration.set(tokenizer: loaded.tokenizer, defaultFile: dataArguments.wikitext)
-                calibrationInfo = set.summary
                 var obs = StructuredOBS(pruner: pruner)
                 obs.compensate = surgeon
                 obs.step = obsStep

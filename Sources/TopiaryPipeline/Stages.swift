@@ -100,20 +100,19 @@ extension Pipeline {
         var loss: Double?
         var calibration: [String: Any]?
         var learned: [Int: [Double]]?
-        if c.criterion.needsCalibration {
-            let set = try calibrationSet(c.calibration, tokenizer: m.tokenizer)
+        let set = c.criterion.needsCalibration ? try calibrationSet(c.calibration, tokenizer: m.tokenizer) : nil
+        if let set {
             calibration = ["windows": set.windows, "length": set.length, "offset": set.offset, "file": c.calibration.file ?? recipe.datasetPath("wikitext2")]
-            if c.criterion.isLearned {
-                var vd = VariationalDropout()
-                vd.seed = c.seed
-                let result = try vd.run(model: model, groups: ranked, calibration: set,
-                                        progress: progress("variational dropout", total: vd.steps, unit: "steps"))
-                learned = result.scores
-                loss = result.history.last?.loss
-            }
         }
-        if c.criterion.needsGradients {
-            let set = try calibrationSet(c.calibration, tokenizer: m.tokenizer)
+        if let set, c.criterion.isLearned {
+            var vd = VariationalDropout()
+            vd.seed = c.seed
+            let result = try vd.run(model: model, groups: ranked, calibration: set,
+                                    progress: progress("variational dropout", total: vd.steps, unit: "steps"))
+            learned = result.scores
+            loss = result.history.last?.loss
+        }
+        if let set, c.criterion.needsGradients {
             Calibration.restrictGradients(model, to: Calibration.parameterNames(of: ranked))
             if c.criterion.needsFisher {
                 fisher = try Calibration.fisher(model, set, progress: progress("calibration (per window)", total: set.windows, unit: "windows"))
@@ -283,14 +282,9 @@ extension Pipeline {
         for (method, level) in cells {
             let name = String(format: "cell-%@-%.4f.json", method.rawValue, level)
             let file = dir + "/" + name
-            if !continuing || Self.readJSON(file) == nil, let reuse, let done = Self.readJSON(reuse + "/" + name) {
-                try Self.writeJSON(done, to: file)
-                points.append(done)
-                resumed = true
-                bar.advance()
-                continue
-            }
-            if continuing, let done = Self.readJSON(file) {
+            // A cell finished by this attempt, or by the sweep given to --reuse (copied in, so this one is complete).
+            if let done = (continuing ? Self.readJSON(file) : nil) ?? reuse.flatMap({ Self.readJSON($0 + "/" + name) }) {
+                if !FileManager.default.fileExists(atPath: file) { try Self.writeJSON(done, to: file) }
                 points.append(done)
                 resumed = true
                 bar.advance()
@@ -352,11 +346,10 @@ extension Pipeline {
         guard let stage = Self.readJSON(dir + "/stage.json"), stage["stage"] as? String == "sweep" else {
             throw PipelineError("--reuse \(path): not the output of a sweep (no 02-sweep/stage.json)")
         }
-        let manifests = [dir + "/manifest.json"].compactMap(Self.readJSON)
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys]
         // Without a manifest (an interrupted sweep) the settings cannot be checked: refuse rather than mix results.
-        guard let manifest = manifests.first, let config = manifest["config"] as? [String: Any],
+        guard let manifest = Self.readJSON(dir + "/manifest.json"), let config = manifest["config"] as? [String: Any],
               let inputs = manifest["inputs"] as? [String: String] else {
             throw PipelineError("--reuse \(path): that sweep did not finish (no manifest to check its settings against)")
         }

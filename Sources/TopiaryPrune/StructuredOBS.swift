@@ -24,13 +24,6 @@ public enum UnitSurgeon {
         public var weight: Tensor?
     }
 
-    public enum SurgeonError: Error, LocalizedError {
-        case notPositiveDefinite(String)
-        public var errorDescription: String? {
-            switch self { case let .notPositiveDefinite(m): return m }
-        }
-    }
-
     /// Removes `count` units of `units` (each a list of input columns of `weight`, `[rows, n]`) by least saliency.
     /// `hessian`: `[n, n]`, its upper triangle (row-major) holds Σ x xᵀ up to a scale. `fixed`: remove exactly these
     /// units (one block) instead of choosing. `update`: return the compensated weight.
@@ -62,7 +55,7 @@ public enum UnitSurgeon {
         let lower = CChar(UInt8(ascii: "L"))
         guard LAPACKE_dpotrf(LAPACK_COL_MAJOR, lower, Int32(n), &hinv, Int32(n)) == 0,
               LAPACKE_dpotri(LAPACK_COL_MAJOR, lower, Int32(n), &hinv, Int32(n)) == 0 else {
-            throw SurgeonError.notPositiveDefinite("\(name): the calibration Hessian is not positive definite")
+            throw PruneError.notApplicable("\(name): the calibration Hessian is not positive definite")
         }
         // dpotri filled the column-major lower triangle = the row-major upper one; mirror it.
         for i in 0..<n { for j in (i + 1)..<n { hinv[j * n + i] = hinv[i * n + j] } }
@@ -74,10 +67,10 @@ public enum UnitSurgeon {
                 return wt.withUnsafeBufferPointer { BLAS.ddot(n: rows, x: $0.baseAddress! + j * rows, y: $0.baseAddress! + j * rows) } / d
             }
             var s = gather(hinv, n: n, rows: cols, columns: cols)
-            var v = gather(wt, n: rows, rows: cols, columns: nil)
-            let solved = v
-            try solve(&s, &v, size: cols.count, rhs: rows, name: name)
-            return v.withUnsafeBufferPointer { a in solved.withUnsafeBufferPointer { b in BLAS.ddot(n: a.count, x: a.baseAddress!, y: b.baseAddress!) } }
+            let w = gather(wt, n: rows, rows: cols, columns: nil)  // Wᵀ[B, :]
+            var sw = w
+            try solve(&s, &sw, size: cols.count, rhs: rows, name: name)  // S⁻¹·Wᵀ[B, :]
+            return sw.withUnsafeBufferPointer { a in w.withUnsafeBufferPointer { b in BLAS.ddot(n: a.count, x: a.baseAddress!, y: b.baseAddress!) } }
         }
 
         // Removes the columns R: H⁻¹ ← H⁻¹ − H⁻¹[:, R]·S⁻¹·H⁻¹[R, :] and Wᵀ ← Wᵀ − H⁻¹[:, R]·S⁻¹·Wᵀ[R, :], S = H⁻¹[R, R].
@@ -153,7 +146,7 @@ public enum UnitSurgeon {
         let upper = CChar(UInt8(ascii: "U"))
         guard LAPACKE_dpotrf(LAPACK_ROW_MAJOR, upper, Int32(size), &s, Int32(size)) == 0,
               LAPACKE_dpotrs(LAPACK_ROW_MAJOR, upper, Int32(size), Int32(rhs), s, Int32(size), &b, Int32(rhs)) == 0 else {
-            throw SurgeonError.notPositiveDefinite("\(name): the inverse Hessian of the units being removed is not positive definite")
+            throw PruneError.notApplicable("\(name): the inverse Hessian of the units being removed is not positive definite")
         }
     }
 }

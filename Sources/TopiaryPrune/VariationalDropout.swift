@@ -81,9 +81,8 @@ public struct VariationalDropout {
         for p in model.parameters { p.requiresGrad = false }
         defer { for (p, r) in frozen { p.requiresGrad = r } }
 
-        // Adam on log α (β = 0.9, 0.999).
-        var m: [String: [Double]] = [:], v: [String: [Double]] = [:]
-        for (t, gate) in gates { m[t] = Array(repeating: 0, count: gate.logAlpha.count); v[t] = m[t] }
+        // Adam on log α (β = 0.9, 0.999; the trainer's AdamW kernel without decay). The spare unit (last) is not learned.
+        let moments = gates.mapValues { (m: Tensor(zeros: [$0.logAlpha.count - 1]), v: Tensor(zeros: [$0.logAlpha.count - 1])) }
         let tokensTotal = Double(set.windows * (set.length - 1))
         var history: [(Double, Double)] = []
         var window = 0
@@ -107,18 +106,20 @@ public struct VariationalDropout {
             let loss = try g.crossEntropy(logits, targets: targets)
             try g.backward(loss)
             var klSum = 0.0
-            for (t, gate) in gates {
-                let a = gate.logAlpha
-                let grad = a.grad
-                for i in 0..<(a.count - 1) {  // the spare unit is not learned
+            let t = Float(step + 1)
+            for (name, gate) in gates {
+                let a = gate.logAlpha, n = a.count - 1, (m, v) = moments[name]!
+                let grad = Tensor(uninitialized: [n])
+                for i in 0..<n {
                     let (value, slope) = Self.kl(Double(a.value[i]))
                     klSum += value
-                    let gi = Double(grad?[i] ?? 0) + klWeight * slope / tokensTotal
-                    m[t]![i] = 0.9 * m[t]![i] + 0.1 * gi
-                    v[t]![i] = 0.999 * v[t]![i] + 0.001 * gi * gi
-                    let mh = m[t]![i] / (1 - pow(0.9, Double(step + 1))), vh = v[t]![i] / (1 - pow(0.999, Double(step + 1)))
-                    a.value[i] = Float(min(8, max(-12, Double(a.value[i]) - learningRate * mh / (vh.squareRoot() + 1e-8))))
+                    grad[i] = (a.grad?[i] ?? 0) + Float(klWeight * slope / tokensTotal)
                 }
+                withExtendedLifetime((grad, m, v)) {
+                    tk_adamw(a.value.pointer, grad.pointer, m.pointer, v.pointer, n, Float(learningRate), 0.9, 0.999, 1e-8, 0,
+                             1 - powf(0.9, t), 1 - powf(0.999, t))
+                }
+                for i in 0..<n { a.value[i] = min(8, max(-12, a.value[i])) }
             }
             let l = Double(loss.value[0])
             history.append((l, klWeight * klSum / tokensTotal))
