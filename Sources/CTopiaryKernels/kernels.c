@@ -127,6 +127,10 @@ void tk_dropout_mask(float *mask, long n, uint64_t seed, double p, float keep) {
 void tk_mul_acc(const float *a, const float *b, float *y, long n) { for (long i = 0; i < n; i++) y[i] += a[i] * b[i]; }
 void tk_scale(const float *x, float s, float *y, long n) { for (long i = 0; i < n; i++) y[i] = x[i] * s; }
 void tk_add_inplace(float *y, const float *x, long n) { for (long i = 0; i < n; i++) y[i] += x[i]; }
+void tk_abs_scale_cols(const float *x, const float *scale, long rows, long cols, float *y) {
+    for (long r = 0; r < rows; r++)
+        for (long j = 0; j < cols; j++) y[r * cols + j] = fabsf(x[r * cols + j]) * scale[j];
+}
 long tk_count_zeros(const float *x, long n) { long z = 0; for (long i = 0; i < n; i++) z += x[i] == 0.0f; return z; }
 
 void tk_rope(const float *x, float *y, long tokens, long heads, long head_dim, long rot_dim, const float *cos_t,
@@ -150,6 +154,20 @@ void tk_rope(const float *x, float *y, long tokens, long heads, long head_dim, l
     }
 }
 
+/* Largest element of x[0..n) (NaNs are passed over). Sixteen independent lanes: a single running maximum is one
+   long dependency chain that neither vectorises nor pipelines (it dominated the attention softmax). */
+static float row_max(const float *x, long n) {
+    float acc[16];
+    for (int k = 0; k < 16; k++) acc[k] = -INFINITY;
+    long i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int k = 0; k < 16; k++) acc[k] = x[i + k] > acc[k] ? x[i + k] : acc[k];
+    float m = -INFINITY;
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    for (int k = 0; k < 16; k++) m = acc[k] > m ? acc[k] : m;
+    return m;
+}
+
 void tk_softmax_masked(float *s, long rows, long cols, long ld, float scale, long offset, long window, long group) {
     for (long r = 0; r < rows; r++) {
         float *row = s + r * ld;
@@ -159,8 +177,7 @@ void tk_softmax_masked(float *s, long rows, long cols, long ld, float scale, lon
         long lo = 0;
         if (window > 0 && q + offset + 1 - window > 0) lo = q + offset + 1 - window;
         if (hi <= lo) { memset(row, 0, sizeof(float) * cols); continue; }
-        float m = -INFINITY;
-        for (long j = lo; j < hi; j++) m = row[j] > m ? row[j] : m;
+        float m = row_max(row + lo, hi - lo);
         float sum = 0;
         for (long j = lo; j < hi; j++) {
             float e = tk_expf((row[j] - m) * scale);
@@ -184,11 +201,6 @@ void tk_softmax_bwd(const float *p, float *dp, long rows, long cols, long ld) {
     }
 }
 
-static float row_max(const float *x, long n) {
-    float m = -INFINITY;
-    for (long i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
-    return m;
-}
 
 static float row_sum_exp(const float *x, long n, float m) {
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};

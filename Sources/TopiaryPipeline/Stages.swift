@@ -278,6 +278,9 @@ extension Pipeline {
         let bar = progress("sweep", total: cells.count, unit: "cells")
         let prompt = "University is"
         var levelFreeScores: [String: [Int: [Double]]] = [:]
+        // The dense model's gradients (movement, gradient, taylor) or Fisher (ewc, fisher-obs) on the calibration:
+        // the same at every level, so computed once per kind.
+        var denseStatistics: [String: [String: Tensor]] = [:]
         let reuse = try c.reuse.map { try reusableSweep($0, config: c) }
         for (method, level) in cells {
             let name = String(format: "cell-%@-%.4f.json", method.rawValue, level)
@@ -301,7 +304,15 @@ extension Pipeline {
                     if (sm == .bias || sm == .negBias) && !model.config.attentionBias {
                         point["not_applicable"] = "the model has no biases"
                     } else {
-                        point["achieved_sparsity"] = try sparsifier(method: sm, sparsity: level, nm: nil, seed: c.seed).run(model: model, calibration: set, progress: nil)
+                        var sparsifier = try sparsifier(method: sm, sparsity: level, nm: nil, seed: c.seed)
+                        if sm.needsGradients, let set {
+                            let kind = sm == .ewc || sm == .fisherOBS ? "fisher" : "gradients"
+                            if denseStatistics[kind] == nil {
+                                denseStatistics[kind] = try sparsifier.denseStatistics(model: model, calibration: set)
+                            }
+                            sparsifier.precomputed = denseStatistics[kind]
+                        }
+                        point["achieved_sparsity"] = try sparsifier.run(model: model, calibration: set, progress: nil)
                     }
                 case .structured, .kmeans:
                     point["removed_fraction"] = try pruneStructured(method, level: level, model: model, calibration: set, seed: c.seed, cache: &levelFreeScores)

@@ -85,6 +85,10 @@ public struct Sparsifier {
     public var rowSensitivityPower = 0.25
     /// `fisher-obs`: the row weights of each linear, by weight name (filled by `run` from the Fisher).
     var rowWeights: [String: [Float]] = [:]
+    /// The gradient-based methods' statistics of the dense model (see ``denseStatistics(model:calibration:)``), when
+    /// computed earlier on the same calibration: they do not depend on the sparsity, so a sweep computes them once for
+    /// all its levels. `nil`: `run` computes them.
+    public var precomputed: [String: Tensor]?
 
     public init(method: SparsifyMethod, sparsity: Double, pattern: NMPattern? = nil) {
         self.method = method
@@ -117,6 +121,29 @@ public struct Sparsifier {
         }
     }
 
+    /// What the gradient-based methods score from, for the seven linears of every layer of the (dense) `model`:
+    /// the gradient of the mean calibration loss (movement, gradient, taylor) or the Fisher term ½Σₛ(w·gₛ)² (ewc,
+    /// fisher-obs), by weight name. Leaves every `grad` cleared and the trainable flags as they were.
+    public func denseStatistics(model: LlamaModel, calibration set: CalibrationSet) throws -> [String: Tensor] {
+        guard method.needsGradients else { throw PruneError.notApplicable("--method \(method.rawValue) scores without gradients") }
+        let linearNames = Set(model.layers.flatMap { Self.linears($0).map(\.name) })
+        let saved = model.parameters.map(\.requiresGrad)
+        for p in model.parameters { p.requiresGrad = linearNames.contains(p.name) }
+        defer {
+            for (p, r) in zip(model.parameters, saved) { p.requiresGrad = r; p.zeroGrad() }
+        }
+        if method == .ewc || method == .fisherOBS {
+            return try Calibration.fisher(model, set).filter { linearNames.contains($0.key) }
+        }
+        try Calibration.accumulateGradients(model, set, windowsPerBatch: windowsPerPass)
+        var gradients: [String: Tensor] = [:]
+        for p in model.parameters where linearNames.contains(p.name) {
+            guard let g = p.grad else { throw PruneError.missingGradient(p.name) }
+            gradients[p.name] = g
+        }
+        return gradients
+    }
+
     /// Runs the method over every layer. Returns the achieved sparsity of the pruned weights.
     @discardableResult
     public func run(model: LlamaModel, calibration: CalibrationSet?, progress: ProgressBar? = nil) throws -> Double {
@@ -125,10 +152,7 @@ public struct Sparsifier {
         case .wanda, .sparsegpt:
             try sequential(model: model, calibration: calibration!, progress: progress)
         case .fisherOBS:
-            let linearNames = Set(model.layers.flatMap { Self.linears($0).map(\.name) })
-            for p in model.parameters { p.requiresGrad = linearNames.contains(p.name) }
-            defer { for p in model.parameters { p.requiresGrad = true } }
-            let fisher = try Calibration.fisher(model, calibration!)
+            let fisher = try precomputed ?? denseStatistics(model: model, calibration: calibration!)
             var weighted = self
             for layer in model.layers {
                 for w in Self.linears(layer) {
@@ -136,28 +160,19 @@ public struct Sparsifier {
                     let mass = f.sums(keepingAxis: 0)
                     let mean = max(mass.reduce(0, +) / Double(max(1, mass.count)), 1e-300)
                     weighted.rowWeights[w.name] = mass.map { Float(pow(max($0 / mean, 1e-12), rowSensitivityPower)) }
-                    w.zeroGrad()
                 }
             }
             try weighted.sequential(model: model, calibration: calibration!, progress: progress)
         case .movement, .gradient, .taylor, .ewc:
-            let set = calibration!
-            let linearNames = Set(model.layers.flatMap { Self.linears($0).map(\.name) })
-            for p in model.parameters { p.requiresGrad = linearNames.contains(p.name) }
-            defer { for p in model.parameters { p.requiresGrad = true } }
-            var fisher: [String: Tensor] = [:]
-            if method == .ewc { fisher = try Calibration.fisher(model, set) } else {
-                try Calibration.accumulateGradients(model, set, windowsPerBatch: windowsPerPass)
-            }
+            let statistics = try precomputed ?? denseStatistics(model: model, calibration: calibration!)
             for (l, layer) in model.layers.enumerated() {
                 for w in Self.linears(layer) {
                     let metric = Tensor(uninitialized: w.shape)
                     let n = metric.count
+                    guard let g = statistics[w.name], g.count == n else { throw PruneError.missingGradient(w.name) }
                     if method == .ewc {
-                        guard let f = fisher[w.name] else { throw PruneError.missingGradient(w.name) }
-                        metric.pointer.update(from: f.pointer, count: n)
+                        metric.pointer.update(from: g.pointer, count: n)
                     } else {
-                        guard let g = w.grad else { throw PruneError.missingGradient(w.name) }
                         switch method {
                         case .movement:
                             tk_mul(w.value.pointer, g.pointer, metric.pointer, n)
@@ -169,8 +184,7 @@ public struct Sparsifier {
                             tk_abs(g.pointer, metric.pointer, n)
                         }
                     }
-                    prune(w, metric: metric, perRow: false, sparsity: layerTarget(l))
-                    w.zeroGrad()
+                    withExtendedLifetime(g) { prune(w, metric: metric, perRow: false, sparsity: layerTarget(l)) }
                 }
                 progress?.advance()
             }
@@ -183,7 +197,7 @@ public struct Sparsifier {
         }
         progress?.finish()
         var zeros = 0, total = 0
-        for layer in model.layers { for w in Self.linears(layer) { total += w.value.count; for i in 0..<w.value.count where w.value[i] == 0 { zeros += 1 } } }
+        for layer in model.layers { for w in Self.linears(layer) { total += w.value.count; zeros += w.value.zeroCount } }
         return Double(zeros) / Double(max(total, 1))
     }
 
@@ -280,10 +294,7 @@ public struct Sparsifier {
             let rows = wt.shape[0], cols = wt.shape[1]
             let metric = Tensor(uninitialized: wt.shape)
             let scale = (0..<cols).map { s[$0].squareRoot() }
-            withExtendedLifetime(wt.value) {
-                let w = wt.value.pointer, m = metric.pointer
-                for r in 0..<rows { for j in 0..<cols { m[r * cols + j] = abs(w[r * cols + j]) * scale[j] } }
-            }
+            withExtendedLifetime(wt.value) { tk_abs_scale_cols(wt.value.pointer, scale, rows, cols, metric.pointer) }
             prune(wt, metric: metric, perRow: true, sparsity: sparsity)
         } else {
             try sparseGPT(wt, hessian: s.copy(), sparsity: sparsity, rowWeights: rowWeights[wt.name])

@@ -42,6 +42,45 @@ final class CatalogueTests: XCTestCase {
         }
     }
 
+    /// A sweep computes the dense model's gradients (or Fisher) once and reuses them at every level: with those
+    /// statistics given, each gradient-based method prunes exactly as when it computes them itself, at any level, and
+    /// computing them leaves no gradients and the trainable flags as they were.
+    func testPrecomputedDenseStatisticsGiveTheSameMasks() throws {
+        for method in [SparsifyMethod.movement, .gradient, .taylor, .ewc, .fisherOBS] {
+            let probe = try tinyLlama(hidden: 16, ffn: 24)
+            let set = try randomCalibration(probe, windows: 4, length: 8)
+            probe.parameters[0].requiresGrad = false
+            var s = Sparsifier(method: method, sparsity: 0.5)
+            s.blockSize = 8
+            let statistics = try s.denseStatistics(model: probe, calibration: set)
+            XCTAssertEqual(statistics.count, linears(probe).count, "\(method)")
+            XCTAssertFalse(probe.parameters[0].requiresGrad, "\(method)")
+            XCTAssertTrue(probe.parameters.dropFirst().allSatisfy(\.requiresGrad), "\(method)")
+            XCTAssertTrue(probe.parameters.allSatisfy { $0.grad == nil }, "\(method)")
+            for level in [0.3, 0.6] {
+                s.sparsity = level
+                let direct = try tinyLlama(hidden: 16, ffn: 24), reused = try tinyLlama(hidden: 16, ffn: 24)
+                var t = s
+                t.precomputed = nil
+                try t.run(model: direct, calibration: set)
+                t.precomputed = statistics
+                try t.run(model: reused, calibration: set)
+                for (a, b) in zip(linears(direct), linears(reused)) {
+                    XCTAssertEqual(a.value.array, b.value.array, "\(method) at \(level): \(a.name)")
+                }
+                XCTAssertGreaterThan(linears(reused).reduce(0) { $0 + $1.value.zeroCount }, 0)
+            }
+        }
+        // The comparison can fail: movement given the Fisher instead of its gradients prunes other weights.
+        let set = try randomCalibration(try tinyLlama(hidden: 16, ffn: 24), windows: 4, length: 8)
+        let direct = try tinyLlama(hidden: 16, ffn: 24), wrong = try tinyLlama(hidden: 16, ffn: 24)
+        try Sparsifier(method: .movement, sparsity: 0.5).run(model: direct, calibration: set)
+        var s = Sparsifier(method: .movement, sparsity: 0.5)
+        s.precomputed = try Sparsifier(method: .ewc, sparsity: 0.5).denseStatistics(model: try tinyLlama(hidden: 16, ffn: 24), calibration: set)
+        try s.run(model: wrong, calibration: set)
+        XCTAssertNotEqual(linears(direct).flatMap(\.value.array), linears(wrong).flatMap(\.value.array))
+    }
+
     /// fisher-obs with γ = 0 is SparseGPT, zero for zero; with γ > 0 the rows the loss cares more about keep more of
     /// their weights (the block-wide selection moves zeros between rows) at the same overall sparsity.
     func testFisherOBSIsSparseGPTWithRowWeights() throws {

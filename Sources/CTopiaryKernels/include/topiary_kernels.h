@@ -37,6 +37,8 @@ void tk_scale(const float *x, float s, float *y, long n);
 void tk_add_inplace(float *y, const float *x, long n);
 /** Number of entries equal to zero. */
 long tk_count_zeros(const float *x, long n);
+/* y[r, j] = |x[r, j]| · scale[j] (Wanda's metric |W|·‖X_j‖). */
+void tk_abs_scale_cols(const float *x, const float *scale, long rows, long cols, float *y);
 /** y = |x| element-wise. */
 void tk_abs(const float *x, float *y, long n);
 /** Sum of |x| (double accumulation). */
