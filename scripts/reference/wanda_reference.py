@@ -52,7 +52,7 @@ def main():
     ap.add_argument("--windows", type=int, default=32)
     ap.add_argument("--length", type=int, default=512)
     ap.add_argument("--offset", type=int, default=32768)
-    ap.add_argument("--eval-windows", type=int, default=64)
+    ap.add_argument("--eval-windows", type=int, default=64, help="0: no perplexity (to time the pruning alone)")
     ap.add_argument("--compare", help="a Topiary checkpoint directory pruned with the same settings")
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -63,7 +63,6 @@ def main():
     ids = tok(open(args.text, encoding="utf-8").read(), add_special_tokens=False)["input_ids"]
     calib = torch.tensor(ids[args.offset:args.offset + args.windows * args.length]).view(args.windows, args.length)
 
-    t0 = time.time()
     with torch.no_grad():
         # Check that layer-by-layer running reproduces the model's own forward (dense, one window).
         h = model.model.embed_tokens(calib[:1])
@@ -72,6 +71,8 @@ def main():
         ref = model(input_ids=calib[:1]).logits
         mine = model.lm_head(model.model.norm(h))
         assert torch.allclose(ref, mine, atol=1e-3), (ref - mine).abs().max()
+
+        t0 = time.time()
 
         hidden = [model.model.embed_tokens(calib[j:j + 1]) for j in range(args.windows)]
         for l, layer in enumerate(model.model.layers):
@@ -107,8 +108,8 @@ def main():
             loss = model(input_ids=x, labels=x).loss.item()
             nll += loss * (args.length - 1)
             count += args.length - 1
-    print(f"wanda {args.sparsity:.2f}: pruned in {seconds:.1f} s; ppl {math.exp(nll / count):.4f} "
-          f"(w{args.length} x {args.eval_windows}, {count} predictions)")
+    ppl = f"ppl {math.exp(nll / count):.4f} (w{args.length} x {args.eval_windows}, {count} predictions)" if count else "no evaluation"
+    print(f"wanda {args.sparsity:.2f}: pruned in {seconds:.1f} s (after the model was loaded); {ppl}")
 
     if args.compare:
         from safetensors import safe_open
