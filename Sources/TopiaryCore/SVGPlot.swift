@@ -60,13 +60,7 @@ public struct SVGLinePlot {
     }
 
     public func render() -> String {
-        // Up to eight series: the legend sits inside the plot; more: in a column to its right, the chart growing
-        // to hold it.
-        let outside = series.count > 8
-        let legendWidth = outside ? 16 + 7.0 * Double(series.map(\.name.count).max() ?? 0) + 24 : 0
-        let width = self.width + legendWidth
-        let height = max(self.height, outside ? 32 + 14 * Double(series.count) + 20 : 0)
-        let left = 80.0, right = 16.0 + legendWidth, top = 32.0, bottom = 44.0
+        let left = 80.0, top = 32.0, bottom = 44.0
         let cap = yCap
         let series = self.series.map { ser -> Series in
             var c = ser
@@ -82,6 +76,24 @@ public struct SVGLinePlot {
         let pad = (y1 - y0) * 0.05
         y0 -= pad
         y1 += pad
+        // Up to eight series the legend sits inside the plot's top-right corner, unless a line passes there (capped
+        // values run along the top edge); more series, or a crowded corner: a column to the right of the plot, the
+        // chart growing to hold it.
+        let insideW = self.width - left - 16, insideH = self.height - top - bottom
+        let boxW = 154.0, boxH = 14 * Double(series.count) + 8
+        let crowded = series.contains { ser in
+            let pts = ser.points.filter { $0.y.isFinite && (!logY || $0.y > 0) }
+                .map { ((($0.x - x0) / (x1 - x0)) * insideW, (1 - (tf($0.y) - y0) / (y1 - y0)) * insideH) }
+            let samples = pts.count < 2 ? pts : zip(pts, pts.dropFirst()).flatMap { a, b in
+                (0...8).map { t in (a.0 + (b.0 - a.0) * Double(t) / 8, a.1 + (b.1 - a.1) * Double(t) / 8) }
+            }
+            return samples.contains { $0.0 >= insideW - boxW && $0.1 <= boxH }
+        }
+        let outside = series.count > 8 || crowded
+        let legendWidth = outside ? 16 + 7.0 * Double(series.map(\.name.count).max() ?? 0) + 24 : 0
+        let width = self.width + legendWidth
+        let height = max(self.height, outside ? 32 + 14 * Double(series.count) + 20 : 0)
+        let right = 16.0 + legendWidth
         let pw = width - left - right, ph = height - top - bottom
         func px(_ x: Double) -> Double { left + (x - x0) / (x1 - x0) * pw }
         func py(_ y: Double) -> Double { top + (1 - (tf(y) - y0) / (y1 - y0)) * ph }

@@ -20,6 +20,25 @@ final class PlotTests: XCTestCase {
         XCTAssertFalse(svg.contains(">8.25</text>"))
     }
 
+    /// Five series, two of them capped along the top edge (the seed sweep's −magnitude and movement): the legend leaves
+    /// the plot's top-right corner for a column beside it; with the corner free it stays inside.
+    func testLegendLeavesACrowdedCorner() throws {
+        func width(_ highest: Double) -> Double {
+            let series = (0..<5).map { i in
+                SVGLinePlot.Series(name: "method-\(i)", points: [(0.01, 1e5), (0.5, 100), (0.99, i < 2 ? highest : 30)], color: "#000")
+            }
+            var plot = SVGLinePlot(title: "sweep", xLabel: "level", yLabel: "ppl", series: series, logY: true)
+            plot.yCap = 1e6
+            let svg = plot.render()
+            let header = svg.split(separator: ">").first ?? ""
+            let w = header.components(separatedBy: "width=\"").dropFirst().first?.split(separator: "\"").first
+            return Double(w.map(String.init) ?? "") ?? 0
+        }
+        let plain = SVGLinePlot(title: "", xLabel: "", yLabel: "", series: []).width
+        XCTAssertEqual(width(40), plain)  // every line low at the right: the corner is free
+        XCTAssertGreaterThan(width(1e40), plain)  // lines along the capped top edge: legend beside the plot
+    }
+
     /// A sweep of 23 methods: every series has its own colour and dash pair, the legend sits right of the plot inside
     /// the image, and values past the cap are drawn at the top edge with a note.
     func testManySeriesStayDistinctAndInside() throws {
