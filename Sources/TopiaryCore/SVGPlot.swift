@@ -67,7 +67,9 @@ public struct SVGLinePlot {
             if let cap { c.points = ser.points.map { ($0.x, $0.y.isFinite ? min($0.y, cap) : cap) } }
             return c
         }
-        let all = series.flatMap(\.points).filter { $0.y.isFinite && (!logY || $0.y > 0) }
+        // The points a series draws: finite, and positive on a log axis.
+        func plotted(_ ser: Series) -> [(x: Double, y: Double)] { ser.points.filter { $0.y.isFinite && (!logY || $0.y > 0) } }
+        let all = series.flatMap(plotted)
         let tf: (Double) -> Double = logY ? { log10($0) } : { $0 }
         let xs = all.map(\.x), ys = all.map { tf($0.y) }
         var (x0, x1) = (xs.min() ?? 0, xs.max() ?? 1), (y0, y1) = (ys.min() ?? 0, ys.max() ?? 1)
@@ -76,14 +78,16 @@ public struct SVGLinePlot {
         let pad = (y1 - y0) * 0.05
         y0 -= pad
         y1 += pad
+        // Where a value falls across the plot area: 0 at its left (top) edge, 1 at its right (bottom) edge.
+        func fx(_ x: Double) -> Double { (x - x0) / (x1 - x0) }
+        func fy(_ y: Double) -> Double { 1 - (tf(y) - y0) / (y1 - y0) }
         // Up to eight series the legend sits inside the plot's top-right corner, unless a line passes there (capped
         // values run along the top edge); more series, or a crowded corner: a column to the right of the plot, the
         // chart growing to hold it.
         let insideW = self.width - left - 16, insideH = self.height - top - bottom
         let boxW = 154.0, boxH = 14 * Double(series.count) + 8
         let crowded = series.contains { ser in
-            let pts = ser.points.filter { $0.y.isFinite && (!logY || $0.y > 0) }
-                .map { ((($0.x - x0) / (x1 - x0)) * insideW, (1 - (tf($0.y) - y0) / (y1 - y0)) * insideH) }
+            let pts = plotted(ser).map { (fx($0.x) * insideW, fy($0.y) * insideH) }
             let samples = pts.count < 2 ? pts : zip(pts, pts.dropFirst()).flatMap { a, b in
                 (0...8).map { t in (a.0 + (b.0 - a.0) * Double(t) / 8, a.1 + (b.1 - a.1) * Double(t) / 8) }
             }
@@ -95,8 +99,8 @@ public struct SVGLinePlot {
         let height = max(self.height, outside ? 32 + 14 * Double(series.count) + 20 : 0)
         let right = 16.0 + legendWidth
         let pw = width - left - right, ph = height - top - bottom
-        func px(_ x: Double) -> Double { left + (x - x0) / (x1 - x0) * pw }
-        func py(_ y: Double) -> Double { top + (1 - (tf(y) - y0) / (y1 - y0)) * ph }
+        func px(_ x: Double) -> Double { left + fx(x) * pw }
+        func py(_ y: Double) -> Double { top + fy(y) * ph }
         var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" font-family=\"Helvetica, Arial, sans-serif\" font-size=\"11\">\n"
         s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         s += "<text x=\"\(width / 2)\" y=\"18\" text-anchor=\"middle\" font-size=\"13\">\(Self.escape(title))</text>\n"
@@ -125,7 +129,7 @@ public struct SVGLinePlot {
             s += "<text x=\"\(left + 4)\" y=\"\(top - 4)\" font-size=\"9\" fill=\"#666\">values above \(String(format: "%.3g", cap)) are drawn at the top edge</text>\n"
         }
         for (k, ser) in series.enumerated() {
-            let pts = ser.points.filter { $0.y.isFinite && (!logY || $0.y > 0) }
+            let pts = plotted(ser)
             let dash = ser.dash.map { " stroke-dasharray=\"\($0)\"" } ?? ""
             if pts.count > 1 {
                 let path = pts.map { String(format: "%.1f,%.1f", px($0.x), py($0.y)) }.joined(separator: " ")

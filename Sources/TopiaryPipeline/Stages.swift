@@ -306,7 +306,7 @@ extension Pipeline {
                     } else {
                         var sparsifier = try sparsifier(method: sm, sparsity: level, nm: nil, seed: c.seed)
                         if sm.needsGradients, let set {
-                            let kind = sm == .ewc || sm == .fisherOBS ? "fisher" : "gradients"
+                            let kind = sm.needsFisher ? "fisher" : "gradients"
                             if denseStatistics[kind] == nil {
                                 denseStatistics[kind] = try sparsifier.denseStatistics(model: model, calibration: set)
                             }

@@ -47,6 +47,10 @@ public enum SparsifyMethod: String, CaseIterable, Codable, Sendable {
 
     /// Methods scored from calibration gradients.
     public var needsGradients: Bool { [.movement, .gradient, .taylor, .ewc, .fisherOBS].contains(self) }
+
+    /// Of those, the methods scored from the Fisher term ½Σₛ(w·gₛ)² (one backward per window) rather than from the
+    /// gradient of the mean loss: see ``Sparsifier/denseStatistics(model:calibration:)``.
+    public var needsFisher: Bool { self == .ewc || self == .fisherOBS }
 }
 
 /// N:M semi-structured sparsity: in every M consecutive input columns of a row, N are zero.
@@ -132,7 +136,7 @@ public struct Sparsifier {
         defer {
             for (p, r) in zip(model.parameters, saved) { p.requiresGrad = r; p.zeroGrad() }
         }
-        if method == .ewc || method == .fisherOBS {
+        if method.needsFisher {
             return try Calibration.fisher(model, set).filter { linearNames.contains($0.key) }
         }
         try Calibration.accumulateGradients(model, set, windowsPerBatch: windowsPerPass)
