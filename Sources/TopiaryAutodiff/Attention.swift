@@ -206,36 +206,40 @@ extension Graph {
     ) {
         let T = s.queryLength, S = s.keyLength, hd = s.headDim, G = s.group
         let qld = s.heads * hd, kld = s.kvHeads * hd, width = G * hd, rowsTotal = T * G
-        let qs = Tensor(uninitialized: [rowsTotal, hd]), os = Tensor(uninitialized: [rowsTotal, hd])
-        let scratch = probs == nil ? Tensor(uninitialized: [rowsTotal, S]) : nil
+        // Each (sequence, KV head) pair is independent: pairs run side by side, each thread with its own scratch.
+        let pairs = s.batch * s.kvHeads, workers = Parallel.workers(for: pairs)
+        let qs = (0..<workers).map { _ in Tensor(uninitialized: [rowsTotal, hd]) }
+        let os = (0..<workers).map { _ in Tensor(uninitialized: [rowsTotal, hd]) }
+        let scratch = probs == nil ? (0..<workers).map { _ in Tensor(uninitialized: [rowsTotal, S]) } : []
         defer { withExtendedLifetime((qs, os, scratch, probs)) {} }
-        for b in 0..<s.batch {
-            for g in 0..<s.kvHeads {
-                gatherGroup(q + b * T * qld + g * width, rowStride: qld, rows: T, width: width, into: qs.pointer)
-                let kb = k + b * keyBatchStride + g * hd, vb = v + b * keyBatchStride + g * hd
-                let p = probs.map { $0.pointer + (b * s.kvHeads + g) * rowsTotal * S } ?? scratch!.pointer
-                var r0 = 0
-                while r0 < T {
-                    let r1 = min(T, r0 + queryTile)
-                    let visible = s.causal ? max(0, min(S, r1 + s.offset)) : S
-                    let R0 = r0 * G, rows = (r1 - r0) * G
-                    if visible > 0 {
-                        BLAS.gemm(transB: true, m: rows, n: visible, k: hd, a: qs.pointer + R0 * hd, lda: hd, b: kb, ldb: kld,
-                                  c: p + R0 * S, ldc: S)
-                    }
-                    tk_softmax_masked(p + R0 * S, rows, visible, S, s.scale, s.offset + r0, s.window, G)
-                    if probs != nil && visible < S {
-                        for r in R0..<(R0 + rows) { (p + r * S + visible).update(repeating: 0, count: S - visible) }
-                    }
-                    if visible > 0 {
-                        BLAS.gemm(m: rows, n: hd, k: visible, a: p + R0 * S, lda: S, b: vb, ldb: kld, c: os.pointer + R0 * hd, ldc: hd)
-                    } else {
-                        (os.pointer + R0 * hd).update(repeating: 0, count: rows * hd)
-                    }
-                    r0 = r1
+        let out = Unchecked(out)
+        Parallel.forEach(pairs) { pair, w in
+            let b = pair / s.kvHeads, g = pair % s.kvHeads
+            let qs = qs[w].pointer, os = os[w].pointer
+            gatherGroup(q + b * T * qld + g * width, rowStride: qld, rows: T, width: width, into: qs)
+            let kb = k + b * keyBatchStride + g * hd, vb = v + b * keyBatchStride + g * hd
+            let p = probs.map { $0.pointer + pair * rowsTotal * S } ?? scratch[w].pointer
+            var r0 = 0
+            while r0 < T {
+                let r1 = min(T, r0 + queryTile)
+                let visible = s.causal ? max(0, min(S, r1 + s.offset)) : S
+                let R0 = r0 * G, rows = (r1 - r0) * G
+                if visible > 0 {
+                    BLAS.gemm(transB: true, m: rows, n: visible, k: hd, a: qs + R0 * hd, lda: hd, b: kb, ldb: kld,
+                              c: p + R0 * S, ldc: S)
                 }
-                scatterGroup(os.pointer, rows: T, width: width, into: out + b * T * qld + g * width, rowStride: qld)
+                tk_softmax_masked(p + R0 * S, rows, visible, S, s.scale, s.offset + r0, s.window, G)
+                if probs != nil && visible < S {
+                    for r in R0..<(R0 + rows) { (p + r * S + visible).update(repeating: 0, count: S - visible) }
+                }
+                if visible > 0 {
+                    BLAS.gemm(m: rows, n: hd, k: visible, a: p + R0 * S, lda: S, b: vb, ldb: kld, c: os + R0 * hd, ldc: hd)
+                } else {
+                    (os + R0 * hd).update(repeating: 0, count: rows * hd)
+                }
+                r0 = r1
             }
+            scatterGroup(os, rows: T, width: width, into: out.value + b * T * qld + g * width, rowStride: qld)
         }
     }
 
@@ -245,29 +249,32 @@ extension Graph {
         let T = s.queryLength, S = s.keyLength, hd = s.headDim, G = s.group
         let qld = s.heads * hd, kld = s.kvHeads * hd, width = G * hd, rowsTotal = T * G
         let dq = Tensor(uninitialized: q.shape), dk = Tensor(zeros: k.shape), dv = Tensor(zeros: v.shape)
-        let dp = Tensor(uninitialized: [rowsTotal, S])
-        let qs = Tensor(uninitialized: [rowsTotal, hd]), dos = Tensor(uninitialized: [rowsTotal, hd])
-        let dqs = Tensor(uninitialized: [rowsTotal, hd])
-        defer { withExtendedLifetime((dp, qs, dos, dqs, probs, dout)) {} }
-        for b in 0..<s.batch {
-            for g in 0..<s.kvHeads {
-                let p = probs.pointer + (b * s.kvHeads + g) * rowsTotal * S
-                let qOff = b * T * qld + g * width, kOff = b * S * kld + g * hd
-                gatherGroup(q.pointer + qOff, rowStride: qld, rows: T, width: width, into: qs.pointer)
-                gatherGroup(dout.pointer + qOff, rowStride: qld, rows: T, width: width, into: dos.pointer)
-                // dV += Pᵀ·dO ;  dP = dO·Vᵀ ;  dS = softmax'(dP)
-                BLAS.gemm(transA: true, m: S, n: hd, k: rowsTotal, a: p, lda: S, b: dos.pointer, ldb: hd, beta: 1,
-                          c: dv.pointer + kOff, ldc: kld)
-                BLAS.gemm(transB: true, m: rowsTotal, n: S, k: hd, a: dos.pointer, lda: hd, b: v.pointer + kOff, ldb: kld,
-                          c: dp.pointer, ldc: S)
-                tk_softmax_bwd(p, dp.pointer, rowsTotal, S, S)
-                // dQ = scale·dS·K ;  dK += scale·dSᵀ·Q
-                BLAS.gemm(m: rowsTotal, n: hd, k: S, alpha: s.scale, a: dp.pointer, lda: S, b: k.pointer + kOff, ldb: kld,
-                          c: dqs.pointer, ldc: hd)
-                scatterGroup(dqs.pointer, rows: T, width: width, into: dq.pointer + qOff, rowStride: qld)
-                BLAS.gemm(transA: true, m: S, n: hd, k: rowsTotal, alpha: s.scale, a: dp.pointer, lda: S, b: qs.pointer, ldb: hd,
-                          beta: 1, c: dk.pointer + kOff, ldc: kld)
-            }
+        // (sequence, KV head) pairs write disjoint rows and columns of dq, dk and dv: they run side by side.
+        let pairs = s.batch * s.kvHeads, workers = Parallel.workers(for: pairs)
+        let scratch = (0..<workers).map { _ in
+            (dp: Tensor(uninitialized: [rowsTotal, S]), qs: Tensor(uninitialized: [rowsTotal, hd]),
+             dos: Tensor(uninitialized: [rowsTotal, hd]), dqs: Tensor(uninitialized: [rowsTotal, hd]))
+        }
+        defer { withExtendedLifetime((scratch, probs, dout, dq, dk, dv)) {} }
+        Parallel.forEach(pairs) { pair, w in
+            let b = pair / s.kvHeads, g = pair % s.kvHeads
+            let dp = scratch[w].dp.pointer, qs = scratch[w].qs.pointer, dos = scratch[w].dos.pointer, dqs = scratch[w].dqs.pointer
+            let p = probs.pointer + pair * rowsTotal * S
+            let qOff = b * T * qld + g * width, kOff = b * S * kld + g * hd
+            gatherGroup(q.pointer + qOff, rowStride: qld, rows: T, width: width, into: qs)
+            gatherGroup(dout.pointer + qOff, rowStride: qld, rows: T, width: width, into: dos)
+            // dV += Pᵀ·dO ;  dP = dO·Vᵀ ;  dS = softmax'(dP)
+            BLAS.gemm(transA: true, m: S, n: hd, k: rowsTotal, a: p, lda: S, b: dos, ldb: hd, beta: 1,
+                      c: dv.pointer + kOff, ldc: kld)
+            BLAS.gemm(transB: true, m: rowsTotal, n: S, k: hd, a: dos, lda: hd, b: v.pointer + kOff, ldb: kld,
+                      c: dp, ldc: S)
+            tk_softmax_bwd(p, dp, rowsTotal, S, S)
+            // dQ = scale·dS·K ;  dK += scale·dSᵀ·Q
+            BLAS.gemm(m: rowsTotal, n: hd, k: S, alpha: s.scale, a: dp, lda: S, b: k.pointer + kOff, ldb: kld,
+                      c: dqs, ldc: hd)
+            scatterGroup(dqs, rows: T, width: width, into: dq.pointer + qOff, rowStride: qld)
+            BLAS.gemm(transA: true, m: S, n: hd, k: rowsTotal, alpha: s.scale, a: dp, lda: S, b: qs, ldb: hd,
+                      beta: 1, c: dk.pointer + kOff, ldc: kld)
         }
         return [dq, dk, dv]
     }

@@ -68,8 +68,10 @@ struct Bench: ParsableCommand {
         abstract: "Measure forward, decode and training speed, GEMM efficiency and peak memory (for BENCHMARKS.md).")
 
     @OptionGroup var modelArguments: ModelArguments
-    @Option(help: "Repetitions per measurement (best is reported).") var repeats: Int = 3
+    @Option(help: "Repetitions per measurement (best is reported); for the 10×128 training figures, rounds that time the forward, forward+backward and Taylor pass one after the other.") var repeats: Int = 3
     @Flag(help: "Skip the forward+backward measurement.") var skipBackward = false
+    @Flag(help: "Only the 10×128 training figures: forward, forward+backward and the Taylor calibration pass.")
+    var trainingOnly = false
     @Option(help: ArgumentHelp("Also time this model's 1×512 forward in the same run (e.g. the dense original of a pruned --model).", valueName: "path"))
     var baseline: String?
     @Flag(help: "Print JSON.") var json = false
@@ -78,11 +80,16 @@ struct Bench: ParsableCommand {
         let machine: String
         let blasThreads: Int
         let figures: [ModelBenchmark.Figure]
-        let forwardEfficiency: Double
+        let forwardEfficiency: Double?
         let peakRSSMiB: Double
         let speedupOverBaseline: Double?
+        /// forward+backward / forward and Taylor pass / forward, per round (both measured in the same round).
+        let backwardRatios: [Double]?
+        let taylorRatios: [Double]?
         enum CodingKeys: String, CodingKey {
             case machine, figures
+            case backwardRatios = "forward_backward_over_forward"
+            case taylorRatios = "taylor_over_forward"
             case speedupOverBaseline = "speedup_over_baseline"
             case blasThreads = "blas_threads"
             case forwardEfficiency = "forward_1x512_vs_sgemm"
@@ -96,26 +103,29 @@ struct Bench: ParsableCommand {
             let bench = ModelBenchmark(model: loaded.model, repeats: max(1, repeats))
             // Warm up BLAS and the allocator.
             _ = try bench.forward(batch: 1, seq: 64)
+            guard !(trainingOnly && skipBackward) else { throw ValidationError("--training-only and --skip-backward leave nothing to measure") }
+            guard !(trainingOnly && baseline != nil) else { throw ValidationError("--baseline times a 1×512 forward, which --training-only skips") }
             var figures: [ModelBenchmark.Figure] = []
-            let reference = bench.sgemmReference(batch: 1, seq: 512)
-            let f512 = try bench.forward(batch: 1, seq: 512)
-            figures += [reference, f512, try bench.forward(batch: 1, seq: 512, logits: .last), bench.sgemmReference(batch: 4, seq: 128), try bench.forward(batch: 4, seq: 128),
-                        try bench.decode()]
+            var reference: ModelBenchmark.Figure?, f512: ModelBenchmark.Figure?
+            if !trainingOnly {
+                reference = bench.sgemmReference(batch: 1, seq: 512)
+                f512 = try bench.forward(batch: 1, seq: 512)
+                figures += [reference!, f512!, try bench.forward(batch: 1, seq: 512, logits: .last), bench.sgemmReference(batch: 4, seq: 128),
+                            try bench.forward(batch: 4, seq: 128), try bench.decode()]
+            }
             let rssEval = peakResidentBytes()
+            var rounds: ModelBenchmark.AutodiffRounds?
             if !skipBackward {
-                figures.append(try bench.forward(batch: 10, seq: 128))
-                figures.append(try bench.forwardBackward(batch: 10, seq: 128))
                 // The Taylor calibration pass of `topiary prune --layers 3-27`: gradients for those layers only.
                 let c = loaded.model.config
-                if c.layerCount > 3 {
-                    let names = Set(loaded.model.parameters.map(\.name).filter { n in
-                        (3..<c.layerCount - 2).contains { n.hasPrefix("model.layers.\($0).") && !n.hasSuffix("layernorm.weight") } })
-                    figures.append(try bench.forwardBackward(batch: 10, seq: 128, trainable: names,
-                                                             name: "Taylor calibration 10×128 (layers 3–\(c.layerCount - 3), |w·g|)"))
-                }
+                let names = Set(loaded.model.parameters.map(\.name).filter { n in
+                    (3..<max(3, c.layerCount - 2)).contains { n.hasPrefix("model.layers.\($0).") && !n.hasSuffix("layernorm.weight") } })
+                let taylor = names.isEmpty ? nil : (names, "Taylor calibration 10×128 (layers 3–\(c.layerCount - 3), |w·g|)")
+                rounds = try bench.autodiffRounds(batch: 10, seq: 128, taylor: taylor)
+                figures += rounds!.figures
             }
             var speedup: Double?
-            if let baseline {
+            if let baseline, let f512 {
                 let other = try ModelLoader.load(path: baseline)
                 let b = ModelBenchmark(model: other.model, repeats: max(1, repeats))
                 _ = try b.forward(batch: 1, seq: 512)  // warm up with the baseline's own shapes
@@ -127,8 +137,9 @@ struct Bench: ParsableCommand {
                 figures.append(f)
             }
             let report = Report(machine: machineDescription(), blasThreads: BLAS.threads, figures: figures,
-                                forwardEfficiency: (f512.gflops ?? 0) / (reference.gflops ?? 1),
-                                peakRSSMiB: Double(rssEval) / 1_048_576, speedupOverBaseline: speedup)
+                                forwardEfficiency: f512.map { ($0.gflops ?? 0) / (reference?.gflops ?? 1) },
+                                peakRSSMiB: Double(rssEval) / 1_048_576, speedupOverBaseline: speedup,
+                                backwardRatios: rounds?.ratios, taylorRatios: rounds?.taylorRatios)
             if json { return try printJSON(report) }
             print("machine: \(report.machine), OpenBLAS threads \(report.blasThreads), kernels \(BLAS.kernelName)")
             print("| measurement | seconds | tokens/s | GFLOP/s | note |")
@@ -138,8 +149,17 @@ struct Bench: ParsableCommand {
                              f.tokensPerSecond.map { String(format: "%.1f", $0) } ?? "",
                              f.gflops.map { String(format: "%.1f", $0) } ?? "", f.note ?? ""))
             }
-            print(String(format: "forward 1×512 reaches %.1f%% of the sgemm rate on the same shapes", report.forwardEfficiency * 100))
+            if let e = report.forwardEfficiency { print(String(format: "forward 1×512 reaches %.1f%% of the sgemm rate on the same shapes", e * 100)) }
             if let speedup { print(String(format: "forward 1×512 is %.3f× as fast as the baseline's", speedup)) }
+            if let rounds, let f = rounds.figures.first, rounds.figures.count > 1 {
+                let list = { (r: [Double]) in r.map { String(format: "%.2f", $0) }.joined(separator: ", ") }
+                print(String(format: "forward+backward / forward (10×128): %.2f× best against best; per round (same minute): ",
+                             rounds.figures[1].seconds / f.seconds) + list(rounds.ratios))
+                if rounds.figures.count > 2 {
+                    print(String(format: "Taylor pass / forward: %.2f× best against best; per round: ", rounds.figures[2].seconds / f.seconds)
+                          + list(rounds.taylorRatios))
+                }
+            }
             print(String(format: "peak RSS while evaluating (before training): %.0f MiB; at the end: %.0f MiB", report.peakRSSMiB,
                          Double(peakResidentBytes()) / 1_048_576))
         }

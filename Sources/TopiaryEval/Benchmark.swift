@@ -85,8 +85,12 @@ public struct ModelBenchmark {
     /// One forward; with `logits: .last` the output projection runs on the last row of each sequence only, so
     /// the difference to `.all` is what the `[vocab, hidden]` output matrix costs.
     public func forward(batch: Int, seq: Int, logits: LogitsMode = .all) throws -> Figure {
-        let tokens = (0..<(batch * seq)).map { Int32(($0 * 7919) % model.config.vocabSize) }
+        let tokens = benchmarkTokens(batch * seq)
         let seconds = try time { _ = try model.forward(Graph(), tokens: tokens, batch: batch, cache: nil, logits: logits) }
+        return try forward(seconds: seconds, batch: batch, seq: seq, logits: logits)
+    }
+
+    func forward(seconds: Double, batch: Int, seq: Int, logits: LogitsMode = .all) throws -> Figure {
         var flops = forwardFLOPs(batch: batch, seq: seq)
         if logits == .last { flops -= 2 * Double(batch * (seq - 1)) * Double(model.config.hiddenSize * model.config.vocabSize) }
         let head = 2 * Double(batch * seq) * Double(model.config.hiddenSize * model.config.vocabSize)
@@ -111,13 +115,73 @@ public struct ModelBenchmark {
     /// Forward + backward of the mean cross-entropy over `batch × seq` tokens. With `trainable`, only
     /// those parameters get gradients (as a Taylor calibration over a layer range needs); otherwise all.
     public func forwardBackward(batch: Int, seq: Int, trainable: Set<String>? = nil, name: String? = nil) throws -> Figure {
-        let saved = model.parameters.map(\.requiresGrad)
-        defer { for (p, r) in zip(model.parameters, saved) { p.requiresGrad = r } }
-        if let trainable { for p in model.parameters { p.requiresGrad = trainable.contains(p.name) } }
-        let tokens = (0..<(batch * seq)).map { Int32(($0 * 7919) % model.config.vocabSize) }
+        let run = try autodiffRun(batch: batch, seq: seq, trainable: trainable)
+        return figure(name: name ?? "forward+backward \(batch)×\(seq)", batch: batch, seq: seq, seconds: try time { try run() })
+    }
+
+    /// The three figures of T2 measured in interleaved rounds: each round times the forward alone, the forward +
+    /// backward with every parameter trainable, and (with `taylor`) the Taylor calibration pass, one after the
+    /// other, so that the machine's slow and fast minutes fall on all three alike. Each figure is its best round;
+    /// ``AutodiffRounds/ratios`` holds the forward+backward / forward ratio of every round.
+    public func autodiffRounds(batch: Int, seq: Int, taylor: (trainable: Set<String>, name: String)?) throws -> AutodiffRounds {
+        let tokens = benchmarkTokens(batch * seq)
+        let forward = { _ = try self.model.forward(Graph(), tokens: tokens, batch: batch, cache: nil, logits: .all) }
+        let full = try autodiffRun(batch: batch, seq: seq, trainable: nil)
+        let calibration = try taylor.map { try autodiffRun(batch: batch, seq: seq, trainable: $0.trainable) }
+        // Warm up: the first training step fills the buffer pool with the tape's activation sizes.
+        try full()
+        try calibration?()
+        var rounds: [[Double]] = []
+        for _ in 0..<repeats {
+            var row = [try seconds(forward), try seconds(full)]
+            if let calibration { row.append(try seconds(calibration)) }
+            rounds.append(row)
+        }
+        let best = (0..<rounds[0].count).map { i in rounds.map { $0[i] }.min()! }
+        var figures = [try self.forward(seconds: best[0], batch: batch, seq: seq),
+                       figure(name: "forward+backward \(batch)×\(seq)", batch: batch, seq: seq, seconds: best[1])]
+        if let taylor { figures.append(figure(name: taylor.name, batch: batch, seq: seq, seconds: best[2])) }
+        for i in figures.indices {
+            let all = rounds.map { String(format: "%.2f", $0[i]) }.joined(separator: ", ")
+            figures[i].note = (figures[i].note.map { $0 + "; " } ?? "") + "rounds: \(all) s"
+        }
+        return AutodiffRounds(figures: figures, ratios: rounds.map { $0[1] / $0[0] },
+                              taylorRatios: taylor == nil ? [] : rounds.map { $0[2] / $0[0] })
+    }
+
+    public struct AutodiffRounds: Sendable {
+        /// Forward, forward+backward and (when asked) the Taylor pass, each its best round.
+        public var figures: [Figure]
+        /// forward+backward / forward in each round.
+        public var ratios: [Double]
+        /// Taylor pass / forward in each round (empty without it).
+        public var taylorRatios: [Double]
+    }
+
+    func seconds(_ body: () throws -> Void) throws -> Double {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        try body()
+        return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+    }
+
+    func benchmarkTokens(_ count: Int) -> [Int32] { (0..<count).map { Int32(($0 * 7919) % model.config.vocabSize) } }
+
+    func figure(name: String, batch: Int, seq: Int, seconds: Double) -> Figure {
+        Figure(name: name, seconds: seconds, tokensPerSecond: Double(batch * seq) / seconds,
+               gflops: 3 * forwardFLOPs(batch: batch, seq: seq) / seconds / 1e9, note: "GFLOP/s counts 3× the forward")
+    }
+
+    /// One forward + backward (+ |w·g| per weight when `trainable` restricts the gradients, as a Taylor
+    /// calibration pass does), leaving every parameter's `requiresGrad` and `grad` as it found them.
+    func autodiffRun(batch: Int, seq: Int, trainable: Set<String>?) throws -> () throws -> Void {
+        let tokens = benchmarkTokens(batch * seq)
         var targets = [Int32](repeating: -100, count: tokens.count)
         for b in 0..<batch { for t in 0..<(seq - 1) { targets[b * seq + t] = tokens[b * seq + t + 1] } }
-        let seconds = try time {
+        let model = self.model
+        return {
+            let saved = model.parameters.map(\.requiresGrad)
+            defer { for (p, r) in zip(model.parameters, saved) { p.requiresGrad = r } }
+            for p in model.parameters { p.requiresGrad = trainable?.contains(p.name) ?? true }
             let g = Graph(recording: true)
             let logits = try model.forward(g, tokens: tokens, batch: batch)
             try g.backward(g.crossEntropy(logits, targets: targets))
@@ -132,8 +196,6 @@ public struct ModelBenchmark {
             }
             for p in model.parameters { p.zeroGrad() }
         }
-        return Figure(name: name ?? "forward+backward \(batch)×\(seq)", seconds: seconds, tokensPerSecond: Double(batch * seq) / seconds,
-                      gflops: 3 * forwardFLOPs(batch: batch, seq: seq) / seconds / 1e9, note: "GFLOP/s counts 3× the forward")
     }
 }
 

@@ -305,38 +305,10 @@ public struct Sparsifier {
         }
     }
 
-    /// Runs `body(i)` for every `i` in `0..<count` (calibration chunks, or independent linears), spread over the
-    /// threads OpenBLAS would use, each item on one thread with single-threaded BLAS (whole forward passes in parallel
-    /// instead of one GEMM at a time: the element-wise work runs in parallel too and no BLAS thread waits for the
-    /// others). Items go to threads in a fixed order. Rethrows the first error.
+    /// Runs `body(i)` for every `i` in `0..<count` (calibration chunks, or independent linears) side by side
+    /// (``Parallel/forEach(_:_:)``): whole forward passes in parallel instead of one GEMM at a time.
     static func parallelForEach(_ count: Int, _ body: (Int) throws -> Void) throws {
-        let workers = max(1, min(BLAS.threads, count))
-        guard workers > 1 else { for c in 0..<count { try body(c) }; return }
-        let saved = BLAS.threads
-        BLAS.threads = 1
-        defer { BLAS.threads = saved }
-        let failure = Locked<Error?>(nil)
-        // The chunks share only read-only model weights; each builds its own graph and tensors.
-        try withoutActuallyEscaping(body) { body in
-            let work = Unchecked(body)
-            DispatchQueue.concurrentPerform(iterations: workers) { w in
-                var c = w
-                while c < count && failure.value == nil {
-                    do { try work.value(c) } catch { failure.update { $0 = $0 ?? error } }
-                    c += workers
-                }
-            }
-            if let error = failure.value { throw error }
-        }
-    }
-
-    /// Runs `body` with single-threaded BLAS (from the calling thread only; not inside `parallelForEach`).
-    static func withSingleThreadedBLAS<T>(_ body: () throws -> T) rethrows -> T {
-        let saved = BLAS.threads
-        guard saved > 1 else { return try body() }
-        BLAS.threads = 1
-        defer { BLAS.threads = saved }
-        return try body()
+        try Parallel.forEach(count) { (i: Int, _: Int) throws in try body(i) }
     }
 
     /// Runs layer `l` on every chunk of `hidden`, accumulating the input statistic (see `accumulate`) of each of its
@@ -469,7 +441,7 @@ public struct Sparsifier {
                     statistic = accumulate(x, into: nil, windows: set.windows)
                     last = (x.storage, statistic)
                 }
-                do { try Self.withSingleThreadedBLAS { try prune(weight, statistic: statistic, sparsity: sparsity) } } catch { failure = error }
+                do { try Parallel.withSingleThreadedBLAS { try prune(weight, statistic: statistic, sparsity: sparsity) } } catch { failure = error }
             }
             hidden = try model.layer(g, l, hidden, steps: steps)
             if let failure { throw failure }
@@ -561,21 +533,6 @@ public struct Sparsifier {
             i1 = i2
         }
     }
-}
-
-/// A value shared between threads, read and changed under a lock.
-final class Locked<Value>: @unchecked Sendable {
-    private var stored: Value
-    private let lock = NSLock()
-    init(_ value: Value) { stored = value }
-    var value: Value { lock.lock(); defer { lock.unlock() }; return stored }
-    func update(_ change: (inout Value) -> Void) { lock.lock(); defer { lock.unlock() }; change(&stored) }
-}
-
-/// Hands a value to concurrent code that only reads it (see `Sparsifier.parallelForEach`).
-struct Unchecked<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
 }
 
 /// The state of a sequential (Wanda/SparseGPT) run between layers: the calibration activations entering the next
