@@ -135,10 +135,19 @@ extension Graph {
             throw AutodiffError.invalidArgument(op: "rope", message: "position \(bad) beyond the table of \(table.maxPositions)")
         }
         let y = Tensor(uninitialized: x.shape)
-        tk_rope(x.value.pointer, y.pointer, tokens, heads, headDim, table.rotaryDim, table.cos.pointer, table.sin.pointer, positions, 0)
+        let rotate = { (src: Tensor, dst: Tensor, inverse: Int32) in
+            Self.rowwise(tokens, width: heads * headDim) { r in
+                let o = r.lowerBound * heads * headDim
+                positions.withUnsafeBufferPointer {
+                    tk_rope(src.pointer + o, dst.pointer + o, r.count, heads, headDim, table.rotaryDim, table.cos.pointer,
+                            table.sin.pointer, $0.baseAddress! + r.lowerBound, inverse)
+                }
+            }
+        }
+        rotate(x.value, y, 0)
         return record(.rope, [x], output: y, attributes: ["heads": heads, "headDim": headDim]) { dy, _ in
             let dx = Tensor(uninitialized: dy.shape)
-            tk_rope(dy.pointer, dx.pointer, tokens, heads, headDim, table.rotaryDim, table.cos.pointer, table.sin.pointer, positions, 1)
+            rotate(dy, dx, 1)
             return [dx]
         }
     }

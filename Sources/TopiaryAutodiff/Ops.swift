@@ -114,12 +114,22 @@ extension Graph {
         let rows = x.value.count / max(dim, 1)
         let y = Tensor(uninitialized: x.shape)
         let rstd = Tensor(uninitialized: [rows])
-        tk_rmsnorm_fwd(x.value.pointer, w.value.pointer, y.pointer, rstd.pointer, rows, dim, eps, weightOffset)
         let xv = x.value, wv = w.value
+        Self.rowwise(rows, width: dim) { r in
+            let o = r.lowerBound * dim
+            tk_rmsnorm_fwd(xv.pointer + o, wv.pointer, y.pointer + o, rstd.pointer + r.lowerBound, r.count, dim, eps, weightOffset)
+        }
         return record(.rmsnorm, [x, w], output: y, attributes: ["dim": dim]) { dy, needs in
             let dx = needs[0] ? Tensor(uninitialized: xv.shape) : nil
-            let dw = needs[1] ? Tensor(zeros: [dim]) : nil
-            tk_rmsnorm_bwd(xv.pointer, wv.pointer, rstd.pointer, dy.pointer, dx?.pointer, dw?.pointer, rows, dim, weightOffset)
+            // ∂w sums over rows: each thread sums its rows, then the partial sums are added in order.
+            let partials = needs[1] ? (0..<Parallel.rangeCount(rows, minimum: Self.rowMinimum(dim))).map { _ in Tensor(zeros: [dim]) } : []
+            Self.rowwise(rows, width: dim) { r, w in
+                let o = r.lowerBound * dim
+                tk_rmsnorm_bwd(xv.pointer + o, wv.pointer, rstd.pointer + r.lowerBound, dy.pointer + o, dx.map { $0.pointer + o },
+                               partials.isEmpty ? nil : partials[w].pointer, r.count, dim, weightOffset)
+            }
+            var dw = partials.first
+            for p in partials.dropFirst() { tk_add_inplace(dw!.pointer, p.pointer, dim) }
             return [dx, dw]
         }
     }
@@ -223,11 +233,13 @@ extension Graph {
         backward: @escaping (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void
     ) -> Var {
         let y = Tensor(uninitialized: x.shape)
-        forward(x.value.pointer, y.pointer, x.value.count)
         let xv = x.value
+        Self.elementwise(xv.count) { r in forward(xv.pointer + r.lowerBound, y.pointer + r.lowerBound, r.count) }
         return record(kind, [x], output: y) { dy, _ in
             let dx = Tensor(uninitialized: xv.shape)
-            backward(xv.pointer, dy.pointer, dx.pointer, xv.count)
+            Self.elementwise(xv.count) { r in
+                backward(xv.pointer + r.lowerBound, dy.pointer + r.lowerBound, dx.pointer + r.lowerBound, r.count)
+            }
             return [dx]
         }
     }
@@ -288,19 +300,20 @@ extension Graph {
     public func add(_ a: Var, _ b: Var) throws -> Var {
         guard a.shape == b.shape else { throw AutodiffError.shapeMismatch(op: "add", shapes: [a.shape, b.shape]) }
         let y = Tensor(uninitialized: a.shape)
-        tk_add(a.value.pointer, b.value.pointer, y.pointer, y.count)
+        let av = a.value, bv = b.value
+        Self.elementwise(y.count) { r in tk_add(av.pointer + r.lowerBound, bv.pointer + r.lowerBound, y.pointer + r.lowerBound, r.count) }
         return record(.add, [a, b], output: y) { dy, _ in [dy, dy] }
     }
 
     public func mul(_ a: Var, _ b: Var) throws -> Var {
         guard a.shape == b.shape else { throw AutodiffError.shapeMismatch(op: "mul", shapes: [a.shape, b.shape]) }
         let y = Tensor(uninitialized: a.shape)
-        tk_mul(a.value.pointer, b.value.pointer, y.pointer, y.count)
+        Self.multiply(a.value, b.value, into: y)
         let av = a.value, bv = b.value
         return record(.mul, [a, b], output: y) { dy, needs in
             var da: Tensor?, db: Tensor?
-            if needs[0] { let t = Tensor(uninitialized: av.shape); tk_mul(dy.pointer, bv.pointer, t.pointer, t.count); da = t }
-            if needs[1] { let t = Tensor(uninitialized: bv.shape); tk_mul(dy.pointer, av.pointer, t.pointer, t.count); db = t }
+            if needs[0] { let t = Tensor(uninitialized: av.shape); Self.multiply(dy, bv, into: t); da = t }
+            if needs[1] { let t = Tensor(uninitialized: bv.shape); Self.multiply(dy, av, into: t); db = t }
             return [da, db]
         }
     }
@@ -444,17 +457,56 @@ extension Graph {
             throw AutodiffError.invalidArgument(op: "crossEntropy", message: "target \(bad) outside the vocabulary of \(vocab)")
         }
         var nll = [Double](repeating: 0, count: t.count)
-        let counted = tk_nll_rows(logits.value.pointer, t.count, vocab, t, &nll)
+        let lv = logits.value
+        let counts = Locked(0)
+        nll.withUnsafeMutableBufferPointer { nll in
+            let nll = Unchecked(nll.baseAddress!)
+            Self.rowwise(t.count, width: vocab) { r in
+                let n = t.withUnsafeBufferPointer {
+                    tk_nll_rows(lv.pointer + r.lowerBound * vocab, r.count, vocab, $0.baseAddress! + r.lowerBound, nll.value + r.lowerBound)
+                }
+                counts.update { $0 += n }
+            }
+        }
+        let counted = counts.value
         guard counted > 0 else {
             throw AutodiffError.invalidArgument(op: "crossEntropy", message: "every target is ignored")
         }
         let loss = Tensor(shape: [1], values: [Float(nll.reduce(0, +) / Double(counted))])
-        let lv = logits.value
         return record(.crossEntropy, [logits], output: loss, attributes: ["vocab": vocab]) { dy, _ in
             let dl = Tensor(uninitialized: lv.shape)
-            tk_cross_entropy_bwd(lv.pointer, t.count, vocab, t, dy[0] / Float(counted), dl.pointer)
+            let scale = dy[0] / Float(counted)
+            Self.rowwise(t.count, width: vocab) { r in
+                let o = r.lowerBound * vocab
+                t.withUnsafeBufferPointer {
+                    tk_cross_entropy_bwd(lv.pointer + o, r.count, vocab, $0.baseAddress! + r.lowerBound, scale, dl.pointer + o)
+                }
+            }
             return [dl]
         }
+    }
+
+    /// Elements per thread below which element-wise kernels stay on one thread.
+    static let elementMinimum = 1 << 15
+
+    static func rowMinimum(_ width: Int) -> Int { max(1, elementMinimum / max(width, 1)) }
+
+    /// Runs an element-wise kernel over `0..<count` split across threads (``Parallel/ranges(_:minimum:_:)``).
+    static func elementwise(_ count: Int, _ body: (Range<Int>) -> Void) {
+        Parallel.ranges(count, minimum: elementMinimum) { r, _ in body(r) }
+    }
+
+    /// Runs a row-wise kernel over `rows` rows of `width` elements split across threads.
+    static func rowwise(_ rows: Int, width: Int, _ body: (Range<Int>) -> Void) {
+        Parallel.ranges(rows, minimum: rowMinimum(width)) { r, _ in body(r) }
+    }
+
+    static func rowwise(_ rows: Int, width: Int, _ body: (Range<Int>, Int) -> Void) {
+        Parallel.ranges(rows, minimum: rowMinimum(width), body)
+    }
+
+    static func multiply(_ a: Tensor, _ b: Tensor, into y: Tensor) {
+        elementwise(y.count) { r in tk_mul(a.pointer + r.lowerBound, b.pointer + r.lowerBound, y.pointer + r.lowerBound, r.count) }
     }
 
     /// Sum of all elements.

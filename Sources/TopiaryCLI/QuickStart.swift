@@ -72,6 +72,8 @@ struct Bench: ParsableCommand {
     @Flag(help: "Skip the forward+backward measurement.") var skipBackward = false
     @Flag(help: "Only the 10×128 training figures: forward, forward+backward and the Taylor calibration pass.")
     var trainingOnly = false
+    @Flag(help: "With the training figures: seconds per op kind, forward and backward (best round), to see where the time goes.")
+    var profile = false
     @Option(help: ArgumentHelp("Also time this model's 1×512 forward in the same run (e.g. the dense original of a pruned --model).", valueName: "path"))
     var baseline: String?
     @Flag(help: "Print JSON.") var json = false
@@ -100,7 +102,8 @@ struct Bench: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let loaded = try modelArguments.load()
-            let bench = ModelBenchmark(model: loaded.model, repeats: max(1, repeats))
+            var bench = ModelBenchmark(model: loaded.model, repeats: max(1, repeats))
+            bench.profile = profile
             // Warm up BLAS and the allocator.
             _ = try bench.forward(batch: 1, seq: 64)
             guard !(trainingOnly && skipBackward) else { throw ValidationError("--training-only and --skip-backward leave nothing to measure") }
@@ -151,6 +154,13 @@ struct Bench: ParsableCommand {
             }
             if let e = report.forwardEfficiency { print(String(format: "forward 1×512 reaches %.1f%% of the sgemm rate on the same shapes", e * 100)) }
             if let speedup { print(String(format: "forward 1×512 is %.3f× as fast as the baseline's", speedup)) }
+            if profile, !bench.profileSeconds.isEmpty {
+                print("| op (10×128, best round) | seconds |")
+                print("|---|---:|")
+                for (key, s) in bench.profileSeconds.map({ ($0.key, $0.value.min()!) }).sorted(by: { ($0.0.split(separator: "·").prefix(2).joined(), -$0.1) < ($1.0.split(separator: "·").prefix(2).joined(), -$1.1) }) where s >= 0.001 {
+                    print(String(format: "| %@ | %.3f |", key, s))
+                }
+            }
             if let rounds, let f = rounds.figures.first, rounds.figures.count > 1 {
                 let list = { (r: [Double]) in r.map { String(format: "%.2f", $0) }.joined(separator: ", ") }
                 print(String(format: "forward+backward / forward (10×128): %.2f× best against best; per round (same minute): ",

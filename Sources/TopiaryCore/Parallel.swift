@@ -39,6 +39,18 @@ public enum Parallel {
         try! forEach(count) { (i: Int, w: Int) throws in body(i, w) }
     }
 
+    /// Splits `0..<count` into one contiguous range per thread (at least `minimum` items each, so that small
+    /// inputs run on the calling thread alone) and runs `body(range, worker)` for each side by side: element-wise
+    /// and row-wise kernels between the GEMMs, which would otherwise leave the other cores idle.
+    public static func ranges(_ count: Int, minimum: Int, _ body: (_ range: Range<Int>, _ worker: Int) -> Void) {
+        let parts = min(BLAS.threads, count / max(minimum, 1))
+        guard parts > 1 else { body(0..<count, 0); return }
+        forEach(parts) { i, w in body((count * i / parts)..<(count * (i + 1) / parts), w) }
+    }
+
+    /// How many ranges ``ranges(_:minimum:_:)`` makes for `count` items.
+    public static func rangeCount(_ count: Int, minimum: Int) -> Int { max(1, min(BLAS.threads, count / max(minimum, 1))) }
+
     /// Runs `body` with single-threaded BLAS (from the calling thread only; not inside ``forEach``).
     public static func withSingleThreadedBLAS<T>(_ body: () throws -> T) rethrows -> T {
         let saved = BLAS.threads

@@ -9,10 +9,21 @@ public struct ModelBenchmark {
     public let model: any LanguageModel
     public var repeats: Int
 
+    /// Time each op kind of the training figures (forward: since the previous op was recorded; backward: each rule).
+    public var profile = false
+    /// With ``profile``: seconds per "figure · direction · op kind", one entry per timed run.
+    public private(set) var profileSeconds: [String: [Double]] {
+        get { profileStore.value }
+        nonmutating set { profileStore.value = newValue }
+    }
+    private let profileStore = Box<[String: [Double]]>([:])
+
     public init(model: any LanguageModel, repeats: Int = 3) {
         self.model = model
         self.repeats = repeats
     }
+
+    final class Box<Value> { var value: Value; init(_ v: Value) { value = v } }
 
     public struct Figure: Codable, Sendable {
         public var name: String
@@ -131,6 +142,7 @@ public struct ModelBenchmark {
         // Warm up: the first training step fills the buffer pool with the tape's activation sizes.
         try full()
         try calibration?()
+        profileSeconds = [:]
         var rounds: [[Double]] = []
         for _ in 0..<repeats {
             var row = [try seconds(forward), try seconds(full)]
@@ -182,9 +194,14 @@ public struct ModelBenchmark {
             let saved = model.parameters.map(\.requiresGrad)
             defer { for (p, r) in zip(model.parameters, saved) { p.requiresGrad = r } }
             for p in model.parameters { p.requiresGrad = trainable?.contains(p.name) ?? true }
-            let g = Graph(recording: true)
+            let g = Graph(recording: true, profile: profile)
             let logits = try model.forward(g, tokens: tokens, batch: batch)
             try g.backward(g.crossEntropy(logits, targets: targets))
+            if profile {
+                let name = trainable == nil ? "forward+backward" : "Taylor pass"
+                for (kind, s) in g.forwardSeconds ?? [:] { self.profileSeconds["\(name) · forward · \(kind.rawValue)", default: []].append(s) }
+                for (kind, s) in g.backwardSeconds ?? [:] { self.profileSeconds["\(name) · backward · \(kind.rawValue)", default: []].append(s) }
+            }
             if trainable != nil {
                 // Taylor importance: accumulate |w·g| per weight, as a calibration pass does.
                 for p in model.parameters {
