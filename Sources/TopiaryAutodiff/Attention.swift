@@ -272,18 +272,32 @@ extension Graph {
             let qOff = b * T * qld + g * width, kOff = b * S * kld + g * hd
             gatherGroup(q.pointer + qOff, rowStride: qld, rows: T, width: width, into: qs)
             gatherGroup(dout.pointer + qOff, rowStride: qld, rows: T, width: width, into: dos)
-            // dV += Pᵀ·dO ;  dP = dO·Vᵀ ;  dS = softmax'(dP)
-            BLAS.gemm(transA: true, m: S, n: hd, k: rowsTotal, a: p, lda: S, b: dos, ldb: hd, beta: 1,
-                      c: dv.pointer + kOff, ldc: kld)
-            BLAS.gemm(transB: true, m: rowsTotal, n: S, k: hd, a: dos, lda: hd, b: v.pointer + kOff, ldb: kld,
-                      c: dp, ldc: S)
-            tk_softmax_bwd(p, dp, rowsTotal, S, S)
-            // dQ = scale·dS·K ;  dK += scale·dSᵀ·Q
-            BLAS.gemm(m: rowsTotal, n: hd, k: S, alpha: s.scale, a: dp, lda: S, b: k.pointer + kOff, ldb: kld,
-                      c: dqs, ldc: hd)
+            // Query tiles as in the forward: with causal attention a tile's probabilities are zero beyond the keys
+            // it sees, so each product spans only those keys.
+            var r0 = 0
+            while r0 < T {
+                let r1 = min(T, r0 + queryTile)
+                let visible = s.causal ? max(0, min(S, r1 + s.offset)) : S
+                let R0 = r0 * G, rows = (r1 - r0) * G
+                let pt = p + R0 * S, dpt = dp + R0 * S
+                if visible > 0 {
+                    // dV += Pᵀ·dO ;  dP = dO·Vᵀ ;  dS = softmax'(dP)
+                    BLAS.gemm(transA: true, m: visible, n: hd, k: rows, a: pt, lda: S, b: dos + R0 * hd, ldb: hd, beta: 1,
+                              c: dv.pointer + kOff, ldc: kld)
+                    BLAS.gemm(transB: true, m: rows, n: visible, k: hd, a: dos + R0 * hd, lda: hd, b: v.pointer + kOff, ldb: kld,
+                              c: dpt, ldc: S)
+                    tk_softmax_bwd(pt, dpt, rows, visible, S)
+                    // dQ = scale·dS·K ;  dK += scale·dSᵀ·Q
+                    BLAS.gemm(m: rows, n: hd, k: visible, alpha: s.scale, a: dpt, lda: S, b: k.pointer + kOff, ldb: kld,
+                              c: dqs + R0 * hd, ldc: hd)
+                    BLAS.gemm(transA: true, m: visible, n: hd, k: rows, alpha: s.scale, a: dpt, lda: S, b: qs + R0 * hd, ldb: hd,
+                              beta: 1, c: dk.pointer + kOff, ldc: kld)
+                } else {
+                    (dqs + R0 * hd).update(repeating: 0, count: rows * hd)
+                }
+                r0 = r1
+            }
             scatterGroup(dqs, rows: T, width: width, into: dq.pointer + qOff, rowStride: qld)
-            BLAS.gemm(transA: true, m: S, n: hd, k: rowsTotal, alpha: s.scale, a: dp, lda: S, b: qs, ldb: hd,
-                      beta: 1, c: dk.pointer + kOff, ldc: kld)
         }
         return [dq, dk, dv]
     }

@@ -95,6 +95,12 @@ final class BackwardRuleTests: XCTestCase {
         try assertGradients([rng.tensor([70, 4]), rng.tensor([70, 2]), rng.tensor([70, 2])]) { g, x in
             try g.attention(x[0], x[1], x[2], shape: s)
         }
+        // Causal over two query tiles, queries at the end of a longer key sequence (the backward spans each
+        // tile's visible keys only).
+        let offset = AttentionShape(batch: 1, queryLength: 66, keyLength: 70, heads: 2, kvHeads: 1, headDim: 2)
+        try assertGradients([rng.tensor([66, 4]), rng.tensor([70, 2]), rng.tensor([70, 2])]) { g, x in
+            try g.attention(x[0], x[1], x[2], shape: offset)
+        }
         let bidirectional = AttentionShape(batch: 1, queryLength: 3, keyLength: 4, heads: 2, kvHeads: 2, headDim: 2, causal: false)
         try assertGradients([rng.tensor([3, 4]), rng.tensor([4, 4]), rng.tensor([4, 4])]) { g, x in
             try g.attention(x[0], x[1], x[2], shape: bidirectional)
