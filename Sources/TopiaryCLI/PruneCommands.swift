@@ -154,10 +154,15 @@ struct Prune: ParsableCommand {
             let model = loaded.model
             let range = try StructuredPruner.parseLayers(layers, layerCount: model.config.layerCount)
             if let streamed = model as? LlamaModel, streamed.store != nil { return try runStreamed(loaded, streamed, range) }
+            if importance.needsGradients && importance != .taylor2 && !(importance == .taylorActivation && taylorOrder == 2) {
+                // One backward over all windows follows: fault its memory in while the graph is traced and the text tokenized.
+                BufferPool.shared.reserve(bytes: Calibration.stepBytes(model.config, windows: calibration.windows, length: calibration.length))
+            }
             let graph = try DependencyGraphBuilder().build(model: model)
             var fisher: [String: Tensor] = [:]
             var activations: [String: Tensor] = [:]
             var loss: Double?
+            var calibrationSeconds: Double?, planSeconds: Double?
             let surgeon = compensate ?? (importance == .obs)
             // The calibration windows, tokenized once for whatever reads them (gradients, variational dropout, obs).
             let set = importance.needsCalibration || surgeon ? try calibration.set(tokenizer: loaded.tokenizer, defaultFile: dataArguments.wikitext) : nil
@@ -169,7 +174,9 @@ struct Prune: ParsableCommand {
                 if importance == .taylor2 || (importance == .taylorActivation && taylorOrder == 2) {
                     fisher = try Calibration.fisher(model, set, progress: ProgressBar("calibration (per window)", total: set.windows, unit: "windows"))
                 } else {
+                    let t0 = DispatchTime.now().uptimeNanoseconds
                     loss = try Calibration.accumulateGradients(model, set, progress: ProgressBar("calibration", total: set.windows, unit: "windows"))
+                    calibrationSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
                 }
                 if importance.needsActivations {
                     activations = try Calibration.inputEnergies(model, set, weights: Calibration.parameterNames(of: ranked))
@@ -213,7 +220,9 @@ struct Prune: ParsableCommand {
                 removals = try obs.run(model: llama, graph: graph, calibration: set,
                                        progress: ProgressBar(surgeon ? "obs prune + update" : "obs prune", total: model.config.layerCount, unit: "layers"))
             } else {
+                let t0 = DispatchTime.now().uptimeNanoseconds
                 removals = try pruner.plan(model: model, graph: graph, estimator: estimator)
+                planSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
                 if merge == "kmeans" {
                     guard let llama = model as? LlamaModel else { throw CLIError("--merge kmeans needs a LLaMA-family model") }
                     removals = try ChannelMerging.mergeMLP(removals, graph: graph, model: llama, seed: seed)
@@ -240,6 +249,11 @@ struct Prune: ParsableCommand {
             }
             try Checkpoint.save(model: model, tokenizerMetadata: loaded.metadata, to: out, extraFiles: extra)
             printSummary(before: beforeConfig, after: model.config, plan: plan)
+            if let calibrationSeconds, let set {
+                // The Taylor calibration pass: one forward + backward over the windows, then |w·g| per group in the plan.
+                print(String(format: "calibration (%d × %d tokens, forward + backward) %.2f s; scoring and planning %.2f s", set.windows, set.length,
+                             calibrationSeconds, planSeconds ?? 0))
+            }
             print("saved \(out)")
         }
     }

@@ -92,6 +92,10 @@ extension Pipeline {
         let c = recipe.importance!
         let m = try freshModel()
         let model = m.model
+        if c.criterion.needsGradients && !c.criterion.needsFisher {
+            // One backward over all windows follows: fault its memory in while the graph is traced and the text tokenized.
+            BufferPool.shared.reserve(bytes: Calibration.stepBytes(model.config, windows: c.calibration.windows, length: c.calibration.length))
+        }
         let graph = try DependencyGraphBuilder().build(model: model)
         let range = try layerRange(recipe.prune?.layers ?? "all", layerCount: model.config.layerCount)
         let ranked = StructuredPruner.rankedGroups(graph, layers: range)

@@ -51,6 +51,21 @@ public enum Calibration {
         Set(groups.flatMap { $0.members.map(\.tensor) })
     }
 
+    /// About how much memory one forward + backward of `windows × length` tokens keeps alive at its peak: the
+    /// activations each layer saves for backward (inputs of the norms and linears, rotated queries and keys, values,
+    /// attention probabilities, the MLP's gate, up, SiLU and product), the logits and their gradient, and one
+    /// gradient per layer weight. For ``BufferPool/reserve(bytes:)`` before a calibration pass.
+    public static func stepBytes(_ c: ModelConfig, windows: Int, length: Int) -> Int {
+        let tokens = windows * length
+        var floats = 2 * tokens * c.vocabSize
+        for l in 0..<c.layerCount {
+            let q = c.heads[l] * c.headDim, kv = c.kvHeads[l] * c.headDim, ffn = c.intermediateSizes[l]
+            floats += tokens * (5 * c.hiddenSize + q + 2 * kv + 4 * ffn) + windows * c.heads[l] * length * length
+            floats += c.hiddenSize * (2 * q + 2 * kv + 3 * ffn)
+        }
+        return floats * MemoryLayout<Float>.stride
+    }
+
     /// One forward + backward of the mean causal-LM cross-entropy over the whole set (all windows in
     /// one batch, as LLM-Pruner does). Gradients accumulate in each parameter's `grad`. Returns the loss.
     @discardableResult
