@@ -70,10 +70,14 @@ public final class BufferPool: @unchecked Sendable {
     /// which costs a calibration pass on a cold process about a quarter of its time — while the caller does
     /// something else (tracing the graph, tokenizing). New buffers that no recycled one fits are carved from it;
     /// pages already touched are left as they are (`MADV_POPULATE_WRITE`, Linux 5.14+; elsewhere the pages fault
-    /// in on first use, as without a reservation). One reservation per process; later calls do nothing.
+    /// in on first use, as without a reservation). At most a quarter of physical memory; one reservation per
+    /// process, later calls do nothing.
     public func reserve(bytes requested: Int) {
         #if os(Linux)
-        let size = (requested + Self.hugePage - 1) / Self.hugePage * Self.hugePage
+        // At most a quarter of physical memory: an estimate too large for the machine reserves what fits, and
+        // the rest of the step allocates as without a reservation.
+        let capped = min(requested, Int(ProcessInfo.processInfo.physicalMemory / 4))
+        let size = (capped + Self.hugePage - 1) / Self.hugePage * Self.hugePage
         lock.lock()
         guard arena == nil, size > 0 else { lock.unlock(); return }
         guard let base = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), base != MAP_FAILED else {
