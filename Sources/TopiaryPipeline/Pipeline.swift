@@ -256,7 +256,7 @@ public final class Pipeline {
             let last = (name as NSString).lastPathComponent
             if last.hasPrefix(".") || name == "manifest.json" || name == "stage.json" { continue }
             var isDirectory: ObjCBool = false
-            FileManager.default.fileExists(atPath: dir + "/" + name, isDirectory: &isDirectory)
+            _ = FileManager.default.fileExists(atPath: dir + "/" + name, isDirectory: &isDirectory)
             if isDirectory.boolValue { continue }
             let size = ((try? FileManager.default.attributesOfItem(atPath: dir + "/" + name))?[.size] as? NSNumber)?.intValue ?? 0
             out.append(["name": name, "bytes": size])

@@ -262,7 +262,6 @@ public struct Recipe: Codable, Sendable, Equatable {
             throw modelOverride == nil ? top.error(at: modelNode, "model file \(model) does not exist (fetch it with `make model`, or fix the path)")
                 : RecipeError(file: file, message: "model file \(model) (from --model) does not exist")
         }
-        let dataNode = top.value("data")
         let data: String
         if let dataOverride { data = dataOverride } else if let d = try top.string("data") { data = resolve(d) } else {
             data = ProcessInfo.processInfo.environment["TOPIARY_DATA"] ?? "../shared/data"
@@ -291,8 +290,8 @@ public struct Recipe: Codable, Sendable, Equatable {
             return out
         }
 
-        if var s = try stages.mapping("load") { try s.finish() }
-        if var s = try stages.mapping("graph") { try s.finish(); r.graph = true }
+        if let s = try stages.mapping("load") { try s.finish() }
+        if let s = try stages.mapping("graph") { try s.finish(); r.graph = true }
         if var s = try stages.mapping("importance") {
             var c = ImportanceConfig()
             if let v = try s.choice("criterion", ImportanceCriterion.allCases.map(\.rawValue)) { c.criterion = ImportanceCriterion(rawValue: v)! }
@@ -407,7 +406,7 @@ public struct Recipe: Codable, Sendable, Equatable {
             try s.finish()
             r.finetune = c
         }
-        if var s = try stages.mapping("merge") { try s.finish(); r.merge = true }
+        if let s = try stages.mapping("merge") { try s.finish(); r.merge = true }
         if var s = try stages.mapping("evaluate") {
             var c = EvaluateConfig()
             c.models = try s.stringList("models", allowed: ["base", "pruned", "final"]) ?? c.models
