@@ -154,7 +154,9 @@ struct Prune: ParsableCommand {
             let model = loaded.model
             let range = try StructuredPruner.parseLayers(layers, layerCount: model.config.layerCount)
             if let streamed = model as? LlamaModel, streamed.store != nil { return try runStreamed(loaded, streamed, range) }
-            if importance.needsGradients && importance != .taylor2 && !(importance == .taylorActivation && taylorOrder == 2) {
+            // Second-order scores take one backward per window (the Fisher term); the others one over all windows.
+            let perWindowFisher = importance == .taylor2 || (importance == .taylorActivation && taylorOrder == 2)
+            if importance.needsGradients && !perWindowFisher {
                 // One backward over all windows follows: fault its memory in while the graph is traced and the text tokenized.
                 BufferPool.shared.reserve(bytes: Calibration.stepBytes(model.config, windows: calibration.windows, length: calibration.length))
             }
@@ -171,7 +173,7 @@ struct Prune: ParsableCommand {
                 // Gradients only for the tensors of the groups being ranked.
                 let ranked = StructuredPruner.rankedGroups(graph, layers: range)
                 Calibration.restrictGradients(model, to: Calibration.parameterNames(of: ranked))
-                if importance == .taylor2 || (importance == .taylorActivation && taylorOrder == 2) {
+                if perWindowFisher {
                     fisher = try Calibration.fisher(model, set, progress: ProgressBar("calibration (per window)", total: set.windows, unit: "windows"))
                 } else {
                     let t0 = DispatchTime.now().uptimeNanoseconds

@@ -99,6 +99,11 @@ struct Bench: ParsableCommand {
         }
     }
 
+    func validate() throws {
+        guard !(trainingOnly && skipBackward) else { throw ValidationError("--training-only and --skip-backward leave nothing to measure") }
+        guard !(trainingOnly && baseline != nil) else { throw ValidationError("--baseline times a 1×512 forward, which --training-only skips") }
+    }
+
     func run() throws {
         try reportingErrors {
             let loaded = try modelArguments.load()
@@ -106,8 +111,6 @@ struct Bench: ParsableCommand {
             bench.profile = profile
             // Warm up BLAS and the allocator.
             _ = try bench.forward(batch: 1, seq: 64)
-            guard !(trainingOnly && skipBackward) else { throw ValidationError("--training-only and --skip-backward leave nothing to measure") }
-            guard !(trainingOnly && baseline != nil) else { throw ValidationError("--baseline times a 1×512 forward, which --training-only skips") }
             var figures: [ModelBenchmark.Figure] = []
             var reference: ModelBenchmark.Figure?, f512: ModelBenchmark.Figure?
             if !trainingOnly {

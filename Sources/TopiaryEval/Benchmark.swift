@@ -12,18 +12,13 @@ public struct ModelBenchmark {
     /// Time each op kind of the training figures (forward: since the previous op was recorded; backward: each rule).
     public var profile = false
     /// With ``profile``: seconds per "figure · direction · op kind", one entry per timed run.
-    public private(set) var profileSeconds: [String: [Double]] {
-        get { profileStore.value }
-        nonmutating set { profileStore.value = newValue }
-    }
-    private let profileStore = Box<[String: [Double]]>([:])
+    public var profileSeconds: [String: [Double]] { profileStore.value }
+    private let profileStore = Locked<[String: [Double]]>([:])
 
     public init(model: any LanguageModel, repeats: Int = 3) {
         self.model = model
         self.repeats = repeats
     }
-
-    final class Box<Value> { var value: Value; init(_ v: Value) { value = v } }
 
     public struct Figure: Codable, Sendable {
         public var name: String
@@ -55,11 +50,7 @@ public struct ModelBenchmark {
     /// Best-of-`repeats` wall time of `body`.
     func time(_ body: () throws -> Void) rethrows -> Double {
         var best = Double.infinity
-        for _ in 0..<repeats {
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            try body()
-            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
-        }
+        for _ in 0..<repeats { best = min(best, try seconds(body)) }
         return best
     }
 
@@ -142,7 +133,7 @@ public struct ModelBenchmark {
         // Warm up: the first training step fills the buffer pool with the tape's activation sizes.
         try full()
         try calibration?()
-        profileSeconds = [:]
+        profileStore.update { $0 = [:] }
         var rounds: [[Double]] = []
         for _ in 0..<repeats {
             var row = [try seconds(forward), try seconds(full)]
@@ -170,7 +161,8 @@ public struct ModelBenchmark {
         public var taylorRatios: [Double]
     }
 
-    func seconds(_ body: () throws -> Void) throws -> Double {
+    /// Wall time of one run of `body`.
+    func seconds(_ body: () throws -> Void) rethrows -> Double {
         let t0 = DispatchTime.now().uptimeNanoseconds
         try body()
         return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
@@ -199,8 +191,10 @@ public struct ModelBenchmark {
             try g.backward(g.crossEntropy(logits, targets: targets))
             if profile {
                 let name = trainable == nil ? "forward+backward" : "Taylor pass"
-                for (kind, s) in g.forwardSeconds ?? [:] { self.profileSeconds["\(name) · forward · \(kind.rawValue)", default: []].append(s) }
-                for (kind, s) in g.backwardSeconds ?? [:] { self.profileSeconds["\(name) · backward · \(kind.rawValue)", default: []].append(s) }
+                profileStore.update { times in
+                    for (kind, s) in g.forwardSeconds ?? [:] { times["\(name) · forward · \(kind.rawValue)", default: []].append(s) }
+                    for (kind, s) in g.backwardSeconds ?? [:] { times["\(name) · backward · \(kind.rawValue)", default: []].append(s) }
+                }
             }
             if trainable != nil {
                 // Taylor importance: accumulate |w·g| per weight, as a calibration pass does.
