@@ -33,7 +33,7 @@ struct ModelArguments: ParsableArguments {
         if streamLayers > 0 && adapters != nil { throw CLIError("--adapters cannot be applied to a streamed model (--stream-layers); merge them first") }
         let loaded = try ModelLoader.load(path: model, streamLayers: streamLayers)
         if let adapters {
-            guard let m = loaded.model as? any AdaptableModel else { throw CLIError("this model type does not take adapters") }
+            let m = loaded.model
             try LoRATrainer.loadAdapters(directory: adapters, into: m)
         }
         return loaded

@@ -65,7 +65,7 @@ struct Finetune: ParsableCommand {
                 throw CLIError("finetune needs the whole model in memory: LoRA training on a streamed model (--stream-layers) is not implemented yet")
             }
             let loaded = try modelArguments.load()
-            guard let model = loaded.model as? any AdaptableModel else { throw CLIError("this model type does not support LoRA") }
+            let model = loaded.model
             var l = LoRAConfig()
             l.rank = rank
             l.alpha = alpha

@@ -153,7 +153,7 @@ struct Prune: ParsableCommand {
             let loaded = try modelArguments.load()
             let model = loaded.model
             let range = try StructuredPruner.parseLayers(layers, layerCount: model.config.layerCount)
-            if let streamed = model as? LlamaModel, streamed.store != nil { return try runStreamed(loaded, streamed, range) }
+            if model.store != nil { return try runStreamed(loaded, model, range) }
             // Second-order scores take one backward per window (the Fisher term); the others one over all windows.
             let perWindowFisher = importance == .taylor2 || (importance == .taylorActivation && taylorOrder == 2)
             if importance.needsGradients && !perWindowFisher {
@@ -207,14 +207,15 @@ struct Prune: ParsableCommand {
             var pruner = StructuredPruner(ratio: ratio, layers: range, mode: mode, roundTo: roundTo)
             var searchSummary: [String: Double]?
             if allocation == "search" {
-                guard mode == .uniform, let llama = model as? LlamaModel else { throw CLIError("--allocation search needs --mode uniform and a LLaMA-family model") }
+                guard mode == .uniform else { throw CLIError("--allocation search needs --mode uniform") }
+                let llama = model
                 let (shares, summary) = try searchShares(loaded, llama, graph: graph, estimator: estimator, pruner: pruner)
                 pruner.layerShares = shares
                 searchSummary = summary
             }
             var removals: [GroupRemoval]
             if let set, importance == .obs || surgeon {
-                guard let llama = model as? LlamaModel else { throw CLIError("--importance obs and --compensate need a LLaMA-family model") }
+                let llama = model
                 var obs = StructuredOBS(pruner: pruner)
                 obs.compensate = surgeon
                 obs.step = obsStep
@@ -226,7 +227,7 @@ struct Prune: ParsableCommand {
                 removals = try pruner.plan(model: model, graph: graph, estimator: estimator)
                 planSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
                 if merge == "kmeans" {
-                    guard let llama = model as? LlamaModel else { throw CLIError("--merge kmeans needs a LLaMA-family model") }
+                    let llama = model
                     removals = try ChannelMerging.mergeMLP(removals, graph: graph, model: llama, seed: seed)
                 }
                 try StructuredPruner.apply(removals, graph: graph, to: model)
@@ -262,7 +263,7 @@ struct Prune: ParsableCommand {
 
     /// Learns per-layer shares of the budget: each candidate prunes a fresh copy of the model (sharing the unchanged
     /// weights) by the scores computed once, and is rewarded by its perplexity on the search windows.
-    func searchShares(_ loaded: LoadedModel, _ model: LlamaModel, graph: DependencyGraph, estimator: any ImportanceEstimator,
+    func searchShares(_ loaded: LoadedModel, _ model: DecoderModel, graph: DependencyGraph, estimator: any ImportanceEstimator,
                       pruner: StructuredPruner) throws -> ([Int: Double], [String: Double]) {
         let params = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0) })
         var scores: [Int: [Double]] = [:]
@@ -278,7 +279,7 @@ struct Prune: ParsableCommand {
         let weights = params.mapValues(\.value)
         let search = LayerRatioSearch(layers: Array(pruner.layers), evaluations: searchEvaluations, seed: seed)
         let result = try search.run(progress: ProgressBar("layer-ratio search", total: searchEvaluations, unit: "candidates")) { shares in
-            let copy = try LlamaModel(config: model.config, weights: weights, source: "search candidate")
+            let copy = try DecoderModel(config: model.config, weights: weights, source: "search candidate")
             var candidate = pruner
             candidate.layerShares = shares
             let removals = try candidate.plan(model: copy, graph: graph, estimator: PrecomputedScores(scores))
@@ -294,7 +295,7 @@ struct Prune: ParsableCommand {
 
     /// Layer streaming: scores computed one layer at a time (Taylor gradients by `Calibration.layerwiseGradients`),
     /// the plan made from shapes, and the pruned model written to a GGUF file tensor by tensor.
-    func runStreamed(_ loaded: LoadedModel, _ model: LlamaModel, _ range: ClosedRange<Int>) throws {
+    func runStreamed(_ loaded: LoadedModel, _ model: DecoderModel, _ range: ClosedRange<Int>) throws {
         guard out.hasSuffix(".gguf") else { throw CLIError("a streamed model (--stream-layers) is written as one GGUF file: give --out a path ending in .gguf") }
         guard importance != .taylor2 && importance != .taylorActivation && importance != .obs && !importance.isLearned && compensate != true else {
             throw CLIError("--importance \(importance.rawValue)\(compensate == true ? " with --compensate" : "") is not available with --stream-layers (use taylor, taylor-vector, l1, l2 or random)")

@@ -68,7 +68,7 @@ struct Sparsify: ParsableCommand {
         try reportingErrors {
             if FileManager.default.fileExists(atPath: out) && !force { throw CLIError("\(out) exists; pass --force to replace it") }
             let loaded = try modelArguments.load()
-            guard let model = loaded.model as? LlamaModel else { throw CLIError("sparsify supports LLaMA-family models") }
+            let model = loaded.model
             var s = Sparsifier(method: method, sparsity: nm == nil ? sparsity : 0, pattern: try nm.map(NMPattern.init))
             s.seed = seed
             s.trueSequential = trueSequential
@@ -109,7 +109,7 @@ struct Sparsify: ParsableCommand {
     }
 
     /// Layer streaming: each layer is sparsified when the GGUF writer reaches it, written, then evicted.
-    func runStreamed(_ loaded: LoadedModel, _ model: LlamaModel, _ s: Sparsifier, _ set: CalibrationSet?) throws {
+    func runStreamed(_ loaded: LoadedModel, _ model: DecoderModel, _ s: Sparsifier, _ set: CalibrationSet?) throws {
         guard out.hasSuffix(".gguf") else { throw CLIError("a streamed model (--stream-layers) is written as one GGUF file: give --out a path ending in .gguf") }
         guard allocation == .uniform else { throw CLIError("--allocation \(allocation.rawValue) is not available with --stream-layers (uniform only)") }
         guard !method.needsGradients else { throw CLIError("--method \(method.rawValue) needs whole-model gradients; it is not available with --stream-layers") }

@@ -5,12 +5,9 @@ import TopiaryModels
 
 /// The weights an export writes: the model's own, with any unmerged LoRA adapters folded in.
 enum ExportWeights {
-    /// A plain ``LlamaModel`` with the weights to write, and how many adapters were merged (the input
+    /// A plain ``DecoderModel`` with the weights to write, and how many adapters were merged (the input
     /// model is left unchanged; with adapters the result holds merged copies).
-    static func plain(_ input: any LanguageModel) throws -> (LlamaModel, Int) {
-        guard let model = input as? LlamaModel else {
-            throw ExportError.unsupportedModel("export supports LLaMA-family models (got \(type(of: input)))")
-        }
+    static func plain(_ model: DecoderModel) throws -> (DecoderModel, Int) {
         guard !model.adapters.isEmpty else { return (model, 0) }
         var weights: [String: Tensor] = [:]
         for p in model.parameters {
@@ -22,11 +19,11 @@ enum ExportWeights {
                 weights[p.name] = p.value
             }
         }
-        return (try LlamaModel(config: model.config, weights: weights, source: "merged adapters"), model.adapters.count)
+        return (try DecoderModel(config: model.config, weights: weights, source: "merged adapters"), model.adapters.count)
     }
 
     /// Fraction of exactly-zero entries in the layers' linear weights (nil when there are none).
-    static func zeroFraction(_ model: LlamaModel) -> Double? {
+    static func zeroFraction(_ model: DecoderModel) -> Double? {
         var zeros = 0, total = 0
         for layer in model.layers {
             for p in [layer.q, layer.k, layer.v, layer.o, layer.gate, layer.up, layer.down] {

@@ -97,33 +97,13 @@ public enum GGUFExporter {
         }
     }
 
-    /// The GGUF architecture `choice` resolves to for `config`, or why llama.cpp could not run it.
+    /// The GGUF architecture `choice` resolves to for `config` (the family decides), or why llama.cpp could not run it.
     public static func resolveArchitecture(_ config: ModelConfig, _ choice: GGUFArchitecture) throws -> String {
-        if config.architecture == "qwen2" { return "qwen2" }
-        guard config.architecture == "llama" else {
-            throw ExportError.unsupportedModel("GGUF export supports LLaMA-family models (this one is '\(config.architecture)')")
-        }
-        let uniform = config.isUniform
-        switch choice {
-        case .auto where uniform, .llama where uniform:
-            return "llama"
-        case .llama:
-            throw ExportError.inexpressible(
-                "layers differ (\(config.shapeSummary)) and llama.cpp's 'llama' architecture sizes every layer from layer 0 "
-                    + "(it reads per-layer arrays but creates each layer's tensors with layer 0's head count and FFN width), "
-                    + "so llama.cpp would refuse the file; export with --arch deci (the default for such models), which llama.cpp sizes per layer")
-        case .auto, .deci:
-            guard config.heads[0] > 0 else {
-                throw ExportError.inexpressible(
-                    "layer 0 has no attention heads: llama.cpp derives the head size and rotary dimensions from layer 0's head count, "
-                        + "so it cannot load this shape")
-            }
-            if let l = config.heads.indices.first(where: { config.heads[$0] > 0 && config.intermediateSizes[$0] == 0 }) {
-                throw ExportError.inexpressible(
-                    "layer \(l) keeps \(config.heads[l]) attention heads but no FFN channels: llama.cpp's deci graph skips the rest of a "
-                        + "layer whose feed_forward_length is 0, attention output included, so it would compute a different model")
-            }
-            return "deci"
+        let family = try Architectures.family(of: config, path: "the model")
+        do {
+            return try family.ggufArchitecture(for: config, requested: choice == .auto ? nil : choice.rawValue)
+        } catch let limitation as ArchitectureLimitation {
+            throw ExportError.inexpressible(limitation.message)
         }
     }
 
@@ -149,7 +129,7 @@ public enum GGUFExporter {
     /// Writes `model` to `path` (atomically). `sourceMetadata` supplies the `tokenizer.*` keys (and
     /// `general.name`); a model carrying unmerged LoRA adapters is exported with them merged.
     @discardableResult
-    public static func export(model input: any LanguageModel, sourceMetadata: [String: GGUFValue], to path: String,
+    public static func export(model input: DecoderModel, sourceMetadata: [String: GGUFValue], to path: String,
                               options: GGUFExportOptions = GGUFExportOptions()) throws -> ExportReport {
         let (model, merged) = try ExportWeights.plain(input)
         if model.store != nil {
@@ -170,7 +150,7 @@ public enum GGUFExporter {
     /// sparsifier prunes layer `l` there), `tensor` gives what to write for a parameter — nil copies the source file's
     /// bytes unchanged, in their original quantization. `config` is the written model's shape (after pruning).
     @discardableResult
-    public static func exportStreamed(model: LlamaModel, config: ModelConfig, sourceMetadata: [String: GGUFValue], to path: String,
+    public static func exportStreamed(model: DecoderModel, config: ModelConfig, sourceMetadata: [String: GGUFValue], to path: String,
                                       options: GGUFExportOptions, prepareLayer: @escaping (Int) throws -> Void,
                                       changed: @escaping (Parameter) -> Bool,
                                       tensor: @escaping (Parameter, Int?) throws -> Tensor) throws -> ExportReport {
@@ -187,12 +167,13 @@ public enum GGUFExporter {
                          })
     }
 
-    static func write(model: LlamaModel, config: ModelConfig, sourceMetadata: [String: GGUFValue], to path: String,
+    static func write(model: DecoderModel, config: ModelConfig, sourceMetadata: [String: GGUFValue], to path: String,
                       options: GGUFExportOptions, prepareLayer: @escaping (Int) throws -> Void,
                       tensor: @escaping (Parameter, Int?) throws -> Tensor,
                       raw: ((Parameter) -> (GGUFTensorInfo, () -> Data)?)?) throws -> ExportReport {
         guard types.contains(options.type) else { throw ExportError.unknownType("\(options.type)") }
         let arch = try resolveArchitecture(config, options.architecture)
+        let family = try Architectures.family(of: config, path: path)
         let tokenizer = sourceMetadata.filter { $0.key.hasPrefix("tokenizer.") }
         guard tokenizer["tokenizer.ggml.model"] != nil, tokenizer["tokenizer.ggml.tokens"] != nil else {
             throw ExportError.unsupportedModel("the source has no tokenizer metadata (tokenizer.ggml.*), which llama.cpp needs")
@@ -220,12 +201,13 @@ public enum GGUFExporter {
         w.set("\(arch).rope.dimension_count", .uint32(UInt32(config.headDim)))
         w.set("\(arch).rope.freq_base", .float32(config.ropeTheta))
         w.set("\(arch).attention.layer_norm_rms_epsilon", .float32(config.rmsNormEps))
+        for (key, value) in family.ggufExtraMetadata(config, architecture: arch) { w.set(key, value) }
         for key in tokenizer.keys.sorted() { w.set(key, ggufTyped(tokenizer[key]!)) }
 
         var exported: [ExportedTensor] = []
         var fallbacks: [String: Int] = [:]
-        // llama.cpp permutes q/k rows for its `llama`/`deci` RoPE; Qwen2 keeps rotate-half order.
-        let permutes = arch != "qwen2"
+        // llama.cpp permutes q/k rows for its `llama`/`deci` RoPE; Qwen2 and Gemma 3 keep rotate-half order.
+        let permutes = family.ggufPermutesRotary
         func add(_ name: String, _ p: Parameter, layer: Int?, shape: [Int], permuteHeads: Int? = nil) throws {
             if let raw, let (info, bytes) = raw(p) {
                 guard info.shape == shape else {
@@ -263,13 +245,19 @@ public enum GGUFExporter {
                     try add(b + "attn_k.bias", kb, layer: l, shape: [nkv])
                     try add(b + "attn_v.bias", vb, layer: l, shape: [nkv])
                 }
+                if let qn = layer.qNorm, let kn = layer.kNorm {
+                    try add(b + "attn_q_norm.weight", qn, layer: l, shape: [hd])
+                    try add(b + "attn_k_norm.weight", kn, layer: l, shape: [hd])
+                }
                 try add(b + "attn_output.weight", layer.o, layer: l, shape: [d, nq])
+                if let pn = layer.postAttentionNorm { try add(b + "post_attention_norm.weight", pn, layer: l, shape: [d]) }
             }
             if config.intermediateSizes[l] > 0 {
                 try add(b + "ffn_norm.weight", layer.ffnNorm, layer: l, shape: [d])
                 try add(b + "ffn_gate.weight", layer.gate, layer: l, shape: [f, d])
                 try add(b + "ffn_up.weight", layer.up, layer: l, shape: [f, d])
                 try add(b + "ffn_down.weight", layer.down, layer: l, shape: [d, f])
+                if let pn = layer.postFFNNorm { try add(b + "post_ffw_norm.weight", pn, layer: l, shape: [d]) }
             }
         }
         try add("output_norm.weight", model.norm, layer: nil, shape: [d])
@@ -279,8 +267,8 @@ public enum GGUFExporter {
         if arch == "deci" {
             notes.append("layers differ (\(config.shapeSummary)): written as llama.cpp's 'deci' architecture, which sizes each layer from per-layer arrays")
         }
-        if arch == "qwen2" && !config.isUniform {
-            notes.append("layers differ (\(config.shapeSummary)): written as 'qwen2' with per-layer arrays, which Topiary reads back")
+        if arch != "deci" && !config.isUniform {
+            notes.append("layers differ (\(config.shapeSummary)): written as '\(arch)' with per-layer arrays, which Topiary reads back")
         }
         try w.write(to: path)
         let bytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? w.fileSize
@@ -307,24 +295,5 @@ public enum GGUFExporter {
             })
         default: return v
         }
-    }
-}
-
-extension ModelConfig {
-    /// True when every layer has the same (non-zero) numbers of heads, KV heads and FFN channels.
-    public var isUniform: Bool {
-        Set(heads).count == 1 && Set(kvHeads).count == 1 && Set(intermediateSizes).count == 1 && heads[0] > 0 && intermediateSizes[0] > 0
-    }
-
-    /// A short description of the per-layer shapes, e.g. "heads 9 ×5, 6 ×25; KV heads 3 ×5, 2 ×25; FFN 1536 ×5, 1216 ×25".
-    public var shapeSummary: String {
-        func runs(_ values: [Int]) -> String {
-            var counts: [(Int, Int)] = []
-            for v in values {
-                if let i = counts.firstIndex(where: { $0.0 == v }) { counts[i].1 += 1 } else { counts.append((v, 1)) }
-            }
-            return counts.count == 1 ? "\(values[0]) in every layer" : counts.map { "\($0.0) ×\($0.1)" }.joined(separator: ", ")
-        }
-        return "heads \(runs(heads)); KV heads \(runs(kvHeads)); FFN \(runs(intermediateSizes))"
     }
 }

@@ -8,7 +8,7 @@ import TopiaryModels
 /// real files (the shipped recipes, the first lines of each task file), each with a few truncations.
 public enum FuzzSeeds {
     /// A tiny random LLaMA: 2 layers, hidden 32, GQA 4/2 heads of 8, FFN 32 (layer 1: 3 heads, 16 channels), vocab 64.
-    public static func tinyModel(uniform: Bool = false) throws -> LlamaModel {
+    public static func tinyModel(uniform: Bool = false) throws -> DecoderModel {
         var rng = SplitMix64(seed: 7)
         let hidden = 32, headDim = 8, vocab = 64
         let heads = uniform ? [4, 4] : [4, 2], kv = uniform ? [2, 2] : [2, 1], ffn = uniform ? [32, 32] : [32, 16]
@@ -22,9 +22,9 @@ public enum FuzzSeeds {
         for l in 0..<2 {
             let q = heads[l] * headDim, k = kv[l] * headDim, f = ffn[l]
             let shapes = [[hidden], [q, hidden], [k, hidden], [k, hidden], [hidden, q], [hidden], [f, hidden], [f, hidden], [hidden, f]]
-            for (name, shape) in zip(LlamaModel.parameterNames(layer: l), shapes) { weights[name] = random(shape) }
+            for (name, shape) in zip(DecoderModel.parameterNames(layer: l), shapes) { weights[name] = random(shape) }
         }
-        return try LlamaModel(config: config, weights: weights)
+        return try DecoderModel(config: config, weights: weights)
     }
 
     /// GGUF tokenizer metadata of a tiny byte-level BPE vocabulary (the 64 tokens of the tiny model).
@@ -64,7 +64,7 @@ public enum FuzzSeeds {
         let params = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0.value) })
         try w.addTensor(name: "token_embd.weight", tensor: params["model.embed_tokens.weight"]!, type: type)
         for l in 0..<c.layerCount {
-            for (gguf, hf) in zip(names, LlamaModel.parameterNames(layer: l)) {
+            for (gguf, hf) in zip(names, DecoderModel.parameterNames(layer: l)) {
                 let t = params[hf]!
                 try w.addTensor(name: "blk.\(l).\(gguf).weight", tensor: t, type: t.shape.count == 1 ? .f32 : type)
             }

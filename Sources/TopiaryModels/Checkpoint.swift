@@ -118,11 +118,9 @@ public enum Checkpoint {
             throw ModelError.invalidConfig("\(name)/config.json: \(describe(error))")
         }
         do { try config.validate() } catch let ModelError.invalidConfig(m) { throw ModelError.invalidConfig("\(name)/config.json: \(m)") }
-        guard ["llama", "gemma3"].contains(config.architecture) else {
-            throw ModelError.unsupportedArchitecture(path: name, architecture: config.architecture)
-        }
+        _ = try Architectures.family(of: config, path: name)
         let weights = try Safetensors.read(path: directory + "/model.safetensors").tensors
-        let model = try LlamaModel(config: config, weights: weights, source: directory + "/model.safetensors")
+        let model = try DecoderModel(config: config, weights: weights, source: directory + "/model.safetensors")
         guard let tokData = fm.contents(atPath: directory + "/tokenizer_metadata.json"),
               let tokObject = try? JSONSerialization.jsonObject(with: tokData) as? [String: Any] else {
             throw ModelError.invalidConfig("\(name): missing or invalid tokenizer_metadata.json")

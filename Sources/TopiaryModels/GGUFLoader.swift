@@ -6,7 +6,7 @@ import TopiaryTokenizers
 
 /// A model ready to run: weights, tokenizer and where they came from.
 public struct LoadedModel: @unchecked Sendable {
-    public let model: any LanguageModel
+    public let model: DecoderModel
     public let tokenizer: any Tokenizer
     /// The file or directory the model was read from.
     public let source: String
@@ -16,17 +16,11 @@ public struct LoadedModel: @unchecked Sendable {
     public let metadata: [String: GGUFValue]
 }
 
-/// Reads LLaMA-family models from GGUF files into fp32 ``LlamaModel``s.
-///
-/// Besides `llama`, the loader reads llama.cpp's `deci` architecture (DeciLM / Nemotron-NAS): the same
-/// LLaMA layer, with per-layer head counts and FFN widths that llama.cpp honours, and layers whose
-/// attention (`head_count` 0) or FFN (`feed_forward_length` 0) was removed stored without those tensors.
-/// Topiary's exporter writes per-layer-shaped models that way.
+/// Reads decoder models from GGUF files into fp32 ``DecoderModel``s; the family registry (``Architectures``) maps each
+/// `general.architecture` to the decoder's configuration.
 public enum GGUFModelLoader {
-    /// GGUF architectures read as a LLaMA graph.
-    public static let llamaArchitectures = ["llama", "deci"]
-    /// Every GGUF architecture the loader reads (`gemma3`: the same decoder with Gemma 3's variations).
-    public static let supportedArchitectures = llamaArchitectures + ["gemma3", "qwen2"]
+    /// Every GGUF architecture the loader reads.
+    public static var supportedArchitectures: [String] { Architectures.all.flatMap(\.ggufArchitectures) }
 
     /// Loads the model and its tokenizer from a GGUF file. With `streamLayers` > 0 the weights stay quantized in
     /// the mapped file and at most that many layers are dequantized at a time (see ``LayerStore``).
@@ -36,122 +30,18 @@ public enum GGUFModelLoader {
         guard let arch = file.metadata["general.architecture"]?.string else {
             throw ModelError.missingMetadata(path: name, key: "general.architecture")
         }
-        guard supportedArchitectures.contains(arch) else { throw ModelError.unsupportedArchitecture(path: name, architecture: arch) }
-        let config: ModelConfig
-        switch arch {
-        case "gemma3": config = try gemma3Config(file, name: name)
-        case "qwen2": config = try qwen2Config(file, name: name)
-        default: config = try llamaConfig(file, name: name, prefix: arch)
-        }
+        guard let family = Architectures.family(gguf: arch) else { throw ModelError.unsupportedArchitecture(path: name, architecture: arch) }
+        let config = try family.config(gguf: file, architecture: arch, name: name)
         let tokenizer = try tokenizerFromMetadata(file.metadata, name: name)
-        let model = try llamaModel(file, config: config, name: name, streamLayers: streamLayers)
+        let model = try llamaModel(file, config: config, name: name, permuted: family.ggufPermutesRotary, streamLayers: streamLayers)
         var types: [String: String] = [:]
         for t in file.tensors { types[t.name] = "\(t.type)" }
         return LoadedModel(model: model, tokenizer: tokenizer, source: path, sourceTensorTypes: types, metadata: file.metadata)
     }
 
-    // MARK: configuration
-
-    static func llamaConfig(_ file: GGUFFile, name: String, prefix a: String = "llama") throws -> ModelConfig {
-        let md = file.metadata
-        func int(_ key: String) throws -> Int {
-            guard let v = md[key]?.int else { throw ModelError.missingMetadata(path: name, key: key) }
-            return v
-        }
-        /// A per-layer value: a scalar (same for all layers) or an array of `layers` entries.
-        func perLayer(_ key: String, layers: Int, default d: Int? = nil) throws -> [Int] {
-            if let v = md[key]?.int { return Array(repeating: v, count: layers) }
-            if let arr = md[key]?.intArray {
-                guard arr.count == layers else {
-                    throw ModelError.invalidConfig("\(name): '\(key)' has \(arr.count) entries for \(layers) layers")
-                }
-                return arr
-            }
-            if let d { return Array(repeating: d, count: layers) }
-            throw ModelError.missingMetadata(path: name, key: key)
-        }
-        let layers = try int("\(a).block_count")
-        guard (1...ModelConfig.maxLayers).contains(layers) else {
-            throw ModelError.invalidConfig("\(name): '\(a).block_count' is \(layers) (1 to \(ModelConfig.maxLayers) allowed)")
-        }
-        let hidden = try int("\(a).embedding_length")
-        let heads = try perLayer("\(a).attention.head_count", layers: layers)
-        let kv = try perLayer("\(a).attention.head_count_kv", layers: layers, default: heads.first(where: { $0 > 0 }) ?? 1)
-        let ffn = try perLayer("\(a).feed_forward_length", layers: layers)
-        let maxHeads = heads.max() ?? 0
-        let headDim = md["\(a).attention.key_length"]?.int ?? (maxHeads > 0 ? hidden / maxHeads : 64)
-        guard let embed = file.tensor(named: "token_embd.weight") else { throw ModelError.missingTensor(path: name, name: "token_embd.weight") }
-        let vocab = embed.shape[0]
-        let config = ModelConfig(
-            architecture: "llama", vocabSize: vocab, hiddenSize: hidden, headDim: headDim, heads: heads, kvHeads: kv,
-            intermediateSizes: ffn, ropeTheta: md["\(a).rope.freq_base"]?.float ?? 10_000,
-            rmsNormEps: md["\(a).attention.layer_norm_rms_epsilon"]?.float ?? 1e-5,
-            contextLength: md["\(a).context_length"]?.int ?? 2048,
-            tieWordEmbeddings: file.tensor(named: "output.weight") == nil)
-        try config.validate()
-        return config
-    }
-
-    /// Gemma 3: the LLaMA keys under `gemma3.` plus what the format leaves implicit. llama.cpp (`llama-model.cpp`,
-    /// `LLM_ARCH_GEMMA3`) and transformers' `Gemma3TextConfig` fix these the same way, and so does Topiary:
-    /// - every 6th layer (5, 11, 17, …) is global, the others local with `gemma3.attention.sliding_window` keys
-    ///   (`gemma3.attention.sliding_window_pattern` is honoured when present: a period, or one flag per layer);
-    /// - local layers use RoPE base 10 000, global ones `gemma3.rope.freq_base`;
-    /// - the attention scale is `key_length^-½` (`query_pre_attn_scalar` = head dim; only Gemma 3 27B differs);
-    /// - embeddings are multiplied by √`embedding_length`; the MLP is GeGLU with tanh-approximated GELU;
-    /// - the norm weights in the file already include Gemma's `1 +` (llama.cpp's converter adds it), so they
-    ///   are used as plain multipliers, as for LLaMA.
-    static func gemma3Config(_ file: GGUFFile, name: String) throws -> ModelConfig {
-        let md = file.metadata, a = "gemma3"
-        var config = try llamaConfig(file, name: name, prefix: a)
-        config.architecture = a
-        guard md["\(a).attention.key_length"]?.int != nil else {
-            throw ModelError.missingMetadata(path: name, key: "\(a).attention.key_length")
-        }
-        if let kind = md["\(a).rope.scaling.type"]?.string, kind != "none",
-           let factor = md["\(a).rope.scaling.factor"]?.float, factor != 1 {
-            throw ModelError.invalidConfig("\(name): RoPE scaling '\(kind)' ×\(factor) is not supported (Gemma 3 270M and 1B have none)")
-        }
-        guard let window = md["\(a).attention.sliding_window"]?.int else {
-            throw ModelError.missingMetadata(path: name, key: "\(a).attention.sliding_window")
-        }
-        let n = config.layerCount
-        var sliding = (0..<n).map { ($0 + 1) % 6 != 0 }
-        if let period = md["\(a).attention.sliding_window_pattern"]?.int, period > 0 {
-            sliding = (0..<n).map { ($0 + 1) % period != 0 }
-        } else if let flags = md["\(a).attention.sliding_window_pattern"]?.intArray {
-            guard flags.count == n else {
-                throw ModelError.invalidConfig("\(name): '\(a).attention.sliding_window_pattern' has \(flags.count) entries for \(n) layers")
-            }
-            sliding = flags.map { $0 != 0 }
-        }
-        config.activation = "gelu_pytorch_tanh"
-        config.embeddingScale = Float(config.hiddenSize).squareRoot()
-        config.queryKeyNorm = true
-        config.postBlockNorms = true
-        config.queryPreAttentionScalar = Float(config.headDim)
-        config.slidingWindow = window
-        config.slidingLayers = sliding
-        config.localRopeTheta = 10_000
-        config.rmsNormEps = md["\(a).attention.layer_norm_rms_epsilon"]?.float ?? 1e-6
-        try config.validate()
-        return config
-    }
-
-    /// Qwen2 (Qwen2.5, DeepSeek-R1-Distill-Qwen): the LLaMA layer with biases on q, k and v, rotate-half RoPE
-    /// stored as is (llama.cpp's converter permutes q/k rows for `llama` only), an untied output.
-    static func qwen2Config(_ file: GGUFFile, name: String) throws -> ModelConfig {
-        var config = try llamaConfig(file, name: name, prefix: "qwen2")
-        config.architecture = "qwen2"
-        config.attentionBias = file.tensor(named: "blk.0.attn_q.bias") != nil
-        config.rmsNormEps = file.metadata["qwen2.attention.layer_norm_rms_epsilon"]?.float ?? 1e-6
-        try config.validate()
-        return config
-    }
-
     // MARK: weights
 
-    static func llamaModel(_ file: GGUFFile, config: ModelConfig, name: String, streamLayers: Int = 0) throws -> LlamaModel {
+    static func llamaModel(_ file: GGUFFile, config: ModelConfig, name: String, permuted: Bool, streamLayers: Int = 0) throws -> DecoderModel {
         let streaming = streamLayers > 0
         var entries: [LayerStore.Entry] = []
         func load(_ ggufName: String, as hfName: String, shape: [Int], unpermuteHeads: Int? = nil) throws -> Parameter {
@@ -173,20 +63,18 @@ public enum GGUFModelLoader {
             return Parameter(name: hfName, value: t.reshaped(shape))
         }
         let d = config.hiddenSize, hd = config.headDim
-        // llama.cpp permutes q/k rows for LLaMA's interleaved RoPE only; Gemma uses rotate-half (NeoX) as stored.
-        let permuted = config.architecture == "llama"
         let embedding = try load("token_embd.weight", as: "model.embed_tokens.weight", shape: [config.vocabSize, d])
         let embeddingEntry = entries.popLast()
-        var layers: [LlamaLayer] = []
+        var layers: [DecoderLayer] = []
         var layerEntries: [[LayerStore.Entry]] = []
         for l in 0..<config.layerCount {
-            let b = "blk.\(l).", n = LlamaModel.parameterNames(layer: l, config: config)
+            let b = "blk.\(l).", n = DecoderModel.parameterNames(layer: l, config: config)
             let nq = config.heads[l] * hd, nkv = config.kvHeads[l] * hd, f = config.intermediateSizes[l]
             func norm(_ ggufName: String, as hfName: String, present: Bool) throws -> Parameter {
                 if present || file.tensor(named: ggufName) != nil { return try load(ggufName, as: hfName, shape: [d]) }
                 return Parameter(name: hfName, value: Tensor(shape: [d], values: [Float](repeating: 1, count: d)))
             }
-            var layer = LlamaLayer(
+            var layer = DecoderLayer(
                 attentionNorm: try norm(b + "attn_norm.weight", as: n.attentionNorm, present: nq > 0),
                 q: try load(b + "attn_q.weight", as: n.q, shape: [nq, d], unpermuteHeads: permuted ? config.heads[l] : nil),
                 k: try load(b + "attn_k.weight", as: n.k, shape: [nkv, d], unpermuteHeads: permuted ? config.kvHeads[l] : nil),
@@ -218,7 +106,7 @@ public enum GGUFModelLoader {
             ? embedding : try load("output.weight", as: "lm_head.weight", shape: [config.vocabSize, d])
         // A tied output is the embedding itself: the head loads the whole table.
         let headEntries = entries + (config.tieWordEmbeddings ? embeddingEntry.map { [$0] } ?? [] : [])
-        let model = try LlamaModel(config: config, embedding: embedding, layers: layers, norm: norm, output: output)
+        let model = try DecoderModel(config: config, embedding: embedding, layers: layers, norm: norm, output: output)
         if streaming {
             model.store = LayerStore(file: file, capacity: streamLayers, layers: layerEntries, head: headEntries, embedding: embeddingEntry)
         }

@@ -7,7 +7,7 @@ import TopiaryGGUF
 /// used: the foundation for running models whose fp32 weights do not fit in memory (a 7B model is 28 GiB in
 /// fp32, 4.4 GiB as Q4_K).
 ///
-/// ``LlamaModel`` asks the store for layer `l` before running it (``use(layer:)``); at most ``capacity``
+/// ``DecoderModel`` asks the store for layer `l` before running it (``use(layer:)``); at most ``capacity``
 /// layers are resident, the least recently used one is freed (its parameters ``Parameter/offload()``) and its
 /// mapped pages are handed back to the kernel. The token embedding is never loaded whole: the rows a batch
 /// needs are dequantized from the file. The output projection (and the final norm) are loaded on the first

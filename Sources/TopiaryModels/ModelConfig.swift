@@ -98,8 +98,7 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(architecture, forKey: .architecture)
-        let hfClass = ["llama": "LlamaForCausalLM", "gemma3": "Gemma3ForCausalLM", "qwen2": "Qwen2ForCausalLM"][architecture]
-        if let hfClass { try c.encode([hfClass], forKey: .architectures) }
+        if let family = Architectures.family(modelType: architecture) { try c.encode([family.hfClassName], forKey: .architectures) }
         try c.encode(vocabSize, forKey: .vocabSize)
         try c.encode(hiddenSize, forKey: .hiddenSize)
         try c.encode(headDim, forKey: .headDim)
@@ -171,8 +170,8 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         }
         slidingLayers = types.map { $0 == "sliding_attention" }
         localRopeTheta = try c.decodeIfPresent(Float.self, forKey: .localRopeTheta)
-        // Qwen2's config.json has no `attention_bias` key: its q/k/v projections always have biases.
-        attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? (architecture == "qwen2")
+        attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias)
+            ?? Architectures.family(modelType: architecture)?.defaultAttentionBias ?? false
     }
 
     /// Upper bounds for sizes read from a file, far above any model Topiary runs (Llama 3 405B: 126 layers, hidden
@@ -234,7 +233,7 @@ public enum ModelError: Error, LocalizedError, Equatable {
     public var errorDescription: String? {
         switch self {
         case let .invalidConfig(m): return "invalid model configuration: \(m)"
-        case let .unsupportedArchitecture(path, a): return "\(path): unsupported architecture '\(a)' (supported: \(GGUFModelLoader.supportedArchitectures.joined(separator: ", ")))"
+        case let .unsupportedArchitecture(path, a): return "\(path): unsupported architecture '\(a)' (supported: \(Architectures.supportedNames.joined(separator: ", ")))"
         case let .missingMetadata(path, key): return "\(path): missing metadata key '\(key)'"
         case let .missingTensor(path, name): return "\(path): missing tensor '\(name)'"
         case let .tensorShape(path, name, e, f): return "\(path): tensor '\(name)' has shape \(f), expected \(e)"

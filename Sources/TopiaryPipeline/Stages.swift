@@ -166,7 +166,7 @@ extension Pipeline {
         var pruner = StructuredPruner(ratio: c.ratio, layers: range, mode: c.mode, roundTo: c.roundTo)
         var search: [String: Double]?
         if c.allocation == "search" {
-            guard let llama = model as? LlamaModel else { throw PipelineError("allocation `search` supports LLaMA-family models") }
+            let llama = model
             let windows = c.searchWindows ?? 4, offset = c.searchOffset ?? 40960
             let path = recipe.datasetPath("wikitext2")
             let all = try tokens(path, m.tokenizer)
@@ -178,7 +178,7 @@ extension Pipeline {
             let evaluations = c.searchEvaluations ?? 40
             let result = try LayerRatioSearch(layers: Array(range), evaluations: evaluations, seed: recipe.seed)
                 .run(progress: progress("layer-ratio search", total: evaluations, unit: "candidates")) { shares in
-                    let copy = try LlamaModel(config: llama.config, weights: weights, source: "search candidate")
+                    let copy = try DecoderModel(config: llama.config, weights: weights, source: "search candidate")
                     var candidate = pruner
                     candidate.layerShares = shares
                     try StructuredPruner.apply(try candidate.plan(model: copy, graph: graph, estimator: imp), graph: graph, to: copy)
@@ -191,7 +191,8 @@ extension Pipeline {
         }
         var removals: [GroupRemoval]
         if surgeon {
-            guard let llama = model as? LlamaModel, let ic = recipe.importance else { throw PipelineError("criterion `obs` and `compensate` support LLaMA-family models") }
+            guard let ic = recipe.importance else { throw PipelineError("criterion `obs` and `compensate` need the importance stage's calibration settings") }
+            let llama = model
             var obs = StructuredOBS(pruner: pruner)
             obs.compensate = true
             if !sequential { obs.fixed = try pruner.plan(model: model, graph: graph, estimator: imp) }
@@ -200,7 +201,7 @@ extension Pipeline {
         } else {
             removals = try pruner.plan(model: model, graph: graph, estimator: imp)
             if c.merge == "kmeans" {
-                guard let llama = model as? LlamaModel else { throw PipelineError("merge `kmeans` supports LLaMA-family models") }
+                let llama = model
                 removals = try ChannelMerging.mergeMLP(removals, graph: graph, model: llama, seed: recipe.seed)
             }
             try StructuredPruner.apply(removals, graph: graph, to: model)
@@ -237,7 +238,7 @@ extension Pipeline {
     func runSparsify(dir: String) throws -> Outcome {
         let c = recipe.sparsify!
         let m = try freshModel()
-        guard let model = m.model as? LlamaModel else { throw PipelineError("sparsify supports LLaMA-family models") }
+        let model = m.model
         var s = try sparsifier(method: c.method, sparsity: c.sparsity, nm: c.nm, seed: c.seed)
         let allocation = AllocationMethod(rawValue: c.allocation) ?? .uniform
         let set = c.method.needsCalibration || allocation.needsCalibration ? try calibrationSet(c.calibration, tokenizer: m.tokenizer) : nil
@@ -298,7 +299,7 @@ extension Pipeline {
                 continue
             }
             let m = try freshModel()
-            guard let model = m.model as? LlamaModel else { throw PipelineError("sweep supports LLaMA-family models") }
+            let model = m.model
             var point: [String: Any] = ["method": method.rawValue, "level": level]
             let set = method.needsCalibration ? try calibrationSet(c.calibration, tokenizer: m.tokenizer) : nil
             let t0 = Date()
@@ -389,7 +390,7 @@ extension Pipeline {
     /// One structured cell of a sweep: `level` of the non-embedding parameters removed from every layer by `method`.
     /// Scores that do not depend on the level (everything but obs) are computed once, on a fresh copy of the model, and
     /// kept in `cache`. Returns the fraction of non-embedding parameters removed.
-    func pruneStructured(_ method: SweepMethod, level: Double, model: LlamaModel, calibration set: CalibrationSet?, seed: UInt64,
+    func pruneStructured(_ method: SweepMethod, level: Double, model: DecoderModel, calibration set: CalibrationSet?, seed: UInt64,
                          cache: inout [String: [Int: [Double]]]) throws -> Double {
         let graph = try DependencyGraphBuilder().build(model: model)
         let range = 0...(model.config.layerCount - 1)
@@ -441,7 +442,7 @@ extension Pipeline {
     func runFinetune(dir: String, continuing: Bool) throws -> Outcome {
         let c = recipe.finetune!
         let m = try freshModel()
-        guard let model = m.model as? any AdaptableModel else { throw PipelineError("this model type does not take LoRA adapters") }
+        let model = m.model
         let dataPath = ["wikitext2", "ptb"].contains(c.data) ? recipe.datasetPath(c.data) : c.data
         let trainer: LoRATrainer
         if c.format == "alpaca" {
@@ -478,14 +479,14 @@ extension Pipeline {
     func runMerge(dir: String) throws -> Outcome {
         guard let adaptersPath else { throw PipelineError("the merge stage needs the finetune stage's adapters") }
         let m: LoadedModel
-        if let current, currentPath == nil, let a = current.model as? any AdaptableModel, !a.adapters.isEmpty {
+        if let current, currentPath == nil, !current.model.adapters.isEmpty {
             m = current
         } else {
             m = try freshModel()
-            guard let a = m.model as? any AdaptableModel else { throw PipelineError("this model type does not take LoRA adapters") }
+            let a = m.model
             try LoRATrainer.loadAdapters(directory: adaptersPath, into: a)
         }
-        guard let model = m.model as? any AdaptableModel else { throw PipelineError("this model type does not take LoRA adapters") }
+        let model = m.model
         let merged = model.adapters.count
         Self.mergeAdapters(model)
         try Checkpoint.save(model: model, tokenizerMetadata: m.metadata, to: dir + "/model")
@@ -569,7 +570,7 @@ extension Pipeline {
     func evaluateModel(path: String, adapters: String?, config c: EvaluateConfig, label: String, tasks runTasks: Bool) throws -> [String: Any] {
         let m = try ModelLoader.load(path: path)
         if let adapters {
-            guard let a = m.model as? any AdaptableModel else { throw PipelineError("this model type does not take adapters") }
+            let a = m.model
             try LoRATrainer.loadAdapters(directory: adapters, into: a)
         }
         var metrics: [String: Any] = ["params": m.model.parameterCount]

@@ -91,7 +91,7 @@ public enum LayerAllocation {
     }
 
     /// The parameter count of each layer's seven linears.
-    static func layerSizes(_ model: LlamaModel) -> [Double] {
+    static func layerSizes(_ model: DecoderModel) -> [Double] {
         model.layers.map { Double(Sparsifier.linears($0).reduce(0) { $0 + $1.value.count }) }
     }
 
@@ -114,7 +114,7 @@ public enum LayerAllocation {
     /// AlphaPruning: the Hill α of each linear's spectrum, averaged over the layer's seven linears; layers with larger
     /// α (lighter tails: less well trained, per heavy-tailed self-regularization) are pruned more. ε = 0.2 and the
     /// `peak` tail are the paper's settings for Wanda and SparseGPT at 70%.
-    public static func alphaPruning(model: LlamaModel, sparsity s: Double, epsilon: Double = 0.2,
+    public static func alphaPruning(model: DecoderModel, sparsity s: Double, epsilon: Double = 0.2,
                                     tail: TailStart = .peak) throws -> (ratios: [Double], alphas: [Double]) {
         let alphas = try model.layers.map { layer in
             let ws = Sparsifier.linears(layer)
@@ -136,7 +136,7 @@ public enum LayerAllocation {
     /// OWL (outlier-weighed layerwise sparsity): for each layer, the fraction of its Wanda scores |W_ij|·‖X_j‖₂
     /// (over all seven linears together) that exceed `m` times the layer's mean score, with activations from the
     /// calibration windows run through the dense model; mapped by `owlRatios`.
-    public static func owl(model: LlamaModel, calibration set: CalibrationSet, sparsity s: Double, m: Double = 5,
+    public static func owl(model: DecoderModel, calibration set: CalibrationSet, sparsity s: Double, m: Double = 5,
                            lambda: Double = 0.08, windowsPerPass: Int = 4,
                            progress: ProgressBar? = nil) throws -> (ratios: [Double], outlierRatios: [Double]) {
         let norms = try Sparsifier(method: .wanda, sparsity: s).denseInputStatistics(

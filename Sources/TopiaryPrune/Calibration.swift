@@ -118,10 +118,10 @@ public enum Calibration {
     /// cleared afterwards). Gradients reach only parameters with `requiresGrad` (the embedding gets none).
     /// Returns the loss.
     @discardableResult
-    public static func layerwiseGradients(_ model: LlamaModel, _ set: CalibrationSet, progress: ProgressBar? = nil,
+    public static func layerwiseGradients(_ model: DecoderModel, _ set: CalibrationSet, progress: ProgressBar? = nil,
                                           visit: (Int) throws -> Void) throws -> Double {
         let ids = Array(set.tokens)
-        let steps = try LlamaModel.LayerSteps(model: model, batch: set.windows, length: set.length)
+        let steps = try DecoderModel.LayerSteps(model: model, batch: set.windows, length: set.length)
         var inputs: [Tensor] = []
         var h = try model.embed(Graph(), tokens: ids).value
         for l in model.layers.indices {

@@ -61,7 +61,7 @@ public enum ChannelMerging {
     /// clustered into `units − k` clusters; the weights of each cluster's first member become the merged channel and the
     /// other members are returned as the units to remove (apply the result with ``StructuredPruner/apply(_:graph:to:)``).
     /// Attention removals pass through unchanged. The model's MLP weights are modified in place.
-    public static func mergeMLP(_ removals: [GroupRemoval], graph: DependencyGraph, model: LlamaModel, seed: UInt64 = 0) throws -> [GroupRemoval] {
+    public static func mergeMLP(_ removals: [GroupRemoval], graph: DependencyGraph, model: DecoderModel, seed: UInt64 = 0) throws -> [GroupRemoval] {
         try removals.map { r in
             guard r.kind == "mlp", let l = r.layer else { return r }
             let layer = model.layers[l]

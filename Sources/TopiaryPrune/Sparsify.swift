@@ -102,10 +102,10 @@ public struct Sparsifier {
 
     func layerTarget(_ l: Int) -> Double { layerSparsity?[l] ?? sparsity }
 
-    static func linears(_ layer: LlamaLayer) -> [Parameter] { [layer.q, layer.k, layer.v, layer.o, layer.gate, layer.up, layer.down] }
+    static func linears(_ layer: DecoderLayer) -> [Parameter] { [layer.q, layer.k, layer.v, layer.o, layer.gate, layer.up, layer.down] }
 
     /// Checks settings against the model before any work.
-    public func validate(model: LlamaModel, calibration: CalibrationSet?) throws {
+    public func validate(model: DecoderModel, calibration: CalibrationSet?) throws {
         guard sparsity >= 0 && sparsity < 1 else { throw PruneError.invalidRatio(sparsity) }
         if let layerSparsity, layerSparsity.contains(where: { $0 < 0 || $0 >= 1 }) {
             throw PruneError.notApplicable("a per-layer sparsity falls outside [0, 1)")
@@ -128,7 +128,7 @@ public struct Sparsifier {
     /// What the gradient-based methods score from, for the seven linears of every layer of the (dense) `model`:
     /// the gradient of the mean calibration loss (movement, gradient, taylor) or the Fisher term ½Σₛ(w·gₛ)² (ewc,
     /// fisher-obs), by weight name. Leaves every `grad` cleared and the trainable flags as they were.
-    public func denseStatistics(model: LlamaModel, calibration set: CalibrationSet) throws -> [String: Tensor] {
+    public func denseStatistics(model: DecoderModel, calibration set: CalibrationSet) throws -> [String: Tensor] {
         guard method.needsGradients else { throw PruneError.notApplicable("--method \(method.rawValue) scores without gradients") }
         let linearNames = Set(model.layers.flatMap { Self.linears($0).map(\.name) })
         let saved = model.parameters.map(\.requiresGrad)
@@ -150,7 +150,7 @@ public struct Sparsifier {
 
     /// Runs the method over every layer. Returns the achieved sparsity of the pruned weights.
     @discardableResult
-    public func run(model: LlamaModel, calibration: CalibrationSet?, progress: ProgressBar? = nil) throws -> Double {
+    public func run(model: DecoderModel, calibration: CalibrationSet?, progress: ProgressBar? = nil) throws -> Double {
         try validate(model: model, calibration: calibration)
         switch method {
         case .wanda, .sparsegpt:
@@ -206,7 +206,7 @@ public struct Sparsifier {
     }
 
     /// The methods that need no calibration (magnitude, −magnitude, random, bias, −bias) on one layer.
-    public func pruneByWeights(_ layer: LlamaLayer, layer l: Int, rng: inout SplitMix64) {
+    public func pruneByWeights(_ layer: DecoderLayer, layer l: Int, rng: inout SplitMix64) {
         let biases: [String: Parameter] = [layer.q.name: layer.qBias, layer.k.name: layer.kBias, layer.v.name: layer.vBias]
             .compactMapValues { $0 }
         for w in Self.linears(layer) {
@@ -316,7 +316,7 @@ public struct Sparsifier {
     /// layer's outputs, or nothing for them when `outputs` is false (the pass then skips the down projection's GEMM,
     /// whose product only feeds the output). `only`: the weights whose statistics are wanted (default: all seven).
     /// Chunks run in parallel; their statistics are summed in chunk order.
-    func layerStatistics(model: LlamaModel, layer l: Int, hidden: [Var], steps: [LlamaModel.LayerSteps],
+    func layerStatistics(model: DecoderModel, layer l: Int, hidden: [Var], steps: [DecoderModel.LayerSteps],
                          windows: Int, outputs needed: Bool = true, only: Set<String>? = nil) throws -> (statistics: [String: Tensor], outputs: [Var]) {
         let targets = Self.linears(model.layers[l]).filter { only?.contains($0.name) ?? true }
         let names = Set(targets.map(\.name))
@@ -361,7 +361,7 @@ public struct Sparsifier {
     }
 
     /// Layer `l`'s outputs on every chunk of `hidden` (chunks in parallel).
-    func layerOutputs(model: LlamaModel, layer l: Int, hidden: [Var], steps: [LlamaModel.LayerSteps]) throws -> [Var] {
+    func layerOutputs(model: DecoderModel, layer l: Int, hidden: [Var], steps: [DecoderModel.LayerSteps]) throws -> [Var] {
         let outputs = Locked([Var?](repeating: nil, count: hidden.count))
         try Self.parallelForEach(hidden.count) { c in
             let out = try model.layer(Graph(), l, hidden[c], steps: steps[c])
@@ -372,11 +372,11 @@ public struct Sparsifier {
 
     /// Input statistics of every layer's seven linears on the dense model: one forward per layer, whose outputs feed
     /// the next layer. Used by allocations that score layers before any pruning (OWL).
-    func denseInputStatistics(model: LlamaModel, calibration set: CalibrationSet, windowsPerPass: Int,
+    func denseInputStatistics(model: DecoderModel, calibration set: CalibrationSet, windowsPerPass: Int,
                               progress: ProgressBar? = nil) throws -> [[String: Tensor]] {
         let chunks = chunks(of: set, perPass: windowsPerPass)
         var hidden = try chunks.map { try model.embed(Graph(), tokens: $0.tokens) }
-        let steps = try chunks.map { try LlamaModel.LayerSteps(model: model, batch: $0.windows, length: set.length) }
+        let steps = try chunks.map { try DecoderModel.LayerSteps(model: model, batch: $0.windows, length: set.length) }
         var result: [[String: Tensor]] = []
         for l in model.layers.indices {
             let (stats, outputs) = try layerStatistics(model: model, layer: l, hidden: hidden, steps: steps, windows: set.windows)
@@ -389,7 +389,7 @@ public struct Sparsifier {
     }
 
     /// Wanda and SparseGPT: each layer is calibrated on the outputs of the already-pruned layers before it.
-    func sequential(model: LlamaModel, calibration set: CalibrationSet, progress: ProgressBar?) throws {
+    func sequential(model: DecoderModel, calibration set: CalibrationSet, progress: ProgressBar?) throws {
         if trueSequential { return try sequentialInLayer(model: model, calibration: set, progress: progress) }
         let stepper = try SequentialSparsifier(self, model: model, calibration: set, progress: progress)
         try stepper.advance(through: model.layers.count - 1)
@@ -397,7 +397,7 @@ public struct Sparsifier {
 
     /// Runs Wanda/SparseGPT layer by layer on demand (``SequentialSparsifier/advance(through:)``): a streamed model's
     /// export calls it before writing each layer, so a pruned layer is written while it is still in memory.
-    public func sequentialSparsifier(model: LlamaModel, calibration set: CalibrationSet, progress: ProgressBar? = nil) throws -> SequentialSparsifier {
+    public func sequentialSparsifier(model: DecoderModel, calibration set: CalibrationSet, progress: ProgressBar? = nil) throws -> SequentialSparsifier {
         try validate(model: model, calibration: set)
         guard method == .wanda || method == .sparsegpt else {
             throw PruneError.notApplicable("layer-by-layer sparsifying (a streamed model) runs wanda and sparsegpt; --method \(method.rawValue) is not one of them")
@@ -408,7 +408,7 @@ public struct Sparsifier {
 
     /// One layer of the sequential drivers: all seven linears calibrated on the dense layer, then pruned; the pruned
     /// layer's outputs are the next layer's inputs.
-    func sparsifyLayer(model: LlamaModel, layer l: Int, hidden: [Var], steps: [LlamaModel.LayerSteps], windows: Int) throws -> [Var] {
+    func sparsifyLayer(model: DecoderModel, layer l: Int, hidden: [Var], steps: [DecoderModel.LayerSteps], windows: Int) throws -> [Var] {
         let stats = try layerStatistics(model: model, layer: l, hidden: hidden, steps: steps, windows: windows, outputs: false).statistics
         // The seven are independent now: prune them in parallel, each with single-threaded BLAS (SparseGPT's
         // column loop is a chain of small rank-one updates that gain nothing from BLAS threads).
@@ -420,9 +420,9 @@ public struct Sparsifier {
     /// One forward per layer over all calibration windows at once: each linear is pruned just before it runs, from
     /// the statistics of its actual input, which already passes through the layer's pruned linears before it
     /// (q/k/v, then o, then gate/up, then down; SparseGPT's "true sequential" order).
-    func sequentialInLayer(model: LlamaModel, calibration set: CalibrationSet, progress: ProgressBar?) throws {
+    func sequentialInLayer(model: DecoderModel, calibration set: CalibrationSet, progress: ProgressBar?) throws {
         var hidden = try model.embed(Graph(), tokens: set.tokens)
-        let steps = try LlamaModel.LayerSteps(model: model, batch: set.windows, length: set.length)
+        let steps = try DecoderModel.LayerSteps(model: model, batch: set.windows, length: set.length)
         for l in model.layers.indices {
             let targets = Self.linears(model.layers[l])
             let names = Set(targets.map(\.name))
@@ -540,22 +540,22 @@ public struct Sparsifier {
 /// its pruned weights can be written before they are evicted.
 public final class SequentialSparsifier {
     let sparsifier: Sparsifier
-    let model: LlamaModel
+    let model: DecoderModel
     let windows: Int
     var hidden: [Var]
-    let steps: [LlamaModel.LayerSteps]
+    let steps: [DecoderModel.LayerSteps]
     let progress: ProgressBar?
     /// The next layer to prune.
     public private(set) var next = 0
 
-    init(_ sparsifier: Sparsifier, model: LlamaModel, calibration set: CalibrationSet, progress: ProgressBar?) throws {
+    init(_ sparsifier: Sparsifier, model: DecoderModel, calibration set: CalibrationSet, progress: ProgressBar?) throws {
         self.sparsifier = sparsifier
         self.model = model
         self.progress = progress
         windows = set.windows
         let chunks = sparsifier.chunks(of: set, perPass: sparsifier.windowsPerPass)
         hidden = try chunks.map { try model.embed(Graph(), tokens: $0.tokens) }
-        steps = try chunks.map { try LlamaModel.LayerSteps(model: model, batch: $0.windows, length: set.length) }
+        steps = try chunks.map { try DecoderModel.LayerSteps(model: model, batch: $0.windows, length: set.length) }
     }
 
     /// Prunes every layer up to `l` that is not pruned yet.

@@ -172,7 +172,7 @@ public struct StructuredOBS {
     public init(pruner: StructuredPruner) { self.pruner = pruner }
 
     /// Prunes `model` in place and returns the removals (scores: each unit's OBS saliency before the layer was pruned).
-    public func run(model: LlamaModel, graph: DependencyGraph, calibration set: CalibrationSet, progress: ProgressBar? = nil) throws -> [GroupRemoval] {
+    public func run(model: DecoderModel, graph: DependencyGraph, calibration set: CalibrationSet, progress: ProgressBar? = nil) throws -> [GroupRemoval] {
         guard model.store == nil else { throw PruneError.notApplicable("obs needs the model in memory (not --stream-layers)") }
         let candidates = StructuredPruner.rankedGroups(graph, layers: pruner.layers)
         var counts: [Int: Int]
@@ -199,7 +199,7 @@ public struct StructuredOBS {
         driver.windowsPerPass = windowsPerPass
         let chunks = driver.chunks(of: set, perPass: windowsPerPass)
         var hidden = try chunks.map { try model.embed(Graph(), tokens: $0.tokens) }
-        let steps = try chunks.map { try LlamaModel.LayerSteps(model: model, batch: $0.windows, length: set.length) }
+        let steps = try chunks.map { try DecoderModel.LayerSteps(model: model, batch: $0.windows, length: set.length) }
         var removals: [GroupRemoval] = []
         for l in 0...last {
             let groups = pruned.filter { $0.layer == l }

@@ -249,7 +249,7 @@ public struct StructuredPruner {
 
     /// The configuration of `model` after the removals, computed from shapes alone (for a streamed model, whose
     /// weights are sliced only as they are written).
-    public static func prunedConfig(_ model: LlamaModel, removed: [String: [Int: Set<Int>]]) throws -> ModelConfig {
+    public static func prunedConfig(_ model: DecoderModel, removed: [String: [Int: Set<Int>]]) throws -> ModelConfig {
         var c = model.config
         func rows(_ p: Parameter) -> Int { p.shape[0] - (removed[p.name]?[0]?.count ?? 0) }
         c.hiddenSize = model.embedding.shape[1] - (removed[model.embedding.name]?[1]?.count ?? 0)

@@ -131,7 +131,7 @@ final class GGUFExportTests: XCTestCase {
             XCTAssertEqual(file.tensor(named: "blk.1.ffn_up.weight")?.type, type)
             let outputType: GGMLType = type == .q4_0 || type == .q4_1 ? .q8_0 : type
             XCTAssertEqual(file.tensor(named: "output.weight")?.type, outputType)
-            let reloaded = try XCTUnwrap(try GGUFModelLoader.load(path: out).model as? LlamaModel)
+            let reloaded = try XCTUnwrap(try GGUFModelLoader.load(path: out).model as? DecoderModel)
             XCTAssertEqual(reloaded.layers[1].ffnNorm.value.array, model.layers[1].ffnNorm.value.array)
             for (original, readBack, stored) in [(model.layers[1].up, reloaded.layers[1].up, type), (model.layers[0].q, reloaded.layers[0].q, type),
                                                  (model.output, reloaded.output, outputType)] {
@@ -235,7 +235,7 @@ final class GGUFExportTests: XCTestCase {
     func testShapesLlamaCppCannotExpressAndBadOptionsAreRefused() throws {
         let md = try GGUFFile(path: try smolLM2Path()).metadata
         let out = temporaryPath(self, "refused.gguf")
-        func refuse(_ model: LlamaModel, _ options: GGUFExportOptions = GGUFExportOptions(), metadata: [String: GGUFValue]? = nil,
+        func refuse(_ model: DecoderModel, _ options: GGUFExportOptions = GGUFExportOptions(), metadata: [String: GGUFValue]? = nil,
                     mentions: String, line: UInt = #line) {
             XCTAssertThrowsError(try GGUFExporter.export(model: model, sourceMetadata: metadata ?? md, to: out, options: options), line: line) {
                 XCTAssertTrue($0.localizedDescription.contains(mentions), "\($0.localizedDescription)", line: line)

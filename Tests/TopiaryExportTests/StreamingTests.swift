@@ -14,7 +14,7 @@ import XCTest
 final class StreamingTests: XCTestCase {
     static let layers = 4, hidden = 32, heads = 4, kvHeads = 2, headDim = 8, ffn = 24, vocab = 64
 
-    static func tinyQwen2() throws -> LlamaModel {
+    static func tinyQwen2() throws -> DecoderModel {
         var rng = SplitMix64(seed: 11)
         func t(_ s: [Int], _ scale: Float = 0.3) -> Tensor {
             Tensor(shape: s, values: (0..<s.reduce(1, *)).map { _ in rng.nextFloat(-scale, scale) })
@@ -28,13 +28,13 @@ final class StreamingTests: XCTestCase {
         var w = ["model.embed_tokens.weight": t([vocab, hidden], 1), "model.norm.weight": norm(), "lm_head.weight": t([vocab, hidden])]
         let nq = heads * headDim, nkv = kvHeads * headDim
         for l in 0..<layers {
-            let n = LlamaModel.parameterNames(layer: l, config: config)
+            let n = DecoderModel.parameterNames(layer: l, config: config)
             w[n.attentionNorm] = norm(); w[n.ffnNorm] = norm()
             w[n.q] = t([nq, hidden]); w[n.k] = t([nkv, hidden]); w[n.v] = t([nkv, hidden]); w[n.o] = t([hidden, nq])
             w[n.qBias] = t([nq], 0.5); w[n.kBias] = t([nkv], 0.5); w[n.vBias] = t([nkv], 0.5)
             w[n.gate] = t([ffn, hidden]); w[n.up] = t([ffn, hidden]); w[n.down] = t([hidden, ffn])
         }
-        return try LlamaModel(config: config, weights: w)
+        return try DecoderModel(config: config, weights: w)
     }
 
     static var tokenizerMetadata: [String: GGUFValue] {
@@ -61,7 +61,7 @@ final class StreamingTests: XCTestCase {
         let original = try Self.tinyQwen2()
         let path = try tinyFile()
         let memory = try GGUFModelLoader.load(path: path).model
-        let streamed = try GGUFModelLoader.load(path: path, streamLayers: 1).model as! LlamaModel
+        let streamed = try GGUFModelLoader.load(path: path, streamLayers: 1).model as! DecoderModel
         XCTAssertEqual(memory.config.architecture, "qwen2")
         XCTAssertTrue(memory.config.attentionBias)
         XCTAssertEqual(streamed.parameterCount, original.parameterCount)
@@ -83,10 +83,10 @@ final class StreamingTests: XCTestCase {
     func testLayerwiseGradientsMatchOneTape() throws {
         let path = try tinyFile()
         let set = try calibration()
-        let memory = try GGUFModelLoader.load(path: path).model as! LlamaModel
+        let memory = try GGUFModelLoader.load(path: path).model as! DecoderModel
         for p in memory.parameters { p.requiresGrad = p.name.contains(".layers.") }
         let loss = try Calibration.accumulateGradients(memory, set)
-        let streamed = try GGUFModelLoader.load(path: path, streamLayers: 1).model as! LlamaModel
+        let streamed = try GGUFModelLoader.load(path: path, streamLayers: 1).model as! DecoderModel
         for p in streamed.parameters { p.requiresGrad = p.name.contains(".layers.") }
         var visited: [Int] = []
         let streamedLoss = try Calibration.layerwiseGradients(streamed, set) { l in
@@ -109,7 +109,7 @@ final class StreamingTests: XCTestCase {
         let set = try calibration()
         let pruner = StructuredPruner(ratio: 0.3, layers: 1...3)
         // In memory: one tape, plan, slice.
-        let memory = try GGUFModelLoader.load(path: path).model as! LlamaModel
+        let memory = try GGUFModelLoader.load(path: path).model as! DecoderModel
         let graph = try DependencyGraphBuilder().build(model: memory)
         try Calibration.accumulateGradients(memory, set)
         let removals = try pruner.plan(model: memory, graph: graph, estimator: CriterionEstimator(criterion: .taylor, aggregation: .sum))
@@ -118,7 +118,7 @@ final class StreamingTests: XCTestCase {
 
         // Streamed: traced without keeping weights, scored layer by layer, written tensor by tensor.
         let loaded = try GGUFModelLoader.load(path: path, streamLayers: 1)
-        let streamed = loaded.model as! LlamaModel
+        let streamed = loaded.model as! DecoderModel
         let streamedGraph = try DependencyGraphBuilder().build(model: streamed)
         XCTAssertEqual(streamedGraph.groups, graph.groups, "the trace of a streamed model finds the same groups")
         XCTAssertTrue(graph.groups.contains { g in g.kind == "attention" && g.members.contains { $0.tensor.hasSuffix("q_proj.bias") } },
@@ -152,12 +152,12 @@ final class StreamingTests: XCTestCase {
         let set = try calibration()
         var sparsifier = Sparsifier(method: .wanda, sparsity: 0.5)
         sparsifier.windowsPerPass = 2
-        let memory = try GGUFModelLoader.load(path: path).model as! LlamaModel
+        let memory = try GGUFModelLoader.load(path: path).model as! DecoderModel
         let achieved = try sparsifier.run(model: memory, calibration: set)
         XCTAssertEqual(achieved, 0.5, accuracy: 0.01)
 
         let loaded = try GGUFModelLoader.load(path: path, streamLayers: 1)
-        let streamed = loaded.model as! LlamaModel
+        let streamed = loaded.model as! DecoderModel
         let stepper = try sparsifier.sequentialSparsifier(model: streamed, calibration: set)
         let linears = Set(streamed.layers.flatMap { [$0.q, $0.k, $0.v, $0.o, $0.gate, $0.up, $0.down].map(\.name) })
         let out = temporaryPath(self, "wanda.gguf")
@@ -166,7 +166,7 @@ final class StreamingTests: XCTestCase {
                                                      changed: { linears.contains($0.name) }, tensor: { p, _ in p.value })
         XCTAssertEqual(stepper.next, Self.layers)
         XCTAssertTrue(report.tensors.contains { $0.name == "output.weight" && $0.note == "copied from the source" })
-        let reloaded = try GGUFModelLoader.load(path: out).model as! LlamaModel
+        let reloaded = try GGUFModelLoader.load(path: out).model as! DecoderModel
         for (a, b) in zip(reloaded.layers, memory.layers) {
             for (x, y) in zip([a.q, a.k, a.v, a.o, a.gate, a.up, a.down], [b.q, b.k, b.v, b.o, b.gate, b.up, b.down]) {
                 XCTAssertEqual(x.value.zeroCount, y.value.zeroCount, x.name)
@@ -184,7 +184,7 @@ extension StreamingTests {
         let original = try tinyModel(heads: [4, 4], kvHeads: [2, 2], ffn: [32, 32], hidden: 32, headDim: 8, vocab: 64, tied: true)
         let path = temporaryPath(self, "llama-tied.gguf")
         try GGUFExporter.export(model: original, sourceMetadata: Self.tokenizerMetadata, to: path)
-        let streamed = try GGUFModelLoader.load(path: path, streamLayers: 1).model as! LlamaModel
+        let streamed = try GGUFModelLoader.load(path: path, streamLayers: 1).model as! DecoderModel
         XCTAssertTrue(streamed.config.tieWordEmbeddings)
         let reference = try logits(original, tokens)
         XCTAssertLessThan(maxAbsDifference(try logits(streamed, tokens), reference), 1e-5)

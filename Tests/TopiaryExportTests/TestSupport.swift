@@ -50,7 +50,7 @@ enum SmolLM2 {
 
     /// The model with 20% of its non-embedding parameters removed by l2 importance in layers `layers`
     /// (per-layer shapes differ unless `layers` covers every layer).
-    static func pruned(_ model: any LanguageModel, layers: ClosedRange<Int> = 3...27, roundTo: Int = 1) throws -> any LanguageModel {
+    static func pruned<M: LanguageModel>(_ model: M, layers: ClosedRange<Int> = 3...27, roundTo: Int = 1) throws -> M {
         let graph = try DependencyGraphBuilder().build(model: model)
         let removals = try StructuredPruner(ratio: 0.2, layers: layers, roundTo: roundTo)
             .plan(model: model, graph: graph, estimator: CriterionEstimator(criterion: .l2, aggregation: .sum))
@@ -76,7 +76,7 @@ func maxAbsDifference(_ a: [Float], _ b: [Float]) -> Float {
 
 /// A tiny LLaMA model with random weights (per-layer shapes as given).
 func tinyModel(heads: [Int], kvHeads: [Int], ffn: [Int], hidden: Int = 64, headDim: Int = 16, vocab: Int = 96, seed: UInt64 = 7,
-               tied: Bool = true) throws -> LlamaModel {
+               tied: Bool = true) throws -> DecoderModel {
     var rng = SplitMix64(seed: seed)
     func t(_ s: [Int], _ scale: Float = 0.3) -> Tensor {
         Tensor(shape: s, values: (0..<s.reduce(1, *)).map { _ in rng.nextFloat(-scale, scale) })
@@ -85,7 +85,7 @@ func tinyModel(heads: [Int], kvHeads: [Int], ffn: [Int], hidden: Int = 64, headD
     var w = ["model.embed_tokens.weight": t([vocab, hidden], 1), "model.norm.weight": norm()]
     if !tied { w["lm_head.weight"] = t([vocab, hidden]) }
     for l in heads.indices {
-        let n = LlamaModel.parameterNames(layer: l)
+        let n = DecoderModel.parameterNames(layer: l)
         let nq = heads[l] * headDim, nkv = kvHeads[l] * headDim, f = ffn[l]
         for (name, shape) in zip(n, [[hidden], [nq, hidden], [nkv, hidden], [nkv, hidden], [hidden, nq], [hidden], [f, hidden], [f, hidden], [hidden, f]]) {
             w[name] = shape.count == 1 ? norm() : t(shape)
@@ -93,5 +93,5 @@ func tinyModel(heads: [Int], kvHeads: [Int], ffn: [Int], hidden: Int = 64, headD
     }
     let config = ModelConfig(architecture: "llama", vocabSize: vocab, hiddenSize: hidden, headDim: headDim, heads: heads, kvHeads: kvHeads,
                              intermediateSizes: ffn, ropeTheta: 10_000, rmsNormEps: 1e-5, contextLength: 128, tieWordEmbeddings: tied)
-    return try LlamaModel(config: config, weights: w)
+    return try DecoderModel(config: config, weights: w)
 }

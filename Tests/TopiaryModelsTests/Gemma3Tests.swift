@@ -138,7 +138,7 @@ final class Gemma3Tests: XCTestCase {
             }
         }
         let zeroed = try model.forward(Graph(), tokens: tokens, batch: 1).value
-        let copy = try LlamaModel(config: model.config, weights: params.mapValues { $0.value.copy() })
+        let copy = try DecoderModel(config: model.config, weights: params.mapValues { $0.value.copy() })
         try StructuredPruner.apply(removals, graph: graph, to: copy)
         XCTAssertEqual(copy.config.heads[4], 0)
         XCTAssertEqual(copy.config.intermediateSizes[7], 2045)

@@ -81,7 +81,7 @@ final class SmolLM2PruneTests: XCTestCase {
     }
 
     func testDamagedCheckpointsAreRefused() throws {
-        let model = try LlamaModel(config: ModelConfig(architecture: "llama", vocabSize: 300, hiddenSize: 8, headDim: 4, heads: [2],
+        let model = try DecoderModel(config: ModelConfig(architecture: "llama", vocabSize: 300, hiddenSize: 8, headDim: 4, heads: [2],
                                                        kvHeads: [1], intermediateSizes: [6], ropeTheta: 10_000, rmsNormEps: 1e-5,
                                                        contextLength: 32, tieWordEmbeddings: true),
                                    weights: tinyWeights())
@@ -128,7 +128,7 @@ final class SmolLM2PruneTests: XCTestCase {
         var rng = SplitMix64(seed: 2)
         func t(_ s: [Int]) -> Tensor { Tensor(shape: s, values: (0..<s.reduce(1, *)).map { _ in rng.nextFloat(-0.5, 0.5) }) }
         var w = ["model.embed_tokens.weight": t([300, 8]), "model.norm.weight": t([8])]
-        let n = LlamaModel.parameterNames(layer: 0)
+        let n = DecoderModel.parameterNames(layer: 0)
         for (name, shape) in zip(n, [[8], [8, 8], [4, 8], [4, 8], [8, 8], [8], [6, 8], [6, 8], [8, 6]]) { w[name] = t(shape) }
         return w
     }

@@ -8,7 +8,7 @@ import XCTest
 
 /// The rest of the study's catalogue: gradient sensitivity, gradient-based Taylor, EWC, L1 rows, random pattern.
 final class CatalogueTests: XCTestCase {
-    func linears(_ m: LlamaModel) -> [Parameter] { m.layers.flatMap { [$0.q, $0.k, $0.v, $0.o, $0.gate, $0.up, $0.down] } }
+    func linears(_ m: DecoderModel) -> [Parameter] { m.layers.flatMap { [$0.q, $0.k, $0.v, $0.o, $0.gate, $0.up, $0.down] } }
 
     /// Each gradient method removes exactly the weights its metric ranks lowest, computed here from the same gradients.
     func testGradientMethodsRankByTheirMetric() throws {
@@ -84,7 +84,7 @@ final class CatalogueTests: XCTestCase {
     /// fisher-obs with γ = 0 is SparseGPT, zero for zero; with γ > 0 the rows the loss cares more about keep more of
     /// their weights (the block-wide selection moves zeros between rows) at the same overall sparsity.
     func testFisherOBSIsSparseGPTWithRowWeights() throws {
-        func run(_ method: SparsifyMethod, gamma: Double) throws -> LlamaModel {
+        func run(_ method: SparsifyMethod, gamma: Double) throws -> DecoderModel {
             let model = try tinyLlama(hidden: 16, ffn: 24)
             var s = Sparsifier(method: method, sparsity: 0.5)
             s.rowSensitivityPower = gamma

@@ -22,7 +22,7 @@ final class ChannelMergingTests: XCTestCase {
     /// Duplicated channels merge exactly: a layer whose MLP holds each channel twice (same gate and up rows) computes
     /// the same function after merging the copies into one channel with the summed down column.
     func testMergingDuplicatedChannelsKeepsTheFunction() throws {
-        func duplicated() throws -> LlamaModel {
+        func duplicated() throws -> DecoderModel {
             let model = try tinyLlama(layers: 1, hidden: 16, heads: 4, kvHeads: 2, headDim: 4, ffn: 12)
             let layer = model.layers[0], d = 16
             // Channels 6..11 copy channels 0..5.

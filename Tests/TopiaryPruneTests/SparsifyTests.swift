@@ -6,18 +6,18 @@ import TopiaryPrune
 import XCTest
 
 /// Random token windows (after 10 skipped tokens) for calibrating a tiny model.
-func randomCalibration(_ model: LlamaModel, windows: Int, length: Int) throws -> CalibrationSet {
+func randomCalibration(_ model: DecoderModel, windows: Int, length: Int) throws -> CalibrationSet {
     var rng = SplitMix64(seed: 4)
     let tokens = (0..<(windows * length + 10)).map { _ in Int32(rng.next() % UInt64(model.config.vocabSize)) }
     return try CalibrationSet(tokens: tokens, windows: windows, length: length, offset: 10)
 }
 
 final class SparsifyTests: XCTestCase {
-    func calibration(_ model: LlamaModel, windows: Int = 4, length: Int = 8) throws -> CalibrationSet {
+    func calibration(_ model: DecoderModel, windows: Int = 4, length: Int = 8) throws -> CalibrationSet {
         try randomCalibration(model, windows: windows, length: length)
     }
 
-    func linears(_ m: LlamaModel) -> [Parameter] { m.layers.flatMap { [$0.q, $0.k, $0.v, $0.o, $0.gate, $0.up, $0.down] } }
+    func linears(_ m: DecoderModel) -> [Parameter] { m.layers.flatMap { [$0.q, $0.k, $0.v, $0.o, $0.gate, $0.up, $0.down] } }
 
     func zeros(_ t: Tensor) -> Int { (0..<t.count).filter { t[$0] == 0 }.count }
 
@@ -56,7 +56,7 @@ final class SparsifyTests: XCTestCase {
     func testSparseGPTReconstructsLayerOutputsBetterThanMagnitude() throws {
         let original = try tinyLlama(ffn: 24)
         let set = try calibration(original, windows: 8, length: 16)
-        func outputError(_ pruned: LlamaModel) throws -> Double {
+        func outputError(_ pruned: DecoderModel) throws -> Double {
             let a = try original.forward(Graph(), tokens: set.tokens, batch: set.windows).value
             let b = try pruned.forward(Graph(), tokens: set.tokens, batch: set.windows).value
             return (0..<a.count).reduce(0.0) { $0 + Double((a[$1] - b[$1]) * (a[$1] - b[$1])) }
@@ -95,7 +95,7 @@ final class SparsifyTests: XCTestCase {
         t.trueSequential = true
         try t.run(model: sgpt, calibration: cal)
         try Sparsifier(method: .magnitude, sparsity: 0.5).run(model: mag, calibration: nil)
-        func outputError(_ pruned: LlamaModel) throws -> Double {
+        func outputError(_ pruned: DecoderModel) throws -> Double {
             let a = try original.forward(Graph(), tokens: cal.tokens, batch: cal.windows).value
             let b = try pruned.forward(Graph(), tokens: cal.tokens, batch: cal.windows).value
             return (0..<a.count).reduce(0.0) { $0 + Double((a[$1] - b[$1]) * (a[$1] - b[$1])) }
@@ -145,7 +145,7 @@ final class SparsifyTests: XCTestCase {
 }
 
 final class AllocationTests: XCTestCase {
-    func calibration(_ model: LlamaModel, windows: Int, length: Int) throws -> CalibrationSet {
+    func calibration(_ model: DecoderModel, windows: Int, length: Int) throws -> CalibrationSet {
         try randomCalibration(model, windows: windows, length: length)
     }
 

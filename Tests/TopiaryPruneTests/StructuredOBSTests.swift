@@ -114,7 +114,7 @@ final class StructuredOBSTests: XCTestCase {
 
         let plain = try tinyLlama(layers: 1, hidden: 16, heads: 4, kvHeads: 2, headDim: 4, ffn: 24)
         try StructuredPruner.apply(removals, graph: graph, to: plain)
-        func error(_ m: LlamaModel) throws -> Double {
+        func error(_ m: DecoderModel) throws -> Double {
             let out = try m.forward(Graph(), tokens: set.tokens, batch: set.windows).value.array
             return zip(out, reference).reduce(0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) }
         }

@@ -28,7 +28,7 @@ final class TinyGemmaTests: XCTestCase {
         var wide = model.config
         wide.slidingWindow = 1000  // local layers keep their RoPE base but see every key
         let params = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0.value) })
-        let global = try LlamaModel(config: wide, weights: params)
+        let global = try DecoderModel(config: wide, weights: params)
         let tokens: [Int32] = [1, 5, 2, 7, 3, 9]
         let a = try model.forward(Graph(), tokens: tokens, batch: 1).value
         let b = try global.forward(Graph(), tokens: tokens, batch: 1).value

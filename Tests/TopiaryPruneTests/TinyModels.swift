@@ -10,7 +10,7 @@ func randomTensor(_ shape: [Int], _ rng: inout SplitMix64, scale: Float = 0.5) -
 
 /// A small random LLaMA (GQA, SwiGLU, RMSNorm, tied or untied head) for graph and pruning tests.
 func tinyLlama(layers: Int = 2, hidden: Int = 16, heads: Int = 4, kvHeads: Int = 2, headDim: Int = 4, ffn: Int = 12,
-               vocab: Int = 23, tied: Bool = true, seed: UInt64 = 1) throws -> LlamaModel {
+               vocab: Int = 23, tied: Bool = true, seed: UInt64 = 1) throws -> DecoderModel {
     var rng = SplitMix64(seed: seed)
     let config = ModelConfig(architecture: "llama", vocabSize: vocab, hiddenSize: hidden, headDim: headDim,
                              heads: Array(repeating: heads, count: layers), kvHeads: Array(repeating: kvHeads, count: layers),
@@ -20,12 +20,12 @@ func tinyLlama(layers: Int = 2, hidden: Int = 16, heads: Int = 4, kvHeads: Int =
                                      "model.norm.weight": randomTensor([hidden], &rng, scale: 1)]
     if !tied { weights["lm_head.weight"] = randomTensor([vocab, hidden], &rng) }
     for l in 0..<layers {
-        let n = LlamaModel.parameterNames(layer: l)
+        let n = DecoderModel.parameterNames(layer: l)
         let shapes = [[hidden], [heads * headDim, hidden], [kvHeads * headDim, hidden], [kvHeads * headDim, hidden],
                       [hidden, heads * headDim], [hidden], [ffn, hidden], [ffn, hidden], [hidden, ffn]]
         for (name, shape) in zip(n, shapes) { weights[name] = randomTensor(shape, &rng, scale: shape.count == 1 ? 1 : 0.5) }
     }
-    return try LlamaModel(config: config, weights: weights)
+    return try DecoderModel(config: config, weights: weights)
 }
 
 /// A GPT-2-style model written only with the generic graph ops: LayerNorm with bias, biased linears,
@@ -102,7 +102,7 @@ final class TinyGPT: LanguageModel, @unchecked Sendable {
 /// A small random Gemma 3 (the same decoder configured: √hidden embedding scale, per-head q/k norms, norms
 /// after attention and FFN, GeGLU, local and global layers with their own RoPE bases).
 func tinyGemma(layers: Int = 3, hidden: Int = 16, heads: Int = 4, kvHeads: Int = 1, headDim: Int = 8, ffn: Int = 12,
-               vocab: Int = 23, seed: UInt64 = 7) throws -> LlamaModel {
+               vocab: Int = 23, seed: UInt64 = 7) throws -> DecoderModel {
     var rng = SplitMix64(seed: seed)
     var config = ModelConfig(architecture: "gemma3", vocabSize: vocab, hiddenSize: hidden, headDim: headDim,
                              heads: Array(repeating: heads, count: layers), kvHeads: Array(repeating: kvHeads, count: layers),
@@ -119,7 +119,7 @@ func tinyGemma(layers: Int = 3, hidden: Int = 16, heads: Int = 4, kvHeads: Int =
     var weights: [String: Tensor] = ["model.embed_tokens.weight": randomTensor([vocab, hidden], &rng),
                                      "model.norm.weight": randomTensor([hidden], &rng, scale: 1)]
     for l in 0..<layers {
-        let n = LlamaModel.parameterNames(layer: l, config: config)
+        let n = DecoderModel.parameterNames(layer: l, config: config)
         let shapes: [(String, [Int])] = [
             (n.attentionNorm, [hidden]), (n.q, [heads * headDim, hidden]), (n.k, [kvHeads * headDim, hidden]),
             (n.v, [kvHeads * headDim, hidden]), (n.o, [hidden, heads * headDim]), (n.qNorm, [headDim]), (n.kNorm, [headDim]),
@@ -128,5 +128,5 @@ func tinyGemma(layers: Int = 3, hidden: Int = 16, heads: Int = 4, kvHeads: Int =
         ]
         for (name, shape) in shapes { weights[name] = randomTensor(shape, &rng, scale: shape.count == 1 ? 1 : 0.5) }
     }
-    return try LlamaModel(config: config, weights: weights)
+    return try DecoderModel(config: config, weights: weights)
 }

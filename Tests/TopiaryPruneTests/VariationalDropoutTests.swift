@@ -13,7 +13,7 @@ final class VariationalDropoutTests: XCTestCase {
     /// checked by finite differences in BackwardRuleTests.) The model's weights are left untouched.
     func testAlphaFollowsWhatTheModelReads() throws {
         let dead = [2, 7]
-        func model() throws -> LlamaModel {
+        func model() throws -> DecoderModel {
             let m = try tinyLlama(layers: 2, hidden: 16, heads: 4, kvHeads: 2, headDim: 4, ffn: 12)
             for layer in m.layers {
                 let f = layer.down.shape[1]
@@ -23,7 +23,7 @@ final class VariationalDropoutTests: XCTestCase {
             }
             return m
         }
-        func learn(_ m: LlamaModel, klWeight: Double) throws -> (VariationalDropout.Result, [PruningGroup]) {
+        func learn(_ m: DecoderModel, klWeight: Double) throws -> (VariationalDropout.Result, [PruningGroup]) {
             let graph = try DependencyGraphBuilder().build(model: m)
             let groups = StructuredPruner.rankedGroups(graph, layers: 0...1)
             var vd = VariationalDropout()

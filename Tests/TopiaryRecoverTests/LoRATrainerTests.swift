@@ -5,17 +5,17 @@ import TopiaryModels
 import TopiaryRecover
 import XCTest
 
-func tinyModel(seed: UInt64 = 1) throws -> LlamaModel {
+func tinyModel(seed: UInt64 = 1) throws -> DecoderModel {
     var rng = SplitMix64(seed: seed)
     func t(_ s: [Int]) -> Tensor { Tensor(shape: s, values: (0..<s.reduce(1, *)).map { _ in rng.nextFloat(-0.5, 0.5) }) }
     let config = ModelConfig(architecture: "llama", vocabSize: 40, hiddenSize: 16, headDim: 4, heads: [4, 2], kvHeads: [2, 1],
                              intermediateSizes: [12, 9], ropeTheta: 10_000, rmsNormEps: 1e-5, contextLength: 64, tieWordEmbeddings: true)
     var w = ["model.embed_tokens.weight": t([40, 16]), "model.norm.weight": t([16])]
     for l in 0..<2 {
-        let n = LlamaModel.parameterNames(layer: l), q = config.heads[l] * 4, kv = config.kvHeads[l] * 4, f = config.intermediateSizes[l]
+        let n = DecoderModel.parameterNames(layer: l), q = config.heads[l] * 4, kv = config.kvHeads[l] * 4, f = config.intermediateSizes[l]
         for (name, shape) in zip(n, [[16], [q, 16], [kv, 16], [kv, 16], [16, q], [16], [f, 16], [f, 16], [16, f]]) { w[name] = t(shape) }
     }
-    return try LlamaModel(config: config, weights: w)
+    return try DecoderModel(config: config, weights: w)
 }
 
 func tinyTokens(_ n: Int = 4000) -> [Int32] {

@@ -40,7 +40,7 @@ extension LanguageModel {
 
 /// The weights of one decoder layer. Its sizes are read from the weights' shapes. The optional norms are
 /// those of Gemma 3 (``ModelConfig/queryKeyNorm``, ``ModelConfig/postBlockNorms``).
-public struct LlamaLayer: Sendable {
+public struct DecoderLayer: Sendable {
     public var attentionNorm: Parameter
     public var q: Parameter
     public var k: Parameter
@@ -77,10 +77,10 @@ public struct LlamaLayer: Sendable {
 ///
 /// One definition serves inference (a non-recording ``Graph``, optional KV cache) and training or
 /// tracing (a recording graph).
-public final class LlamaModel: AdaptableModel, @unchecked Sendable {
+public final class DecoderModel: AdaptableModel, @unchecked Sendable {
     public private(set) var config: ModelConfig
     public let embedding: Parameter
-    public var layers: [LlamaLayer]
+    public var layers: [DecoderLayer]
     public let norm: Parameter
     /// The output projection; the same object as ``embedding`` when tied.
     public let output: Parameter
@@ -93,7 +93,7 @@ public final class LlamaModel: AdaptableModel, @unchecked Sendable {
     private var localRotary: RotaryTable?
     private let rotaryLock = NSLock()
 
-    public init(config: ModelConfig, embedding: Parameter, layers: [LlamaLayer], norm: Parameter, output: Parameter) throws {
+    public init(config: ModelConfig, embedding: Parameter, layers: [DecoderLayer], norm: Parameter, output: Parameter) throws {
         try config.validate()
         self.config = config
         self.embedding = embedding
@@ -113,9 +113,9 @@ public final class LlamaModel: AdaptableModel, @unchecked Sendable {
             return Parameter(name: name, value: t)
         }
         let embedding = try p("model.embed_tokens.weight")
-        let layers = try (0..<config.layerCount).map { l -> LlamaLayer in
+        let layers = try (0..<config.layerCount).map { l -> DecoderLayer in
             let n = Self.parameterNames(layer: l, config: config)
-            var layer = LlamaLayer(attentionNorm: try p(n.attentionNorm), q: try p(n.q), k: try p(n.k), v: try p(n.v),
+            var layer = DecoderLayer(attentionNorm: try p(n.attentionNorm), q: try p(n.q), k: try p(n.k), v: try p(n.v),
                                    o: try p(n.o), ffnNorm: try p(n.ffnNorm), gate: try p(n.gate), up: try p(n.up),
                                    down: try p(n.down))
             if config.queryKeyNorm { layer.qNorm = try p(n.qNorm); layer.kNorm = try p(n.kNorm) }
@@ -264,7 +264,7 @@ public final class LlamaModel: AdaptableModel, @unchecked Sendable {
         let table: RotaryTable
         let localTable: RotaryTable?
 
-        public init(model: LlamaModel, batch: Int, length: Int, start: Int = 0) throws {
+        public init(model: DecoderModel, batch: Int, length: Int, start: Int = 0) throws {
             self.batch = batch
             self.length = length
             positions = (0..<batch).flatMap { _ in (0..<length).map { Int32(start + $0) } }
