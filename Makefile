@@ -35,8 +35,8 @@ check: deps model build
 	$(RELEASE) quickstart --model $(MODEL) --data $(DATA)
 
 ## Runs every test (unit tests, fixtures, and the real-model tests).
-test: deps model
-	TOPIARY_MODEL=$(abspath $(MODEL)) TOPIARY_DATA=$(abspath $(DATA)) swift test $(SWIFT_TEST_FLAGS)
+test: deps model gemma3-model
+	TOPIARY_MODEL=$(abspath $(MODEL)) TOPIARY_GEMMA3_MODEL=$(abspath $(GEMMA3)) TOPIARY_DATA=$(abspath $(DATA)) swift test $(SWIFT_TEST_FLAGS)
 
 ## Speed and memory measurements for BENCHMARKS.md (not a test).
 bench: deps model build

@@ -74,7 +74,7 @@ let package = Package(
         .testTarget(name: "TopiaryRecoverTests", dependencies: ["TopiaryModels", "TopiaryRecover", "TopiaryEval"]),
         .testTarget(
             name: "TopiaryEvalTests", dependencies: ["TopiaryEval", "TopiaryTokenizers", "TopiaryModels"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "TopiaryCLITests", dependencies: ["TopiaryCLI"]),
+        .testTarget(name: "TopiaryCLITests", dependencies: ["TopiaryCLI", "TopiaryPipeline"]),
         .testTarget(name: "TopiaryPipelineTests", dependencies: ["TopiaryPipeline", "TopiaryModels", "TopiaryCore"]),
         .testTarget(name: "TopiaryPruneTests", dependencies: ["TopiaryModels", "TopiaryGraph", "TopiaryPrune", "TopiaryEval"]),
         .testTarget(

@@ -109,6 +109,8 @@ struct PerplexityCommand: ParsableCommand {
             """)
 
     @OptionGroup var modelArguments: ModelArguments
+    @OptionGroup var adapterArguments: AdapterArguments
+    @OptionGroup var streaming: StreamingArguments
     @OptionGroup var dataArguments: DataArguments
     @Option(help: ArgumentHelp("Text file (overrides --dataset).", valueName: "path")) var text: String?
     @Option(help: "wikitext2 (test), ptb (test) or ptb-valid, read from --data. PTB lines are stripped and joined by spaces, as LLM-Pruner's loader does.")
@@ -131,11 +133,11 @@ struct PerplexityCommand: ParsableCommand {
             let path = text ?? set.path(data: dataArguments.data)
             var content = try readText(path)
             if text == nil { content = set.prepare(content) }
-            let loaded = try modelArguments.load()
+            let loaded = try modelArguments.load(adapters: adapterArguments.adapters, streamLayers: streaming.streamLayers)
             let tokens = loaded.tokenizer.encode(content, addSpecialTokens: false, parseSpecial: false).map(Int32.init)
             let planned = min(tokens.count / window, maxWindows == 0 ? Int.max : maxWindows)
             // A streamed model reads every layer from its file once per pass: one pass over all windows by default.
-            let batch = batchSize ?? (modelArguments.streamLayers > 0 ? max(1, planned) : nil)
+            let batch = batchSize ?? (streaming.streamLayers > 0 ? max(1, planned) : nil)
             let evaluator = PerplexityEvaluator(window: window, maxWindows: maxWindows == 0 ? nil : maxWindows, batchSize: batch)
             let bar = ProgressBar("perplexity", total: planned, unit: "windows")
             let result = try evaluator.evaluate(loaded.model, tokens: tokens, source: path, progress: bar)
@@ -152,6 +154,7 @@ struct Generate: ParsableCommand {
         abstract: "Generate text after a prompt (greedy unless --temperature > 0).")
 
     @OptionGroup var modelArguments: ModelArguments
+    @OptionGroup var adapterArguments: AdapterArguments
     @Option(help: "The prompt (used as is; add the chat template yourself if you want it).") var prompt: String
     @Option(name: .customLong("max-tokens"), help: "Tokens to generate.") var maxTokens: Int = 32
     @Option(help: "Sampling temperature; 0 is greedy.") var temperature: Float = 0
@@ -183,7 +186,7 @@ struct Generate: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let loaded = try modelArguments.load()
+            let loaded = try modelArguments.load(adapters: adapterArguments.adapters)
             let promptIDs = loaded.tokenizer.encode(prompt, addSpecialTokens: true, parseSpecial: true).map(Int32.init)
             let options = GenerationOptions(maxTokens: maxTokens, temperature: temperature, topP: topP, topK: topK, seed: seed,
                                             stopAtEndOfSequence: !ignoreEOS)

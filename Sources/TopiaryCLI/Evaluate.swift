@@ -14,6 +14,7 @@ struct Evaluate: ParsableCommand {
             """)
 
     @OptionGroup var modelArguments: ModelArguments
+    @OptionGroup var adapterArguments: AdapterArguments
     @OptionGroup var dataArguments: DataArguments
     @Option(help: "Comma-separated tasks.") var tasks: String = ZeroShotTasks.names.joined(separator: ",")
     @Option(help: "Only the first N items of each task.") var limit: Int?
@@ -51,7 +52,7 @@ struct Evaluate: ParsableCommand {
             let dir = dataArguments.data + "/zeroshot"
             // Read every task file first: a bad file fails before any work.
             for t in selected { _ = try t.items(from: dir + "/" + t.fileName, limit: 1) }
-            let loaded = try modelArguments.load()
+            let loaded = try modelArguments.load(adapters: adapterArguments.adapters)
             let evaluator = ZeroShotEvaluator(model: loaded.model, tokenizer: loaded.tokenizer)
             var results: [ZeroShotEvaluator.TaskResult] = []
             for t in selected {

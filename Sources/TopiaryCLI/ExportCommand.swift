@@ -25,6 +25,7 @@ struct Export: ParsableCommand {
             """)
 
     @OptionGroup var modelArguments: ModelArguments
+    @OptionGroup var adapterArguments: AdapterArguments
     @Option(help: "gguf or safetensors-hf.") var format: String = "gguf"
     @Option(help: ArgumentHelp("Output: a .gguf file (gguf) or a directory (safetensors-hf).", valueName: "path")) var out: String
     @Option(help: "GGUF tensor type: f32, f16, q8_0, q4_0 or q4_1 (default f32).") var type: String?
@@ -60,10 +61,7 @@ struct Export: ParsableCommand {
                     throw CLIError("\(out) is a directory; --format gguf writes a single file")
                 }
             }
-            guard modelArguments.streamLayers == 0 else {
-                throw CLIError("export writes a model held in memory; a streamed model (--stream-layers) is written by prune/sparsify, or export it without streaming")
-            }
-            let loaded = try modelArguments.load()
+            let loaded = try modelArguments.load(adapters: adapterArguments.adapters)
             let report: ExportReport
             if format == "gguf" {
                 let options = GGUFExportOptions(type: try GGUFExporter.parseType(type ?? "f32"), architecture: try GGUFArchitecture(parsing: arch), name: name)

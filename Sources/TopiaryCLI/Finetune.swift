@@ -61,9 +61,6 @@ struct Finetune: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            guard modelArguments.streamLayers == 0 else {
-                throw CLIError("finetune needs the whole model in memory: LoRA training on a streamed model (--stream-layers) is not implemented yet")
-            }
             let loaded = try modelArguments.load()
             let model = loaded.model
             var l = LoRAConfig()

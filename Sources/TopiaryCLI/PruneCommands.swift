@@ -88,15 +88,16 @@ struct Prune: ParsableCommand {
             """)
 
     @OptionGroup var modelArguments: ModelArguments
+    @OptionGroup var streaming: StreamingArguments
     @OptionGroup var dataArguments: DataArguments
     @OptionGroup var calibration: CalibrationArguments
     @Option(help: ArgumentHelp("Output checkpoint directory.", valueName: "dir")) var out: String
     @Option(help: "Importance criterion.") var importance: ImportanceCriterion = .taylor
     @Option(help: "How member scores combine into a unit's score.") var aggregation: Aggregation = .sum
     @Option(help: "taylor-act: weight of the activation-energy term against the Taylor term (both normalised per group).")
-    var lambda: Double = 1
+    var lambda: Double = CriterionOptions().lambda
     @Option(name: .customLong("taylor-order"), help: "taylor-act: its Taylor term, 2 (second-order Fisher, one backward per window) or 1 (element-wise first order).")
-    var taylorOrder: Int = 2
+    var taylorOrder: Int = CriterionOptions().taylorOrder
     @Option(help: "Fraction of non-embedding parameters to remove, in [0, 1).") var ratio: Double
     @Option(help: ArgumentHelp("Layer range A-B (inclusive) to prune.", valueName: "A-B")) var layers: String
     @Option(help: "uniform: the same share in every layer; global: rank units across layers.") var mode: StructuredPruner.Mode = .uniform
@@ -105,12 +106,12 @@ struct Prune: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "After choosing, update the linears that read the removed units (o_proj, down_proj) by Optimal Brain Surgeon on the calibration inputs, layer by layer (default: on for --importance obs, off otherwise).")
     var compensate: Bool?
     @Option(name: .customLong("vd-steps"), help: "variational-dropout: optimisation steps (each on --vd-windows calibration windows).")
-    var vdSteps: Int = 100
-    @Option(name: .customLong("vd-windows"), help: "variational-dropout: calibration windows per step.") var vdWindows: Int = 4
-    @Option(name: .customLong("vd-lr"), help: "variational-dropout: Adam learning rate on log α.") var vdLearningRate: Double = 0.1
-    @Option(name: .customLong("vd-kl-weight"), help: "variational-dropout: weight of the KL term (Σ KL / calibration tokens).") var vdKLWeight: Double = 1
+    var vdSteps: Int = CriterionOptions().vdSteps
+    @Option(name: .customLong("vd-windows"), help: "variational-dropout: calibration windows per step.") var vdWindows: Int = CriterionOptions().vdWindows
+    @Option(name: .customLong("vd-lr"), help: "variational-dropout: Adam learning rate on log α.") var vdLearningRate: Double = CriterionOptions().vdLearningRate
+    @Option(name: .customLong("vd-kl-weight"), help: "variational-dropout: weight of the KL term (Σ KL / calibration tokens).") var vdKLWeight: Double = CriterionOptions().vdKLWeight
     @Option(name: .customLong("obs-step"), help: "obs: MLP channels removed per greedy step before the rest are rescored (1 = exact greedy, slower).")
-    var obsStep: Int = 16
+    var obsStep: Int = CriterionOptions().obsStep
     @Flag(help: "Replace --out if it exists.") var force = false
     @Option(help: "topiary (checkpoint directory) or hdf5 (the same, plus model.h5 with one dataset per tensor). A streamed model (--stream-layers) is written as one GGUF file (--out ending in .gguf).")
     var format: String = "topiary"
@@ -125,6 +126,22 @@ struct Prune: ParsableCommand {
     @Option(name: .customLong("gguf-type"), help: "Streamed models: storage type of the pruned matrices in the GGUF (f32, f16, q8_0, q4_0, q4_1); unchanged tensors keep the source's bytes.")
     var ggufType: String = "q8_0"
 
+    /// The criteria's settings from the flags.
+    var criterionOptions: CriterionOptions {
+        var o = CriterionOptions()
+        o.lambda = lambda
+        o.taylorOrder = taylorOrder
+        o.seed = seed
+        o.vdSteps = vdSteps
+        o.vdWindows = vdWindows
+        o.vdLearningRate = vdLearningRate
+        o.vdKLWeight = vdKLWeight
+        o.obsStep = obsStep
+        return o
+    }
+
+    var scoring: ImportanceScoring { ImportanceScoring(criterion: importance, aggregation: aggregation, options: criterionOptions) }
+
     func validate() throws {
         guard format == "topiary" || format == "hdf5" else { throw ValidationError("--format \(format): expected topiary or hdf5") }
         guard ratio >= 0 && ratio < 1 else { throw ValidationError("--ratio \(ratio) is outside [0, 1)") }
@@ -137,12 +154,12 @@ struct Prune: ParsableCommand {
         guard vdSteps >= 1, vdWindows >= 1, vdLearningRate > 0, vdKLWeight >= 0 else {
             throw ValidationError("--vd-steps and --vd-windows must be ≥ 1, --vd-lr > 0, --vd-kl-weight ≥ 0")
         }
-        if importance == .obs || compensate == true {
+        if scoring.isSequential || compensate == true {
             guard allocation == "uniform", merge == "remove" else {
                 throw ValidationError("--importance obs and --compensate work with --allocation uniform and --merge remove")
             }
         }
-        if importance == .obs && mode != .uniform { throw ValidationError("--importance obs chooses units layer by layer: use --mode uniform") }
+        if scoring.isSequential && mode != .uniform { throw ValidationError("--importance obs chooses units layer by layer: use --mode uniform") }
     }
 
     func run() throws {
@@ -150,97 +167,48 @@ struct Prune: ParsableCommand {
             if FileManager.default.fileExists(atPath: out) && !force {
                 throw CLIError("\(out) exists; pass --force to replace it")
             }
-            let loaded = try modelArguments.load()
+            let loaded = try modelArguments.load(streamLayers: streaming.streamLayers)
             let model = loaded.model
             let range = try StructuredPruner.parseLayers(layers, layerCount: model.config.layerCount)
             if model.store != nil { return try runStreamed(loaded, model, range) }
-            // Second-order scores take one backward per window (the Fisher term); the others one over all windows.
-            let perWindowFisher = importance == .taylor2 || (importance == .taylorActivation && taylorOrder == 2)
-            if importance.needsGradients && !perWindowFisher {
-                // One backward over all windows follows: fault its memory in while the graph is traced and the text tokenized.
-                BufferPool.shared.reserve(bytes: Calibration.stepBytes(model.config, windows: calibration.windows, length: calibration.length))
-            }
+            let scoring = self.scoring
+            scoring.reserveMemory(model.config, windows: calibration.windows, length: calibration.length)
             let graph = try DependencyGraphBuilder().build(model: model)
-            var fisher: [String: Tensor] = [:]
-            var activations: [String: Tensor] = [:]
-            var loss: Double?
-            var calibrationSeconds: Double?, planSeconds: Double?
-            let surgeon = compensate ?? (importance == .obs)
+            var execution = PruneExecution(pruner: StructuredPruner(ratio: ratio, layers: range, mode: mode, roundTo: roundTo))
+            execution.compensate = compensate ?? scoring.isSequential
+            execution.merge = merge == "kmeans" ? .kmeans : .remove
+            execution.obsStep = obsStep
+            execution.seed = seed
             // The calibration windows, tokenized once for whatever reads them (gradients, variational dropout, obs).
-            let set = importance.needsCalibration || surgeon ? try calibration.set(tokenizer: loaded.tokenizer, defaultFile: dataArguments.wikitext) : nil
+            let set = scoring.needs.readsCalibration || execution.compensate
+                ? try calibration.set(tokenizer: loaded.tokenizer, defaultFile: dataArguments.wikitext) : nil
             let calibrationInfo = set?.summary
-            if let set, importance.needsGradients {
-                // Gradients only for the tensors of the groups being ranked.
-                let ranked = StructuredPruner.rankedGroups(graph, layers: range)
-                Calibration.restrictGradients(model, to: Calibration.parameterNames(of: ranked))
-                if perWindowFisher {
-                    fisher = try Calibration.fisher(model, set, progress: ProgressBar("calibration (per window)", total: set.windows, unit: "windows"))
-                } else {
-                    let t0 = DispatchTime.now().uptimeNanoseconds
-                    loss = try Calibration.accumulateGradients(model, set, progress: ProgressBar("calibration", total: set.windows, unit: "windows"))
-                    calibrationSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-                }
-                if importance.needsActivations {
-                    activations = try Calibration.inputEnergies(model, set, weights: Calibration.parameterNames(of: ranked))
-                }
-            }
             let before = model.parameterCount
             let nonEmbedding = before - model.config.vocabSize * model.config.hiddenSize
             let beforeConfig = model.config
-            var criterion = CriterionEstimator(criterion: importance, aggregation: aggregation, fisher: fisher, seed: seed)
-            criterion.activations = activations
-            criterion.lambda = lambda
-            criterion.taylorOrder = taylorOrder
-            var estimator: any ImportanceEstimator = criterion
-            if let set, importance.isLearned {
-                var vd = VariationalDropout()
-                vd.steps = vdSteps
-                vd.windowsPerStep = vdWindows
-                vd.learningRate = vdLearningRate
-                vd.klWeight = vdKLWeight
-                vd.seed = seed
-                let result = try vd.run(model: model, groups: StructuredPruner.rankedGroups(graph, layers: range), calibration: set,
-                                        progress: ProgressBar("variational dropout", total: vdSteps, unit: "steps"))
-                loss = result.history.last?.loss
-                estimator = PrecomputedScores(result.scores)
-            }
-            var pruner = StructuredPruner(ratio: ratio, layers: range, mode: mode, roundTo: roundTo)
+            let ranked = StructuredPruner.rankedGroups(graph, layers: range)
+            let prepared = try scoring.prepare(model: model, groups: ranked, calibration: set,
+                                               progress: { ProgressBar($0, total: $1, unit: $2) })
+            let loss = prepared.loss
+            let estimator = scoring.isSequential ? nil : prepared.estimator
             var searchSummary: [String: Double]?
-            if allocation == "search" {
-                guard mode == .uniform else { throw CLIError("--allocation search needs --mode uniform") }
-                let llama = model
-                let (shares, summary) = try searchShares(loaded, llama, graph: graph, estimator: estimator, pruner: pruner)
-                pruner.layerShares = shares
+            if allocation == "search", let estimator {
+                let (shares, summary) = try searchShares(loaded, model, graph: graph, estimator: estimator, execution: execution)
+                execution.pruner.layerShares = shares
                 searchSummary = summary
             }
-            var removals: [GroupRemoval]
-            if let set, importance == .obs || surgeon {
-                let llama = model
-                var obs = StructuredOBS(pruner: pruner)
-                obs.compensate = surgeon
-                obs.step = obsStep
-                if importance != .obs { obs.fixed = try pruner.plan(model: model, graph: graph, estimator: estimator) }
-                removals = try obs.run(model: llama, graph: graph, calibration: set,
-                                       progress: ProgressBar(surgeon ? "obs prune + update" : "obs prune", total: model.config.layerCount, unit: "layers"))
-            } else {
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                removals = try pruner.plan(model: model, graph: graph, estimator: estimator)
-                planSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-                if merge == "kmeans" {
-                    let llama = model
-                    removals = try ChannelMerging.mergeMLP(removals, graph: graph, model: llama, seed: seed)
-                }
-                try StructuredPruner.apply(removals, graph: graph, to: model)
-            }
-            for p in model.parameters { p.zeroGrad() }
-            var plan = PruningPlan(ratio: ratio, layers: Array(range), mode: mode.rawValue, importance: importance.rawValue,
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let bar = set == nil || !(scoring.isSequential || execution.compensate) ? nil
+                : ProgressBar(execution.compensate ? "obs prune + update" : "obs prune", total: model.config.layerCount, unit: "layers")
+            let removals = try execution.run(model: model, graph: graph, estimator: estimator, calibration: set, progress: bar)
+            let planSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            let calibrationSeconds = prepared.calibrationSeconds
+            var plan = PruningPlan(ratio: ratio, layers: Array(range), mode: execution.modeLabel, importance: importance.rawValue,
                                    aggregation: aggregation.rawValue, calibration: calibrationInfo, calibrationLoss: loss,
                                    parametersBefore: before, parametersAfter: model.parameterCount,
                                    nonEmbeddingBefore: nonEmbedding, removals: removals)
-            plan.layerShares = pruner.layerShares.map { Dictionary(uniqueKeysWithValues: $0.map { (String($0.key), $0.value) }) }
+            plan.layerShares = execution.pruner.layerShares.map { Dictionary(uniqueKeysWithValues: $0.map { (String($0.key), $0.value) }) }
             plan.search = searchSummary
-            if merge == "kmeans" { plan.mode += "+kmeans-merge" }
-            if surgeon { plan.mode += "+obs-update" }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             var extra = ["pruning.json": try encoder.encode(plan)]
@@ -255,7 +223,7 @@ struct Prune: ParsableCommand {
             if let calibrationSeconds, let set {
                 // The Taylor calibration pass: one forward + backward over the windows, then |w·g| per group in the plan.
                 print(String(format: "calibration (%d × %d tokens, forward + backward) %.2f s; scoring and planning %.2f s", set.windows, set.length,
-                             calibrationSeconds, planSeconds ?? 0))
+                             calibrationSeconds, planSeconds))
             }
             print("saved \(out)")
         }
@@ -264,41 +232,33 @@ struct Prune: ParsableCommand {
     /// Learns per-layer shares of the budget: each candidate prunes a fresh copy of the model (sharing the unchanged
     /// weights) by the scores computed once, and is rewarded by its perplexity on the search windows.
     func searchShares(_ loaded: LoadedModel, _ model: DecoderModel, graph: DependencyGraph, estimator: any ImportanceEstimator,
-                      pruner: StructuredPruner) throws -> ([Int: Double], [String: Double]) {
-        let params = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0) })
-        var scores: [Int: [Double]] = [:]
-        for g in StructuredPruner.rankedGroups(graph, layers: pruner.layers) {
-            scores[g.id] = try estimator.scores(for: g, parameters: params)
-        }
+                      execution: PruneExecution) throws -> ([Int: Double], [String: Double]) {
+        let scores = try ImportanceScoring.scores(estimator, groups: StructuredPruner.rankedGroups(graph, layers: execution.pruner.layers), model: model)
         let text = try readText(dataArguments.wikitext)
         let all = loaded.tokenizer.encode(text, addSpecialTokens: false, parseSpecial: false).map(Int32.init)
         guard searchOffset + searchWindows * 512 <= all.count else {
             throw CLIError("\(dataArguments.wikitext): --search-windows \(searchWindows) × 512 from token \(searchOffset) run past its \(all.count) tokens")
         }
         let reward = Array(all[searchOffset..<(searchOffset + searchWindows * 512)])
-        let weights = params.mapValues(\.value)
-        let search = LayerRatioSearch(layers: Array(pruner.layers), evaluations: searchEvaluations, seed: seed)
-        let result = try search.run(progress: ProgressBar("layer-ratio search", total: searchEvaluations, unit: "candidates")) { shares in
-            let copy = try DecoderModel(config: model.config, weights: weights, source: "search candidate")
-            var candidate = pruner
-            candidate.layerShares = shares
-            let removals = try candidate.plan(model: copy, graph: graph, estimator: PrecomputedScores(scores))
-            try StructuredPruner.apply(removals, graph: graph, to: copy)
-            return try PerplexityEvaluator(window: 512, maxWindows: searchWindows).evaluate(copy, tokens: reward).ppl
-        }
+        let windows = searchWindows
+        let (shares, summary, result) = try execution.searchShares(
+            model: model, graph: graph, scores: scores, windows: windows, evaluations: searchEvaluations, offset: searchOffset,
+            progress: ProgressBar("layer-ratio search", total: searchEvaluations, unit: "candidates")
+        ) { try PerplexityEvaluator(window: 512, maxWindows: windows).evaluate($0, tokens: reward).ppl }
         FileHandle.standardError.write(Data(String(format: "layer-ratio search: reward ppl %.4f (uniform %.4f) after %d candidates; shares %@\n",
                                                    result.fitness, result.uniformFitness, result.history.count,
                                                    result.shares.sorted { $0.key < $1.key }.map { String(format: "%d:%.2f", $0.key, $0.value) }.joined(separator: " ")).utf8))
-        return (result.shares, ["reward_ppl": result.fitness, "uniform_reward_ppl": result.uniformFitness,
-                                "evaluations": Double(result.history.count), "offset": Double(searchOffset), "windows": Double(searchWindows)])
+        return (shares, summary)
     }
 
     /// Layer streaming: scores computed one layer at a time (Taylor gradients by `Calibration.layerwiseGradients`),
     /// the plan made from shapes, and the pruned model written to a GGUF file tensor by tensor.
     func runStreamed(_ loaded: LoadedModel, _ model: DecoderModel, _ range: ClosedRange<Int>) throws {
         guard out.hasSuffix(".gguf") else { throw CLIError("a streamed model (--stream-layers) is written as one GGUF file: give --out a path ending in .gguf") }
-        guard importance != .taylor2 && importance != .taylorActivation && importance != .obs && !importance.isLearned && compensate != true else {
-            throw CLIError("--importance \(importance.rawValue)\(compensate == true ? " with --compensate" : "") is not available with --stream-layers (use taylor, taylor-vector, l1, l2 or random)")
+        // Layer by layer, only what one layer's weights and first-order gradients give can be scored.
+        guard scoring.needs.isSubset(of: .gradients) && compensate != true else {
+            let streamable = Criteria.names.filter { ImportanceCriterion(rawValue: $0)!.needs(criterionOptions).isSubset(of: .gradients) }
+            throw CLIError("--importance \(importance.rawValue)\(compensate == true ? " with --compensate" : "") is not available with --stream-layers (use \(streamable.joined(separator: ", ")))")
         }
         let type = try GGUFExporter.parseType(ggufType)
         let start = Date()
@@ -306,12 +266,12 @@ struct Prune: ParsableCommand {
         let ranked = StructuredPruner.rankedGroups(graph, layers: range)
         let byLayer = Dictionary(grouping: ranked, by: { $0.layer! })
         let params = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0) })
-        let estimator = CriterionEstimator(criterion: importance, aggregation: aggregation, seed: seed)
+        let estimator = CriterionEstimator(criterion: importance, aggregation: aggregation, options: criterionOptions)
         var scores: [Int: [Double]] = [:]
         func score(_ l: Int) throws { for g in byLayer[l] ?? [] { scores[g.id] = try estimator.scores(for: g, parameters: params) } }
         var loss: Double?
         var calibrationInfo: [String: Int]?
-        if importance.needsGradients {
+        if scoring.needs.contains(.gradients) {
             let set = try calibration.set(tokenizer: loaded.tokenizer, defaultFile: dataArguments.wikitext)
             calibrationInfo = set.summary
             Calibration.restrictGradients(model, to: Calibration.parameterNames(of: ranked))

@@ -48,9 +48,9 @@ struct Run: ParsableCommand {
             pipeline.from = from
             pipeline.showProgress = !quiet
             let results = try pipeline.run()
-            if let metrics = results["metrics"] as? [String: Any], !metrics.isEmpty {
-                print(metrics.sorted { $0.key < $1.key }.map { k, v in
-                    "\(k) = " + (k.hasSuffix("params") ? "\((v as? NSNumber)?.intValue ?? 0)" : (v as? Double).map { String(format: "%.4f", $0) } ?? "\(v)")
+            if !results.metrics.isEmpty {
+                print(results.metrics.sorted { $0.key < $1.key }.map { k, v in
+                    "\(k) = " + (k.hasSuffix("params") ? "\(Int(v))" : String(format: "%.4f", v))
                 }.joined(separator: "\n"))
             }
             print("report: \(dir)/report.html")

@@ -26,6 +26,7 @@ struct Sparsify: ParsableCommand {
             """)
 
     @OptionGroup var modelArguments: ModelArguments
+    @OptionGroup var streaming: StreamingArguments
     @OptionGroup var dataArguments: DataArguments
     @Option(help: ArgumentHelp("Output checkpoint directory.", valueName: "dir")) var out: String
     @Option(help: "Method.") var method: SparsifyMethod = .wanda
@@ -67,7 +68,7 @@ struct Sparsify: ParsableCommand {
     func run() throws {
         try reportingErrors {
             if FileManager.default.fileExists(atPath: out) && !force { throw CLIError("\(out) exists; pass --force to replace it") }
-            let loaded = try modelArguments.load()
+            let loaded = try modelArguments.load(streamLayers: streaming.streamLayers)
             let model = loaded.model
             var s = Sparsifier(method: method, sparsity: nm == nil ? sparsity : 0, pattern: try nm.map(NMPattern.init))
             s.seed = seed

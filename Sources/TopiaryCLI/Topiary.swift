@@ -4,11 +4,64 @@ import TopiaryCore
 
 @main
 struct Topiary: ParsableCommand {
+    /// Parses with the project's grammar (negative numbers are values), runs, and reports every error the same way:
+    /// `topiary: error: …` on stderr, exit 64 for usage errors (with the usage line), 1 for errors while running.
+    static func main() {
+        let arguments = negativeValuesJoined(Array(CommandLine.arguments.dropFirst()))
+        do {
+            var command = try parseAsRoot(arguments)
+            try command.run()
+        } catch {
+            report(error)
+        }
+    }
+
+    /// One line on stderr, `topiary: error: …` (with the usage line for usage errors), and the exit code: 64 for
+    /// usage, 1 for errors while running; help and version go to stdout with 0.
+    static func report(_ error: Error) -> Never {
+        if let code = error as? ExitCode { Foundation.exit(code.rawValue) }  // already reported by `reportingErrors`
+        if let message = (error as? LocalizedError)?.errorDescription {
+            FileHandle.standardError.write(Data("topiary: error: \(message)\n".utf8))
+            Foundation.exit(ExitCode.failure.rawValue)
+        }
+        let code = exitCode(for: error)
+        guard code != .success else { exit(withError: error) }  // --help, --version, --experimental-dump-help
+        let full = fullMessage(for: error)
+        let text = full.hasPrefix("Error: ") ? String(full.dropFirst("Error: ".count)) : full
+        FileHandle.standardError.write(Data("topiary: error: \(text)\n".utf8))
+        Foundation.exit(code.rawValue)
+    }
+
+    /// `--ratio -0.1` → `--ratio=-0.1`: a value that is a negative number is a value, not an unknown flag, so that the
+    /// option's own range check answers (ArgumentParser reads a leading dash as the start of another option).
+    static func negativeValuesJoined(_ args: [String]) -> [String] {
+        var out: [String] = []
+        var i = 0
+        while i < args.count {
+            let a = args[i]
+            if a == "--" { out += args[i...]; break }
+            if a.hasPrefix("--"), !a.contains("="), i + 1 < args.count, isNegativeNumber(args[i + 1]) {
+                out.append(a + "=" + args[i + 1])
+                i += 2
+                continue
+            }
+            out.append(a)
+            i += 1
+        }
+        return out
+    }
+
+    /// A dash followed by a digit or a point: `-0.1`, `-5`, `-1-3` (no option of Topiary's starts that way).
+    static func isNegativeNumber(_ s: String) -> Bool {
+        guard s.count >= 2, s.hasPrefix("-"), let c = s.dropFirst().first else { return false }
+        return c.isNumber || (c == "." && s.count >= 3)
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "topiary",
         abstract: "Make LLMs smaller and faster by structural pruning, recover them with LoRA, and measure them — on a CPU.",
         discussion: """
-            Models are read from GGUF files (LLaMA family; default SmolLM2-135M-Instruct) with their own tokenizer.
+            Models are read from GGUF files (LLaMA, Qwen2, Gemma 3; default SmolLM2-135M-Instruct) with their own tokenizer.
             Set-up (see README.md) puts the default model at \(ModelArguments.defaultModel).
             Evaluation data is read from ../shared/data (or --data / $TOPIARY_DATA).
             """,

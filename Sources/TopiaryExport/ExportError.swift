@@ -1,4 +1,5 @@
 import Foundation
+import TopiaryModels
 
 /// Why an export was refused. Each description is one line that says what to do instead.
 public enum ExportError: Error, LocalizedError, Equatable {
@@ -14,7 +15,8 @@ public enum ExportError: Error, LocalizedError, Equatable {
         case let .unknownType(t):
             return "--type \(t): unknown tensor type (expected one of \(GGUFExporter.typeNames.joined(separator: ", ")))"
         case let .unknownFormat(f): return "--format \(f): unknown format (expected gguf or safetensors-hf)"
-        case let .unknownArchitecture(a): return "--arch \(a): unknown GGUF architecture (expected auto, llama or deci)"
+        case let .unknownArchitecture(a):
+            return "--arch \(a): unknown GGUF architecture (expected auto or one of \(Architectures.all.flatMap(\.ggufArchitectures).joined(separator: ", ")))"
         case let .unsupportedModel(m): return m
         case let .inexpressible(m): return m
         }

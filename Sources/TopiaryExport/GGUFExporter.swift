@@ -4,19 +4,21 @@ import TopiaryCore
 import TopiaryGGUF
 import TopiaryModels
 
-/// The GGUF architecture name an export is written under.
-public enum GGUFArchitecture: String, CaseIterable, Sendable {
-    /// `llama` when every layer has the same shape, `deci` when layers differ.
-    case auto
-    /// llama.cpp's `llama`: one head count and FFN width for all layers.
-    case llama
-    /// llama.cpp's `deci` (DeciLM / Nemotron-NAS): the LLaMA layer with per-layer head counts, KV head
-    /// counts and FFN widths, and layers without attention.
-    case deci
+/// The GGUF architecture name an export is written under: `auto` (the model family's choice — for LLaMA, `llama` when
+/// every layer has the same shape and `deci` when layers differ) or a name the family can write (``ArchitectureFamily``).
+public struct GGUFArchitecture: Sendable, Equatable {
+    /// The requested `general.architecture`; nil for `auto`.
+    public let requested: String?
+
+    public static let auto = GGUFArchitecture(requested: nil)
+
+    init(requested: String?) { self.requested = requested }
 
     public init(parsing text: String) throws {
-        guard let a = GGUFArchitecture(rawValue: text.lowercased()) else { throw ExportError.unknownArchitecture(text) }
-        self = a
+        let name = text.lowercased()
+        if name == "auto" { self = .auto; return }
+        guard Architectures.family(gguf: name) != nil else { throw ExportError.unknownArchitecture(text) }
+        self.init(requested: name)
     }
 }
 
@@ -101,7 +103,7 @@ public enum GGUFExporter {
     public static func resolveArchitecture(_ config: ModelConfig, _ choice: GGUFArchitecture) throws -> String {
         let family = try Architectures.family(of: config, path: "the model")
         do {
-            return try family.ggufArchitecture(for: config, requested: choice == .auto ? nil : choice.rawValue)
+            return try family.ggufArchitecture(for: config, requested: choice.requested)
         } catch let limitation as ArchitectureLimitation {
             throw ExportError.inexpressible(limitation.message)
         }

@@ -115,7 +115,7 @@ public enum Checkpoint {
         }
         let config: ModelConfig
         do { config = try JSONDecoder().decode(ModelConfig.self, from: configData) } catch {
-            throw ModelError.invalidConfig("\(name)/config.json: \(describe(error))")
+            throw ModelError.invalidConfig("\(name)/config.json: \(describeDecoding(error))")
         }
         do { try config.validate() } catch let ModelError.invalidConfig(m) { throw ModelError.invalidConfig("\(name)/config.json: \(m)") }
         _ = try Architectures.family(of: config, path: name)
@@ -130,7 +130,7 @@ public enum Checkpoint {
         return LoadedModel(model: model, tokenizer: tokenizer, source: directory, sourceTensorTypes: [:], metadata: metadata)
     }
 
-    static func describe(_ error: Error) -> String {
+    public static func describeDecoding(_ error: Error) -> String {
         switch error {
         case let DecodingError.keyNotFound(key, _): return "missing key '\(key.stringValue)'"
         case let DecodingError.typeMismatch(_, ctx), let DecodingError.valueNotFound(_, ctx):

@@ -52,7 +52,7 @@ public final class Pipeline {
     var adaptersPath: String?
     var importancePath: String?
     var tokenCache: [String: [Int32]] = [:]
-    public private(set) var records: [[String: Any]] = []
+    public private(set) var records: [StageRecord] = []
 
     public init(recipe: Recipe, directory: String) {
         self.recipe = recipe
@@ -67,7 +67,7 @@ public final class Pipeline {
 
     /// Runs (or skips) every stage, then writes `results.json`, `report.md`, `report.html` and `model/`.
     @discardableResult
-    public func run() throws -> [String: Any] {
+    public func run() throws -> RunResults {
         if let threads = recipe.threads { BLAS.threads = threads }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         if let from, !recipe.stages.contains(from) {
@@ -84,31 +84,31 @@ public final class Pipeline {
             let key = Self.hashString([upstream, kind.rawValue, config, inputs.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ";")].joined(separator: "|"))
             upstream = key
             let rerun = force || (from.map { kind >= $0 } ?? false)
-            if !rerun, let manifest = Self.readManifest(dir), manifest["key"] as? String == key, Self.outputsPresent(manifest, in: dir) {
+            if !rerun, let manifest = Self.readManifest(dir), manifest.key == key, Self.outputsPresent(manifest, in: dir) {
                 log("[\(i + 1)/\(total)] \(kind.rawValue): done earlier with the same inputs, skipped (\(dir))")
-                try adopt(kind, dir: dir, summary: manifest["summary"] as? [String: Any] ?? [:])
-                records.append(record(kind, dir: dir, status: .skipped, manifest: manifest))
+                try adopt(kind, dir: dir)
+                records.append(StageRecord(stage: kind.rawValue, directory: dir, status: .skipped, seconds: manifest.seconds,
+                                           summary: manifest.summary))
                 continue
             }
             // A partial earlier attempt with the same key may be continued; anything else starts clean.
             let marker = dir + "/stage.json"
-            let sameAttempt = !force && !rerun && (Self.readJSON(marker)?["key"] as? String) == key
+            let sameAttempt = !force && !rerun && Self.readIfIntact(StageMarker.self, from: marker)?.key == key
             if !sameAttempt { try? FileManager.default.removeItem(atPath: dir) }
             try? FileManager.default.removeItem(atPath: dir + "/manifest.json")
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            try Self.writeJSON(["key": key, "stage": kind.rawValue, "started": Self.timestamp()], to: marker)
+            try Self.write(StageMarker(key: key, stage: kind.rawValue, started: Self.timestamp()), to: marker)
             log("[\(i + 1)/\(total)] \(kind.rawValue)\(sameAttempt ? " (continuing an interrupted attempt)" : "") → \(dir)")
             let start = Date()
             var outcome = try runStage(kind, dir: dir, continuing: sameAttempt)
             let seconds = Date().timeIntervalSince(start)
-            outcome.summary["seconds"] = seconds
-            let manifest: [String: Any] = [
-                "stage": kind.rawValue, "key": key, "config": (try? JSONSerialization.jsonObject(with: Data(config.utf8))) ?? config,
-                "inputs": inputs, "finished": Self.timestamp(), "seconds": seconds, "summary": outcome.summary,
-                "outputs": try Self.listOutputs(dir), "status": outcome.status.rawValue,
-            ]
-            try Self.writeJSON(manifest, to: dir + "/manifest.json")
-            records.append(record(kind, dir: dir, status: outcome.status, manifest: manifest))
+            outcome.summary.fields.seconds = seconds
+            let manifest = StageManifest(
+                stage: kind.rawValue, key: key, config: (try? JSONDecoder().decode(JSONValue.self, from: Data(config.utf8))) ?? .string(config),
+                inputs: inputs, finished: Self.timestamp(), seconds: seconds, summary: outcome.summary,
+                outputs: try Self.listOutputs(dir), status: outcome.status)
+            try Self.write(manifest, to: dir + "/manifest.json")
+            records.append(StageRecord(stage: kind.rawValue, directory: dir, status: outcome.status, seconds: seconds, summary: outcome.summary))
         }
         try publishModel()
         let results = try writeResults()
@@ -162,26 +162,8 @@ public final class Pipeline {
 
     /// Fingerprints of the files a stage reads (size and modification time; the model's first and last MiB too).
     func inputFingerprints(_ kind: StageKind) throws -> [String: String] {
-        var files: [String] = []
-        let wikitext = recipe.datasetPath("wikitext2")
-        switch kind {
-        case .load: files = [recipe.model]
-        case .prune: if recipe.prune!.allocation == "search" { files = [wikitext] }
-        case .importance: if recipe.importance!.criterion.needsCalibration { files = [recipe.importance!.calibration.file ?? wikitext] }
-        case .sparsify: if recipe.sparsify!.method.needsCalibration { files = [recipe.sparsify!.calibration.file ?? wikitext] }
-        case .sweep:
-            files = recipe.sweep!.perplexity.datasets.map(recipe.datasetPath)
-            if recipe.sweep!.methods.contains(where: \.needsCalibration) { files.append(recipe.sweep!.calibration.file ?? wikitext) }
-        case .finetune:
-            let d = recipe.finetune!.data
-            files = [["wikitext2", "ptb"].contains(d) ? recipe.datasetPath(d) : d]
-        case .evaluate:
-            files = (recipe.evaluate!.perplexity?.datasets ?? []).map(recipe.datasetPath)
-            files += recipe.evaluate!.tasks.compactMap { try? ZeroShotTaskFile.path(task: $0, data: recipe.data) }
-        default: break
-        }
         var out: [String: String] = [:]
-        for f in files { out[f] = try Self.fingerprint(f) }
+        for f in recipe.inputFiles(of: kind) { out[f] = try Self.fingerprint(f) }
         return out
     }
 
@@ -237,20 +219,11 @@ public final class Pipeline {
 
     static func timestamp() -> String { ISO8601DateFormatter().string(from: Date()) }
 
-    static func readJSON(_ path: String) -> [String: Any]? {
-        guard let d = FileManager.default.contents(atPath: path) else { return nil }
-        return (try? JSONSerialization.jsonObject(with: d)) as? [String: Any]
-    }
-
-    static func writeJSON(_ object: Any, to path: String) throws {
-        try AtomicFile.write(try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]), to: path)
-    }
-
-    static func readManifest(_ dir: String) -> [String: Any]? { readJSON(dir + "/manifest.json") }
+    static func readManifest(_ dir: String) -> StageManifest? { readIfIntact(StageManifest.self, from: dir + "/manifest.json") }
 
     /// Every file of the stage folder (recursively) with its size.
-    static func listOutputs(_ dir: String) throws -> [[String: Any]] {
-        var out: [[String: Any]] = []
+    static func listOutputs(_ dir: String) throws -> [OutputFile] {
+        var out: [OutputFile] = []
         guard let e = FileManager.default.enumerator(atPath: dir) else { return [] }
         while let name = e.nextObject() as? String {
             let last = (name as NSString).lastPathComponent
@@ -259,24 +232,15 @@ public final class Pipeline {
             _ = FileManager.default.fileExists(atPath: dir + "/" + name, isDirectory: &isDirectory)
             if isDirectory.boolValue { continue }
             let size = ((try? FileManager.default.attributesOfItem(atPath: dir + "/" + name))?[.size] as? NSNumber)?.intValue ?? 0
-            out.append(["name": name, "bytes": size])
+            out.append(OutputFile(name: name, bytes: size))
         }
-        return out.sorted { ($0["name"] as! String) < ($1["name"] as! String) }
+        return out.sorted { $0.name < $1.name }
     }
 
-    static func outputsPresent(_ manifest: [String: Any], in dir: String) -> Bool {
-        guard let outputs = manifest["outputs"] as? [[String: Any]] else { return false }
-        for o in outputs {
-            guard let name = o["name"] as? String, let bytes = o["bytes"] as? Int,
-                  let a = try? FileManager.default.attributesOfItem(atPath: dir + "/" + name),
-                  (a[.size] as? NSNumber)?.intValue == bytes else { return false }
+    static func outputsPresent(_ manifest: StageManifest, in dir: String) -> Bool {
+        manifest.outputs.allSatisfy { o in
+            ((try? FileManager.default.attributesOfItem(atPath: dir + "/" + o.name))?[.size] as? NSNumber)?.intValue == o.bytes
         }
-        return true
-    }
-
-    func record(_ kind: StageKind, dir: String, status: StageStatus, manifest: [String: Any]) -> [String: Any] {
-        ["stage": kind.rawValue, "directory": dir, "status": status.rawValue, "seconds": manifest["seconds"] ?? 0,
-         "summary": manifest["summary"] ?? [:]]
     }
 
     // MARK: models
@@ -312,7 +276,7 @@ public final class Pipeline {
     }
 
     /// Takes on the effect of a stage that finished earlier.
-    func adopt(_ kind: StageKind, dir: String, summary: [String: Any]) throws {
+    func adopt(_ kind: StageKind, dir: String) throws {
         switch kind {
         case .load: modelPath = recipe.model
         case .importance: importancePath = dir + "/importance.json"
@@ -331,7 +295,7 @@ public final class Pipeline {
 
     struct Outcome {
         var status: StageStatus
-        var summary: [String: Any]
+        var summary: StageSummary
     }
 
     func runStage(_ kind: StageKind, dir: String, continuing: Bool) throws -> Outcome {
@@ -373,26 +337,25 @@ public final class Pipeline {
     }
 
     /// `results.json`: every metric of the final model, per-model metrics and the stages.
-    func writeResults() throws -> [String: Any] {
-        var metrics: [String: Any] = [:]
-        var models: [String: Any] = [:]
+    func writeResults() throws -> RunResults {
+        var metrics: Metrics = [:]
+        var models: [String: ModelEvaluation] = [:]
         if let e = recipe.evaluate, recipe.stages.contains(.evaluate),
-           let evaluation = Self.readJSON(stageDirectory(.evaluate) + "/evaluation.json")?["models"] as? [String: Any] {
-            models = evaluation
+           let evaluation = try Self.read(EvaluationFile.self, from: stageDirectory(.evaluate) + "/evaluation.json") {
+            models = evaluation.models
             for label in ["final", "pruned", "base"] where e.models.contains(label) {
-                if let m = (evaluation[label] as? [String: Any])?["metrics"] as? [String: Any] { metrics = m; break }
+                if let m = evaluation.models[label]?.metrics { metrics = m; break }
             }
         }
-        if metrics["params"] == nil {
-            if let s = records.last(where: { ["merge", "prune", "sparsify", "load"].contains($0["stage"] as? String ?? "") })?["summary"] as? [String: Any],
-               let p = s["params"] ?? s["params_after"] {
-                metrics["params"] = p
-            }
+        if metrics["params"] == nil,
+           let s = records.last(where: { ["merge", "prune", "sparsify", "load"].contains($0.stage) })?.summary.fields,
+           let p = s.params ?? s.paramsAfter {
+            metrics["params"] = Double(p)
         }
-        let results: [String: Any] = ["recipe": recipe.name, "recipe_file": recipe.file, "model": recipe.model,
-                                      "final_model": FileManager.default.fileExists(atPath: directory + "/model") ? directory + "/model" : modelPath,
-                                      "metrics": metrics, "models": models, "stages": records, "finished": Self.timestamp()]
-        try Self.writeJSON(results, to: directory + "/results.json")
+        let results = RunResults(recipe: recipe.name, recipeFile: recipe.file, model: recipe.model,
+                                 finalModel: FileManager.default.fileExists(atPath: directory + "/model") ? directory + "/model" : modelPath,
+                                 metrics: metrics, models: models, stages: records, finished: Self.timestamp())
+        try Self.write(results, to: directory + "/results.json")
         return results
     }
 }

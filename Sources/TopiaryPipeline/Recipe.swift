@@ -34,6 +34,16 @@ public struct ImportanceConfig: Codable, Sendable, Equatable {
     public var aggregation: Aggregation = .sum
     public var calibration = CalibrationConfig(windows: 10, length: 128)
     public var seed: UInt64 = 0
+    /// The criteria's settings (λ, Taylor order, variational dropout, OBS step); nil: the defaults (and out of the
+    /// stage key, so recipes without them keep their checkpoints).
+    public var options: CriterionOptions?
+
+    /// The settings the criterion runs with (the recipe's seed included).
+    public var criterionOptions: CriterionOptions {
+        var o = options ?? CriterionOptions()
+        o.seed = seed
+        return o
+    }
 }
 
 public struct PruneConfig: Codable, Sendable, Equatable {
@@ -99,7 +109,7 @@ public struct SweepMethod: RawRepresentable, Codable, Hashable, Sendable {
         guard rawValue.hasPrefix("structured-") else { return nil }
         let name = String(rawValue.dropFirst("structured-".count))
         if name == "kmeans" { kind = .kmeans; return }
-        guard let c = ImportanceCriterion(rawValue: name), c != .taylorActivation else { return nil }
+        guard let c = ImportanceCriterion(rawValue: name), c.implementation.inSweeps else { return nil }
         kind = .structured(c)
     }
 
@@ -114,13 +124,13 @@ public struct SweepMethod: RawRepresentable, Codable, Hashable, Sendable {
     /// Every name a sweep accepts.
     public static var allNames: [String] {
         SparsifyMethod.allCases.map(\.rawValue)
-            + ImportanceCriterion.allCases.filter { $0 != .taylorActivation }.map { "structured-" + $0.rawValue } + ["structured-kmeans"]
+            + ImportanceCriterion.allCases.filter(\.implementation.inSweeps).map { "structured-" + $0.rawValue } + ["structured-kmeans"]
     }
 
     public var needsCalibration: Bool {
         switch kind {
         case let .sparsify(m): return m.needsCalibration
-        case let .structured(c): return c.needsCalibration
+        case let .structured(c): return c.needs().readsCalibration
         case .kmeans: return true
         }
     }
@@ -297,6 +307,15 @@ public struct Recipe: Codable, Sendable, Equatable {
             if let v = try s.choice("criterion", ImportanceCriterion.allCases.map(\.rawValue)) { c.criterion = ImportanceCriterion(rawValue: v)! }
             if let v = try s.choice("aggregation", Aggregation.allCases.map(\.rawValue)) { c.aggregation = Aggregation(rawValue: v)! }
             c.seed = UInt64(try s.int("seed", range: 0...Int.max) ?? Int(seed))
+            var o = CriterionOptions()
+            if let v = try s.double("lambda", min: -100, max: 100) { o.lambda = v }
+            if let v = try s.int("taylor_order", range: 1...2) { o.taylorOrder = v }
+            if let v = try s.int("vd_steps", range: 1...1_000_000) { o.vdSteps = v }
+            if let v = try s.int("vd_windows", range: 1...100_000) { o.vdWindows = v }
+            if let v = try s.double("vd_lr", min: 1e-9, max: 100) { o.vdLearningRate = v }
+            if let v = try s.double("vd_kl_weight", min: 0, max: 1e6) { o.vdKLWeight = v }
+            if let v = try s.int("obs_step", range: 1...65_536) { o.obsStep = v }
+            if o != CriterionOptions() { c.options = o }
             c.calibration = try calibration(&s, c.calibration)
             try s.finish()
             r.importance = c
@@ -451,25 +470,51 @@ public struct Recipe: Codable, Sendable, Equatable {
         (PerplexityDataset(rawValue: name) ?? .wikitext2).path(data: data)
     }
 
+    /// The data files a stage reads: what validation checks before anything runs and what the stage's key fingerprints
+    /// (one list for both). The model is the load stage's.
+    public func inputFiles(of stage: StageKind) -> [String] {
+        let calibrationDefault = datasetPath("wikitext2")
+        switch stage {
+        case .load: return [model]
+        case .graph, .merge: return []
+        case .importance:
+            guard let i = importance, i.criterion.needs(i.options ?? CriterionOptions()).readsCalibration else { return [] }
+            return [i.calibration.file ?? calibrationDefault]
+        case .prune:
+            guard let p = prune else { return [] }
+            var files: [String] = []
+            if p.allocation == "search" { files.append(datasetPath("wikitext2")) }
+            // The OBS update reads the importance stage's calibration windows.
+            let sequential = importance.map { $0.criterion.needs($0.options ?? CriterionOptions()).contains(.sequential) } ?? false
+            if p.compensate ?? sequential, let i = importance { files.append(i.calibration.file ?? calibrationDefault) }
+            return files
+        case .sparsify:
+            guard let s = sparsify, s.method.needsCalibration || (AllocationMethod(rawValue: s.allocation)?.needsCalibration ?? false) else {
+                return []
+            }
+            return [s.calibration.file ?? calibrationDefault]
+        case .sweep:
+            guard let s = sweep else { return [] }
+            var files = s.perplexity.datasets.map(datasetPath)
+            if s.methods.contains(where: \.needsCalibration) { files.append(s.calibration.file ?? calibrationDefault) }
+            return files
+        case .finetune:
+            guard let f = finetune else { return [] }
+            return [["wikitext2", "ptb"].contains(f.data) ? datasetPath(f.data) : f.data]
+        case .evaluate:
+            guard let e = evaluate else { return [] }
+            return (e.perplexity?.datasets ?? []).map(datasetPath)
+                + e.tasks.compactMap { try? ZeroShotTaskFile.path(task: $0, data: data) }
+        }
+    }
+
     /// Every data file the stages will read must exist before anything runs.
     func checkData(stages: MappingReader) throws {
-        var needed: [(String, String)] = []
-        let defaultCalibration = datasetPath("wikitext2")
-        if let i = importance, i.criterion.needsCalibration { needed.append((i.calibration.file ?? defaultCalibration, "importance")) }
-        if let s = sparsify, s.method.needsCalibration || s.allocation == "owl" { needed.append((s.calibration.file ?? defaultCalibration, "sparsify")) }
-        if let s = sweep {
-            for d in s.perplexity.datasets { needed.append((datasetPath(d), "sweep")) }
-            if s.methods.contains(where: \.needsCalibration) { needed.append((s.calibration.file ?? defaultCalibration, "sweep")) }
-        }
-        if let f = finetune, ["wikitext2", "ptb"].contains(f.data) { needed.append((datasetPath(f.data), "finetune")) }
-        if let e = evaluate {
-            for d in e.perplexity?.datasets ?? [] { needed.append((datasetPath(d), "evaluate")) }
-            if !e.tasks.isEmpty, let first = e.tasks.first, let t = try? ZeroShotTasks.task(named: first) {
-                needed.append((data + "/zeroshot/" + t.fileName, "evaluate"))
+        for stage in self.stages where stage != .load {
+            for path in inputFiles(of: stage) where !FileManager.default.fileExists(atPath: path) {
+                throw stages.error(at: stages.keyNode(stage.rawValue),
+                                   "stage `\(stage.rawValue)` reads \(path), which does not exist (is the data folder \(data) right? set `data:` or pass --data)")
             }
-        }
-        for (path, stage) in needed where !FileManager.default.fileExists(atPath: path) {
-            throw stages.error(at: stages.keyNode(stage), "stage `\(stage)` reads \(path), which does not exist (is the data folder \(data) right? set `data:` or pass --data)")
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import TopiaryCore
 import Yams
 
 /// A problem in a recipe, located at a line and column of its file.
@@ -199,10 +200,22 @@ struct MappingReader {
 
     /// Reports the first key that was never read, with a suggestion among the keys that were.
     func finish() throws {
+        RecipeSchema.note(path: path, keys: used)
         let known = Array(used).sorted()
         for p in pairs where !used.contains(p.key) {
             throw RecipeError(file: file, line: p.keyNode.mark?.line, column: p.keyNode.mark?.column,
                               message: "unknown key `\(p.key)` in \(path)" + didYouMean(p.key, known))
         }
     }
+}
+
+/// Every key each mapping of a recipe knows (`recipe`, `stages.prune`, `stages.importance.calibration`, …), as the
+/// readers asked for them while parsing: the recipe side of the option ⇔ key comparison.
+public enum RecipeSchema {
+    static let recorded = Locked<[String: Set<String>]>([:])
+
+    static func note(path: String, keys: Set<String>) { recorded.update { $0[path, default: []].formUnion(keys) } }
+
+    /// The keys seen so far by path (parse a recipe that has every stage to see them all).
+    public static var keys: [String: Set<String>] { recorded.value }
 }

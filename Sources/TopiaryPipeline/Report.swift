@@ -4,21 +4,21 @@ import TopiaryEval
 
 /// The sweep's methods × levels table, its plot and its generations.
 struct SweepTable {
-    let json: [String: Any]
+    let sweep: SweepFile
 
-    var methods: [String] { json["methods"] as? [String] ?? [] }
-    var levels: [Double] { json["levels"] as? [Double] ?? [] }
-    var dataset: String { (json["datasets"] as? [String])?.first ?? "wikitext2" }
-    var points: [[String: Any]] { json["points"] as? [[String: Any]] ?? [] }
+    var methods: [String] { sweep.methods }
+    var levels: [Double] { sweep.levels }
+    var dataset: String { sweep.datasets.first ?? "wikitext2" }
+    var points: [SweepPoint] { sweep.points }
 
-    func point(_ method: String, _ level: Double) -> [String: Any]? {
-        points.first { $0["method"] as? String == method && abs(($0["level"] as? Double ?? -1) - level) < 1e-9 }
+    func point(_ method: String, _ level: Double) -> SweepPoint? {
+        points.first { $0.method == method && abs($0.level - level) < 1e-9 }
     }
 
     func cell(_ method: String, _ level: Double) -> String {
         guard let p = point(method, level) else { return "" }
-        if p["not_applicable"] != nil { return "n/a" }
-        guard let v = p[dataset + "_ppl"] as? Double else { return "" }
+        if p.notApplicable != nil { return "n/a" }
+        guard let v = p.perplexity[dataset] else { return "" }
         return v >= 1e6 ? String(format: "%.3g", v) : String(format: "%.2f", v)
     }
 
@@ -30,7 +30,7 @@ struct SweepTable {
         var reasons: [(reason: String, methods: [String], level: Double)] = []
         for m in methods {
             for l in levels {
-                guard let r = point(m, l)?["not_applicable"] as? String else { continue }
+                guard let r = point(m, l)?.notApplicable else { continue }
                 let general = r.replacingOccurrences(of: #"group \d+ \(layer \d+\)"#, with: "group", options: .regularExpression)
                 if let i = reasons.firstIndex(where: { $0.reason == general }) {
                     if !reasons[i].methods.contains(m) { reasons[i].methods.append(m) }
@@ -47,7 +47,7 @@ struct SweepTable {
     var svg: String {
         let styles = SVGLinePlot.styles(methods.count)
         let series = methods.enumerated().map { i, m in
-            SVGLinePlot.Series(name: m, points: levels.compactMap { l in (point(m, l)?[dataset + "_ppl"] as? Double).map { (l, $0) } },
+            SVGLinePlot.Series(name: m, points: levels.compactMap { l in point(m, l)?.perplexity[dataset].map { (l, $0) } },
                                color: styles[i].color, dash: styles[i].dash)
         }
         var plot = SVGLinePlot(title: "Perplexity vs pruned level (\(dataset))", xLabel: "level (fraction of linear weights; structured: of non-embedding parameters)",
@@ -58,17 +58,15 @@ struct SweepTable {
 
     /// Per level, each method's greedy completion.
     var generations: [(method: String, level: Double, text: String)] {
-        points.compactMap { p in
-            guard let m = p["method"] as? String, let l = p["level"] as? Double, let g = p["generation"] as? String else { return nil }
-            return (m, l, g)
-        }
+        points.compactMap { p in p.generation.map { (p.method, p.level, $0) } }
     }
 
     func write(directory: String) throws {
         var csv = "method,level," + dataset + "_ppl,achieved_sparsity,generation\n"
+        func text(_ v: Double?) -> String { v.map { "\($0)" } ?? "" }
         for p in points {
-            let g = (p["generation"] as? String ?? "").replacingOccurrences(of: "\"", with: "\"\"")
-            csv += "\(p["method"] ?? ""),\(p["level"] ?? ""),\(p[dataset + "_ppl"] ?? ""),\(p["achieved_sparsity"] ?? ""),\"\(g)\"\n"
+            let g = (p.generation ?? "").replacingOccurrences(of: "\"", with: "\"\"")
+            csv += "\(p.method),\(p.level),\(text(p.perplexity[dataset])),\(text(p.achievedSparsity)),\"\(g)\"\n"
         }
         try AtomicFile.write(csv, to: directory + "/sweep.csv")
         try AtomicFile.write(markdown, to: directory + "/sweep.md")
@@ -95,20 +93,20 @@ public struct Report {
     static let labels = ["base": "dense (original)", "pruned": "pruned, before recovery", "final": "final (recovered)"]
 
     public func write() throws {
-        guard let results = Pipeline.readJSON(directory + "/results.json") else {
+        guard let results = try Pipeline.read(RunResults.self, from: directory + "/results.json") else {
             throw PipelineError("\(directory)/results.json: missing; run the recipe first")
         }
-        let stages = results["stages"] as? [[String: Any]] ?? []
-        func stageDir(_ name: String) -> String? { stages.first { $0["stage"] as? String == name }?["directory"] as? String }
-        func summary(_ name: String) -> [String: Any]? { stages.first { $0["stage"] as? String == name }?["summary"] as? [String: Any] }
+        let stages = results.stages
+        func stageDir(_ name: String) -> String? { stages.first { $0.stage == name }?.directory }
+        func summary(_ name: String) -> StageSummary.Fields? { stages.first { $0.stage == name }?.summary.fields }
         var sections: [Section] = []
         var svgFiles: [String: String] = [:]
 
         // Results table.
-        let models = results["models"] as? [String: Any] ?? [:]
+        let models = results.models
         let order = ["base", "pruned", "final"].filter { models[$0] != nil }
         if !order.isEmpty {
-            let metricsOf = { (l: String) in (models[l] as? [String: Any])?["metrics"] as? [String: Any] ?? [:] }
+            let metricsOf = { (l: String) in models[l]?.metrics ?? [:] }
             var columns: [(key: String, title: String, percent: Bool)] = [("params", "params", false)]
             for d in Recipe.perplexityDatasets {
                 let k = d.replacingOccurrences(of: "-", with: "_") + "_ppl"
@@ -119,8 +117,8 @@ public struct Report {
                 columns.append((normed ? t + "_acc_norm" : t + "_acc", t + (normed ? " (norm)" : ""), true))
             }
             if order.contains(where: { metricsOf($0)["average_acc"] != nil }) { columns.append(("average_acc", "average", true)) }
-            func format(_ v: Any?, _ c: (key: String, title: String, percent: Bool)) -> String {
-                guard let v = v as? Double ?? (v as? Int).map(Double.init) else { return "–" }
+            func format(_ v: Double?, _ c: (key: String, title: String, percent: Bool)) -> String {
+                guard let v else { return "–" }
                 if c.key == "params" { return Int(v).formatted() }
                 return c.percent ? String(format: "%.2f", 100 * v) : String(format: "%.2f", v)
             }
@@ -133,7 +131,7 @@ public struct Report {
             }
             html += "</table>\n"
             var note = "Perplexity: lower is better. Accuracy in %: acc_norm where lm-evaluation-harness reports it (PIQA, HellaSwag, ARC, OpenBookQA), acc otherwise."
-            if let limit = ((models[order[0]] as? [String: Any])?["details"] as? [String: Any])?["limit"] as? Int {
+            if let limit = models[order[0]]?.details.limit {
                 note += " Zero-shot scores use the first \(limit) items of each task only."
             }
             if order.contains(where: { metricsOf($0)["hellaswag_acc"] != nil }) {
@@ -146,19 +144,16 @@ public struct Report {
         var md = "| # | stage | status | seconds | notes |\n|---:|---|---|---:|---|\n"
         var html = "<table><tr><th>#</th><th>stage</th><th>status</th><th>seconds</th><th>notes</th></tr>\n"
         for (i, s) in stages.enumerated() {
-            let name = s["stage"] as? String ?? "?"
-            let sum = s["summary"] as? [String: Any] ?? [:]
-            let notes = Self.stageNotes(name, sum)
-            let secs = String(format: "%.1f", (s["seconds"] as? Double) ?? 0)
-            md += "| \(i + 1) | \(name) | \(s["status"] ?? "") | \(secs) | \(notes) |\n"
-            html += "<tr><td>\(i + 1)</td><td>\(name)</td><td>\(s["status"] ?? "")</td><td class=\"num\">\(secs)</td><td>\(Self.escape(notes))</td></tr>\n"
+            let notes = Self.stageNotes(s.stage, s.summary)
+            let secs = String(format: "%.1f", s.seconds)
+            md += "| \(i + 1) | \(s.stage) | \(s.status.rawValue) | \(secs) | \(notes) |\n"
+            html += "<tr><td>\(i + 1)</td><td>\(s.stage)</td><td>\(s.status.rawValue)</td><td class=\"num\">\(secs)</td><td>\(Self.escape(notes))</td></tr>\n"
         }
         sections.append(Section(title: "Stages", markdown: md, html: html + "</table>\n"))
 
         // Per-layer structure after pruning.
-        if let p = summary("prune"), let before = p["before"] as? [String: Any], let after = p["after"] as? [String: Any],
-           let hb = before["heads"] as? [Int], let ha = after["heads"] as? [Int],
-           let fb = before["intermediate_sizes"] as? [Int], let fa = after["intermediate_sizes"] as? [Int] {
+        if let p = summary("prune"), let before = p.before, let after = p.after {
+            let (hb, ha, fb, fa) = (before.heads, after.heads, before.intermediateSizes, after.intermediateSizes)
             let chart = SVGBarChart(title: "Kept per layer after pruning (% of the original)", xLabel: "layer", yLabel: "% kept",
                                     categories: (0..<ha.count).map(String.init),
                                     series: [.init(name: "attention heads", values: zip(ha, hb).map { 100 * Double($0) / Double(max($1, 1)) }, color: "#1f77b4"),
@@ -172,19 +167,19 @@ public struct Report {
             sections.append(Section(title: "Per-layer structure", markdown: "![kept per layer](report-layers.svg)\n\n" + t,
                                     html: svg + "<details><summary>table</summary>\(Self.markdownTableToHTML(t))</details>\n"))
         }
-        if let s = summary("sparsify"), let ratios = s["layer_sparsity"] as? [Double] {
-            let svg = SVGBarChart(title: "Per-layer sparsity (\(s["allocation"] ?? ""))", xLabel: "layer", yLabel: "sparsity",
+        if let s = summary("sparsify"), let ratios = s.layerSparsity {
+            let svg = SVGBarChart(title: "Per-layer sparsity (\(s.allocation ?? ""))", xLabel: "layer", yLabel: "sparsity",
                                   categories: (0..<ratios.count).map(String.init), series: [.init(name: "sparsity", values: ratios, color: "#2ca02c")]).render()
             svgFiles["report-sparsity.svg"] = svg
             sections.append(Section(title: "Per-layer sparsity", markdown: "![per-layer sparsity](report-sparsity.svg)\n", html: svg))
         }
 
         // Importance distribution.
-        if let dir = stageDir("importance"), let imp = Pipeline.readJSON(dir + "/importance.json"), let groups = imp["groups"] as? [[String: Any]] {
+        if let dir = stageDir("importance"), let imp = try Pipeline.read(ImportanceFile.self, from: dir + "/importance.json") {
             var byKind: [String: [Double]] = [:]
-            for g in groups { byKind[g["kind"] as? String ?? "?", default: []] += (g["scores"] as? [Double] ?? []).map { log10(max($0, 1e-30)) } }
+            for g in imp.groups { byKind[g.kind, default: []] += g.scores.map { log10(max($0, 1e-30)) } }
             let colors = ["attention": "#1f77b4", "mlp": "#ff7f0e"]
-            let svg = SVGBarChart.histogram(title: "Importance of prunable units (\(imp["criterion"] ?? "") · \(imp["aggregation"] ?? ""))",
+            let svg = SVGBarChart.histogram(title: "Importance of prunable units (\(imp.criterion) · \(imp.aggregation))",
                                             xLabel: "log10 importance",
                                             samples: byKind.sorted { $0.key < $1.key }.map { ($0.key == "mlp" ? "MLP channels" : "attention KV groups", $0.value, colors[$0.key] ?? "#777") }).render()
             svgFiles["report-importance.svg"] = svg
@@ -196,15 +191,15 @@ public struct Report {
             svgFiles["report-loss.svg"] = svg
             var note = ""
             if let s = summary("finetune") {
-                note = String(format: "%d steps; loss %.4f → %.4f", s["steps"] as? Int ?? 0, s["first_loss"] as? Double ?? .nan, s["loss"] as? Double ?? .nan)
-                if let v = s["validation_loss"] as? Double { note += String(format: "; validation loss %.4f", v) }
+                note = String(format: "%d steps; loss %.4f → %.4f", s.steps ?? 0, s.firstLoss ?? .nan, s.loss ?? .nan)
+                if let v = s.validationLoss { note += String(format: "; validation loss %.4f", v) }
             }
             sections.append(Section(title: "LoRA recovery", markdown: "![loss](report-loss.svg)\n\n\(note)\n", html: svg + "<p>\(Self.escape(note))</p>\n"))
         }
 
         // Level sweep.
-        if let dir = stageDir("sweep"), let json = Pipeline.readJSON(dir + "/sweep.json") {
-            let t = SweepTable(json: json)
+        if let dir = stageDir("sweep"), let sweep = try Pipeline.read(SweepFile.self, from: dir + "/sweep.json") {
+            let t = SweepTable(sweep: sweep)
             svgFiles["report-sweep.svg"] = t.svg
             var gm = "| method | level | completion |\n|---|---:|---|\n"
             for g in t.generations { gm += "| \(g.method) | \(g.level) | \(g.text.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "|", with: "\\|")) |\n" }
@@ -213,23 +208,23 @@ public struct Report {
         }
 
         // Generations side by side.
-        let gens = order.map { l in (l, (((models[l] as? [String: Any])?["details"] as? [String: Any])?["generations"] as? [[String: Any]]) ?? []) }
-        if let prompts = gens.first(where: { !$0.1.isEmpty })?.1.compactMap({ $0["prompt"] as? String }), !prompts.isEmpty {
+        let gens = order.map { l in (l, models[l]?.details.generations ?? []) }
+        if let prompts = gens.first(where: { !$0.1.isEmpty })?.1.map(\.prompt), !prompts.isEmpty {
             var md = "| prompt | " + gens.map { Self.labels[$0.0]! }.joined(separator: " | ") + " |\n|---|" + gens.map { _ in "---|" }.joined() + "\n"
             var html = "<table class=\"gen\"><tr><th>prompt</th>" + gens.map { "<th>\(Self.labels[$0.0]!)</th>" }.joined() + "</tr>\n"
             for p in prompts {
-                let cells = gens.map { g in g.1.first { $0["prompt"] as? String == p }?["completion"] as? String ?? "–" }
+                let cells = gens.map { g in g.1.first { $0.prompt == p }?.completion ?? "–" }
                 md += "| \(p) | " + cells.map { $0.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "|", with: "\\|") }.joined(separator: " | ") + " |\n"
                 html += "<tr><td><b>\(Self.escape(p))</b></td>" + cells.map { "<td>\(Self.escape($0))</td>" }.joined() + "</tr>\n"
             }
             sections.append(Section(title: "Generations (greedy)", markdown: md, html: html + "</table>\n"))
         }
 
-        let title = "Topiary run: \(results["recipe"] as? String ?? "?")"
-        let total = stages.reduce(0.0) { $0 + (($1["seconds"] as? Double) ?? 0) }
+        let title = "Topiary run: \(results.recipe)"
+        let total = stages.reduce(0.0) { $0 + $1.seconds }
         let headerLines: [(String, String)] = [
-            ("Model", results["model"] as? String ?? "?"), ("Recipe", results["recipe_file"] as? String ?? "?"),
-            ("Final model", results["final_model"] as? String ?? "?"), ("Finished", results["finished"] as? String ?? "?"),
+            ("Model", results.model), ("Recipe", results.recipeFile),
+            ("Final model", results.finalModel), ("Finished", results.finished),
             ("Stage time", String(format: "%.1f s (the runs that produced these results)", total)),
         ]
         let header = headerLines.map { "\($0.0): `\($0.1)`" }.joined(separator: "  \n") + "\n"
@@ -258,24 +253,26 @@ public struct Report {
         try AtomicFile.write(htmlOut, to: directory + "/report.html")
     }
 
-    static func stageNotes(_ name: String, _ s: [String: Any]) -> String {
-        func d(_ k: String, _ f: String = "%.4f") -> String? { (s[k] as? Double).map { String(format: f, $0) } }
+    static func stageNotes(_ name: String, _ summary: StageSummary) -> String {
+        let s = summary.fields
+        func d(_ v: Double?, _ f: String = "%.4f") -> String? { v.map { String(format: f, $0) } }
+        func n(_ v: Int?) -> String { v.map { "\($0)" } ?? "?" }
         switch name {
-        case "load": return "params \((s["params"] as? Int)?.formatted() ?? "?")"
-        case "graph": return "\(s["groups"] ?? "?") coupled groups"
-        case "importance": return "\(s["criterion"] ?? "?") over \(s["groups"] ?? "?") groups" + (d("calibration_loss").map { ", calibration loss \($0)" } ?? "")
+        case "load": return "params \(s.params?.formatted() ?? "?")"
+        case "graph": return "\(n(s.groups)) coupled groups"
+        case "importance": return "\(s.criterion ?? "?") over \(n(s.groups)) groups" + (d(s.calibrationLoss).map { ", calibration loss \($0)" } ?? "")
         case "prune":
-            return "params \((s["params_before"] as? Int)?.formatted() ?? "?") → \((s["params_after"] as? Int)?.formatted() ?? "?")"
-                + (d("removed_fraction_non_embedding").map { _ in String(format: " (%.2f%% of non-embedding removed)", 100 * (s["removed_fraction_non_embedding"] as! Double)) } ?? "")
-        case "sparsify": return "\(s["method"] ?? "?"): " + String(format: "%.2f%% zeros", 100 * ((s["achieved_sparsity"] as? Double) ?? 0))
-        case "sweep": return "\(s["cells"] ?? "?") cells"
-        case "finetune": return "\(s["steps"] ?? "?") steps" + (d("loss").map { ", loss \($0)" } ?? "") + (d("validation_loss").map { ", validation \($0)" } ?? "")
-        case "merge": return "\(s["merged_adapters"] ?? "?") adapters merged"
+            return "params \(s.paramsBefore?.formatted() ?? "?") → \(s.paramsAfter?.formatted() ?? "?")"
+                + (s.removedFractionNonEmbedding.map { String(format: " (%.2f%% of non-embedding removed)", 100 * $0) } ?? "")
+        case "sparsify": return "\(s.method ?? "?"): " + String(format: "%.2f%% zeros", 100 * (s.achievedSparsity ?? 0))
+        case "sweep": return "\(n(s.cells)) cells"
+        case "finetune": return "\(n(s.steps)) steps" + (d(s.loss).map { ", loss \($0)" } ?? "") + (d(s.validationLoss).map { ", validation \($0)" } ?? "")
+        case "merge": return "\(n(s.mergedAdapters)) adapters merged"
         case "evaluate":
             return ["base", "pruned", "final"].compactMap { l in
-                guard let m = s[l] as? [String: Any] else { return nil }
-                let ppl = (m["wikitext2_ppl"] as? Double).map { String(format: "ppl %.2f", $0) }
-                let avg = (m["average_acc"] as? Double).map { String(format: "avg %.2f%%", 100 * $0) }
+                guard let m = summary.models[l] else { return nil }
+                let ppl = m["wikitext2_ppl"].map { String(format: "ppl %.2f", $0) }
+                let avg = m["average_acc"].map { String(format: "avg %.2f%%", 100 * $0) }
                 return "\(l): " + [ppl, avg].compactMap { $0 }.joined(separator: ", ")
             }.joined(separator: "; ")
         default: return ""

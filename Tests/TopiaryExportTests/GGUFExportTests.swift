@@ -243,7 +243,7 @@ final class GGUFExportTests: XCTestCase {
             XCTAssertFalse(FileManager.default.fileExists(atPath: out), "a refused export left a file", line: line)
         }
         let differing = try tinyModel(heads: [4, 2], kvHeads: [2, 1], ffn: [64, 32])
-        refuse(differing, GGUFExportOptions(architecture: .llama), mentions: "export with --arch deci")
+        refuse(differing, GGUFExportOptions(architecture: try GGUFArchitecture(parsing: "llama")), mentions: "export with --arch deci")
         refuse(try tinyModel(heads: [4, 4], kvHeads: [2, 2], ffn: [64, 0]), mentions: "layer 1 keeps 4 attention heads but no FFN channels")
         refuse(try tinyModel(heads: [0, 4], kvHeads: [0, 2], ffn: [64, 64]), mentions: "layer 0 has no attention heads")
         refuse(differing, metadata: md.filter { !$0.key.hasPrefix("tokenizer.") }, mentions: "no tokenizer metadata")
@@ -257,7 +257,7 @@ final class GGUFExportTests: XCTestCase {
         // A uniform model may be written as either architecture.
         let uniform = try tinyModel(heads: [4, 4], kvHeads: [2, 2], ffn: [64, 64])
         XCTAssertEqual(try GGUFExporter.resolveArchitecture(uniform.config, .auto), "llama")
-        XCTAssertEqual(try GGUFExporter.resolveArchitecture(uniform.config, .deci), "deci")
+        XCTAssertEqual(try GGUFExporter.resolveArchitecture(uniform.config, try GGUFArchitecture(parsing: "deci")), "deci")
         XCTAssertEqual(try GGUFExporter.resolveArchitecture(differing.config, .auto), "deci")
     }
 }

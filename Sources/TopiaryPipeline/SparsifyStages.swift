@@ -1,0 +1,218 @@
+import Foundation
+import TopiaryAutodiff
+import TopiaryCore
+import TopiaryEval
+import TopiaryGraph
+import TopiaryModels
+import TopiaryPrune
+
+extension Pipeline {
+    // MARK: sparsify
+
+    func sparsifier(method: SparsifyMethod, sparsity: Double, nm: String?, seed: UInt64) throws -> Sparsifier {
+        var s = Sparsifier(method: method, sparsity: nm == nil ? sparsity : 0, pattern: try nm.map(NMPattern.init))
+        s.seed = seed
+        return s
+    }
+
+    func runSparsify(dir: String) throws -> Outcome {
+        let c = recipe.sparsify!
+        let m = try freshModel()
+        let model = m.model
+        var s = try sparsifier(method: c.method, sparsity: c.sparsity, nm: c.nm, seed: c.seed)
+        let allocation = AllocationMethod(rawValue: c.allocation) ?? .uniform
+        let set = c.method.needsCalibration || allocation.needsCalibration ? try calibrationSet(c.calibration, tokenizer: m.tokenizer) : nil
+        try s.validate(model: model, calibration: set)
+        let start = Date()
+        var layerScores: [Double]?
+        switch allocation {
+        case .uniform: break
+        case .alphapruning:
+            let (ratios, alphas) = try LayerAllocation.alphaPruning(model: model, sparsity: c.sparsity, epsilon: c.epsilon)
+            s.layerSparsity = ratios
+            layerScores = alphas
+        case .owl:
+            let (ratios, outliers) = try LayerAllocation.owl(model: model, calibration: set!, sparsity: c.sparsity, m: c.owlM, lambda: c.owlLambda,
+                                                             progress: progress("owl outlier ratios", total: model.layers.count, unit: "layers"))
+            s.layerSparsity = ratios
+            layerScores = outliers
+        }
+        let achieved = try s.run(model: model, calibration: set, progress: progress("sparsify \(c.method.rawValue)", total: model.layers.count, unit: "layers"))
+        let seconds = Date().timeIntervalSince(start)
+        for p in model.parameters { p.zeroGrad() }
+        let record = SparsifyRecord(method: c.method.rawValue, sparsity: c.sparsity, achievedSparsity: achieved, seconds: seconds,
+                                    allocation: c.allocation, nm: c.nm, layerSparsity: s.layerSparsity,
+                                    layerOutlierRatios: allocation == .owl ? layerScores : nil,
+                                    layerAlphas: allocation == .alphapruning ? layerScores : nil)
+        try Checkpoint.save(model: model, tokenizerMetadata: m.metadata, to: dir + "/model",
+                            extraFiles: ["sparsify.json": try Self.jsonEncoder.encode(record)])
+        modelPath = dir + "/model"
+        prunedPath = modelPath
+        currentPath = modelPath
+        log(String(format: "  %@: %.2f%% of the linear weights are zero (%.1f s)", c.method.rawValue, 100 * achieved, seconds))
+        var f = StageSummary.Fields()
+        f.method = record.method
+        f.sparsity = record.sparsity
+        f.achievedSparsity = achieved
+        f.allocation = record.allocation
+        f.nm = record.nm
+        f.layerSparsity = record.layerSparsity
+        f.layerOutlierRatios = record.layerOutlierRatios
+        f.layerAlphas = record.layerAlphas
+        f.params = model.parameterCount
+        return Outcome(status: .ran, summary: StageSummary(f))
+    }
+
+    // MARK: sweep
+
+    func runSweep(dir: String, continuing: Bool) throws -> Outcome {
+        let c = recipe.sweep!
+        var resumed = false
+        var points: [SweepPoint] = []
+        let cells = c.methods.flatMap { m in c.levels.map { (m, $0) } }
+        let bar = progress("sweep", total: cells.count, unit: "cells")
+        let prompt = "University is"
+        var levelFreeScores: [String: [Int: [Double]]] = [:]
+        // The dense model's gradients (movement, gradient, taylor) or Fisher (ewc, fisher-obs) on the calibration:
+        // the same at every level, so computed once per kind.
+        var denseStatistics: [String: [String: Tensor]] = [:]
+        let reuse = try c.reuse.map { try reusableSweep($0, config: c) }
+        for (method, level) in cells {
+            let name = String(format: "cell-%@-%.4f.json", method.rawValue, level)
+            let file = dir + "/" + name
+            // A cell finished by this attempt, or by the sweep given to --reuse (copied in, so this one is complete).
+            if let done = (continuing ? Self.readIfIntact(SweepPoint.self, from: file) : nil)
+                ?? reuse.flatMap({ Self.readIfIntact(SweepPoint.self, from: $0 + "/" + name) }) {
+                if !FileManager.default.fileExists(atPath: file) { try Self.write(done, to: file) }
+                points.append(done)
+                resumed = true
+                bar.advance()
+                continue
+            }
+            let m = try freshModel()
+            let model = m.model
+            var point = SweepPoint(method: method.rawValue, level: level)
+            let set = method.needsCalibration ? try calibrationSet(c.calibration, tokenizer: m.tokenizer) : nil
+            let t0 = Date()
+            do {
+                switch method.kind {
+                case let .sparsify(sm):
+                    if (sm == .bias || sm == .negBias) && !model.config.attentionBias {
+                        point.notApplicable = "the model has no biases"
+                    } else {
+                        var sparsifier = try sparsifier(method: sm, sparsity: level, nm: nil, seed: c.seed)
+                        if sm.needsGradients, let set {
+                            let kind = sm.needsFisher ? "fisher" : "gradients"
+                            if denseStatistics[kind] == nil {
+                                denseStatistics[kind] = try sparsifier.denseStatistics(model: model, calibration: set)
+                            }
+                            sparsifier.precomputed = denseStatistics[kind]
+                        }
+                        point.achievedSparsity = try sparsifier.run(model: model, calibration: set, progress: nil)
+                    }
+                case .structured, .kmeans:
+                    point.removedFraction = try pruneStructured(method, level: level, model: model, calibration: set, seed: c.seed,
+                                                                cache: &levelFreeScores)
+                }
+            } catch let e as PruneError {
+                // A level the method cannot reach (it would empty a group) or a method the model cannot take.
+                switch e {
+                case .wouldEmptyGroup, .notApplicable: point.notApplicable = e.localizedDescription
+                default: throw e
+                }
+            }
+            if point.notApplicable == nil {
+                point.sparsifySeconds = Date().timeIntervalSince(t0)
+                for d in c.perplexity.datasets {
+                    let r = try PerplexityEvaluator(window: c.perplexity.window, maxWindows: c.perplexity.windows)
+                        .evaluate(model, tokens: try tokens(recipe.datasetPath(d), m.tokenizer), source: recipe.datasetPath(d))
+                    point.perplexity[d] = r.ppl.isFinite ? r.ppl : Double.greatestFiniteMagnitude
+                }
+                let ids = try Generator(model: model, endOfSequence: m.tokenizer.eosTokenID)
+                    .generate(prompt: m.tokenizer.encode(prompt, addSpecialTokens: true, parseSpecial: true).map(Int32.init),
+                              options: GenerationOptions(maxTokens: 16))
+                point.generation = prompt + m.tokenizer.decode(ids.map(Int.init), skipSpecialTokens: true)
+            }
+            try Self.write(point, to: file)
+            points.append(point)
+            bar.advance(status: String(format: "%@ %.2f: %@", method.rawValue, level,
+                                       point.perplexity[c.perplexity.datasets.first ?? "wikitext2"].map { String(format: "ppl %.2f", $0) } ?? "n/a"))
+        }
+        bar.finish()
+        current = nil
+        let sweep = SweepFile(methods: c.methods.map(\.rawValue), levels: c.levels, datasets: c.perplexity.datasets,
+                              window: c.perplexity.window, windows: c.perplexity.windows, prompt: prompt, points: points)
+        try Self.write(sweep, to: dir + "/sweep.json")
+        try SweepTable(sweep: sweep).write(directory: dir)
+        var f = StageSummary.Fields()
+        f.cells = points.count
+        return Outcome(status: resumed ? .resumed : .ran, summary: StageSummary(f))
+    }
+
+    /// The stage folder of an earlier sweep (`path` is its output folder or the stage folder itself) whose cells this
+    /// sweep may take over: the same model and data files, calibration, perplexity settings and seed.
+    func reusableSweep(_ path: String, config c: SweepConfig) throws -> String {
+        let dir = FileManager.default.fileExists(atPath: path + "/02-sweep") ? path + "/02-sweep" : path
+        guard let stage = Self.readIfIntact(StageMarker.self, from: dir + "/stage.json"), stage.stage == "sweep" else {
+            throw PipelineError("--reuse \(path): not the output of a sweep (no 02-sweep/stage.json)")
+        }
+        // Without a manifest (an interrupted sweep) the settings cannot be checked: refuse rather than mix results.
+        guard let manifest = Self.readManifest(dir) else {
+            throw PipelineError("--reuse \(path): that sweep did not finish (no manifest to check its settings against)")
+        }
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        for (key, value) in [("calibration", try e.encode(c.calibration)), ("perplexity", try e.encode(c.perplexity)), ("seed", try e.encode(c.seed))] {
+            guard let old = manifest.config[key], old == (try JSONDecoder().decode(JSONValue.self, from: value)) else {
+                throw PipelineError("--reuse \(path): its \(key) settings differ from this sweep's; its cells would not be comparable")
+            }
+        }
+        let mine = try inputFingerprints(.sweep)
+        for (file, recorded) in manifest.inputs where mine[file] != nil {
+            guard try Self.sameContent(recorded, file) else { throw PipelineError("--reuse \(path): \(file) has changed since that sweep") }
+        }
+        guard Set(manifest.inputs.keys) == Set(mine.keys) else {
+            throw PipelineError("--reuse \(path): it read other model or data files (\(manifest.inputs.keys.sorted().joined(separator: ", ")))")
+        }
+        return dir
+    }
+
+    /// One structured cell of a sweep: `level` of the non-embedding parameters removed from every layer by `method`.
+    /// Scores that do not depend on the level (everything but obs) are computed once, on a fresh copy of the model, and
+    /// kept in `cache`. Returns the fraction of non-embedding parameters removed.
+    func pruneStructured(_ method: SweepMethod, level: Double, model: DecoderModel, calibration set: CalibrationSet?, seed: UInt64,
+                         cache: inout [String: [Int: [Double]]]) throws -> Double {
+        let graph = try DependencyGraphBuilder().build(model: model)
+        let range = 0...(model.config.layerCount - 1)
+        var execution = PruneExecution(pruner: StructuredPruner(ratio: level, layers: range))
+        execution.seed = seed
+        let before = model.parameterCount, nonEmbedding = before - model.config.vocabSize * model.config.hiddenSize
+        let criterion: ImportanceCriterion
+        switch method.kind {
+        case let .structured(c): criterion = c
+        case .kmeans:
+            criterion = .taylor
+            execution.merge = .kmeans
+        case .sparsify: throw PipelineError("\(method.rawValue) is not a structured method")
+        }
+        var options = CriterionOptions()
+        options.seed = seed
+        options.vdSteps = 50
+        options.vdWindows = 2
+        var scoring = ImportanceScoring(criterion: criterion, aggregation: .sum, options: options)
+        scoring.gradientWindowsPerBatch = 2
+        if scoring.isSequential {
+            execution.compensate = true  // obs moves the reading linear to its least-squares best, as `prune` does
+            _ = try execution.run(model: model, graph: graph, estimator: nil, calibration: set)
+        } else {
+            if cache[criterion.rawValue] == nil {
+                let scoringModel = try freshModel().model
+                let ranked = StructuredPruner.rankedGroups(graph, layers: range)
+                let prepared = try scoring.prepare(model: scoringModel, groups: ranked, calibration: set)
+                cache[criterion.rawValue] = try ImportanceScoring.scores(prepared.estimator, groups: ranked, model: scoringModel)
+            }
+            _ = try execution.run(model: model, graph: graph, estimator: PrecomputedScores(cache[criterion.rawValue]!), calibration: set)
+        }
+        return Double(before - model.parameterCount) / Double(nonEmbedding)
+    }
+}
