@@ -13,9 +13,13 @@ import PackageDescription
 // Set TOPIARY_PORTABLE=1 to build a binary that runs on any x86-64 CPU with AVX2.
 import Foundation
 let portable = ProcessInfo.processInfo.environment["TOPIARY_PORTABLE"] != nil
-let kernelFlags: [String] = ["-O3", "-ffp-contract=fast", "-fno-math-errno", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math"] + (portable ? ["-mavx2", "-mfma", "-mf16c"] : ["-march=native"])
+let kernelFlags: [String] =
+    ["-O3", "-ffp-contract=fast", "-fno-math-errno", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math"]
+    + (portable ? ["-mavx2", "-mfma", "-mf16c"] : ["-march=native"])
 #else
-let kernelFlags: [String] = ["-O3", "-ffp-contract=fast", "-fno-math-errno", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math"]
+let kernelFlags: [String] = [
+    "-O3", "-ffp-contract=fast", "-fno-math-errno", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math",
+]
 #endif
 
 let package = Package(
@@ -25,8 +29,10 @@ let package = Package(
         .executable(name: "topiary", targets: ["TopiaryCLI"]),
         .library(
             name: "Topiary",
-            targets: ["TopiaryCore", "TopiaryAutodiff", "TopiaryGGUF", "TopiaryTokenizers", "TopiaryModels", "TopiaryEval",
-                      "TopiaryGraph", "TopiaryPrune", "TopiaryRecover", "TopiaryPipeline", "TopiaryExport"]),
+            targets: [
+                "TopiaryCore", "TopiaryAutodiff", "TopiaryGGUF", "TopiaryTokenizers", "TopiaryModels", "TopiaryEval",
+                "TopiaryGraph", "TopiaryPrune", "TopiaryRecover", "TopiaryPipeline", "TopiaryExport",
+            ]),
         // "Parse these bytes" entry points per input format, for the fuzzers in Fuzz/ and the replay tests.
         .library(name: "TopiaryFuzzEntries", targets: ["TopiaryFuzzEntries"]),
     ],
@@ -48,19 +54,24 @@ let package = Package(
         .target(name: "TopiaryEval", dependencies: ["TopiaryCore", "TopiaryModels", "TopiaryTokenizers"]),
         .target(name: "TopiaryGraph", dependencies: ["TopiaryCore", "TopiaryAutodiff", "TopiaryModels"]),
         .target(name: "TopiaryRecover", dependencies: ["TopiaryCore", "CTopiaryKernels", "TopiaryAutodiff", "TopiaryModels"]),
-        .target(name: "TopiaryPrune", dependencies: ["TopiaryCore", "CTopiaryKernels", "CLAPACKE", "TopiaryAutodiff", "TopiaryModels", "TopiaryGraph"]),
+        .target(
+            name: "TopiaryPrune",
+            dependencies: ["TopiaryCore", "CTopiaryKernels", "CLAPACKE", "TopiaryAutodiff", "TopiaryModels", "TopiaryGraph"]),
         .target(name: "TopiaryExport", dependencies: ["TopiaryCore", "TopiaryAutodiff", "TopiaryGGUF", "TopiaryModels"]),
         .target(
             name: "TopiaryPipeline",
-            dependencies: ["TopiaryCore", "TopiaryAutodiff", "TopiaryModels", "TopiaryEval", "TopiaryGraph", "TopiaryPrune", "TopiaryRecover",
-                           "TopiaryTokenizers", .product(name: "Yams", package: "Yams")]),
+            dependencies: [
+                "TopiaryCore", "TopiaryAutodiff", "TopiaryModels", "TopiaryEval", "TopiaryGraph", "TopiaryPrune", "TopiaryRecover",
+                "TopiaryTokenizers", .product(name: "Yams", package: "Yams"),
+            ]),
         .target(
             name: "TopiaryFuzzEntries",
             dependencies: ["TopiaryCore", "TopiaryGGUF", "TopiaryTokenizers", "TopiaryModels", "TopiaryEval", "TopiaryPipeline"]),
         .executableTarget(
             name: "TopiaryCLI",
             dependencies: [
-                "TopiaryCore", "TopiaryGGUF", "TopiaryTokenizers", "TopiaryModels", "TopiaryEval", "TopiaryGraph", "TopiaryPrune", "TopiaryRecover",
+                "TopiaryCore", "TopiaryGGUF", "TopiaryTokenizers", "TopiaryModels", "TopiaryEval", "TopiaryGraph", "TopiaryPrune",
+                "TopiaryRecover",
                 "TopiaryPipeline", "TopiaryExport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
@@ -78,7 +89,8 @@ let package = Package(
         .testTarget(name: "TopiaryPipelineTests", dependencies: ["TopiaryPipeline", "TopiaryModels", "TopiaryCore"]),
         .testTarget(name: "TopiaryPruneTests", dependencies: ["TopiaryModels", "TopiaryGraph", "TopiaryPrune", "TopiaryEval"]),
         .testTarget(
-            name: "TopiaryExportTests", dependencies: ["TopiaryExport", "TopiaryModels", "TopiaryGGUF", "TopiaryEval", "TopiaryGraph", "TopiaryPrune"],
+            name: "TopiaryExportTests",
+            dependencies: ["TopiaryExport", "TopiaryModels", "TopiaryGGUF", "TopiaryEval", "TopiaryGraph", "TopiaryPrune"],
             resources: [.copy("Fixtures")]),
         .testTarget(
             name: "TopiaryReliabilityTests",

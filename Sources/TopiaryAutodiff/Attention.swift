@@ -17,8 +17,10 @@ public struct AttentionShape: Sendable, Equatable {
     /// Sliding window (0 = none): a query sees at most this many most recent keys.
     public var window: Int
 
-    public init(batch: Int, queryLength: Int, keyLength: Int, heads: Int, kvHeads: Int, headDim: Int,
-                scale: Float? = nil, causal: Bool = true, window: Int = 0) {
+    public init(
+        batch: Int, queryLength: Int, keyLength: Int, heads: Int, kvHeads: Int, headDim: Int,
+        scale: Float? = nil, causal: Bool = true, window: Int = 0
+    ) {
         self.batch = batch
         self.queryLength = queryLength
         self.keyLength = keyLength
@@ -89,8 +91,9 @@ public final class KVCache: @unchecked Sendable {
             throw AutodiffError.shapeMismatch(op: "attention(cache)", shapes: [k.shape, keys[layer].shape])
         }
         guard lengths[layer] + t <= capacity else {
-            throw AutodiffError.invalidArgument(op: "attention(cache)",
-                                                message: "the KV cache holds \(capacity) positions; \(lengths[layer] + t) needed")
+            throw AutodiffError.invalidArgument(
+                op: "attention(cache)",
+                message: "the KV cache holds \(capacity) positions; \(lengths[layer] + t) needed")
         }
         for b in 0..<batch {
             let dst = b * capacity * width + lengths[layer] * width
@@ -139,8 +142,9 @@ extension Graph {
             Self.rowwise(tokens, width: heads * headDim) { r in
                 let o = r.lowerBound * heads * headDim
                 positions.withUnsafeBufferPointer {
-                    tk_rope(src.pointer + o, dst.pointer + o, r.count, heads, headDim, table.rotaryDim, table.cos.pointer,
-                            table.sin.pointer, $0.baseAddress! + r.lowerBound, inverse)
+                    tk_rope(
+                        src.pointer + o, dst.pointer + o, r.count, heads, headDim, table.rotaryDim, table.cos.pointer,
+                        table.sin.pointer, $0.baseAddress! + r.lowerBound, inverse)
                 }
             }
         }
@@ -157,19 +161,22 @@ extension Graph {
     /// `[batch·keyLength, kvHeads·headDim]`; the result has `q`'s shape.
     public func attention(_ q: Var, _ k: Var, _ v: Var, shape s: AttentionShape) throws -> Var {
         guard s.kvHeads > 0, s.heads % s.kvHeads == 0,
-              q.value.count == s.batch * s.queryLength * s.heads * s.headDim,
-              k.value.count == s.batch * s.keyLength * s.kvHeads * s.headDim, v.value.count == k.value.count
+            q.value.count == s.batch * s.queryLength * s.heads * s.headDim,
+            k.value.count == s.batch * s.keyLength * s.kvHeads * s.headDim, v.value.count == k.value.count
         else {
             throw AutodiffError.shapeMismatch(op: "attention", shapes: [q.shape, k.shape, v.shape])
         }
         let keep = recording && [q, k, v].contains { $0.node >= 0 && nodes[$0.node].requiresGrad }
         let out = Tensor(uninitialized: q.shape)
         let probs = keep ? Tensor(uninitialized: [s.batch, s.kvHeads, s.queryLength * s.group, s.keyLength]) : nil
-        Self.attentionForward(q: q.value.pointer, k: k.value.pointer, v: v.value.pointer,
-                              keyBatchStride: s.keyLength * s.kvHeads * s.headDim, out: out.pointer, probs: probs, s)
+        Self.attentionForward(
+            q: q.value.pointer, k: k.value.pointer, v: v.value.pointer,
+            keyBatchStride: s.keyLength * s.kvHeads * s.headDim, out: out.pointer, probs: probs, s)
         let qv = q.value, kv = k.value, vv = v.value
-        return record(.attention, [q, k, v], output: out,
-                      attributes: ["heads": s.heads, "kvHeads": s.kvHeads, "headDim": s.headDim]) { dout, _ in
+        return record(
+            .attention, [q, k, v], output: out,
+            attributes: ["heads": s.heads, "kvHeads": s.kvHeads, "headDim": s.headDim]
+        ) { dout, _ in
             guard let probs else { throw AutodiffError.noBackwardRule(op: "attention") }
             return Self.attentionBackward(q: qv, k: kv, v: vv, probs: probs, dout: dout, s)
         }
@@ -177,20 +184,25 @@ extension Graph {
 
     /// Attention of new queries over a KV cache: appends `k`, `v` to `cache` at `layer` first.
     /// Inference only (no backward rule).
-    public func attention(_ q: Var, _ k: Var, _ v: Var, cache: KVCache, layer: Int, heads: Int, kvHeads: Int,
-                          headDim: Int, scale: Float? = nil, window: Int = 0) throws -> Var {
+    public func attention(
+        _ q: Var, _ k: Var, _ v: Var, cache: KVCache, layer: Int, heads: Int, kvHeads: Int,
+        headDim: Int, scale: Float? = nil, window: Int = 0
+    ) throws -> Var {
         if recording, [q, k, v].contains(where: { $0.node >= 0 && nodes[$0.node].requiresGrad }) {
             throw AutodiffError.noBackwardRule(op: "attention with a KV cache")
         }
         try cache.append(layer: layer, k: k.value, v: v.value)
         let t = q.value.count / (cache.batch * heads * headDim)
-        let s = AttentionShape(batch: cache.batch, queryLength: t, keyLength: cache.lengths[layer], heads: heads,
-                               kvHeads: kvHeads, headDim: headDim, scale: scale, causal: true, window: window)
+        let s = AttentionShape(
+            batch: cache.batch, queryLength: t, keyLength: cache.lengths[layer], heads: heads,
+            kvHeads: kvHeads, headDim: headDim, scale: scale, causal: true, window: window)
         let out = Tensor(uninitialized: q.shape)
-        Self.attentionForward(q: q.value.pointer, k: cache.keys[layer].pointer, v: cache.values[layer].pointer,
-                              keyBatchStride: cache.capacity * kvHeads * headDim, out: out.pointer, probs: nil, s)
-        return record(.attention, [q], output: out, attributes: ["heads": heads, "kvHeads": kvHeads, "headDim": headDim],
-                      backward: nil)
+        Self.attentionForward(
+            q: q.value.pointer, k: cache.keys[layer].pointer, v: cache.values[layer].pointer,
+            keyBatchStride: cache.capacity * kvHeads * headDim, out: out.pointer, probs: nil, s)
+        return record(
+            .attention, [q], output: out, attributes: ["heads": heads, "kvHeads": kvHeads, "headDim": headDim],
+            backward: nil)
     }
 
     /// Query positions per tile: causal attention computes only the keys a tile can see.
@@ -234,8 +246,9 @@ extension Graph {
                 let visible = s.causal ? max(0, min(S, r1 + s.offset)) : S
                 let R0 = r0 * G, rows = (r1 - r0) * G
                 if visible > 0 {
-                    BLAS.gemm(transB: true, m: rows, n: visible, k: hd, a: qs + R0 * hd, lda: hd, b: kb, ldb: kld,
-                              c: p + R0 * S, ldc: S)
+                    BLAS.gemm(
+                        transB: true, m: rows, n: visible, k: hd, a: qs + R0 * hd, lda: hd, b: kb, ldb: kld,
+                        c: p + R0 * S, ldc: S)
                 }
                 tk_softmax_masked(p + R0 * S, rows, visible, S, s.scale, s.offset + r0, s.window, G)
                 if probs != nil && visible < S {
@@ -252,7 +265,9 @@ extension Graph {
         }
     }
 
-    static func attentionBackward(q: Tensor, k: Tensor, v: Tensor, probs: Tensor, dout: Tensor, _ s: AttentionShape)
+    static func attentionBackward(
+        q: Tensor, k: Tensor, v: Tensor, probs: Tensor, dout: Tensor, _ s: AttentionShape
+    )
         -> [Tensor?]
     {
         let T = s.queryLength, S = s.keyLength, hd = s.headDim, G = s.group
@@ -261,8 +276,10 @@ extension Graph {
         // (sequence, KV head) pairs write disjoint rows and columns of dq, dk and dv: they run side by side.
         let pairs = s.batch * s.kvHeads, workers = Parallel.workers(for: pairs)
         let scratch = (0..<workers).map { _ in
-            (dp: Tensor(uninitialized: [rowsTotal, S]), qs: Tensor(uninitialized: [rowsTotal, hd]),
-             dos: Tensor(uninitialized: [rowsTotal, hd]), dqs: Tensor(uninitialized: [rowsTotal, hd]))
+            (
+                dp: Tensor(uninitialized: [rowsTotal, S]), qs: Tensor(uninitialized: [rowsTotal, hd]),
+                dos: Tensor(uninitialized: [rowsTotal, hd]), dqs: Tensor(uninitialized: [rowsTotal, hd])
+            )
         }
         defer { withExtendedLifetime((scratch, probs, dout, dq, dk, dv)) {} }
         Parallel.forEach(pairs) { pair, w in
@@ -282,16 +299,20 @@ extension Graph {
                 let pt = p + R0 * S, dpt = dp + R0 * S
                 if visible > 0 {
                     // dV += Pᵀ·dO ;  dP = dO·Vᵀ ;  dS = softmax'(dP)
-                    BLAS.gemm(transA: true, m: visible, n: hd, k: rows, a: pt, lda: S, b: dos + R0 * hd, ldb: hd, beta: 1,
-                              c: dv.pointer + kOff, ldc: kld)
-                    BLAS.gemm(transB: true, m: rows, n: visible, k: hd, a: dos + R0 * hd, lda: hd, b: v.pointer + kOff, ldb: kld,
-                              c: dpt, ldc: S)
+                    BLAS.gemm(
+                        transA: true, m: visible, n: hd, k: rows, a: pt, lda: S, b: dos + R0 * hd, ldb: hd, beta: 1,
+                        c: dv.pointer + kOff, ldc: kld)
+                    BLAS.gemm(
+                        transB: true, m: rows, n: visible, k: hd, a: dos + R0 * hd, lda: hd, b: v.pointer + kOff, ldb: kld,
+                        c: dpt, ldc: S)
                     tk_softmax_bwd(pt, dpt, rows, visible, S)
                     // dQ = scale·dS·K ;  dK += scale·dSᵀ·Q
-                    BLAS.gemm(m: rows, n: hd, k: visible, alpha: s.scale, a: dpt, lda: S, b: k.pointer + kOff, ldb: kld,
-                              c: dqs + R0 * hd, ldc: hd)
-                    BLAS.gemm(transA: true, m: visible, n: hd, k: rows, alpha: s.scale, a: dpt, lda: S, b: qs + R0 * hd, ldb: hd,
-                              beta: 1, c: dk.pointer + kOff, ldc: kld)
+                    BLAS.gemm(
+                        m: rows, n: hd, k: visible, alpha: s.scale, a: dpt, lda: S, b: k.pointer + kOff, ldb: kld,
+                        c: dqs + R0 * hd, ldc: hd)
+                    BLAS.gemm(
+                        transA: true, m: visible, n: hd, k: rows, alpha: s.scale, a: dpt, lda: S, b: qs + R0 * hd, ldb: hd,
+                        beta: 1, c: dk.pointer + kOff, ldc: kld)
                 } else {
                     (dqs + R0 * hd).update(repeating: 0, count: rows * hd)
                 }

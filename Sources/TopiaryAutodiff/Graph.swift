@@ -113,8 +113,9 @@ public final class Graph {
         let needs = inputs.map { $0.node >= 0 && nodes[$0.node].requiresGrad }
         let requires = needs.contains(true)
         let node = Node(
-            record: OpRecord(kind: kind, inputs: inputs.map(\.node), parameter: parameter, outputShape: output.shape,
-                             attributes: attributes),
+            record: OpRecord(
+                kind: kind, inputs: inputs.map(\.node), parameter: parameter, outputShape: output.shape,
+                attributes: attributes),
             requiresGrad: requires && !tracingOnly, backward: requires && !tracingOnly ? backward : nil)
         nodes.append(node)
         return Var(value: output, node: nodes.count - 1)
@@ -123,8 +124,10 @@ public final class Graph {
     /// A constant input (token ids, targets, masks): no gradient.
     public func input(_ t: Tensor) -> Var {
         guard recording else { return Var(value: t, node: -1) }
-        nodes.append(Node(record: OpRecord(kind: .input, inputs: [], parameter: nil, outputShape: t.shape, attributes: [:]),
-                          requiresGrad: false, backward: nil))
+        nodes.append(
+            Node(
+                record: OpRecord(kind: .input, inputs: [], parameter: nil, outputShape: t.shape, attributes: [:]),
+                requiresGrad: false, backward: nil))
         return Var(value: t, node: nodes.count - 1)
     }
 
@@ -132,8 +135,10 @@ public final class Graph {
     public func parameter(_ p: Parameter) -> Var {
         lastRecord = DispatchTime.now().uptimeNanoseconds
         guard recording else { return Var(value: p.value, node: -1) }
-        nodes.append(Node(record: OpRecord(kind: .parameter, inputs: [], parameter: p, outputShape: p.shape, attributes: [:]),
-                          requiresGrad: p.requiresGrad, backward: nil))
+        nodes.append(
+            Node(
+                record: OpRecord(kind: .parameter, inputs: [], parameter: p, outputShape: p.shape, attributes: [:]),
+                requiresGrad: p.requiresGrad, backward: nil))
         return Var(value: p.value, node: nodes.count - 1)
     }
 
@@ -162,12 +167,15 @@ public final class Graph {
             let needs = node.record.inputs.map { $0 >= 0 && nodes[$0].requiresGrad }
             let t0 = DispatchTime.now().uptimeNanoseconds
             let inputGrads = try rule(g, needs)
-            if backwardSeconds != nil { backwardSeconds![node.record.kind, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
+            if backwardSeconds != nil {
+                backwardSeconds![node.record.kind, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            }
             for (k, input) in node.record.inputs.enumerated() where needs[k] {
                 guard let gi = inputGrads[k] else { continue }
                 guard gi.count == nodes[input].record.outputShape.reduce(1, *) else {
-                    throw AutodiffError.shapeMismatch(op: "\(node.record.kind.rawValue) backward",
-                                                      shapes: [gi.shape, nodes[input].record.outputShape])
+                    throw AutodiffError.shapeMismatch(
+                        op: "\(node.record.kind.rawValue) backward",
+                        shapes: [gi.shape, nodes[input].record.outputShape])
                 }
                 if var existing = grads[input] {
                     grads[input] = nil

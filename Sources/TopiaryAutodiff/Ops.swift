@@ -42,8 +42,9 @@ extension Graph {
         guard kb == k else { throw AutodiffError.shapeMismatch(op: "matmul", shapes: [a.shape, b.shape]) }
         let c = Tensor(uninitialized: [batch, m, n])
         for i in 0..<batch {
-            BLAS.gemm(transB: transB, m: m, n: n, k: k, a: a.value.pointer + i * m * k, b: b.value.pointer + i * k * n,
-                      c: c.pointer + i * m * n)
+            BLAS.gemm(
+                transB: transB, m: m, n: n, k: k, a: a.value.pointer + i * m * k, b: b.value.pointer + i * k * n,
+                c: c.pointer + i * m * n)
         }
         let av = a.value, bv = b.value
         return record(.matmul, [a, b], output: c, attributes: ["transB": transB ? 1 : 0]) { dc, needs in
@@ -51,8 +52,9 @@ extension Graph {
             if needs[0] {
                 let t = Tensor(uninitialized: av.shape)
                 for i in 0..<batch {  // dA = dC · op(B)ᵀ
-                    BLAS.gemm(transB: !transB, m: m, n: k, k: n, a: dc.pointer + i * m * n, b: bv.pointer + i * k * n,
-                              c: t.pointer + i * m * k)
+                    BLAS.gemm(
+                        transB: !transB, m: m, n: k, k: n, a: dc.pointer + i * m * n, b: bv.pointer + i * k * n,
+                        c: t.pointer + i * m * k)
                 }
                 da = t
             }
@@ -60,11 +62,13 @@ extension Graph {
                 let t = Tensor(uninitialized: bv.shape)
                 for i in 0..<batch {
                     if transB {  // B is [n, k]: dB = dCᵀ · A
-                        BLAS.gemm(transA: true, m: n, n: k, k: m, a: dc.pointer + i * m * n, b: av.pointer + i * m * k,
-                                  c: t.pointer + i * k * n)
+                        BLAS.gemm(
+                            transA: true, m: n, n: k, k: m, a: dc.pointer + i * m * n, b: av.pointer + i * m * k,
+                            c: t.pointer + i * k * n)
                     } else {  // B is [k, n]: dB = Aᵀ · dC
-                        BLAS.gemm(transA: true, m: k, n: n, k: m, a: av.pointer + i * m * k, b: dc.pointer + i * m * n,
-                                  c: t.pointer + i * k * n)
+                        BLAS.gemm(
+                            transA: true, m: k, n: n, k: m, a: av.pointer + i * m * k, b: dc.pointer + i * m * n,
+                            c: t.pointer + i * k * n)
                     }
                 }
                 db = t
@@ -100,7 +104,8 @@ extension Graph {
             throw AutodiffError.shapeMismatch(op: "embedding", shapes: [table.shape, rows.shape])
         }
         return record(.embedding, [parameter(table)], output: rows, attributes: ["vocab": table.shape[0], "dim": table.shape[1]]) { _, _ in
-            throw AutodiffError.invalidArgument(op: "embedding", message: "\(table.name) is streamed from its file and takes no gradient (freeze it)")
+            throw AutodiffError.invalidArgument(
+                op: "embedding", message: "\(table.name) is streamed from its file and takes no gradient (freeze it)")
         }
     }
 
@@ -125,8 +130,9 @@ extension Graph {
             let partials = needs[1] ? (0..<Parallel.rangeCount(rows, minimum: Self.rowMinimum(dim))).map { _ in Tensor(zeros: [dim]) } : []
             Self.rowwise(rows, width: dim) { r, w in
                 let o = r.lowerBound * dim
-                tk_rmsnorm_bwd(xv.pointer + o, wv.pointer, rstd.pointer + r.lowerBound, dy.pointer + o, dx.map { $0.pointer + o },
-                               partials.isEmpty ? nil : partials[w].pointer, r.count, dim, weightOffset)
+                tk_rmsnorm_bwd(
+                    xv.pointer + o, wv.pointer, rstd.pointer + r.lowerBound, dy.pointer + o, dx.map { $0.pointer + o },
+                    partials.isEmpty ? nil : partials[w].pointer, r.count, dim, weightOffset)
             }
             var dw = partials.first
             for p in partials.dropFirst() { tk_add_inplace(dw!.pointer, p.pointer, dim) }
@@ -179,7 +185,10 @@ extension Graph {
         let wv = w.value
         return record(.layernorm, [x, w, b], output: y, attributes: ["dim": dim]) { dy, needs in
             var dx: Tensor?, dw: Tensor?, db: Tensor?
-            if needs[1] { let t = Tensor(zeros: [dim]); for r in 0..<rows { tk_mul_acc(dy.pointer + r * dim, xhat.pointer + r * dim, t.pointer, dim) }; dw = t }
+            if needs[1] {
+                let t = Tensor(zeros: [dim]);
+                for r in 0..<rows { tk_mul_acc(dy.pointer + r * dim, xhat.pointer + r * dim, t.pointer, dim) }; dw = t
+            }
             if needs[2] { let t = Tensor(zeros: [dim]); for r in 0..<rows { tk_add_inplace(t.pointer, dy.pointer + r * dim, dim) }; db = t }
             if needs[0] {
                 // dx = rstd · (g − mean(g) − x̂ · mean(g · x̂)), g = dy · w
@@ -282,8 +291,10 @@ extension Graph {
     public func gaussianGate(_ x: Var, logAlpha: Var, noise: Tensor, unitOfColumn: [Int32]) throws -> Var {
         let cols = x.shape.last ?? 0, rows = cols > 0 ? x.value.count / cols : 0
         guard noise.shape == x.shape else { throw AutodiffError.shapeMismatch(op: "gaussianGate", shapes: [x.shape, noise.shape]) }
-        guard logAlpha.shape.count == 1, unitOfColumn.count == cols, unitOfColumn.allSatisfy({ $0 >= 0 && Int($0) < logAlpha.value.count }) else {
-            throw AutodiffError.invalidArgument(op: "gaussianGate", message: "unitOfColumn needs one unit in 0..<\(logAlpha.value.count) for each of the \(cols) columns")
+        guard logAlpha.shape.count == 1, unitOfColumn.count == cols, unitOfColumn.allSatisfy({ $0 >= 0 && Int($0) < logAlpha.value.count })
+        else {
+            throw AutodiffError.invalidArgument(
+                op: "gaussianGate", message: "unitOfColumn needs one unit in 0..<\(logAlpha.value.count) for each of the \(cols) columns")
         }
         let xv = x.value, a = logAlpha.value
         let y = Tensor(uninitialized: x.shape)
@@ -381,8 +392,10 @@ extension Graph {
         guard let first = xs.first, axis >= 0, axis < first.shape.count else {
             throw AutodiffError.invalidArgument(op: "concat", message: "nothing to concatenate or bad axis \(axis)")
         }
-        for x in xs where x.shape.count != first.shape.count
-            || zip(x.shape, first.shape).enumerated().contains(where: { $0.offset != axis && $0.element.0 != $0.element.1 }) {
+        for x in xs
+        where x.shape.count != first.shape.count
+            || zip(x.shape, first.shape).enumerated().contains(where: { $0.offset != axis && $0.element.0 != $0.element.1 })
+        {
             throw AutodiffError.shapeMismatch(op: "concat", shapes: xs.map(\.shape))
         }
         let outer = first.shape[..<axis].reduce(1, *), inner = first.shape[(axis + 1)...].reduce(1, *)

@@ -23,7 +23,9 @@ struct ModelArguments: ParsableArguments {
     /// in its file (``StreamingArguments``).
     func load(adapters: String? = nil, streamLayers: Int = 0) throws -> LoadedModel {
         if let threads { setBLASThreads(threads) }
-        if streamLayers > 0 && adapters != nil { throw CLIError("--adapters cannot be applied to a streamed model (--stream-layers); merge them first") }
+        if streamLayers > 0 && adapters != nil {
+            throw CLIError("--adapters cannot be applied to a streamed model (--stream-layers); merge them first")
+        }
         let loaded = try ModelLoader.load(path: model, streamLayers: streamLayers)
         if let adapters {
             let m = loaded.model
@@ -45,15 +47,20 @@ struct DataArguments: ParsableArguments {
 
 /// `--adapters`: LoRA adapters applied unmerged (the commands that run or write the model).
 struct AdapterArguments: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("A directory with LoRA adapters (adapter_model.safetensors) to apply unmerged.", valueName: "dir"))
+    @Option(
+        name: .long, help: ArgumentHelp("A directory with LoRA adapters (adapter_model.safetensors) to apply unmerged.", valueName: "dir"))
     var adapters: String?
 }
 
 /// `--stream-layers`: layer streaming for models larger than memory (perplexity, prune, sparsify).
 struct StreamingArguments: ParsableArguments {
-    @Option(name: .customLong("stream-layers"), help: ArgumentHelp(
-        "Keep a GGUF model's weights quantized in the mapped file and dequantize at most this many layers at a time (0: load the whole model as fp32). For models larger than memory, e.g. a 7B model on 24 GiB: perplexity, prune (to a .gguf) and sparsify (wanda/sparsegpt, to a .gguf) run layer by layer.",
-        valueName: "n"))
+    @Option(
+        name: .customLong("stream-layers"),
+        help: ArgumentHelp(
+            "Keep a GGUF model's weights quantized in the mapped file and dequantize at most this many layers at a time (0: load the "
+                + "whole model as fp32). For models larger than memory, e.g. a 7B model on 24 GiB: perplexity, prune (to a .gguf) and "
+                + "sparsify (wanda/sparsegpt, to a .gguf) run layer by layer.",
+            valueName: "n"))
     var streamLayers: Int = 0
 
     func validate() throws {

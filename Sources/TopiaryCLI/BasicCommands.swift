@@ -33,23 +33,29 @@ struct Inspect: ParsableCommand {
             let embedding = c.vocabSize * c.hiddenSize
             var types: [String: Int] = [:]
             for t in loaded.sourceTensorTypes.values { types[t, default: 0] += 1 }
-            let report = Report(source: loaded.source, architecture: c.architecture, config: c, parameters: total,
-                                nonEmbeddingParameters: total - embedding, tensorTypes: types)
+            let report = Report(
+                source: loaded.source, architecture: c.architecture, config: c, parameters: total,
+                nonEmbeddingParameters: total - embedding, tensorTypes: types)
             if json { return try printJSON(report) }
             func uniform(_ a: [Int]) -> String { Set(a).count == 1 ? "\(a[0])" : a.map(String.init).joined(separator: ",") }
             var variations: [String] = []
             if c.activation != "silu" { variations.append("activation     \(c.activation)") }
             if c.embeddingScale != 1 { variations.append("embedding ×    \(c.embeddingScale)") }
             if c.queryKeyNorm || c.postBlockNorms {
-                variations.append("norms          pre" + (c.postBlockNorms ? " + post attention/FFN" : "") + (c.queryKeyNorm ? ", per-head q/k" : ""))
+                variations.append(
+                    "norms          pre" + (c.postBlockNorms ? " + post attention/FFN" : "") + (c.queryKeyNorm ? ", per-head q/k" : ""))
             }
             if c.queryPreAttentionScalar != nil { variations.append("attn scale     \(c.attentionScale)") }
             if c.slidingWindow > 0 {
                 let local = (0..<c.layerCount).filter { c.isSliding($0) }.count
                 let global = (0..<c.layerCount).filter { !c.isSliding($0) }.map(String.init).joined(separator: ",")
-                variations.append("attention      \(local) local (window \(c.slidingWindow), rope theta \(c.localRopeTheta ?? c.ropeTheta)), global layers \(global)")
+                variations.append(
+                    "attention      \(local) local (window \(c.slidingWindow), rope theta \(c.localRopeTheta ?? c.ropeTheta)), global "
+                        + "layers \(global)"
+                )
             }
-            print("""
+            print(
+                """
                 model          \(loaded.source)
                 architecture   \(c.architecture)
                 layers         \(c.layerCount)
@@ -113,7 +119,11 @@ struct PerplexityCommand: ParsableCommand {
     @OptionGroup var streaming: StreamingArguments
     @OptionGroup var dataArguments: DataArguments
     @Option(help: ArgumentHelp("Text file (overrides --dataset).", valueName: "path")) var text: String?
-    @Option(help: "wikitext2 (test), ptb (test) or ptb-valid, read from --data. PTB lines are stripped and joined by spaces, as LLM-Pruner's loader does.")
+    @Option(
+        help: ArgumentHelp(
+            "wikitext2 (test), ptb (test) or ptb-valid, read from --data. PTB lines are stripped and joined by spaces, as LLM-Pruner's "
+                + "loader does.")
+    )
     var dataset: String = "wikitext2"
     @Option(help: "Tokens per window (≥ 2).") var window: Int = 512
     @Option(name: .customLong("max-windows"), help: "At most this many windows (0: every complete window).") var maxWindows: Int = 64
@@ -122,7 +132,9 @@ struct PerplexityCommand: ParsableCommand {
 
     func validate() throws {
         guard window >= 2 else { throw ValidationError("--window \(window) is too small: a window needs at least 2 tokens") }
-        guard PerplexityDataset(rawValue: dataset) != nil else { throw ValidationError("--dataset \(dataset): expected wikitext2, ptb or ptb-valid") }
+        guard PerplexityDataset(rawValue: dataset) != nil else {
+            throw ValidationError("--dataset \(dataset): expected wikitext2, ptb or ptb-valid")
+        }
         guard maxWindows >= 0 else { throw ValidationError("--max-windows must be ≥ 0") }
         if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
     }
@@ -142,9 +154,11 @@ struct PerplexityCommand: ParsableCommand {
             let bar = ProgressBar("perplexity", total: planned, unit: "windows")
             let result = try evaluator.evaluate(loaded.model, tokens: tokens, source: path, progress: bar)
             if json { return try printJSON(result) }
-            print(String(format: "ppl %.4f  (mean NLL %.6f, %d predictions in %d windows of %d, %.1f s, %.0f tokens/s)",
-                         result.ppl, result.meanNLL, result.predictions, result.windows, result.window, result.seconds,
-                         Double(result.tokens) / result.seconds))
+            print(
+                String(
+                    format: "ppl %.4f  (mean NLL %.6f, %d predictions in %d windows of %d, %.1f s, %.0f tokens/s)",
+                    result.ppl, result.meanNLL, result.predictions, result.windows, result.window, result.seconds,
+                    Double(result.tokens) / result.seconds))
         }
     }
 }
@@ -188,8 +202,9 @@ struct Generate: ParsableCommand {
         try reportingErrors {
             let loaded = try modelArguments.load(adapters: adapterArguments.adapters)
             let promptIDs = loaded.tokenizer.encode(prompt, addSpecialTokens: true, parseSpecial: true).map(Int32.init)
-            let options = GenerationOptions(maxTokens: maxTokens, temperature: temperature, topP: topP, topK: topK, seed: seed,
-                                            stopAtEndOfSequence: !ignoreEOS)
+            let options = GenerationOptions(
+                maxTokens: maxTokens, temperature: temperature, topP: topP, topK: topK, seed: seed,
+                stopAtEndOfSequence: !ignoreEOS)
             let generator = Generator(model: loaded.model, endOfSequence: loaded.tokenizer.eosTokenID)
             let start = Date()
             var streamed: [Int] = []
@@ -209,11 +224,14 @@ struct Generate: ParsableCommand {
             let seconds = Date().timeIntervalSince(start)
             let text = loaded.tokenizer.decode(ids.map(Int.init), skipSpecialTokens: false)
             if json {
-                return try printJSON(Report(promptIDs: promptIDs.map(Int.init), ids: ids.map(Int.init), text: text,
-                                            tokensPerSecond: Double(ids.count) / seconds))
+                return try printJSON(
+                    Report(
+                        promptIDs: promptIDs.map(Int.init), ids: ids.map(Int.init), text: text,
+                        tokensPerSecond: Double(ids.count) / seconds))
             }
             emit(text.dropFirst(printedText.count) + "\n")
-            FileHandle.standardError.write(Data(String(format: "[%d tokens, %.1f tokens/s]\n", ids.count, Double(ids.count) / seconds).utf8))
+            FileHandle.standardError.write(
+                Data(String(format: "[%d tokens, %.1f tokens/s]\n", ids.count, Double(ids.count) / seconds).utf8))
         }
     }
 }

@@ -57,25 +57,38 @@ struct Evaluate: ParsableCommand {
             var results: [ZeroShotEvaluator.TaskResult] = []
             for t in selected {
                 let n = try t.items(from: dir + "/" + t.fileName, limit: limit).count
-                results.append(try evaluator.evaluate(t, dataDirectory: dir, limit: limit, progress: ProgressBar(t.name, total: n, unit: "items")))
+                results.append(
+                    try evaluator.evaluate(t, dataDirectory: dir, limit: limit, progress: ProgressBar(t.name, total: n, unit: "items")))
             }
             // The papers' average: acc_norm where reported (ARC, HellaSwag, OBQA, PIQA), acc otherwise.
             let headline = results.map { $0.accNorm ?? $0.acc }
             let average = headline.reduce(0, +) / Double(max(1, headline.count))
-            let summary = Summary(model: loaded.source, limit: limit, results: Dictionary(uniqueKeysWithValues: results.map {
-                ($0.task, TaskSummary(acc: $0.acc, accStderr: $0.accStderr, accNorm: $0.accNorm, accNormStderr: $0.accNormStderr, n: $0.n, seconds: $0.seconds))
-            }), average: average)
+            let summary = Summary(
+                model: loaded.source, limit: limit,
+                results: Dictionary(
+                    uniqueKeysWithValues: results.map {
+                        (
+                            $0.task,
+                            TaskSummary(
+                                acc: $0.acc, accStderr: $0.accStderr, accNorm: $0.accNorm, accNormStderr: $0.accNormStderr, n: $0.n,
+                                seconds: $0.seconds)
+                        )
+                    }), average: average)
             var md = "| model | " + results.map(\.task).joined(separator: " | ") + " | average |\n"
             md += "|---|" + results.map { _ in "---:|" }.joined() + "---:|\n"
-            md += "| \((loaded.source as NSString).lastPathComponent) | "
+            md +=
+                "| \((loaded.source as NSString).lastPathComponent) | "
                 + results.map { r in String(format: "%.2f", 100 * (r.accNorm ?? r.acc)) }.joined(separator: " | ")
                 + String(format: " | %.2f |\n", 100 * average)
             md += "\nacc (± stderr) / acc_norm per task, n items:\n\n"
             for r in results {
-                md += String(format: "- %@: acc %.4f ± %.4f%@, n = %d, %.0f s\n", r.task, r.acc, r.accStderr,
-                             r.accNorm.map { String(format: ", acc_norm %.4f ± %.4f", $0, r.accNormStderr ?? 0) } ?? "", r.n, r.seconds)
+                md += String(
+                    format: "- %@: acc %.4f ± %.4f%@, n = %d, %.0f s\n", r.task, r.acc, r.accStderr,
+                    r.accNorm.map { String(format: ", acc_norm %.4f ± %.4f", $0, r.accNormStderr ?? 0) } ?? "", r.n, r.seconds)
             }
-            md += "\nThe average uses acc_norm where lm-eval reports it (PIQA, HellaSwag, ARC, OpenBookQA) and acc otherwise. HellaSwag prompts come from llama.cpp's derived file: `ctx_b` is not capitalised as in lm-eval.\n"
+            md +=
+                "\nThe average uses acc_norm where lm-eval reports it (PIQA, HellaSwag, ARC, OpenBookQA) and acc otherwise. HellaSwag "
+                + "prompts come from llama.cpp's derived file: `ctx_b` is not capitalised as in lm-eval.\n"
             if let out {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -29,7 +29,8 @@ struct Export: ParsableCommand {
     @Option(help: "gguf or safetensors-hf.") var format: String = "gguf"
     @Option(help: ArgumentHelp("Output: a .gguf file (gguf) or a directory (safetensors-hf).", valueName: "path")) var out: String
     @Option(help: "GGUF tensor type: f32, f16, q8_0, q4_0 or q4_1 (default f32).") var type: String?
-    @Option(help: "GGUF architecture: auto (llama when layers are uniform, deci when they differ), llama or deci.") var arch: String = "auto"
+    @Option(help: "GGUF architecture: auto (llama when layers are uniform, deci when they differ), llama or deci.") var arch: String =
+        "auto"
     @Option(help: "general.name of the GGUF file (default: the source's).") var name: String?
     @Flag(help: "Replace --out if it exists.") var force = false
     @Flag(help: "Print the export report as JSON (keys: format, architecture, tensors, fallbacks, notes …).") var json = false
@@ -64,7 +65,8 @@ struct Export: ParsableCommand {
             let loaded = try modelArguments.load(adapters: adapterArguments.adapters)
             let report: ExportReport
             if format == "gguf" {
-                let options = GGUFExportOptions(type: try GGUFExporter.parseType(type ?? "f32"), architecture: try GGUFArchitecture(parsing: arch), name: name)
+                let options = GGUFExportOptions(
+                    type: try GGUFExporter.parseType(type ?? "f32"), architecture: try GGUFArchitecture(parsing: arch), name: name)
                 report = try GGUFExporter.export(model: loaded.model, sourceMetadata: loaded.metadata, to: out, options: options)
             } else {
                 report = try HFExporter.export(model: loaded.model, sourceMetadata: loaded.metadata, to: out)
@@ -76,7 +78,10 @@ struct Export: ParsableCommand {
             var types: [String: Int] = [:]
             for t in report.tensors { types[t.type, default: 0] += 1 }
             let typeList = types.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
-            print("wrote \(out): \(report.format), \(report.architecture), \(c.layerCount) layers, \(report.tensors.count) tensors (\(typeList)), \(ByteCountFormatter.string(fromByteCount: Int64(report.bytes), countStyle: .file))")
+            print(
+                "wrote \(out): \(report.format), \(report.architecture), \(c.layerCount) layers, \(report.tensors.count) tensors "
+                    + "(\(typeList)), \(ByteCountFormatter.string(fromByteCount: Int64(report.bytes), countStyle: .file))"
+            )
         }
     }
 }

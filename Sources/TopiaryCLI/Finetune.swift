@@ -22,10 +22,14 @@ struct Finetune: ParsableCommand {
 
     @OptionGroup var modelArguments: ModelArguments
     @Option(help: ArgumentHelp("Output directory.", valueName: "dir")) var out: String
-    @Option(help: ArgumentHelp("Training data: a text file, or Alpaca JSON (array or JSON Lines of {instruction, input, output}) with --format alpaca.", valueName: "path")) var data: String
+    @Option(
+        help: ArgumentHelp(
+            "Training data: a text file, or Alpaca JSON (array or JSON Lines of {instruction, input, output}) with --format alpaca.",
+            valueName: "path")) var data: String
     @Option(help: "text (consecutive windows of the file) or alpaca (one example per window, Alpaca prompt template, right-padded).")
     var format: String = "text"
-    @Flag(name: .customLong("train-on-inputs"), help: "Alpaca: train on the prompt tokens too (default: only on the response).") var trainOnInputs = false
+    @Flag(name: .customLong("train-on-inputs"), help: "Alpaca: train on the prompt tokens too (default: only on the response).")
+    var trainOnInputs = false
     @Option(name: .customLong("data-offset"), help: "Token offset of the first training window.") var dataOffset: Int = 0
     @Option(help: "LoRA rank r.") var rank: Int = 8
     @Option(help: "LoRA alpha (scale α/r).") var alpha: Float = 16
@@ -43,7 +47,10 @@ struct Finetune: ParsableCommand {
     @Option(name: .customLong("max-seconds"), help: "Stop after this much wall time (checkpointed).") var maxSeconds: Double?
     @Option(name: .customLong("save-every"), help: "Checkpoint every N steps.") var saveEvery: Int = 50
     @Option(name: .customLong("eval-every"), help: "Validation loss every N steps (0: never).") var evalEvery: Int = 50
-    @Option(name: .customLong("val-windows"), help: "Validation windows taken from the end of the text; with --format alpaca, examples held out (seeded split).") var valWindows: Int = 4
+    @Option(
+        name: .customLong("val-windows"),
+        help: "Validation windows taken from the end of the text; with --format alpaca, examples held out (seeded split).") var valWindows:
+        Int = 4
     @Option(help: "Random seed (adapter init, dropout).") var seed: UInt64 = 0
     @Flag(help: "Fold the adapters into the weights and save OUT/model/.") var merge = false
     @Flag(help: "Continue from OUT/checkpoint.") var resume = false
@@ -88,18 +95,29 @@ struct Finetune: ParsableCommand {
                 let records = try AlpacaData.read(path: data)
                 let examples = AlpacaData.tokenize(records, tokenizer: loaded.tokenizer, maxLength: length, trainOnInputs: trainOnInputs)
                 let (train, validation) = AlpacaData.split(examples, validation: valWindows, seed: seed)
-                trainer = try LoRATrainer(model: model, lora: l, config: c, examples: train, validation: validation,
-                                          padID: Int32(loaded.tokenizer.eosTokenID ?? 0))
-                FileHandle.standardError.write(Data("\(data): \(records.count) Alpaca records → \(trainer.examples.count) training, \(trainer.validationExamples.count) validation examples\n".utf8))
+                trainer = try LoRATrainer(
+                    model: model, lora: l, config: c, examples: train, validation: validation,
+                    padID: Int32(loaded.tokenizer.eosTokenID ?? 0))
+                FileHandle.standardError.write(
+                    Data(
+                        ("\(data): \(records.count) Alpaca records → \(trainer.examples.count) training, "
+                            + "\(trainer.validationExamples.count) validation examples\n")
+                            .utf8))
             } else {
                 let text = try readText(data)
                 let tokens = loaded.tokenizer.encode(text, addSpecialTokens: false, parseSpecial: false).map(Int32.init)
                 trainer = try LoRATrainer(model: model, lora: l, config: c, tokens: tokens)
             }
-            if resume { try trainer.resume(directory: out) } else if FileManager.default.fileExists(atPath: out + "/checkpoint") {
+            if resume {
+                try trainer.resume(directory: out)
+            } else if FileManager.default.fileExists(atPath: out + "/checkpoint") {
                 throw CLIError("\(out) already holds a run; pass --resume to continue it or choose another --out")
             }
-            FileHandle.standardError.write(Data("LoRA r=\(rank) α=\(alpha) on \(model.adapters.count) linears: \(trainer.trainableCount.formatted()) trainable parameters; starting at step \(trainer.step)\n".utf8))
+            FileHandle.standardError.write(
+                Data(
+                    ("LoRA r=\(rank) α=\(alpha) on \(model.adapters.count) linears: \(trainer.trainableCount.formatted()) trainable "
+                        + "parameters; starting at step \(trainer.step)\n")
+                        .utf8))
             let bar = ProgressBar("finetune", total: steps, unit: "steps")
             bar.advance(by: trainer.step)
             try trainer.run(directory: out, maxSeconds: maxSeconds, progress: bar)
@@ -110,8 +128,10 @@ struct Finetune: ParsableCommand {
                 try Checkpoint.save(model: model, tokenizerMetadata: loaded.metadata, to: out + "/model")
             }
             let last = trainer.history.last
-            print(String(format: "step %d, loss %.4f%@; outputs in %@", trainer.step, last?.loss ?? .nan,
-                         trainer.validation.last.map { String(format: ", validation loss %.4f", $0.loss) } ?? "", out))
+            print(
+                String(
+                    format: "step %d, loss %.4f%@; outputs in %@", trainer.step, last?.loss ?? .nan,
+                    trainer.validation.last.map { String(format: ", validation loss %.4f", $0.loss) } ?? "", out))
         }
     }
 }

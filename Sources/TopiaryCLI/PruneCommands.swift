@@ -35,18 +35,25 @@ struct GraphCommand: ParsableCommand {
             try AtomicFile.write(graph.dot(), to: dotPath)
             var kinds: [String: Int] = [:]
             for g in graph.groups { kinds[g.kind, default: 0] += 1 }
-            print("\(graph.groups.count) groups (\(kinds.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))) → \(out), \(dotPath)")
+            print(
+                "\(graph.groups.count) groups "
+                    + "(\(kinds.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))) → \(out), \(dotPath)"
+            )
         }
     }
 }
 
 /// `--calibration …`: the text and windows used for gradients.
 struct CalibrationArguments: ParsableArguments {
-    @Option(name: .customLong("calibration"), help: ArgumentHelp("Calibration text file (default: WikiText-2 test under --data).", valueName: "path"))
+    @Option(
+        name: .customLong("calibration"),
+        help: ArgumentHelp("Calibration text file (default: WikiText-2 test under --data).", valueName: "path"))
     var file: String?
     @Option(name: .customLong("calibration-windows"), help: "Number of calibration windows.") var windows: Int = 10
     @Option(name: .customLong("calibration-length"), help: "Tokens per calibration window.") var length: Int = 128
-    @Option(name: .customLong("calibration-offset"), help: "Token offset of the first window in the tokenized text (past the evaluation windows).")
+    @Option(
+        name: .customLong("calibration-offset"),
+        help: "Token offset of the first window in the tokenized text (past the evaluation windows).")
     var offset: Int = 32768
 
     /// The calibration windows from `--calibration` (default: `defaultFile`), tokenized with the model's tokenizer.
@@ -96,34 +103,74 @@ struct Prune: ParsableCommand {
     @Option(help: "How member scores combine into a unit's score.") var aggregation: Aggregation = .sum
     @Option(help: "taylor-act: weight of the activation-energy term against the Taylor term (both normalised per group).")
     var lambda: Double = CriterionOptions().lambda
-    @Option(name: .customLong("taylor-order"), help: "taylor-act: its Taylor term, 2 (second-order Fisher, one backward per window) or 1 (element-wise first order).")
+    @Option(
+        name: .customLong("taylor-order"),
+        help: "taylor-act: its Taylor term, 2 (second-order Fisher, one backward per window) or 1 (element-wise first order).")
     var taylorOrder: Int = CriterionOptions().taylorOrder
     @Option(help: "Fraction of non-embedding parameters to remove, in [0, 1).") var ratio: Double
     @Option(help: ArgumentHelp("Layer range A-B (inclusive) to prune.", valueName: "A-B")) var layers: String
     @Option(help: "uniform: the same share in every layer; global: rank units across layers.") var mode: StructuredPruner.Mode = .uniform
     @Option(name: .customLong("round-to"), help: "Round kept MLP channels per layer to a multiple of this.") var roundTo: Int = 1
     @Option(help: "Seed for --importance random.") var seed: UInt64 = 0
-    @Flag(inversion: .prefixedNo, help: "After choosing, update the linears that read the removed units (o_proj, down_proj) by Optimal Brain Surgeon on the calibration inputs, layer by layer (default: on for --importance obs, off otherwise).")
+    @Flag(
+        inversion: .prefixedNo,
+        help: ArgumentHelp(
+            "After choosing, update the linears that read the removed units (o_proj, down_proj) by Optimal Brain Surgeon on the "
+                + "calibration inputs, layer by layer (default: on for --importance obs, off otherwise).")
+    )
     var compensate: Bool?
     @Option(name: .customLong("vd-steps"), help: "variational-dropout: optimisation steps (each on --vd-windows calibration windows).")
     var vdSteps: Int = CriterionOptions().vdSteps
-    @Option(name: .customLong("vd-windows"), help: "variational-dropout: calibration windows per step.") var vdWindows: Int = CriterionOptions().vdWindows
-    @Option(name: .customLong("vd-lr"), help: "variational-dropout: Adam learning rate on log α.") var vdLearningRate: Double = CriterionOptions().vdLearningRate
-    @Option(name: .customLong("vd-kl-weight"), help: "variational-dropout: weight of the KL term (Σ KL / calibration tokens).") var vdKLWeight: Double = CriterionOptions().vdKLWeight
-    @Option(name: .customLong("obs-step"), help: "obs: MLP channels removed per greedy step before the rest are rescored (1 = exact greedy, slower).")
+    @Option(name: .customLong("vd-windows"), help: "variational-dropout: calibration windows per step.") var vdWindows: Int =
+        CriterionOptions().vdWindows
+    @Option(name: .customLong("vd-lr"), help: "variational-dropout: Adam learning rate on log α.") var vdLearningRate: Double =
+        CriterionOptions().vdLearningRate
+    @Option(name: .customLong("vd-kl-weight"), help: "variational-dropout: weight of the KL term (Σ KL / calibration tokens).")
+    var vdKLWeight: Double = CriterionOptions().vdKLWeight
+    @Option(
+        name: .customLong("obs-step"),
+        help: "obs: MLP channels removed per greedy step before the rest are rescored (1 = exact greedy, slower).")
     var obsStep: Int = CriterionOptions().obsStep
     @Flag(help: "Replace --out if it exists.") var force = false
-    @Option(help: "topiary (checkpoint directory) or hdf5 (the same, plus model.h5 with one dataset per tensor). A streamed model (--stream-layers) is written as one GGUF file (--out ending in .gguf).")
+    @Option(
+        help:
+            ArgumentHelp(
+                "topiary (checkpoint directory) or hdf5 (the same, plus model.h5 with one dataset per tensor). A streamed model "
+                    + "(--stream-layers) is written as one GGUF file (--out ending in .gguf).")
+    )
     var format: String = "topiary"
-    @Option(help: "remove: drop the lowest-scored MLP channels; kmeans: merge each layer's MLP channels into as many k-means clusters (of their gate and up rows) as are kept — centroid rows, summed down columns. Attention units are removed by importance either way.")
+    @Option(
+        help:
+            ArgumentHelp(
+                "remove: drop the lowest-scored MLP channels; kmeans: merge each layer's MLP channels into as many k-means "
+                    + "clusters (of their gate and up rows) as are kept — centroid rows, summed down columns. Attention units "
+                    + "are removed by importance either way.")
+    )
     var merge: String = "remove"
-    @Option(help: "How the budget is spread over --layers (uniform mode): uniform (equal shares, LLM-Pruner) or search (per-layer shares learned by an evolutionary search rewarded by perplexity on --search-windows windows of 512 tokens from --search-offset, held out from the evaluation windows).")
+    @Option(
+        help:
+            ArgumentHelp(
+                "How the budget is spread over --layers (uniform mode): uniform (equal shares, LLM-Pruner) or search "
+                    + "(per-layer shares "
+                    + "learned by an evolutionary search rewarded by perplexity on --search-windows windows of 512 tokens from "
+                    + "--search-offset, held out from the evaluation windows).")
+    )
     var allocation: String = "uniform"
-    @Option(name: .customLong("search-evaluations"), help: "Candidates the search evaluates (uniform included).") var searchEvaluations: Int = 40
+    @Option(name: .customLong("search-evaluations"), help: "Candidates the search evaluates (uniform included).") var searchEvaluations:
+        Int = 40
     @Option(name: .customLong("search-windows"), help: "Reward windows of 512 tokens.") var searchWindows: Int = 4
-    @Option(name: .customLong("search-offset"), help: "Token offset of the first reward window (default: after the calibration windows, past the 64 evaluation windows).")
+    @Option(
+        name: .customLong("search-offset"),
+        help: "Token offset of the first reward window (default: after the calibration windows, past the 64 evaluation windows).")
     var searchOffset: Int = 40960
-    @Option(name: .customLong("gguf-type"), help: "Streamed models: storage type of the pruned matrices in the GGUF (f32, f16, q8_0, q4_0, q4_1); unchanged tensors keep the source's bytes.")
+    @Option(
+        name: .customLong("gguf-type"),
+        help:
+            ArgumentHelp(
+                "Streamed models: storage type of the pruned matrices in the GGUF (f32, f16, q8_0, q4_0, q4_1); unchanged "
+                    + "tensors keep the "
+                    + "source's bytes.")
+    )
     var ggufType: String = "q8_0"
 
     /// The criteria's settings from the flags.
@@ -148,8 +195,12 @@ struct Prune: ParsableCommand {
         guard roundTo >= 1 else { throw ValidationError("--round-to must be at least 1") }
         guard taylorOrder == 1 || taylorOrder == 2 else { throw ValidationError("--taylor-order \(taylorOrder): expected 1 or 2") }
         guard merge == "remove" || merge == "kmeans" else { throw ValidationError("--merge \(merge): expected remove or kmeans") }
-        guard allocation == "uniform" || allocation == "search" else { throw ValidationError("--allocation \(allocation): expected uniform or search") }
-        guard searchEvaluations >= 1, searchWindows >= 1, searchOffset >= 0 else { throw ValidationError("--search-evaluations and --search-windows must be ≥ 1, --search-offset ≥ 0") }
+        guard allocation == "uniform" || allocation == "search" else {
+            throw ValidationError("--allocation \(allocation): expected uniform or search")
+        }
+        guard searchEvaluations >= 1, searchWindows >= 1, searchOffset >= 0 else {
+            throw ValidationError("--search-evaluations and --search-windows must be ≥ 1, --search-offset ≥ 0")
+        }
         guard obsStep >= 1 else { throw ValidationError("--obs-step must be at least 1") }
         guard vdSteps >= 1, vdWindows >= 1, vdLearningRate > 0, vdKLWeight >= 0 else {
             throw ValidationError("--vd-steps and --vd-windows must be ≥ 1, --vd-lr > 0, --vd-kl-weight ≥ 0")
@@ -159,7 +210,9 @@ struct Prune: ParsableCommand {
                 throw ValidationError("--importance obs and --compensate work with --allocation uniform and --merge remove")
             }
         }
-        if scoring.isSequential && mode != .uniform { throw ValidationError("--importance obs chooses units layer by layer: use --mode uniform") }
+        if scoring.isSequential && mode != .uniform {
+            throw ValidationError("--importance obs chooses units layer by layer: use --mode uniform")
+        }
     }
 
     func run() throws {
@@ -180,15 +233,17 @@ struct Prune: ParsableCommand {
             execution.obsStep = obsStep
             execution.seed = seed
             // The calibration windows, tokenized once for whatever reads them (gradients, variational dropout, obs).
-            let set = scoring.needs.readsCalibration || execution.compensate
+            let set =
+                scoring.needs.readsCalibration || execution.compensate
                 ? try calibration.set(tokenizer: loaded.tokenizer, defaultFile: dataArguments.wikitext) : nil
             let calibrationInfo = set?.summary
             let before = model.parameterCount
             let nonEmbedding = before - model.config.vocabSize * model.config.hiddenSize
             let beforeConfig = model.config
             let ranked = StructuredPruner.rankedGroups(graph, layers: range)
-            let prepared = try scoring.prepare(model: model, groups: ranked, calibration: set,
-                                               progress: { ProgressBar($0, total: $1, unit: $2) })
+            let prepared = try scoring.prepare(
+                model: model, groups: ranked, calibration: set,
+                progress: { ProgressBar($0, total: $1, unit: $2) })
             let loss = prepared.loss
             let estimator = scoring.isSequential ? nil : prepared.estimator
             var searchSummary: [String: Double]?
@@ -198,15 +253,18 @@ struct Prune: ParsableCommand {
                 searchSummary = summary
             }
             let t0 = DispatchTime.now().uptimeNanoseconds
-            let bar = set == nil || !(scoring.isSequential || execution.compensate) ? nil
+            let bar =
+                set == nil || !(scoring.isSequential || execution.compensate)
+                ? nil
                 : ProgressBar(execution.compensate ? "obs prune + update" : "obs prune", total: model.config.layerCount, unit: "layers")
             let removals = try execution.run(model: model, graph: graph, estimator: estimator, calibration: set, progress: bar)
             let planSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             let calibrationSeconds = prepared.calibrationSeconds
-            var plan = PruningPlan(ratio: ratio, layers: Array(range), mode: execution.modeLabel, importance: importance.rawValue,
-                                   aggregation: aggregation.rawValue, calibration: calibrationInfo, calibrationLoss: loss,
-                                   parametersBefore: before, parametersAfter: model.parameterCount,
-                                   nonEmbeddingBefore: nonEmbedding, removals: removals)
+            var plan = PruningPlan(
+                ratio: ratio, layers: Array(range), mode: execution.modeLabel, importance: importance.rawValue,
+                aggregation: aggregation.rawValue, calibration: calibrationInfo, calibrationLoss: loss,
+                parametersBefore: before, parametersAfter: model.parameterCount,
+                nonEmbeddingBefore: nonEmbedding, removals: removals)
             plan.layerShares = execution.pruner.layerShares.map { Dictionary(uniqueKeysWithValues: $0.map { (String($0.key), $0.value) }) }
             plan.search = searchSummary
             let encoder = JSONEncoder()
@@ -222,8 +280,11 @@ struct Prune: ParsableCommand {
             printSummary(before: beforeConfig, after: model.config, plan: plan)
             if let calibrationSeconds, let set {
                 // The Taylor calibration pass: one forward + backward over the windows, then |w·g| per group in the plan.
-                print(String(format: "calibration (%d × %d tokens, forward + backward) %.2f s; scoring and planning %.2f s", set.windows, set.length,
-                             calibrationSeconds, planSeconds))
+                print(
+                    String(
+                        format: "calibration (%d × %d tokens, forward + backward) %.2f s; scoring and planning %.2f s", set.windows,
+                        set.length,
+                        calibrationSeconds, planSeconds))
             }
             print("saved \(out)")
         }
@@ -231,13 +292,19 @@ struct Prune: ParsableCommand {
 
     /// Learns per-layer shares of the budget: each candidate prunes a fresh copy of the model (sharing the unchanged
     /// weights) by the scores computed once, and is rewarded by its perplexity on the search windows.
-    func searchShares(_ loaded: LoadedModel, _ model: DecoderModel, graph: DependencyGraph, estimator: any ImportanceEstimator,
-                      execution: PruneExecution) throws -> ([Int: Double], [String: Double]) {
-        let scores = try ImportanceScoring.scores(estimator, groups: StructuredPruner.rankedGroups(graph, layers: execution.pruner.layers), model: model)
+    func searchShares(
+        _ loaded: LoadedModel, _ model: DecoderModel, graph: DependencyGraph, estimator: any ImportanceEstimator,
+        execution: PruneExecution
+    ) throws -> ([Int: Double], [String: Double]) {
+        let scores = try ImportanceScoring.scores(
+            estimator, groups: StructuredPruner.rankedGroups(graph, layers: execution.pruner.layers), model: model)
         let text = try readText(dataArguments.wikitext)
         let all = loaded.tokenizer.encode(text, addSpecialTokens: false, parseSpecial: false).map(Int32.init)
         guard searchOffset + searchWindows * 512 <= all.count else {
-            throw CLIError("\(dataArguments.wikitext): --search-windows \(searchWindows) × 512 from token \(searchOffset) run past its \(all.count) tokens")
+            throw CLIError(
+                "\(dataArguments.wikitext): --search-windows \(searchWindows) × 512 from token \(searchOffset) run past its "
+                    + "\(all.count) tokens"
+            )
         }
         let reward = Array(all[searchOffset..<(searchOffset + searchWindows * 512)])
         let windows = searchWindows
@@ -245,20 +312,29 @@ struct Prune: ParsableCommand {
             model: model, graph: graph, scores: scores, windows: windows, evaluations: searchEvaluations, offset: searchOffset,
             progress: ProgressBar("layer-ratio search", total: searchEvaluations, unit: "candidates")
         ) { try PerplexityEvaluator(window: 512, maxWindows: windows).evaluate($0, tokens: reward).ppl }
-        FileHandle.standardError.write(Data(String(format: "layer-ratio search: reward ppl %.4f (uniform %.4f) after %d candidates; shares %@\n",
-                                                   result.fitness, result.uniformFitness, result.history.count,
-                                                   result.shares.sorted { $0.key < $1.key }.map { String(format: "%d:%.2f", $0.key, $0.value) }.joined(separator: " ")).utf8))
+        FileHandle.standardError.write(
+            Data(
+                String(
+                    format: "layer-ratio search: reward ppl %.4f (uniform %.4f) after %d candidates; shares %@\n",
+                    result.fitness, result.uniformFitness, result.history.count,
+                    result.shares.sorted { $0.key < $1.key }.map { String(format: "%d:%.2f", $0.key, $0.value) }.joined(separator: " ")
+                ).utf8))
         return (shares, summary)
     }
 
     /// Layer streaming: scores computed one layer at a time (Taylor gradients by `Calibration.layerwiseGradients`),
     /// the plan made from shapes, and the pruned model written to a GGUF file tensor by tensor.
     func runStreamed(_ loaded: LoadedModel, _ model: DecoderModel, _ range: ClosedRange<Int>) throws {
-        guard out.hasSuffix(".gguf") else { throw CLIError("a streamed model (--stream-layers) is written as one GGUF file: give --out a path ending in .gguf") }
+        guard out.hasSuffix(".gguf") else {
+            throw CLIError("a streamed model (--stream-layers) is written as one GGUF file: give --out a path ending in .gguf")
+        }
         // Layer by layer, only what one layer's weights and first-order gradients give can be scored.
         guard scoring.needs.isSubset(of: .gradients) && compensate != true else {
             let streamable = Criteria.names.filter { ImportanceCriterion(rawValue: $0)!.needs(criterionOptions).isSubset(of: .gradients) }
-            throw CLIError("--importance \(importance.rawValue)\(compensate == true ? " with --compensate" : "") is not available with --stream-layers (use \(streamable.joined(separator: ", ")))")
+            throw CLIError(
+                "--importance \(importance.rawValue)\(compensate == true ? " with --compensate" : "") is not available with "
+                    + "--stream-layers (use \(streamable.joined(separator: ", ")))"
+            )
         }
         let type = try GGUFExporter.parseType(ggufType)
         let start = Date()
@@ -275,8 +351,12 @@ struct Prune: ParsableCommand {
             let set = try calibration.set(tokenizer: loaded.tokenizer, defaultFile: dataArguments.wikitext)
             calibrationInfo = set.summary
             Calibration.restrictGradients(model, to: Calibration.parameterNames(of: ranked))
-            loss = try Calibration.layerwiseGradients(model, set, progress: ProgressBar("calibration (layer by layer: forward, then backward)",
-                                                                                       total: 2 * model.layers.count, unit: "layer passes")) { l in try score(l) }
+            loss = try Calibration.layerwiseGradients(
+                model, set,
+                progress: ProgressBar(
+                    "calibration (layer by layer: forward, then backward)",
+                    total: 2 * model.layers.count, unit: "layer passes")
+            ) { l in try score(l) }
         } else {
             let bar = ProgressBar("scoring", total: range.count, unit: "layers")
             for l in range { try model.store!.use(layer: l); try score(l); bar.advance() }
@@ -305,27 +385,35 @@ struct Prune: ParsableCommand {
             changed: { removed[$0.name] != nil },
             tensor: { p, _ in StructuredPruner.slice(p.value, removing: removed[p.name] ?? [:]) })
         bar.finish()
-        let plan = PruningPlan(ratio: ratio, layers: Array(range), mode: mode.rawValue, importance: importance.rawValue,
-                               aggregation: aggregation.rawValue, calibration: calibrationInfo, calibrationLoss: loss,
-                               parametersBefore: before, parametersAfter: after, nonEmbeddingBefore: nonEmbedding, removals: removals)
+        let plan = PruningPlan(
+            ratio: ratio, layers: Array(range), mode: mode.rawValue, importance: importance.rawValue,
+            aggregation: aggregation.rawValue, calibration: calibrationInfo, calibrationLoss: loss,
+            parametersBefore: before, parametersAfter: after, nonEmbeddingBefore: nonEmbedding, removals: removals)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write(try encoder.encode(plan), to: (out as NSString).deletingPathExtension + ".pruning.json")
         printSummary(before: model.config, after: config, plan: plan)
         let store = model.store!
-        print(String(format: "saved %@ (%@ bytes, %@) in %.0f s; %d layer loads, %.0f s dequantizing",
-                     out, report.bytes.formatted(), report.architecture, Date().timeIntervalSince(start), store.loads, store.loadSeconds))
+        print(
+            String(
+                format: "saved %@ (%@ bytes, %@) in %.0f s; %d layer loads, %.0f s dequantizing",
+                out, report.bytes.formatted(), report.architecture, Date().timeIntervalSince(start), store.loads, store.loadSeconds))
     }
 
     func printSummary(before: ModelConfig, after: ModelConfig, plan: PruningPlan) {
         print("| layer | heads (KV) before → after | FFN before → after |")
         print("|---:|---|---|")
         for l in 0..<after.layerCount where before.heads[l] != after.heads[l] || before.intermediateSizes[l] != after.intermediateSizes[l] {
-            print("| \(l) | \(before.heads[l]) (\(before.kvHeads[l])) → \(after.heads[l]) (\(after.kvHeads[l])) | \(before.intermediateSizes[l]) → \(after.intermediateSizes[l]) |")
+            print(
+                "| \(l) | \(before.heads[l]) (\(before.kvHeads[l])) → \(after.heads[l]) (\(after.kvHeads[l])) | "
+                    + "\(before.intermediateSizes[l]) → \(after.intermediateSizes[l]) |"
+            )
         }
         let removed = plan.parametersBefore - plan.parametersAfter
-        print(String(format: "parameters %@ → %@ (removed %@ = %.2f%% of non-embedding)%@", plan.parametersBefore.formatted(),
-                     plan.parametersAfter.formatted(), removed.formatted(), 100 * Double(removed) / Double(plan.nonEmbeddingBefore),
-                     plan.calibrationLoss.map { String(format: "; calibration loss %.6f", $0) } ?? ""))
+        print(
+            String(
+                format: "parameters %@ → %@ (removed %@ = %.2f%% of non-embedding)%@", plan.parametersBefore.formatted(),
+                plan.parametersAfter.formatted(), removed.formatted(), 100 * Double(removed) / Double(plan.nonEmbeddingBefore),
+                plan.calibrationLoss.map { String(format: "; calibration loss %.6f", $0) } ?? ""))
     }
 }

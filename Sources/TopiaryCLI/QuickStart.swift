@@ -26,8 +26,9 @@ struct QuickStart: ParsableCommand {
             let text = try readText(dataArguments.wikitext)
             let tokens = loaded.tokenizer.encode(text, addSpecialTokens: false, parseSpecial: false).map(Int32.init)
             let bar = ProgressBar("wikitext-2 perplexity", total: windows, unit: "windows")
-            let ppl = try PerplexityEvaluator(window: 512, maxWindows: windows).evaluate(loaded.model, tokens: tokens,
-                                                                                       source: dataArguments.wikitext, progress: bar)
+            let ppl = try PerplexityEvaluator(window: 512, maxWindows: windows).evaluate(
+                loaded.model, tokens: tokens,
+                source: dataArguments.wikitext, progress: bar)
             let promptIDs = loaded.tokenizer.encode(prompt, addSpecialTokens: true, parseSpecial: true).map(Int32.init)
             let g0 = Date()
             let ids = try Generator(model: loaded.model, endOfSequence: loaded.tokenizer.eosTokenID)
@@ -54,8 +55,9 @@ struct QuickStart: ParsableCommand {
                 while !rest.isEmpty { chunks.append(String(rest.prefix(60))); rest = rest.dropFirst(60) }
                 for (i, chunk) in chunks.enumerated() {
                     let key = i == 0 ? k : ""
-                    print("| " + key.padding(toLength: width, withPad: " ", startingAt: 0) + " | "
-                          + chunk.padding(toLength: 60, withPad: " ", startingAt: 0) + " |")
+                    print(
+                        "| " + key.padding(toLength: width, withPad: " ", startingAt: 0) + " | "
+                            + chunk.padding(toLength: 60, withPad: " ", startingAt: 0) + " |")
                 }
             }
             print(line)
@@ -68,13 +70,20 @@ struct Bench: ParsableCommand {
         abstract: "Measure forward, decode and training speed, GEMM efficiency and peak memory (for BENCHMARKS.md).")
 
     @OptionGroup var modelArguments: ModelArguments
-    @Option(help: "Repetitions per measurement (best is reported); for the 10×128 training figures, rounds that time the forward, forward+backward and Taylor pass one after the other.") var repeats: Int = 3
+    @Option(
+        help:
+            ArgumentHelp(
+                "Repetitions per measurement (best is reported); for the 10×128 training figures, rounds that time the forward, "
+                    + "forward+backward and Taylor pass one after the other.")
+    ) var repeats: Int = 3
     @Flag(help: "Skip the forward+backward measurement.") var skipBackward = false
     @Flag(help: "Only the 10×128 training figures: forward, forward+backward and the Taylor calibration pass.")
     var trainingOnly = false
     @Flag(help: "With the training figures: seconds per op kind, forward and backward (best round), to see where the time goes.")
     var profile = false
-    @Option(help: ArgumentHelp("Also time this model's 1×512 forward in the same run (e.g. the dense original of a pruned --model).", valueName: "path"))
+    @Option(
+        help: ArgumentHelp(
+            "Also time this model's 1×512 forward in the same run (e.g. the dense original of a pruned --model).", valueName: "path"))
     var baseline: String?
     @Flag(help: "Print JSON.") var json = false
 
@@ -101,7 +110,9 @@ struct Bench: ParsableCommand {
 
     func validate() throws {
         guard !(trainingOnly && skipBackward) else { throw ValidationError("--training-only and --skip-backward leave nothing to measure") }
-        guard !(trainingOnly && baseline != nil) else { throw ValidationError("--baseline times a 1×512 forward, which --training-only skips") }
+        guard !(trainingOnly && baseline != nil) else {
+            throw ValidationError("--baseline times a 1×512 forward, which --training-only skips")
+        }
     }
 
     func run() throws {
@@ -116,16 +127,20 @@ struct Bench: ParsableCommand {
             if !trainingOnly {
                 reference = bench.sgemmReference(batch: 1, seq: 512)
                 f512 = try bench.forward(batch: 1, seq: 512)
-                figures += [reference!, f512!, try bench.forward(batch: 1, seq: 512, logits: .last), bench.sgemmReference(batch: 4, seq: 128),
-                            try bench.forward(batch: 4, seq: 128), try bench.decode()]
+                figures += [
+                    reference!, f512!, try bench.forward(batch: 1, seq: 512, logits: .last), bench.sgemmReference(batch: 4, seq: 128),
+                    try bench.forward(batch: 4, seq: 128), try bench.decode(),
+                ]
             }
             let rssEval = peakResidentBytes()
             var rounds: ModelBenchmark.AutodiffRounds?
             if !skipBackward {
                 // The Taylor calibration pass of `topiary prune --layers 3-27`: gradients for those layers only.
                 let c = loaded.model.config
-                let names = Set(loaded.model.parameters.map(\.name).filter { n in
-                    (3..<max(3, c.layerCount - 2)).contains { n.hasPrefix("model.layers.\($0).") && !n.hasSuffix("layernorm.weight") } })
+                let names = Set(
+                    loaded.model.parameters.map(\.name).filter { n in
+                        (3..<max(3, c.layerCount - 2)).contains { n.hasPrefix("model.layers.\($0).") && !n.hasSuffix("layernorm.weight") }
+                    })
                 let taylor = names.isEmpty ? nil : (names, "Taylor calibration 10×128 (layers 3–\(c.layerCount - 3), |w·g|)")
                 rounds = try bench.autodiffRounds(batch: 10, seq: 128, taylor: taylor)
                 figures += rounds!.figures
@@ -142,39 +157,53 @@ struct Bench: ParsableCommand {
                 speedup = f.seconds / min(again.seconds, f512.seconds)
                 figures.append(f)
             }
-            let report = Report(machine: machineDescription(), blasThreads: BLAS.threads, figures: figures,
-                                forwardEfficiency: f512.map { ($0.gflops ?? 0) / (reference?.gflops ?? 1) },
-                                peakRSSMiB: Double(rssEval) / 1_048_576, speedupOverBaseline: speedup,
-                                backwardRatios: rounds?.ratios, taylorRatios: rounds?.taylorRatios)
+            let report = Report(
+                machine: machineDescription(), blasThreads: BLAS.threads, figures: figures,
+                forwardEfficiency: f512.map { ($0.gflops ?? 0) / (reference?.gflops ?? 1) },
+                peakRSSMiB: Double(rssEval) / 1_048_576, speedupOverBaseline: speedup,
+                backwardRatios: rounds?.ratios, taylorRatios: rounds?.taylorRatios)
             if json { return try printJSON(report) }
             print("machine: \(report.machine), OpenBLAS threads \(report.blasThreads), kernels \(BLAS.kernelName)")
             print("| measurement | seconds | tokens/s | GFLOP/s | note |")
             print("|---|---:|---:|---:|---|")
             for f in figures {
-                print(String(format: "| %@ | %.4f | %@ | %@ | %@ |", f.name, f.seconds,
-                             f.tokensPerSecond.map { String(format: "%.1f", $0) } ?? "",
-                             f.gflops.map { String(format: "%.1f", $0) } ?? "", f.note ?? ""))
+                print(
+                    String(
+                        format: "| %@ | %.4f | %@ | %@ | %@ |", f.name, f.seconds,
+                        f.tokensPerSecond.map { String(format: "%.1f", $0) } ?? "",
+                        f.gflops.map { String(format: "%.1f", $0) } ?? "", f.note ?? ""))
             }
-            if let e = report.forwardEfficiency { print(String(format: "forward 1×512 reaches %.1f%% of the sgemm rate on the same shapes", e * 100)) }
+            if let e = report.forwardEfficiency {
+                print(String(format: "forward 1×512 reaches %.1f%% of the sgemm rate on the same shapes", e * 100))
+            }
             if let speedup { print(String(format: "forward 1×512 is %.3f× as fast as the baseline's", speedup)) }
             if profile, !bench.profileSeconds.isEmpty {
                 print("| op (10×128, best round) | seconds |")
                 print("|---|---:|")
-                for (key, s) in bench.profileSeconds.map({ ($0.key, $0.value.min()!) }).sorted(by: { ($0.0.split(separator: "·").prefix(2).joined(), -$0.1) < ($1.0.split(separator: "·").prefix(2).joined(), -$1.1) }) where s >= 0.001 {
+                for (key, s) in bench.profileSeconds.map({ ($0.key, $0.value.min()!) }).sorted(by: {
+                    ($0.0.split(separator: "·").prefix(2).joined(), -$0.1) < ($1.0.split(separator: "·").prefix(2).joined(), -$1.1)
+                }) where s >= 0.001 {
                     print(String(format: "| %@ | %.3f |", key, s))
                 }
             }
             if let rounds, let f = rounds.figures.first, rounds.figures.count > 1 {
                 let list = { (r: [Double]) in r.map { String(format: "%.2f", $0) }.joined(separator: ", ") }
-                print(String(format: "forward+backward / forward (10×128): %.2f× best against best; per round (same minute): ",
-                             rounds.figures[1].seconds / f.seconds) + list(rounds.ratios))
+                print(
+                    String(
+                        format: "forward+backward / forward (10×128): %.2f× best against best; per round (same minute): ",
+                        rounds.figures[1].seconds / f.seconds) + list(rounds.ratios))
                 if rounds.figures.count > 2 {
-                    print(String(format: "Taylor pass / forward: %.2f× best against best; per round: ", rounds.figures[2].seconds / f.seconds)
-                          + list(rounds.taylorRatios))
+                    print(
+                        String(
+                            format: "Taylor pass / forward: %.2f× best against best; per round: ",
+                            rounds.figures[2].seconds / f.seconds)
+                            + list(rounds.taylorRatios))
                 }
             }
-            print(String(format: "peak RSS while evaluating (before training): %.0f MiB; at the end: %.0f MiB", report.peakRSSMiB,
-                         Double(peakResidentBytes()) / 1_048_576))
+            print(
+                String(
+                    format: "peak RSS while evaluating (before training): %.0f MiB; at the end: %.0f MiB", report.peakRSSMiB,
+                    Double(peakResidentBytes()) / 1_048_576))
         }
     }
 }
@@ -182,7 +211,8 @@ struct Bench: ParsableCommand {
 func machineDescription() -> String {
     var cpu = "unknown CPU"
     if let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-       let line = info.split(separator: "\n").first(where: { $0.hasPrefix("model name") }) {
+        let line = info.split(separator: "\n").first(where: { $0.hasPrefix("model name") })
+    {
         cpu = line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? cpu
     }
     return "\(cpu), \(ProcessInfo.processInfo.activeProcessorCount) cores"

@@ -49,9 +49,10 @@ struct Run: ParsableCommand {
             pipeline.showProgress = !quiet
             let results = try pipeline.run()
             if !results.metrics.isEmpty {
-                print(results.metrics.sorted { $0.key < $1.key }.map { k, v in
-                    "\(k) = " + (k.hasSuffix("params") ? "\(Int(v))" : String(format: "%.4f", v))
-                }.joined(separator: "\n"))
+                print(
+                    results.metrics.sorted { $0.key < $1.key }.map { k, v in
+                        "\(k) = " + (k.hasSuffix("params") ? "\(Int(v))" : String(format: "%.4f", v))
+                    }.joined(separator: "\n"))
             }
             print("report: \(dir)/report.html")
         }
@@ -86,7 +87,8 @@ struct Sweep: ParsableCommand {
             interrupted sweep continues where it stopped. Outputs: OUT/01-load, OUT/02-sweep/sweep.{json,csv,md,svg}, \
             OUT/report.html.
 
-            Example: topiary sweep --methods wanda,sparsegpt,magnitude,movement --levels 0.01,0.05,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,0.95,0.99 --out checkpoints/sweep
+            Example: topiary sweep --methods wanda,sparsegpt,magnitude,movement \
+            --levels 0.01,0.05,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,0.95,0.99 --out checkpoints/sweep
             """)
 
     @OptionGroup var modelArguments: ModelArguments
@@ -95,10 +97,16 @@ struct Sweep: ParsableCommand {
     @Option(help: "Comma-separated methods.") var methods: String = "magnitude,neg-magnitude,wanda,sparsegpt"
     @Option(help: "Comma-separated levels in [0, 1).") var levels: String = "0.01,0.05,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,0.95,0.99"
     @Option(help: "Perplexity windows of 512 tokens per cell.") var windows: Int = 64
-    @Option(name: .customLong("calibration-windows"), help: "Calibration windows (Wanda, SparseGPT, movement).") var calibrationWindows: Int = 32
+    @Option(name: .customLong("calibration-windows"), help: "Calibration windows (Wanda, SparseGPT, movement).") var calibrationWindows:
+        Int = 32
     @Option(name: .customLong("calibration-length"), help: "Tokens per calibration window.") var calibrationLength: Int = 512
-    @Option(name: .customLong("calibration-offset"), help: "Token offset of the first calibration window.") var calibrationOffset: Int = 32768
-    @Option(help: ArgumentHelp("An earlier sweep's output folder: its finished cells are taken over when the model, data, calibration, perplexity settings and seed are the same (e.g. to add methods or levels).", valueName: "dir"))
+    @Option(name: .customLong("calibration-offset"), help: "Token offset of the first calibration window.") var calibrationOffset: Int =
+        32768
+    @Option(
+        help: ArgumentHelp(
+            "An earlier sweep's output folder: its finished cells are taken over when the model, data, calibration, perplexity settings "
+                + "and seed are the same (e.g. to add methods or levels).",
+            valueName: "dir"))
     var reuse: String?
     @Flag(help: "No progress bars.") var quiet = false
 

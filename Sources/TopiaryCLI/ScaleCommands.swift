@@ -28,13 +28,18 @@ struct Header: ParsableCommand {
                 "tensor_types": types,
             ]
             if json {
-                print(String(decoding: try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
+                print(
+                    String(
+                        decoding: try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
                 return
             }
-            print("\(path): \(file.architecture ?? "?"), \(file.tensors.count) tensors, \(parameters.formatted()) parameters "
-                  + "(\(types.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")))")
-            print("the complete file has \(file.requiredSize.formatted()) bytes; this one has \(file.fileSize.formatted())"
-                  + (file.requiredSize <= file.fileSize ? " (complete)" : " (\((file.requiredSize - file.fileSize).formatted()) bytes missing)"))
+            print(
+                "\(path): \(file.architecture ?? "?"), \(file.tensors.count) tensors, \(parameters.formatted()) parameters "
+                    + "(\(types.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")))")
+            print(
+                "the complete file has \(file.requiredSize.formatted()) bytes; this one has \(file.fileSize.formatted())"
+                    + (file.requiredSize <= file.fileSize
+                        ? " (complete)" : " (\((file.requiredSize - file.fileSize).formatted()) bytes missing)"))
         }
     }
 }
@@ -63,7 +68,10 @@ struct Synthesize: ParsableCommand {
             let header = try GGUFFile(path: like, headerOnly: true)
             let start = Date()
             let bytes = try SyntheticModel.write(like: header, to: out, seed: seed)
-            print(String(format: "wrote %@ (%@ bytes, %d tensors) in %.0f s", out, bytes.formatted(), header.tensors.count, Date().timeIntervalSince(start)))
+            print(
+                String(
+                    format: "wrote %@ (%@ bytes, %d tensors) in %.0f s", out, bytes.formatted(), header.tensors.count,
+                    Date().timeIntervalSince(start)))
         }
     }
 }

@@ -11,10 +11,13 @@ extension LayerAllocation.TailStart: ExpressibleByArgument {}
 
 struct Sparsify: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Unstructured or N:M pruning of every layer's linears: magnitude, neg-magnitude, random, random-pattern, l1-rows, bias, neg-bias, Wanda, SparseGPT, movement, gradient, taylor, ewc.",
+        abstract:
+            "Unstructured or N:M pruning of every layer's linears: magnitude, neg-magnitude, random, random-pattern, l1-rows, bias, "
+            + "neg-bias, Wanda, SparseGPT, movement, gradient, taylor, ewc.",
         discussion: """
             Weights keep their shapes; pruned entries are real zeros in the saved checkpoint. Gradient methods (movement −w·g, \
-            gradient |g|, taylor |w·g|, ewc ½·F·w² with the Fisher summed over windows) use the calibration windows. Wanda and SparseGPT run layer by \
+            gradient |g|, taylor |w·g|, ewc ½·F·w² with the Fisher summed over windows) use the calibration windows. \
+            Wanda and SparseGPT run layer by \
             layer, each layer calibrated on the outputs of the already-pruned layers before it (calibration windows from \
             --calibration, default WikiText-2 test from token 32,768: never the evaluation windows).
 
@@ -32,26 +35,58 @@ struct Sparsify: ParsableCommand {
     @Option(help: "Method.") var method: SparsifyMethod = .wanda
     @Option(help: "Fraction of each layer's linear weights set to zero, in [0, 1).") var sparsity: Double = 0.5
     @Option(help: ArgumentHelp("N:M pattern instead of --sparsity (e.g. 2:4).", valueName: "N:M")) var nm: String?
-    @Option(help: "Per-layer sparsity: uniform, alphapruning (heavy-tail α of each layer's weight spectra: lighter tails pruned more) or owl (layers with more outliers of |W|·‖X‖ pruned less; uses the calibration windows).")
+    @Option(
+        help:
+            ArgumentHelp(
+                "Per-layer sparsity: uniform, alphapruning (heavy-tail α of each layer's weight spectra: lighter tails pruned "
+                    + "more) or owl "
+                    + "(layers with more outliers of |W|·‖X‖ pruned less; uses the calibration windows).")
+    )
     var allocation: AllocationMethod = .uniform
-    @Option(name: .customLong("allocation-epsilon"), help: "AlphaPruning: layer sparsities span [S·(1−ε), S·(1+ε)] before the mean is restored.")
+    @Option(
+        name: .customLong("allocation-epsilon"),
+        help: "AlphaPruning: layer sparsities span [S·(1−ε), S·(1+ε)] before the mean is restored."
+    )
     var epsilon: Double = 0.2
-    @Option(name: .customLong("alpha-tail"), help: "AlphaPruning: where the Hill estimator's tail starts (peak: fit near the spectrum's peak, as the paper; median).")
+    @Option(
+        name: .customLong("alpha-tail"),
+        help: "AlphaPruning: where the Hill estimator's tail starts (peak: fit near the spectrum's peak, as the paper; median).")
     var alphaTail: LayerAllocation.TailStart = .peak
     @Option(name: .customLong("owl-m"), help: "OWL: a score is an outlier above M × its layer's mean score.") var owlM: Double = 5
     @Option(name: .customLong("owl-lambda"), help: "OWL: layer sparsities span about [S−λ, S+λ].") var owlLambda: Double = 0.08
-    @Option(name: .customLong("calibration"), help: ArgumentHelp("Calibration text (default: WikiText-2 test under --data).", valueName: "path"))
+    @Option(
+        name: .customLong("calibration"), help: ArgumentHelp("Calibration text (default: WikiText-2 test under --data).", valueName: "path")
+    )
     var calibrationFile: String?
     @Option(name: .customLong("calibration-windows"), help: "Calibration windows.") var windows: Int = 32
     @Option(name: .customLong("calibration-length"), help: "Tokens per calibration window.") var length: Int = 512
     @Option(name: .customLong("calibration-offset"), help: "Token offset of the first calibration window.") var offset: Int = 32768
-    @Flag(name: .customLong("true-sequential"),
-          help: "Wanda/SparseGPT: prune each linear from its actual input inside the layer (q/k/v, o, gate/up, down in turn; one forward per layer) instead of calibrating all seven on the dense layer.")
+    @Flag(
+        name: .customLong("true-sequential"),
+        help:
+            ArgumentHelp(
+                "Wanda/SparseGPT: prune each linear from its actual input inside the layer (q/k/v, o, gate/up, down in turn; "
+                    + "one forward "
+                    + "per layer) instead of calibrating all seven on the dense layer.")
+    )
     var trueSequential = false
     @Option(help: "Seed for --method random.") var seed: UInt64 = 0
-    @Option(help: "fisher-obs: power γ of the output rows' Fisher mass in the mask selection (0 = SparseGPT's; 0.25 chosen on held-out PTB-valid).") var gamma: Double = 0.25
+    @Option(
+        help:
+            ArgumentHelp(
+                "fisher-obs: power γ of the output rows' Fisher mass in the mask selection (0 = SparseGPT's; 0.25 chosen on "
+                    + "held-out "
+                    + "PTB-valid).")
+    ) var gamma: Double = 0.25
     @Flag(help: "Replace --out if it exists.") var force = false
-    @Option(name: .customLong("gguf-type"), help: "Streamed models (--stream-layers): storage type of the sparsified matrices in the output GGUF (f32, f16, q8_0, q4_0, q4_1; zeros stay exact zeros); other tensors keep the source's bytes.")
+    @Option(
+        name: .customLong("gguf-type"),
+        help:
+            ArgumentHelp(
+                "Streamed models (--stream-layers): storage type of the sparsified matrices in the output GGUF (f32, f16, "
+                    + "q8_0, q4_0, q4_1; "
+                    + "zeros stay exact zeros); other tensors keep the source's bytes.")
+    )
     var ggufType: String = "q8_0"
 
     func validate() throws {
@@ -60,7 +95,9 @@ struct Sparsify: ParsableCommand {
         guard epsilon >= 0 && epsilon < 1 else { throw ValidationError("--allocation-epsilon must be in [0, 1)") }
         guard owlM > 0 else { throw ValidationError("--owl-m must be positive") }
         guard owlLambda >= 0 && owlLambda < 0.5 else { throw ValidationError("--owl-lambda must be in [0, 0.5)") }
-        if allocation != .uniform && nm != nil { throw ValidationError("--allocation \(allocation.rawValue) applies to --sparsity, not --nm") }
+        if allocation != .uniform && nm != nil {
+            throw ValidationError("--allocation \(allocation.rawValue) applies to --sparsity, not --nm")
+        }
         guard windows >= 1, length >= 2, offset >= 0 else { throw ValidationError("calibration windows ≥ 1, length ≥ 2, offset ≥ 0") }
         guard gamma >= 0 && gamma.isFinite else { throw ValidationError("--gamma must be ≥ 0") }
     }
@@ -87,7 +124,8 @@ struct Sparsify: ParsableCommand {
             switch allocation {
             case .uniform: break
             case .alphapruning:
-                (s.layerSparsity, scores) = try LayerAllocation.alphaPruning(model: model, sparsity: sparsity, epsilon: epsilon, tail: alphaTail)
+                (s.layerSparsity, scores) = try LayerAllocation.alphaPruning(
+                    model: model, sparsity: sparsity, epsilon: epsilon, tail: alphaTail)
             case .owl:
                 (s.layerSparsity, scores) = try LayerAllocation.owl(
                     model: model, calibration: set!, sparsity: sparsity, m: owlM, lambda: owlLambda,
@@ -95,25 +133,42 @@ struct Sparsify: ParsableCommand {
             }
             if let ratios = s.layerSparsity {
                 let label = allocation == .owl ? "outliers" : "α"
-                FileHandle.standardError.write(Data(("\(allocation.rawValue) per-layer sparsity (layer:\(label)→sparsity): " + zip(scores, ratios).enumerated()
-                    .map { String(format: "%d:%.4g→%.3f", $0.offset, $0.element.0, $0.element.1) }.joined(separator: " ") + "\n").utf8))
+                FileHandle.standardError.write(
+                    Data(
+                        ("\(allocation.rawValue) per-layer sparsity (layer:\(label)→sparsity): "
+                            + zip(scores, ratios).enumerated()
+                            .map { String(format: "%d:%.4g→%.3f", $0.offset, $0.element.0, $0.element.1) }.joined(separator: " ") + "\n")
+                            .utf8))
             }
-            let achieved = try s.run(model: model, calibration: set, progress: ProgressBar("sparsify \(method.rawValue)", total: model.layers.count, unit: "layers"))
+            let achieved = try s.run(
+                model: model, calibration: set,
+                progress: ProgressBar("sparsify \(method.rawValue)", total: model.layers.count, unit: "layers"))
             let seconds = Date().timeIntervalSince(start)
-            let info: [String: Any] = ["method": method.rawValue, "sparsity": sparsity, "nm": nm ?? "", "allocation": allocation.rawValue,
-                                       "layer_sparsity": s.layerSparsity ?? [], "true_sequential": trueSequential, "achieved_sparsity": achieved,
-                                       "seconds": seconds, "calibration": set?.summary ?? [:]]
-            try Checkpoint.save(model: model, tokenizerMetadata: loaded.metadata, to: out,
-                                extraFiles: ["sparsify.json": try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys])])
-            print(String(format: "%@: %.2f%% of the linear weights are zero (%.1f s); saved %@", method.rawValue, 100 * achieved, seconds, out))
+            let info: [String: Any] = [
+                "method": method.rawValue, "sparsity": sparsity, "nm": nm ?? "", "allocation": allocation.rawValue,
+                "layer_sparsity": s.layerSparsity ?? [], "true_sequential": trueSequential, "achieved_sparsity": achieved,
+                "seconds": seconds, "calibration": set?.summary ?? [:],
+            ]
+            try Checkpoint.save(
+                model: model, tokenizerMetadata: loaded.metadata, to: out,
+                extraFiles: ["sparsify.json": try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys])])
+            print(
+                String(
+                    format: "%@: %.2f%% of the linear weights are zero (%.1f s); saved %@", method.rawValue, 100 * achieved, seconds, out))
         }
     }
 
     /// Layer streaming: each layer is sparsified when the GGUF writer reaches it, written, then evicted.
     func runStreamed(_ loaded: LoadedModel, _ model: DecoderModel, _ s: Sparsifier, _ set: CalibrationSet?) throws {
-        guard out.hasSuffix(".gguf") else { throw CLIError("a streamed model (--stream-layers) is written as one GGUF file: give --out a path ending in .gguf") }
-        guard allocation == .uniform else { throw CLIError("--allocation \(allocation.rawValue) is not available with --stream-layers (uniform only)") }
-        guard !method.needsGradients else { throw CLIError("--method \(method.rawValue) needs whole-model gradients; it is not available with --stream-layers") }
+        guard out.hasSuffix(".gguf") else {
+            throw CLIError("a streamed model (--stream-layers) is written as one GGUF file: give --out a path ending in .gguf")
+        }
+        guard allocation == .uniform else {
+            throw CLIError("--allocation \(allocation.rawValue) is not available with --stream-layers (uniform only)")
+        }
+        guard !method.needsGradients else {
+            throw CLIError("--method \(method.rawValue) needs whole-model gradients; it is not available with --stream-layers")
+        }
         let type = try GGUFExporter.parseType(ggufType)
         let start = Date()
         let bar = ProgressBar("sparsify \(method.rawValue) (layer by layer, written as it goes)", total: model.layers.count, unit: "layers")
@@ -150,12 +205,18 @@ struct Sparsify: ParsableCommand {
             })
         let achieved = Double(zeros) / Double(max(total, 1))
         let seconds = Date().timeIntervalSince(start)
-        let info: [String: Any] = ["method": method.rawValue, "sparsity": sparsity, "nm": nm ?? "", "achieved_sparsity": achieved, "seconds": seconds,
-                                   "calibration": set?.summary ?? [:], "gguf_type": ggufType,
-                                   "layer_loads": model.store!.loads]
-        try AtomicFile.write(try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys]),
-                             to: (out as NSString).deletingPathExtension + ".sparsify.json")
-        print(String(format: "%@: %.2f%% of the linear weights are zero (%.1f s); saved %@ (%@ bytes)", method.rawValue, 100 * achieved, seconds, out,
-                     report.bytes.formatted()))
+        let info: [String: Any] = [
+            "method": method.rawValue, "sparsity": sparsity, "nm": nm ?? "", "achieved_sparsity": achieved, "seconds": seconds,
+            "calibration": set?.summary ?? [:], "gguf_type": ggufType,
+            "layer_loads": model.store!.loads,
+        ]
+        try AtomicFile.write(
+            try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys]),
+            to: (out as NSString).deletingPathExtension + ".sparsify.json")
+        print(
+            String(
+                format: "%@: %.2f%% of the linear weights are zero (%.1f s); saved %@ (%@ bytes)", method.rawValue, 100 * achieved, seconds,
+                out,
+                report.bytes.formatted()))
     }
 }

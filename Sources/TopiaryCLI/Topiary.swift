@@ -65,7 +65,11 @@ struct Topiary: ParsableCommand {
             Set-up (see README.md) puts the default model at \(ModelArguments.defaultModel).
             Evaluation data is read from ../shared/data (or --data / $TOPIARY_DATA).
             """,
-        subcommands: [QuickStart.self, Run.self, ReportCommand.self, Inspect.self, Tokenize.self, PerplexityCommand.self, Generate.self, Evaluate.self, GraphCommand.self, Prune.self, Sparsify.self, Sweep.self, Finetune.self, Export.self, Bench.self, Verify.self, Header.self, Synthesize.self])
+        subcommands: [
+            QuickStart.self, Run.self, ReportCommand.self, Inspect.self, Tokenize.self, PerplexityCommand.self, Generate.self,
+            Evaluate.self, GraphCommand.self, Prune.self, Sparsify.self, Sweep.self, Finetune.self, Export.self, Bench.self, Verify.self,
+            Header.self, Synthesize.self,
+        ])
 }
 
 /// Runs `body`, turning any error into one line on stderr and exit code 1 (no stack trace, no crash).

@@ -12,7 +12,9 @@ public enum AtomicFile {
     public enum Failure: Error, LocalizedError {
         case cannotWrite(path: String, reason: String)
         public var errorDescription: String? {
-            switch self { case let .cannotWrite(path, reason): return "\(path): cannot write (\(reason))" }
+            switch self {
+            case let .cannotWrite(path, reason): return "\(path): cannot write (\(reason))"
+            }
         }
     }
 

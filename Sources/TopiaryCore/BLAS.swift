@@ -66,11 +66,14 @@ public enum BLAS {
 
     /// `C = alpha · op(A) · op(B) + beta · C` in double precision, row-major (as ``gemm``; dense leading dimensions).
     @inlinable
-    public static func dgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Double = 1,
-                             a: UnsafePointer<Double>, b: UnsafePointer<Double>, beta: Double = 0, c: UnsafeMutablePointer<Double>) {
+    public static func dgemm(
+        transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Double = 1,
+        a: UnsafePointer<Double>, b: UnsafePointer<Double>, beta: Double = 0, c: UnsafeMutablePointer<Double>
+    ) {
         guard m > 0, n > 0, k > 0 else { return }
-        cblas_dgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(transA ? m : k), b, Int32(transB ? k : n), beta, c, Int32(n))
+        cblas_dgemm(
+            CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+            Int32(m), Int32(n), Int32(k), alpha, a, Int32(transA ? m : k), b, Int32(transB ? k : n), beta, c, Int32(n))
     }
 
     /// `x · y` over `n` doubles.
@@ -91,8 +94,10 @@ public enum BLAS {
 }
 
 /// `A -= x·yᵀ` (rank-one update) on a row-major `rows × cols` block with leading dimension `lda`.
-public func cblas_sger_wrapper(rows: Int, cols: Int, x: UnsafePointer<Float>, incx: Int, y: UnsafePointer<Float>,
-                               a: UnsafeMutablePointer<Float>, lda: Int) {
+public func cblas_sger_wrapper(
+    rows: Int, cols: Int, x: UnsafePointer<Float>, incx: Int, y: UnsafePointer<Float>,
+    a: UnsafeMutablePointer<Float>, lda: Int
+) {
     guard rows > 0, cols > 0 else { return }
     cblas_sger(CblasRowMajor, Int32(rows), Int32(cols), -1, x, Int32(incx), y, 1, a, Int32(lda))
 }

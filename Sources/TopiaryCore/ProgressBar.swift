@@ -47,15 +47,17 @@ public final class ProgressBar: @unchecked Sendable {
             lastDraw = now
             let width = 28, filled = Int(fraction * Double(width))
             let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-            let line = String(format: "\r%@ %@ %3.0f%% %d/%d %.1f %@/s ETA %@ %@", label, bar, fraction * 100, current, total,
-                              rate, unit, Self.clock(eta), extra)
+            let line = String(
+                format: "\r%@ %@ %3.0f%% %d/%d %.1f %@/s ETA %@ %@", label, bar, fraction * 100, current, total,
+                rate, unit, Self.clock(eta), extra)
             FileHandle.standardError.write(Data((line + "\u{1B}[K").utf8))
         } else {
             let decile = Int(fraction * 10)
             guard decile > lastDecile else { return }
             lastDecile = decile
-            let line = String(format: "%@: %3.0f%% (%d/%d, %.1f %@/s, elapsed %@) %@\n", label, fraction * 100, current, total,
-                              rate, unit, Self.clock(elapsed), extra)
+            let line = String(
+                format: "%@: %3.0f%% (%d/%d, %.1f %@/s, elapsed %@) %@\n", label, fraction * 100, current, total,
+                rate, unit, Self.clock(elapsed), extra)
             FileHandle.standardError.write(Data(line.utf8))
         }
     }

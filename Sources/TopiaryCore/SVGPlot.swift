@@ -41,7 +41,8 @@ public struct SVGLinePlot {
     }
 
     static func escape(_ s: String) -> String {
-        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(
+            of: ">", with: "&gt;")
     }
 
     /// Tick positions at multiples of 1, 2 or 5 × 10^k inside [lo, hi], about four to seven of them.
@@ -88,9 +89,12 @@ public struct SVGLinePlot {
         let boxW = 154.0, boxH = 14 * Double(series.count) + 8
         let crowded = series.contains { ser in
             let pts = plotted(ser).map { (fx($0.x) * insideW, fy($0.y) * insideH) }
-            let samples = pts.count < 2 ? pts : zip(pts, pts.dropFirst()).flatMap { a, b in
-                (0...8).map { t in (a.0 + (b.0 - a.0) * Double(t) / 8, a.1 + (b.1 - a.1) * Double(t) / 8) }
-            }
+            let samples =
+                pts.count < 2
+                ? pts
+                : zip(pts, pts.dropFirst()).flatMap { a, b in
+                    (0...8).map { t in (a.0 + (b.0 - a.0) * Double(t) / 8, a.1 + (b.1 - a.1) * Double(t) / 8) }
+                }
             return samples.contains { $0.0 >= insideW - boxW && $0.1 <= boxH }
         }
         let outside = series.count > 8 || crowded
@@ -101,7 +105,9 @@ public struct SVGLinePlot {
         let pw = width - left - right, ph = height - top - bottom
         func px(_ x: Double) -> Double { left + fx(x) * pw }
         func py(_ y: Double) -> Double { top + fy(y) * ph }
-        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" font-family=\"Helvetica, Arial, sans-serif\" font-size=\"11\">\n"
+        var s =
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" viewBox=\"0 0 \(Int(width)) "
+            + "\(Int(height))\" font-family=\"Helvetica, Arial, sans-serif\" font-size=\"11\">\n"
         s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         s += "<text x=\"\(width / 2)\" y=\"18\" text-anchor=\"middle\" font-size=\"13\">\(Self.escape(title))</text>\n"
         s += "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(pw)\" height=\"\(ph)\" fill=\"none\" stroke=\"#999\"/>\n"
@@ -124,9 +130,13 @@ public struct SVGLinePlot {
             s += "<text x=\"\(xx)\" y=\"\(top + ph + 16)\" text-anchor=\"middle\">\(String(format: "%.4g", fx))</text>\n"
         }
         s += "<text x=\"\(left + pw / 2)\" y=\"\(height - 8)\" text-anchor=\"middle\">\(Self.escape(xLabel))</text>\n"
-        s += "<text x=\"14\" y=\"\(top + ph / 2)\" text-anchor=\"middle\" transform=\"rotate(-90 14 \(top + ph / 2))\">\(Self.escape(yLabel))</text>\n"
+        s +=
+            "<text x=\"14\" y=\"\(top + ph / 2)\" text-anchor=\"middle\" transform=\"rotate(-90 14 "
+            + "\(top + ph / 2))\">\(Self.escape(yLabel))</text>\n"
         if let cap, self.series.contains(where: { $0.points.contains { !$0.y.isFinite || $0.y > cap } }) {
-            s += "<text x=\"\(left + 4)\" y=\"\(top - 4)\" font-size=\"9\" fill=\"#666\">values above \(String(format: "%.3g", cap)) are drawn at the top edge</text>\n"
+            s +=
+                "<text x=\"\(left + 4)\" y=\"\(top - 4)\" font-size=\"9\" fill=\"#666\">values above \(String(format: "%.3g", cap)) are "
+                + "drawn at the top edge</text>\n"
         }
         for (k, ser) in series.enumerated() {
             let pts = plotted(ser)
@@ -139,7 +149,8 @@ public struct SVGLinePlot {
             }
             let ly = top + 14 + Double(k) * 14
             let lx = outside ? left + pw + 12 : left + pw - 150
-            s += "<line x1=\"\(lx)\" y1=\"\(ly - 3)\" x2=\"\(lx + 16)\" y2=\"\(ly - 3)\" stroke=\"\(ser.color)\" stroke-width=\"2\"\(dash)/>"
+            s +=
+                "<line x1=\"\(lx)\" y1=\"\(ly - 3)\" x2=\"\(lx + 16)\" y2=\"\(ly - 3)\" stroke=\"\(ser.color)\" stroke-width=\"2\"\(dash)/>"
             s += "<text x=\"\(lx + 20)\" y=\"\(ly + 1)\">\(Self.escape(ser.name))</text>\n"
         }
         return s + "</svg>\n"

@@ -80,8 +80,9 @@ public struct ModelBenchmark {
                 }
             }
         }
-        return Figure(name: "sgemm on the model's GEMM shapes (\(batch)×\(seq))", seconds: seconds, tokensPerSecond: nil,
-                      gflops: flops / seconds / 1e9, note: String(format: "%.1f GFLOP", flops / 1e9))
+        return Figure(
+            name: "sgemm on the model's GEMM shapes (\(batch)×\(seq))", seconds: seconds, tokensPerSecond: nil,
+            gflops: flops / seconds / 1e9, note: String(format: "%.1f GFLOP", flops / 1e9))
     }
 
     /// One forward; with `logits: .last` the output projection runs on the last row of each sequence only, so
@@ -96,10 +97,13 @@ public struct ModelBenchmark {
         var flops = forwardFLOPs(batch: batch, seq: seq)
         if logits == .last { flops -= 2 * Double(batch * (seq - 1)) * Double(model.config.hiddenSize * model.config.vocabSize) }
         let head = 2 * Double(batch * seq) * Double(model.config.hiddenSize * model.config.vocabSize)
-        let note = logits == .last ? String(format: "%.1f GFLOP; output projection on the last row only", flops / 1e9)
+        let note =
+            logits == .last
+            ? String(format: "%.1f GFLOP; output projection on the last row only", flops / 1e9)
             : String(format: "%.1f GFLOP of matmuls, %.0f%% of them the output projection", flops / 1e9, 100 * head / flops)
-        return Figure(name: "forward \(batch)×\(seq)" + (logits == .last ? ", last-row logits" : ""), seconds: seconds,
-                      tokensPerSecond: Double(batch * seq) / seconds, gflops: flops / seconds / 1e9, note: note)
+        return Figure(
+            name: "forward \(batch)×\(seq)" + (logits == .last ? ", last-row logits" : ""), seconds: seconds,
+            tokensPerSecond: Double(batch * seq) / seconds, gflops: flops / seconds / 1e9, note: note)
     }
 
     public func decode(prompt: Int = 16, steps: Int = 64) throws -> Figure {
@@ -110,8 +114,9 @@ public struct ModelBenchmark {
                 _ = try model.forward(Graph(), tokens: [Int32(200 + s)], batch: 1, cache: cache, logits: .last)
             }
         }
-        return Figure(name: "decode with KV cache (prompt \(prompt), \(steps) steps)", seconds: seconds,
-                      tokensPerSecond: Double(steps) / seconds, gflops: nil, note: "includes the prompt's prefill")
+        return Figure(
+            name: "decode with KV cache (prompt \(prompt), \(steps) steps)", seconds: seconds,
+            tokensPerSecond: Double(steps) / seconds, gflops: nil, note: "includes the prompt's prefill")
     }
 
     /// Forward + backward of the mean cross-entropy over `batch × seq` tokens. With `trainable`, only
@@ -141,15 +146,18 @@ public struct ModelBenchmark {
             rounds.append(row)
         }
         let best = (0..<rounds[0].count).map { i in rounds.map { $0[i] }.min()! }
-        var figures = [try self.forward(seconds: best[0], batch: batch, seq: seq),
-                       figure(name: "forward+backward \(batch)×\(seq)", batch: batch, seq: seq, seconds: best[1])]
+        var figures = [
+            try self.forward(seconds: best[0], batch: batch, seq: seq),
+            figure(name: "forward+backward \(batch)×\(seq)", batch: batch, seq: seq, seconds: best[1]),
+        ]
         if let taylor { figures.append(figure(name: taylor.name, batch: batch, seq: seq, seconds: best[2])) }
         for i in figures.indices {
             let all = rounds.map { String(format: "%.2f", $0[i]) }.joined(separator: ", ")
             figures[i].note = (figures[i].note.map { $0 + "; " } ?? "") + "rounds: \(all) s"
         }
-        return AutodiffRounds(figures: figures, ratios: rounds.map { $0[1] / $0[0] },
-                              taylorRatios: taylor == nil ? [] : rounds.map { $0[2] / $0[0] })
+        return AutodiffRounds(
+            figures: figures, ratios: rounds.map { $0[1] / $0[0] },
+            taylorRatios: taylor == nil ? [] : rounds.map { $0[2] / $0[0] })
     }
 
     public struct AutodiffRounds: Sendable {
@@ -171,8 +179,9 @@ public struct ModelBenchmark {
     func benchmarkTokens(_ count: Int) -> [Int32] { (0..<count).map { Int32(($0 * 7919) % model.config.vocabSize) } }
 
     func figure(name: String, batch: Int, seq: Int, seconds: Double) -> Figure {
-        Figure(name: name, seconds: seconds, tokensPerSecond: Double(batch * seq) / seconds,
-               gflops: 3 * forwardFLOPs(batch: batch, seq: seq) / seconds / 1e9, note: "GFLOP/s counts 3× the forward")
+        Figure(
+            name: name, seconds: seconds, tokensPerSecond: Double(batch * seq) / seconds,
+            gflops: 3 * forwardFLOPs(batch: batch, seq: seq) / seconds / 1e9, note: "GFLOP/s counts 3× the forward")
     }
 
     /// One forward + backward (+ |w·g| per weight when `trainable` restricts the gradients, as a Taylor

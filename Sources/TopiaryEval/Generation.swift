@@ -14,8 +14,10 @@ public struct GenerationOptions: Sendable {
     public var seed: UInt64
     public var stopAtEndOfSequence: Bool
 
-    public init(maxTokens: Int = 32, temperature: Float = 0, topP: Float = 1, topK: Int = 0, seed: UInt64 = 0,
-                stopAtEndOfSequence: Bool = true) {
+    public init(
+        maxTokens: Int = 32, temperature: Float = 0, topP: Float = 1, topK: Int = 0, seed: UInt64 = 0,
+        stopAtEndOfSequence: Bool = true
+    ) {
         self.maxTokens = maxTokens
         self.temperature = temperature
         self.topP = topP
@@ -43,8 +45,10 @@ public struct Generator {
     }
 
     /// Generates up to `options.maxTokens` tokens after `prompt`; `onToken` sees each new id as it comes.
-    public func generate(prompt: [Int32], options: GenerationOptions = .init(),
-                         onToken: ((Int32) -> Void)? = nil) throws -> [Int32] {
+    public func generate(
+        prompt: [Int32], options: GenerationOptions = .init(),
+        onToken: ((Int32) -> Void)? = nil
+    ) throws -> [Int32] {
         try options.validate()
         guard !prompt.isEmpty else { throw EvaluationError.invalidOption("the prompt is empty") }
         guard options.maxTokens > 0 else { return [] }

@@ -57,8 +57,10 @@ public struct PerplexityEvaluator {
     }
 
     /// Evaluates `model` on `tokens` (already tokenized). `source` names the text in errors.
-    public func evaluate(_ model: any LanguageModel, tokens: [Int32], source: String = "text",
-                         progress: ProgressBar? = nil) throws -> Result {
+    public func evaluate(
+        _ model: any LanguageModel, tokens: [Int32], source: String = "text",
+        progress: ProgressBar? = nil
+    ) throws -> Result {
         guard window >= 2 else { throw EvaluationError.windowTooSmall(window) }
         if let maxWindows, maxWindows < 1 { throw EvaluationError.invalidOption("--max-windows must be at least 1") }
         guard !tokens.isEmpty else { throw EvaluationError.emptyText(path: source) }
@@ -85,8 +87,9 @@ public struct PerplexityEvaluator {
         }
         progress?.finish()
         let mean = totalNLL / Double(predictions)
-        return Result(ppl: exp(mean), meanNLL: mean, predictions: predictions, tokens: count * window, windows: count,
-                      window: window, seconds: Date().timeIntervalSince(start))
+        return Result(
+            ppl: exp(mean), meanNLL: mean, predictions: predictions, tokens: count * window, windows: count,
+            window: window, seconds: Date().timeIntervalSince(start))
     }
 }
 

@@ -104,8 +104,10 @@ public struct ZeroShotEvaluator {
                 let usePacked = strategy == .packed || (strategy == .automatic && packedCost <= cachedCost)
                 if usePacked {
                     for (k, choice) in choices.enumerated() {
-                        packed.append(PackedRequest(item: n, choice: choice, tokens: pairs[k].context + pairs[k].continuation,
-                                                    continuationStart: ctx))
+                        packed.append(
+                            PackedRequest(
+                                item: n, choice: choice, tokens: pairs[k].context + pairs[k].continuation,
+                                continuationStart: ctx))
                     }
                 } else {
                     let lls = try cachedLogLikelihoods(pairs)
@@ -197,8 +199,10 @@ public struct ZeroShotEvaluator {
     /// Items scored together (the packed requests of a chunk share forwards).
     static let chunkItems = 32
 
-    public func evaluate(_ task: any EvaluationTask, dataDirectory: String, limit: Int?, progress: ProgressBar? = nil,
-                         strategy: Strategy = .automatic) throws -> TaskResult {
+    public func evaluate(
+        _ task: any EvaluationTask, dataDirectory: String, limit: Int?, progress: ProgressBar? = nil,
+        strategy: Strategy = .automatic
+    ) throws -> TaskResult {
         let items = try task.items(from: dataDirectory + "/" + task.fileName, limit: limit)
         let start = Date()
         var predictions: [Int] = [], norms: [Int] = [], lls: [[Double]] = []
@@ -219,9 +223,10 @@ public struct ZeroShotEvaluator {
         progress?.finish()
         let accs = zip(predictions, items).map { $0 == $1.gold ? 1.0 : 0.0 }
         let normAccs = zip(norms, items).map { $0 == $1.gold ? 1.0 : 0.0 }
-        return TaskResult(task: task.name, n: items.count, acc: mean(accs), accStderr: stderr(accs),
-                          accNorm: task.reportsAccNorm ? mean(normAccs) : nil, accNormStderr: task.reportsAccNorm ? stderr(normAccs) : nil,
-                          seconds: Date().timeIntervalSince(start), predictions: predictions, normPredictions: norms, logLikelihoods: lls)
+        return TaskResult(
+            task: task.name, n: items.count, acc: mean(accs), accStderr: stderr(accs),
+            accNorm: task.reportsAccNorm ? mean(normAccs) : nil, accNormStderr: task.reportsAccNorm ? stderr(normAccs) : nil,
+            seconds: Date().timeIntervalSince(start), predictions: predictions, normPredictions: norms, logLikelihoods: lls)
     }
 
     func argmax(_ v: [Double]) -> Int { v.indices.max { v[$0] < v[$1] || (v[$0] == v[$1] && $0 > $1) } ?? 0 }

@@ -38,7 +38,9 @@ public enum TaskError: Error, LocalizedError, Equatable {
 
 /// The seven tasks of the LLM-Pruner / Wanda tables, with lm-evaluation-harness's prompts.
 public enum ZeroShotTasks {
-    public static let all: [any EvaluationTask] = [BoolQ(), PIQA(), HellaSwag(), WinoGrande(), ARC(challenge: false), ARC(challenge: true), OpenBookQA()]
+    public static let all: [any EvaluationTask] = [
+        BoolQ(), PIQA(), HellaSwag(), WinoGrande(), ARC(challenge: false), ARC(challenge: true), OpenBookQA(),
+    ]
     public static var names: [String] { all.map(\.name) }
 
     public static func task(named name: String) throws -> any EvaluationTask {
@@ -89,7 +91,8 @@ struct BoolQ: EvaluationTask {
             let question: String = try ZeroShotTasks.field(o, "question", path, line)
             let answer: Bool = try ZeroShotTasks.field(o, "answer", path, line)
             let ctx = "\(passage)\nQuestion: \(question)?\nAnswer:"
-            return MultipleChoiceItem(contexts: [ctx, ctx], continuations: [" no", " yes"], choiceTexts: ["no", "yes"], gold: answer ? 1 : 0)
+            return MultipleChoiceItem(
+                contexts: [ctx, ctx], continuations: [" no", " yes"], choiceTexts: ["no", "yes"], gold: answer ? 1 : 0)
         }
     }
 }
@@ -101,7 +104,9 @@ struct PIQA: EvaluationTask {
             let goal: String = try ZeroShotTasks.field(o, "goal", path, line)
             let s1: String = try ZeroShotTasks.field(o, "sol1", path, line), s2: String = try ZeroShotTasks.field(o, "sol2", path, line)
             let label: Int = try ZeroShotTasks.field(o, "label", path, line)
-            guard label == 0 || label == 1 else { throw TaskError.malformed(path: path, line: line, detail: "label \(label) is not 0 or 1") }
+            guard label == 0 || label == 1 else {
+                throw TaskError.malformed(path: path, line: line, detail: "label \(label) is not 0 or 1")
+            }
             let ctx = "Question: \(goal)\nAnswer:"
             return MultipleChoiceItem(contexts: [ctx, ctx], continuations: [" " + s1, " " + s2], choiceTexts: [s1, s2], gold: label)
         }
@@ -114,7 +119,9 @@ struct HellaSwag: EvaluationTask {
     let name = "hellaswag", fileName = "hellaswag_val_full.llamacpp.txt", reportsAccNorm = true
     func items(from path: String, limit: Int?) throws -> [MultipleChoiceItem] {
         guard let data = readWholeFile(path) else { throw TaskError.missingFile(path) }
-        guard let text = String(data: data, encoding: .utf8) else { throw TaskError.malformed(path: path, line: 1, detail: "not UTF-8 text") }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw TaskError.malformed(path: path, line: 1, detail: "not UTF-8 text")
+        }
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         var items: [MultipleChoiceItem] = []
         var i = 0
@@ -124,8 +131,10 @@ struct HellaSwag: EvaluationTask {
                 throw TaskError.malformed(path: path, line: i + 2, detail: "expected the gold ending index 0–3, found '\(lines[i + 1])'")
             }
             let endings = Array(lines[(i + 2)..<(i + 6)])
-            items.append(MultipleChoiceItem(contexts: Array(repeating: lines[i], count: 4), continuations: endings.map { " " + $0 },
-                                            choiceTexts: endings, gold: gold))
+            items.append(
+                MultipleChoiceItem(
+                    contexts: Array(repeating: lines[i], count: 4), continuations: endings.map { " " + $0 },
+                    choiceTexts: endings, gold: gold))
             i += 6
         }
         if limit == nil || items.count < limit!, i < lines.count, !lines[i...].allSatisfy({ $0.isEmpty }) {
@@ -142,15 +151,17 @@ struct WinoGrande: EvaluationTask {
     func items(from path: String, limit: Int?) throws -> [MultipleChoiceItem] {
         try ZeroShotTasks.jsonLines(path, limit: limit).map { line, o in
             let sentence: String = try ZeroShotTasks.field(o, "sentence", path, line)
-            let o1: String = try ZeroShotTasks.field(o, "option1", path, line), o2: String = try ZeroShotTasks.field(o, "option2", path, line)
+            let o1: String = try ZeroShotTasks.field(o, "option1", path, line),
+                o2: String = try ZeroShotTasks.field(o, "option2", path, line)
             let answer: String = try ZeroShotTasks.field(o, "answer", path, line)
             guard let blank = sentence.firstIndex(of: "_"), let gold = ["1": 0, "2": 1][answer] else {
                 throw TaskError.malformed(path: path, line: line, detail: "no '_' in the sentence or answer not 1/2")
             }
             let prefix = String(sentence[..<blank])
             let target = String(sentence[sentence.index(after: blank)...]).trimmingCharacters(in: .whitespaces)
-            return MultipleChoiceItem(contexts: [prefix + o1, prefix + o2], continuations: [" " + target, " " + target],
-                                      choiceTexts: [target, target], gold: gold)
+            return MultipleChoiceItem(
+                contexts: [prefix + o1, prefix + o2], continuations: [" " + target, " " + target],
+                choiceTexts: [target, target], gold: gold)
         }
     }
 }
@@ -164,7 +175,8 @@ struct ARC: EvaluationTask {
         try ZeroShotTasks.jsonLines(path, limit: limit).map { line, o in
             let (stem, texts, gold) = try ZeroShotTasks.choices(o, path, line)
             let ctx = "Question: \(stem)\nAnswer:"
-            return MultipleChoiceItem(contexts: texts.map { _ in ctx }, continuations: texts.map { " " + $0 }, choiceTexts: texts, gold: gold)
+            return MultipleChoiceItem(
+                contexts: texts.map { _ in ctx }, continuations: texts.map { " " + $0 }, choiceTexts: texts, gold: gold)
         }
     }
 }
@@ -174,7 +186,8 @@ struct OpenBookQA: EvaluationTask {
     func items(from path: String, limit: Int?) throws -> [MultipleChoiceItem] {
         try ZeroShotTasks.jsonLines(path, limit: limit).map { line, o in
             let (stem, texts, gold) = try ZeroShotTasks.choices(o, path, line)
-            return MultipleChoiceItem(contexts: texts.map { _ in stem }, continuations: texts.map { " " + $0 }, choiceTexts: texts, gold: gold)
+            return MultipleChoiceItem(
+                contexts: texts.map { _ in stem }, continuations: texts.map { " " + $0 }, choiceTexts: texts, gold: gold)
         }
     }
 }

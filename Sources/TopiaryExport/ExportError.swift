@@ -16,7 +16,9 @@ public enum ExportError: Error, LocalizedError, Equatable {
             return "--type \(t): unknown tensor type (expected one of \(GGUFExporter.typeNames.joined(separator: ", ")))"
         case let .unknownFormat(f): return "--format \(f): unknown format (expected gguf or safetensors-hf)"
         case let .unknownArchitecture(a):
-            return "--arch \(a): unknown GGUF architecture (expected auto or one of \(Architectures.all.flatMap(\.ggufArchitectures).joined(separator: ", ")))"
+            return
+                "--arch \(a): unknown GGUF architecture (expected auto or one of "
+                + "\(Architectures.all.flatMap(\.ggufArchitectures).joined(separator: ", ")))"
         case let .unsupportedModel(m): return m
         case let .inexpressible(m): return m
         }

@@ -131,18 +131,24 @@ public enum GGUFExporter {
     /// Writes `model` to `path` (atomically). `sourceMetadata` supplies the `tokenizer.*` keys (and
     /// `general.name`); a model carrying unmerged LoRA adapters is exported with them merged.
     @discardableResult
-    public static func export(model input: DecoderModel, sourceMetadata: [String: GGUFValue], to path: String,
-                              options: GGUFExportOptions = GGUFExportOptions()) throws -> ExportReport {
+    public static func export(
+        model input: DecoderModel, sourceMetadata: [String: GGUFValue], to path: String,
+        options: GGUFExportOptions = GGUFExportOptions()
+    ) throws -> ExportReport {
         let (model, merged) = try ExportWeights.plain(input)
         if model.store != nil {
             throw ExportError.unsupportedModel("a streamed model is written with exportStreamed (its weights are not in memory)")
         }
-        var report = try write(model: model, config: model.config, sourceMetadata: sourceMetadata, to: path, options: options,
-                               prepareLayer: { _ in }, tensor: { p, _ in p.value }, raw: nil)
+        var report = try write(
+            model: model, config: model.config, sourceMetadata: sourceMetadata, to: path, options: options,
+            prepareLayer: { _ in }, tensor: { p, _ in p.value }, raw: nil)
         if merged > 0 { report.notes.append("merged \(merged) LoRA adapters into the weights") }
         report.mergedAdapters = merged
         if let sparsity = ExportWeights.zeroFraction(model), sparsity >= 0.05 {
-            report.notes.append(String(format: "%.1f%% of the linear weights are zero (unstructured sparsity): stored dense, as GGUF has no sparse layout", 100 * sparsity))
+            report.notes.append(
+                String(
+                    format: "%.1f%% of the linear weights are zero (unstructured sparsity): stored dense, as GGUF has no sparse layout",
+                    100 * sparsity))
         }
         return report
     }
@@ -152,27 +158,38 @@ public enum GGUFExporter {
     /// sparsifier prunes layer `l` there), `tensor` gives what to write for a parameter — nil copies the source file's
     /// bytes unchanged, in their original quantization. `config` is the written model's shape (after pruning).
     @discardableResult
-    public static func exportStreamed(model: DecoderModel, config: ModelConfig, sourceMetadata: [String: GGUFValue], to path: String,
-                                      options: GGUFExportOptions, prepareLayer: @escaping (Int) throws -> Void,
-                                      changed: @escaping (Parameter) -> Bool,
-                                      tensor: @escaping (Parameter, Int?) throws -> Tensor) throws -> ExportReport {
+    public static func exportStreamed(
+        model: DecoderModel, config: ModelConfig, sourceMetadata: [String: GGUFValue], to path: String,
+        options: GGUFExportOptions, prepareLayer: @escaping (Int) throws -> Void,
+        changed: @escaping (Parameter) -> Bool,
+        tensor: @escaping (Parameter, Int?) throws -> Tensor
+    ) throws -> ExportReport {
         guard let store = model.store else { throw ExportError.unsupportedModel("exportStreamed needs a streamed model (a LayerStore)") }
-        guard model.adapters.isEmpty else { throw ExportError.unsupportedModel("a streamed model with LoRA adapters cannot be exported; merge them first") }
-        return try write(model: model, config: config, sourceMetadata: sourceMetadata, to: path, options: options,
-                         prepareLayer: prepareLayer, tensor: tensor, raw: { p in
-                             // Unchanged tensors keep the source's bytes (no second quantization), copied when written.
-                             guard !changed(p), let info = store.sourceTensor(of: p) else { return nil }
-                             return (info, {
-                                 defer { store.file.releasePages(of: info) }
-                                 return Data(store.file.rawBytes(of: info))
-                             })
-                         })
+        guard model.adapters.isEmpty else {
+            throw ExportError.unsupportedModel("a streamed model with LoRA adapters cannot be exported; merge them first")
+        }
+        return try write(
+            model: model, config: config, sourceMetadata: sourceMetadata, to: path, options: options,
+            prepareLayer: prepareLayer, tensor: tensor,
+            raw: { p in
+                // Unchanged tensors keep the source's bytes (no second quantization), copied when written.
+                guard !changed(p), let info = store.sourceTensor(of: p) else { return nil }
+                return (
+                    info,
+                    {
+                        defer { store.file.releasePages(of: info) }
+                        return Data(store.file.rawBytes(of: info))
+                    }
+                )
+            })
     }
 
-    static func write(model: DecoderModel, config: ModelConfig, sourceMetadata: [String: GGUFValue], to path: String,
-                      options: GGUFExportOptions, prepareLayer: @escaping (Int) throws -> Void,
-                      tensor: @escaping (Parameter, Int?) throws -> Tensor,
-                      raw: ((Parameter) -> (GGUFTensorInfo, () -> Data)?)?) throws -> ExportReport {
+    static func write(
+        model: DecoderModel, config: ModelConfig, sourceMetadata: [String: GGUFValue], to path: String,
+        options: GGUFExportOptions, prepareLayer: @escaping (Int) throws -> Void,
+        tensor: @escaping (Parameter, Int?) throws -> Tensor,
+        raw: ((Parameter) -> (GGUFTensorInfo, () -> Data)?)?
+    ) throws -> ExportReport {
         guard types.contains(options.type) else { throw ExportError.unknownType("\(options.type)") }
         let arch = try resolveArchitecture(config, options.architecture)
         let family = try Architectures.family(of: config, path: path)
@@ -213,9 +230,11 @@ public enum GGUFExporter {
         func add(_ name: String, _ p: Parameter, layer: Int?, shape: [Int], permuteHeads: Int? = nil) throws {
             if let raw, let (info, bytes) = raw(p) {
                 guard info.shape == shape else {
-                    throw ExportError.unsupportedModel("\(name): the source tensor has shape \(info.shape), the written model needs \(shape)")
+                    throw ExportError.unsupportedModel(
+                        "\(name): the source tensor has shape \(info.shape), the written model needs \(shape)")
                 }
-                exported.append(ExportedTensor(name: name, dimensions: info.dimensions, type: "\(info.type)", note: "copied from the source"))
+                exported.append(
+                    ExportedTensor(name: name, dimensions: info.dimensions, type: "\(info.type)", note: "copied from the source"))
                 try w.addTensor(name: name, dimensions: info.dimensions, type: info.type) { bytes() }
                 return
             }
@@ -265,18 +284,13 @@ public enum GGUFExporter {
         try add("output_norm.weight", model.norm, layer: nil, shape: [d])
         if !config.tieWordEmbeddings { try add("output.weight", model.output, layer: nil, shape: [config.vocabSize, d]) }
 
-        var notes: [String] = []
-        if arch == "deci" {
-            notes.append("layers differ (\(config.shapeSummary)): written as llama.cpp's 'deci' architecture, which sizes each layer from per-layer arrays")
-        }
-        if arch != "deci" && !config.isUniform {
-            notes.append("layers differ (\(config.shapeSummary)): written as '\(arch)' with per-layer arrays, which Topiary reads back")
-        }
+        let notes = family.ggufNotes(config, architecture: arch)
         try w.write(to: path)
         let bytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? w.fileSize
-        return ExportReport(format: "gguf", path: path, architecture: arch, type: "\(options.type)", uniform: config.isUniform, bytes: bytes,
-                            tensors: exported, fallbacks: fallbacks.sorted { $0.key < $1.key }.map { "\($0.value) tensors: \($0.key)" },
-                            notes: notes, mergedAdapters: 0)
+        return ExportReport(
+            format: "gguf", path: path, architecture: arch, type: "\(options.type)", uniform: config.isUniform, bytes: bytes,
+            tensors: exported, fallbacks: fallbacks.sorted { $0.key < $1.key }.map { "\($0.value) tensors: \($0.key)" },
+            notes: notes, mergedAdapters: 0)
     }
 
     /// Tokenizer values as GGUF types them. A checkpoint keeps its tokenizer metadata in JSON, which
@@ -288,13 +302,14 @@ public enum GGUFExporter {
         case let .uint64(x): return .uint32(UInt32(clamping: x))
         case let .float64(x): return .float32(Float(x))
         case let .array(items):
-            return .array(items.map { item in
-                switch item {
-                case let .int64(x): return .int32(Int32(clamping: x))
-                case let .float64(x): return .float32(Float(x))
-                default: return item
-                }
-            })
+            return .array(
+                items.map { item in
+                    switch item {
+                    case let .int64(x): return .int32(Int32(clamping: x))
+                    case let .float64(x): return .float32(Float(x))
+                    default: return item
+                    }
+                })
         default: return v
         }
     }

@@ -18,25 +18,31 @@ public enum HFExporter {
         let config = model.config
         let family = try Architectures.family(of: config, path: directory)
         guard family.writesHFConfig else {
-            throw ExportError.unsupportedModel(family.hfExportLimitation(config) ?? "safetensors-hf export cannot write a \(family.modelType) model")
+            throw ExportError.unsupportedModel(
+                family.hfExportLimitation(config) ?? "safetensors-hf export cannot write a \(family.modelType) model")
         }
         var notes: [String] = []
         if merged > 0 { notes.append("merged \(merged) LoRA adapters into the weights") }
         let tensors = model.parameters.map { ExportedTensor(name: $0.name, dimensions: $0.shape, type: "F32", note: nil) }
         if !config.isUniform {
-            notes.insert("layers differ (\(config.shapeSummary)): transformers' LlamaConfig has a single head count and FFN width for "
-                + "all layers, so \(directory) is a Topiary checkpoint (config.json with per-layer arrays) that transformers cannot load; "
-                + "use --format gguf to run it in llama.cpp", at: 0)
+            notes.insert(
+                "layers differ (\(config.shapeSummary)): transformers' LlamaConfig has a single head count and FFN width for "
+                    + "all layers, so \(directory) is a Topiary checkpoint (config.json with per-layer arrays) that transformers cannot "
+                    + "load; "
+                    + "use --format gguf to run it in llama.cpp", at: 0)
             try Checkpoint.save(model: model, tokenizerMetadata: sourceMetadata, to: directory)
-            return ExportReport(format: "topiary", path: directory, architecture: "\(family.modelType) (Topiary per-layer config)", type: "F32",
-                                uniform: false, bytes: directorySize(directory), tensors: tensors, fallbacks: [], notes: notes,
-                                mergedAdapters: merged)
+            return ExportReport(
+                format: "topiary", path: directory, architecture: "\(family.modelType) (Topiary per-layer config)", type: "F32",
+                uniform: false, bytes: directorySize(directory), tensors: tensors, fallbacks: [], notes: notes,
+                mergedAdapters: merged)
         }
-        try Checkpoint.save(model: model, tokenizerMetadata: sourceMetadata, to: directory,
-                            configJSON: try family.hfConfig(config, tokenizer: sourceMetadata))
+        try Checkpoint.save(
+            model: model, tokenizerMetadata: sourceMetadata, to: directory,
+            configJSON: try family.hfConfig(config, tokenizer: sourceMetadata))
         notes.append("no tokenizer files for transformers: load the tokenizer of the source model (the vocabulary is unchanged)")
-        return ExportReport(format: "safetensors-hf", path: directory, architecture: family.hfClassName, type: "F32", uniform: true,
-                            bytes: directorySize(directory), tensors: tensors, fallbacks: [], notes: notes, mergedAdapters: merged)
+        return ExportReport(
+            format: "safetensors-hf", path: directory, architecture: family.hfClassName, type: "F32", uniform: true,
+            bytes: directorySize(directory), tensors: tensors, fallbacks: [], notes: notes, mergedAdapters: merged)
     }
 
     static func directorySize(_ dir: String) -> Int {

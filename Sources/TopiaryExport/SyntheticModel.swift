@@ -34,12 +34,16 @@ public enum SyntheticModel {
             try w.addTensor(name: name, dimensions: info.dimensions, type: type) {
                 let t = Tensor(uninitialized: info.shape)
                 let limit: Float
-                if name.hasSuffix("norm.weight") { limit = 0 } else if name.hasSuffix(".bias") || name == "token_embd.weight" {
+                if name.hasSuffix("norm.weight") {
+                    limit = 0
+                } else if name.hasSuffix(".bias") || name == "token_embd.weight" {
                     limit = 0.1
                 } else {
                     limit = (3 / Float(info.dimensions[0])).squareRoot()
                 }
-                if limit == 0 { t.pointer.update(repeating: 1, count: t.count) } else {
+                if limit == 0 {
+                    t.pointer.update(repeating: 1, count: t.count)
+                } else {
                     tk_fill_uniform(t.pointer, t.count, seed &+ UInt64(i) &* 0x9E37_79B9_7F4A_7C15, -limit, limit)
                 }
                 return try GGUFWriter.encode(t, as: type, name: name)

@@ -12,16 +12,19 @@ public enum FuzzSeeds {
         var rng = SplitMix64(seed: 7)
         let hidden = 32, headDim = 8, vocab = 64
         let heads = uniform ? [4, 4] : [4, 2], kv = uniform ? [2, 2] : [2, 1], ffn = uniform ? [32, 32] : [32, 16]
-        let config = ModelConfig(architecture: "llama", vocabSize: vocab, hiddenSize: hidden, headDim: headDim, heads: heads,
-                                 kvHeads: kv, intermediateSizes: ffn, ropeTheta: 10_000, rmsNormEps: 1e-5, contextLength: 64,
-                                 tieWordEmbeddings: true)
+        let config = ModelConfig(
+            architecture: LlamaFamily().modelType, vocabSize: vocab, hiddenSize: hidden, headDim: headDim, heads: heads,
+            kvHeads: kv, intermediateSizes: ffn, ropeTheta: 10_000, rmsNormEps: 1e-5, contextLength: 64,
+            tieWordEmbeddings: true)
         func random(_ shape: [Int]) -> Tensor {
             Tensor(shape: shape, values: (0..<shape.reduce(1, *)).map { _ in rng.nextFloat(-0.5, 0.5) })
         }
         var weights: [String: Tensor] = ["model.embed_tokens.weight": random([vocab, hidden]), "model.norm.weight": random([hidden])]
         for l in 0..<2 {
             let q = heads[l] * headDim, k = kv[l] * headDim, f = ffn[l]
-            let shapes = [[hidden], [q, hidden], [k, hidden], [k, hidden], [hidden, q], [hidden], [f, hidden], [f, hidden], [hidden, f]]
+            let shapes = [
+                [hidden], [q, hidden], [k, hidden], [k, hidden], [hidden, q], [hidden], [f, hidden], [f, hidden], [hidden, f],
+            ]
             for (name, shape) in zip(DecoderModel.parameterNames(layer: l), shapes) { weights[name] = random(shape) }
         }
         return try DecoderModel(config: config, weights: weights)
@@ -33,7 +36,10 @@ public enum FuzzSeeds {
         var tokens = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] + letters.map { String($0) }
         tokens += ["Ġt", "he", "Ġthe", "in", "er", "an", "on", "Ġa", "re", "at", "en", "ed", "Ġw", "or", "es", "is", "it", "Ġs"]
         while tokens.count < 64 { tokens.append("x\(tokens.count)") }
-        let merges = ["Ġ t", "h e", "Ġt he", "i n", "e r", "a n", "o n", "Ġ a", "r e", "a t", "e n", "e d", "Ġ w", "o r", "e s", "i s", "i t", "Ġ s"]
+        let merges = [
+            "Ġ t", "h e", "Ġt he", "i n", "e r", "a n", "o n", "Ġ a", "r e", "a t", "e n", "e d",
+            "Ġ w", "o r", "e s", "i s", "i t", "Ġ s",
+        ]
         return [
             ("tokenizer.ggml.model", .string("gpt2")), ("tokenizer.ggml.pre", .string("smollm")),
             ("tokenizer.ggml.tokens", .array(tokens.map(GGUFValue.string))),
@@ -49,7 +55,7 @@ public enum FuzzSeeds {
         let model = try tinyModel(uniform: true)
         let c = model.config
         var w = GGUFWriter()
-        w.set("general.architecture", .string("llama"))
+        w.set("general.architecture", .string(LlamaFamily().modelType))
         w.set("general.name", .string("tiny"))
         w.set("llama.block_count", .uint32(UInt32(c.layerCount)))
         w.set("llama.embedding_length", .uint32(UInt32(c.hiddenSize)))
@@ -82,9 +88,13 @@ public enum FuzzSeeds {
         let object: [String: Any] = [
             "version": "1.0",
             "added_tokens": (0..<3).map { ["id": $0, "content": tokens[$0], "special": true] },
-            "pre_tokenizer": ["type": "Sequence", "pretokenizers": [
-                ["type": "Digits", "individual_digits": true],
-                ["type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true]]],
+            "pre_tokenizer": [
+                "type": "Sequence",
+                "pretokenizers": [
+                    ["type": "Digits", "individual_digits": true],
+                    ["type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true],
+                ],
+            ],
             "post_processor": ["type": "ByteLevel"],
             "model": ["type": "BPE", "vocab": vocab, "merges": md["tokenizer.ggml.merges"]!.stringArray!, "unk_token": NSNull()],
         ]
@@ -125,13 +135,22 @@ public enum FuzzSeeds {
         }
         // Synthetic items in each task's format (these may be committed; real lines from the data folder may not).
         let synthetic: [String: String] = [
-            "boolq": #"{"passage": "Water boils at 100 degrees at sea level.", "question": "does water boil at 100 degrees", "answer": true}"#,
+            "boolq":
+                #"{"passage": "Water boils at 100 degrees at sea level.", "question": "does water boil at 100 degrees", "answer": true}"#,
             "piqa": #"{"goal": "Open a jar.", "sol1": "Twist the lid.", "sol2": "Paint the lid.", "label": 0}"#,
             "hellaswag": "A man opens a jar. He\n0\ntwists the lid off.\npaints it.\nsings.\nleaves.",
-            "winogrande": #"{"sentence": "The cup fell off the table because _ was tilted.", "option1": "the cup", "option2": "the table", "answer": "2"}"#,
-            "arc_easy": #"{"question": {"stem": "What melts ice?", "choices": [{"text": "heat", "label": "A"}, {"text": "cold", "label": "B"}]}, "answerKey": "A"}"#,
-            "arc_challenge": #"{"question": {"stem": "Which is a gas?", "choices": [{"text": "steam", "label": "1"}, {"text": "ice", "label": "2"}]}, "answerKey": "1"}"#,
-            "openbookqa": #"{"question": {"stem": "The sun is a", "choices": [{"text": "star", "label": "A"}, {"text": "planet", "label": "B"}]}, "answerKey": "A"}"#,
+            "winogrande":
+                #"{"sentence": "The cup fell off the table because _ was tilted.", "option1": "the cup", "option2": "the table", "#
+                + #""answer": "2"}"#,
+            "arc_easy":
+                #"{"question": {"stem": "What melts ice?", "choices": [{"text": "heat", "label": "A"}, {"text": "cold", "label": "B"}]}, "#
+                + #""answerKey": "A"}"#,
+            "arc_challenge":
+                #"{"question": {"stem": "Which is a gas?", "choices": [{"text": "steam", "label": "1"}, {"text": "ice", "label": "2"}]}, "#
+                + #""answerKey": "1"}"#,
+            "openbookqa":
+                #"{"question": {"stem": "The sun is a", "choices": [{"text": "star", "label": "A"}, {"text": "planet", "label": "B"}]}, "#
+                + #""answerKey": "A"}"#,
         ]
         for (i, task) in ZeroShotTasks.all.enumerated() {
             guard let text = synthetic[task.name] else { continue }

@@ -31,7 +31,9 @@ public enum GGUFError: Error, LocalizedError, Equatable {
         case let .invalidTensorInfo(p, t, d): return "\(name(p)): tensor '\(t)': \(d)"
         case let .unknownTensorType(p, t, type): return "\(name(p)): tensor '\(t)' has unknown ggml type \(type)"
         case let .unsupportedTensorType(p, t, type):
-            return "\(name(p)): tensor '\(t)' uses \(type), which Topiary cannot dequantize (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K…Q6_K, Q8_K)"
+            return
+                "\(name(p)): tensor '\(t)' uses \(type), which Topiary cannot dequantize (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, "
+                + "Q5_1, Q8_0, Q2_K…Q6_K, Q8_K)"
         case let .tensorOutOfBounds(p, t, end, size):
             return "\(name(p)): tensor '\(t)' data ends at byte \(end.formatted()) but the file has \(size.formatted()) bytes"
         case let .duplicateTensor(p, t): return "\(name(p)): tensor '\(t)' appears twice"

@@ -85,7 +85,10 @@ public final class GGUFFile: @unchecked Sendable {
             }
             let v = try reader.u32(what: "the version")
             guard v == 2 || v == 3 else {
-                if v > 0xFFFF { throw GGUFError.invalidMetadata(path: path, detail: "version \(v) looks byte-swapped; big-endian GGUF files are not supported") }
+                if v > 0xFFFF {
+                    throw GGUFError.invalidMetadata(
+                        path: path, detail: "version \(v) looks byte-swapped; big-endian GGUF files are not supported")
+                }
                 throw GGUFError.unsupportedVersion(path: path, version: v)
             }
             version = Int(v)
@@ -112,7 +115,8 @@ public final class GGUFFile: @unchecked Sendable {
                 let name = try reader.string(what: "tensor info \(i)")
                 let nDims = Int(try reader.u32(what: "tensor '\(name)'"))
                 guard nDims >= 1, nDims <= Self.maxDimensions else {
-                    throw GGUFError.invalidTensorInfo(path: path, tensor: name, detail: "\(nDims) dimensions (1 to \(Self.maxDimensions) allowed)")
+                    throw GGUFError.invalidTensorInfo(
+                        path: path, tensor: name, detail: "\(nDims) dimensions (1 to \(Self.maxDimensions) allowed)")
                 }
                 var dims: [Int] = []
                 for _ in 0..<nDims {
@@ -141,8 +145,9 @@ public final class GGUFFile: @unchecked Sendable {
                     return (r.partialValue, acc.1 || r.overflow)
                 }
                 guard !overflow, dims[0] % type.blockSize == 0 else {
-                    throw GGUFError.invalidTensorInfo(path: path, tensor: name,
-                                                      detail: "shape \(dims) does not hold whole \(type) blocks of \(type.blockSize)")
+                    throw GGUFError.invalidTensorInfo(
+                        path: path, tensor: name,
+                        detail: "shape \(dims) does not hold whole \(type) blocks of \(type.blockSize)")
                 }
                 // Declared sizes are checked against the file before anything is allocated (a 2^40-element tensor in
                 // a small file is refused here), with overflow-checked arithmetic.
@@ -150,7 +155,8 @@ public final class GGUFFile: @unchecked Sendable {
                 let start = dataOffset + offset
                 let (end, endOverflow) = start.addingReportingOverflow(bytes)
                 guard !bytesOverflow, !endOverflow, end <= size || (headerOnly && end < Int.max / 2) else {
-                    throw GGUFError.tensorOutOfBounds(path: path, tensor: name, end: bytesOverflow || endOverflow ? Int.max : end, fileSize: size)
+                    throw GGUFError.tensorOutOfBounds(
+                        path: path, tensor: name, end: bytesOverflow || endOverflow ? Int.max : end, fileSize: size)
                 }
                 guard start % align == 0 || version < 3 else {
                     throw GGUFError.invalidTensorInfo(path: path, tensor: name, detail: "offset \(offset) is not aligned to \(align)")
@@ -270,7 +276,9 @@ struct Reader {
         let n = try u64(what: what)
         let remaining = UInt64(size - position)
         guard n <= remaining / UInt64(max(minimumBytesEach, 1)) else {
-            throw GGUFError.truncated(path: path, what: "\(what) (\(n))", needed: Int(clamping: n.multipliedReportingOverflow(by: UInt64(minimumBytesEach)).partialValue), fileSize: size)
+            throw GGUFError.truncated(
+                path: path, what: "\(what) (\(n))",
+                needed: Int(clamping: n.multipliedReportingOverflow(by: UInt64(minimumBytesEach)).partialValue), fileSize: size)
         }
         return Int(n)
     }
@@ -281,7 +289,8 @@ struct Reader {
             throw GGUFError.invalidMetadata(path: path, detail: "\(what): a string of \(n) bytes (at most \(GGUFFile.maxStringLength))")
         }
         guard n <= UInt64(size - position) else {
-            throw GGUFError.truncated(path: path, what: "\(what): a string of \(n) bytes", needed: Int(clamping: UInt64(position) &+ n), fileSize: size)
+            throw GGUFError.truncated(
+                path: path, what: "\(what): a string of \(n) bytes", needed: Int(clamping: UInt64(position) &+ n), fileSize: size)
         }
         let s = String(decoding: UnsafeRawBufferPointer(start: base + position, count: Int(n)), as: UTF8.self)
         position += Int(n)
@@ -320,7 +329,8 @@ struct Reader {
             }
             let n = try count(what: "\(what): array count", minimumBytesEach: minimum)
             guard n <= GGUFFile.maxArrayCount else {
-                throw GGUFError.invalidMetadata(path: path, detail: "'\(key)' declares \(n) array entries (at most \(GGUFFile.maxArrayCount))")
+                throw GGUFError.invalidMetadata(
+                    path: path, detail: "'\(key)' declares \(n) array entries (at most \(GGUFFile.maxArrayCount))")
             }
             var items: [GGUFValue] = []
             items.reserveCapacity(n)

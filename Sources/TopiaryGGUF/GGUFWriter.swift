@@ -42,8 +42,9 @@ public struct GGUFWriter {
     /// Adds a tensor whose bytes (in `type`'s block layout) are produced when the file is written.
     public mutating func addTensor(name: String, dimensions: [Int], type: GGMLType, producer: @escaping () throws -> Data) throws {
         guard let bytes = Self.byteCount(dimensions: dimensions, type: type) else {
-            throw GGUFError.invalidTensorInfo(path: "(writer)", tensor: name,
-                                              detail: "shape \(dimensions) does not hold whole \(type) blocks of \(type.blockSize)")
+            throw GGUFError.invalidTensorInfo(
+                path: "(writer)", tensor: name,
+                detail: "shape \(dimensions) does not hold whole \(type) blocks of \(type.blockSize)")
         }
         tensors.append(PendingTensor(name: name, dimensions: dimensions, type: type, byteCount: bytes, bytes: producer))
     }
@@ -59,7 +60,9 @@ public struct GGUFWriter {
     public static func encode(_ tensor: Tensor, as type: GGMLType, name: String = "(tensor)") throws -> Data {
         let n = tensor.count
         guard let cols = tensor.shape.last, cols % type.blockSize == 0 else {
-            throw GGUFError.invalidTensorInfo(path: "(writer)", tensor: name, detail: "row length \(tensor.shape.last ?? 0) is not a multiple of \(type.blockSize) for \(type)")
+            throw GGUFError.invalidTensorInfo(
+                path: "(writer)", tensor: name,
+                detail: "row length \(tensor.shape.last ?? 0) is not a multiple of \(type.blockSize) for \(type)")
         }
         var data = Data(count: n / type.blockSize * type.bytesPerBlock)
         let ok = data.withUnsafeMutableBytes { raw in
@@ -101,7 +104,9 @@ public struct GGUFWriter {
         u32(3)
         u64(UInt64(tensors.count))
         var md = metadata
-        if alignment != 32, !md.contains(where: { $0.0 == "general.alignment" }) { md.append(("general.alignment", .uint32(UInt32(alignment)))) }
+        if alignment != 32, !md.contains(where: { $0.0 == "general.alignment" }) {
+            md.append(("general.alignment", .uint32(UInt32(alignment))))
+        }
         u64(UInt64(md.count))
         for (k, v) in md { str(k); u32(v.typeCode); value(v) }
         var offset = 0

@@ -153,22 +153,30 @@ public struct DependencyGraphBuilder {
                     state.unite(anchor, space: ins[0], range: (g * group * hd)..<((g + 1) * group * hd), op)
                 }
             case .reshape:
-                if records[r.inputs[0]].outputShape.last == r.outputShape.last { state.identity(y, ins[0], op) } else {
+                if records[r.inputs[0]].outputShape.last == r.outputShape.last {
+                    state.identity(y, ins[0], op)
+                } else {
                     state.fix(y); state.fix(ins[0])
                 }
             case .transpose:
                 let rank = r.outputShape.count
-                if r.attributes["axis0"] != rank - 1 && r.attributes["axis1"] != rank - 1 { state.identity(y, ins[0], op) } else {
+                if r.attributes["axis0"] != rank - 1 && r.attributes["axis1"] != rank - 1 {
+                    state.identity(y, ins[0], op)
+                } else {
                     state.fix(y); state.fix(ins[0])
                 }
             case .slice:
                 let rank = r.outputShape.count, axis = r.attributes["axis"] ?? 0
-                if axis != rank - 1 { state.identity(y, ins[0], op) } else {
+                if axis != rank - 1 {
+                    state.identity(y, ins[0], op)
+                } else {
                     state.offset(y, into: ins[0], at: r.attributes["start"] ?? 0, op)
                 }
             case .concat:
                 let rank = r.outputShape.count, axis = r.attributes["axis"] ?? 0
-                if axis != rank - 1 { for s in ins { state.identity(y, s, op) } } else {
+                if axis != rank - 1 {
+                    for s in ins { state.identity(y, s, op) }
+                } else {
                     var start = 0
                     for (k, s) in ins.enumerated() {
                         state.offset(s, into: y, at: start, op)
@@ -299,7 +307,9 @@ struct State {
                 continue
             }
             let signature = u.channels.keys.sorted().map { "\($0):\(u.channels[$0]!.count)" }.joined(separator: ",")
-            if let g = groupOf[signature] { grouped[g].append(r) } else {
+            if let g = groupOf[signature] {
+                grouped[g].append(r)
+            } else {
                 groupOf[signature] = grouped.count
                 grouped.append([r])
             }
@@ -315,17 +325,29 @@ struct State {
                 let per = sortedRoots.map { units[$0]!.channels[k]!.sorted() }
                 let c = per[0].count
                 let contiguous = per.enumerated().allSatisfy { u, ch in ch == Array((u * c)..<((u + 1) * c)) }
-                members.append(GroupMember(tensor: paramKeys[k].name, axis: paramKeys[k].axis, channelsPerUnit: c,
-                                           indices: contiguous ? nil : per))
+                members.append(
+                    GroupMember(
+                        tensor: paramKeys[k].name, axis: paramKeys[k].axis, channelsPerUnit: c,
+                        indices: contiguous ? nil : per))
             }
             var opsSeen = Set<String>()
             for r in sortedRoots { opsSeen.formUnion(touched[r] ?? []) }
             let kind: String
-            if opsSeen.contains("attention") { kind = "attention" } else if opsSeen.contains("embedding") { kind = "hidden" } else if !opsSeen.isDisjoint(with: ["mul", "silu", "geluTanh", "geluErf"]) { kind = "mlp" } else { kind = "other" }
+            if opsSeen.contains("attention") {
+                kind = "attention"
+            } else if opsSeen.contains("embedding") {
+                kind = "hidden"
+            } else if !opsSeen.isDisjoint(with: ["mul", "silu", "geluTanh", "geluErf"]) {
+                kind = "mlp"
+            } else {
+                kind = "other"
+            }
             let layers = Set(members.map { layerIndex(of: $0.tensor) })
             let layer = layers.count == 1 ? layers.first! : nil
-            result.append(PruningGroup(id: 0, kind: kind, layer: layer, units: sortedRoots.count, members: members,
-                                       operations: opsSeen.sorted()))
+            result.append(
+                PruningGroup(
+                    id: 0, kind: kind, layer: layer, units: sortedRoots.count, members: members,
+                    operations: opsSeen.sorted()))
         }
         // Stable order: by layer, then kind (attention before mlp), then hidden/other last.
         let rank = ["attention": 0, "mlp": 1, "other": 2, "hidden": 3]

@@ -20,8 +20,10 @@ public enum Checkpoint {
     /// Writes `model` and its tokenizer metadata to `directory` atomically: everything goes to a
     /// temporary sibling directory that replaces `directory` only once complete. `configJSON` replaces
     /// the `config.json` encoded from the model's config (it must decode to the same config).
-    public static func save(model: any LanguageModel, tokenizerMetadata: [String: GGUFValue], to directory: String,
-                            extraFiles: [String: Data] = [:], configJSON: Data? = nil) throws {
+    public static func save(
+        model: any LanguageModel, tokenizerMetadata: [String: GGUFValue], to directory: String,
+        extraFiles: [String: Data] = [:], configJSON: Data? = nil
+    ) throws {
         let dir = (directory as NSString).standardizingPath
         let parent = (dir as NSString).deletingLastPathComponent
         let tmp = parent + "/." + (dir as NSString).lastPathComponent + ".tmp-\(getpid())"
@@ -32,11 +34,13 @@ public enum Checkpoint {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             try AtomicFile.write(try configJSON ?? encoder.encode(model.config), to: tmp + "/config.json")
-            try Safetensors.write(model.parameters.map { ($0.name, $0.value) },
-                                  metadata: ["format": "pt", "producer": "topiary"], to: tmp + "/model.safetensors")
+            try Safetensors.write(
+                model.parameters.map { ($0.name, $0.value) },
+                metadata: ["format": "pt", "producer": "topiary"], to: tmp + "/model.safetensors")
             let tok = tokenizerMetadata.filter { $0.key.hasPrefix("tokenizer.") }
-            try AtomicFile.write(try JSONSerialization.data(withJSONObject: tok.mapValues { $0.jsonObject }, options: [.sortedKeys]),
-                                 to: tmp + "/tokenizer_metadata.json")
+            try AtomicFile.write(
+                try JSONSerialization.data(withJSONObject: tok.mapValues { $0.jsonObject }, options: [.sortedKeys]),
+                to: tmp + "/tokenizer_metadata.json")
             for (name, data) in extraFiles { try AtomicFile.write(data, to: tmp + "/" + name) }
             // The manifest comes last: a directory without it is incomplete.
             try writeManifest(directory: tmp)
@@ -58,13 +62,15 @@ public enum Checkpoint {
     /// Lists every file of `directory` with its size and checksum in `manifest.json` (written atomically).
     public static func writeManifest(directory: String) throws {
         var files: [[String: Any]] = []
-        for name in try FileManager.default.contentsOfDirectory(atPath: directory).sorted() where !name.hasPrefix(".") && name != "manifest.json" {
+        for name in try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
+        where !name.hasPrefix(".") && name != "manifest.json" {
             let data = try Data(contentsOf: URL(fileURLWithPath: directory + "/" + name), options: .alwaysMapped)
             files.append(["name": name, "bytes": data.count, "fnv1a64": String(format: "%016llx", fnv1a64(data))])
         }
         let manifest: [String: Any] = ["format": "topiary-checkpoint", "version": formatVersion, "files": files]
-        try AtomicFile.write(try JSONSerialization.data(withJSONObject: manifest, options: [.prettyPrinted, .sortedKeys]),
-                             to: directory + "/manifest.json")
+        try AtomicFile.write(
+            try JSONSerialization.data(withJSONObject: manifest, options: [.prettyPrinted, .sortedKeys]),
+            to: directory + "/manifest.json")
     }
 
     /// Checks every file listed in `directory/manifest.json` against its size and checksum, and that each of
@@ -75,13 +81,15 @@ public enum Checkpoint {
             throw ModelError.invalidConfig("\(directory): incomplete checkpoint (no manifest.json; was the save interrupted?)")
         }
         guard let manifest = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let files = manifest["files"] as? [[String: Any]] else {
+            let files = manifest["files"] as? [[String: Any]]
+        else {
             throw ModelError.invalidConfig("\(manifestPath): not a valid manifest")
         }
         var listed: Set<String> = []
         for f in files {
             guard let file = f["name"] as? String, let bytes = f["bytes"] as? Int, let sum = f["fnv1a64"] as? String,
-                  !file.isEmpty, !file.contains("/"), !file.hasPrefix(".") else {
+                !file.isEmpty, !file.contains("/"), !file.hasPrefix(".")
+            else {
                 throw ModelError.invalidConfig("\(manifestPath): an entry lacks a plain file name, bytes or fnv1a64")
             }
             let path = directory + "/" + file
@@ -109,7 +117,8 @@ public enum Checkpoint {
         guard let manifestData = fm.contents(atPath: directory + "/manifest.json") else {
             throw ModelError.invalidConfig("\(name): incomplete checkpoint (no manifest.json; was the save interrupted?)")
         }
-        try verifyManifest(directory: directory, manifest: manifestData, required: ["config.json", "model.safetensors", "tokenizer_metadata.json"])
+        try verifyManifest(
+            directory: directory, manifest: manifestData, required: ["config.json", "model.safetensors", "tokenizer_metadata.json"])
         guard let configData = fm.contents(atPath: directory + "/config.json") else {
             throw ModelError.invalidConfig("\(name): missing config.json")
         }
@@ -122,7 +131,8 @@ public enum Checkpoint {
         let weights = try Safetensors.read(path: directory + "/model.safetensors").tensors
         let model = try DecoderModel(config: config, weights: weights, source: directory + "/model.safetensors")
         guard let tokData = fm.contents(atPath: directory + "/tokenizer_metadata.json"),
-              let tokObject = try? JSONSerialization.jsonObject(with: tokData) as? [String: Any] else {
+            let tokObject = try? JSONSerialization.jsonObject(with: tokData) as? [String: Any]
+        else {
             throw ModelError.invalidConfig("\(name): missing or invalid tokenizer_metadata.json")
         }
         let metadata = tokObject.compactMapValues(GGUFValue.init(jsonObject:))
@@ -214,7 +224,8 @@ public enum ModelLoader {
         if dir.boolValue {
             guard Checkpoint.isCheckpoint(path) else { throw ModelError.unrecognizedFormat(path: path) }
             guard streamLayers == 0 else {
-                throw ModelError.invalidConfig("\(path): layer streaming reads GGUF files; a checkpoint directory is loaded whole (drop --stream-layers)")
+                throw ModelError.invalidConfig(
+                    "\(path): layer streaming reads GGUF files; a checkpoint directory is loaded whole (drop --stream-layers)")
             }
             return try Checkpoint.load(directory: path)
         }

@@ -115,9 +115,10 @@ public final class DecoderModel: AdaptableModel, @unchecked Sendable {
         let embedding = try p("model.embed_tokens.weight")
         let layers = try (0..<config.layerCount).map { l -> DecoderLayer in
             let n = Self.parameterNames(layer: l, config: config)
-            var layer = DecoderLayer(attentionNorm: try p(n.attentionNorm), q: try p(n.q), k: try p(n.k), v: try p(n.v),
-                                   o: try p(n.o), ffnNorm: try p(n.ffnNorm), gate: try p(n.gate), up: try p(n.up),
-                                   down: try p(n.down))
+            var layer = DecoderLayer(
+                attentionNorm: try p(n.attentionNorm), q: try p(n.q), k: try p(n.k), v: try p(n.v),
+                o: try p(n.o), ffnNorm: try p(n.ffnNorm), gate: try p(n.gate), up: try p(n.up),
+                down: try p(n.down))
             if config.queryKeyNorm { layer.qNorm = try p(n.qNorm); layer.kNorm = try p(n.kNorm) }
             if config.postBlockNorms {
                 layer.postAttentionNorm = try p(n.postAttentionNorm)
@@ -136,9 +137,11 @@ public final class DecoderModel: AdaptableModel, @unchecked Sendable {
 
     public static func parameterNames(layer i: Int) -> [String] {
         let p = "model.layers.\(i)."
-        return [p + "input_layernorm.weight", p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight",
-                p + "self_attn.v_proj.weight", p + "self_attn.o_proj.weight", p + "post_attention_layernorm.weight",
-                p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight", p + "mlp.down_proj.weight"]
+        return [
+            p + "input_layernorm.weight", p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight",
+            p + "self_attn.v_proj.weight", p + "self_attn.o_proj.weight", p + "post_attention_layernorm.weight",
+            p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight", p + "mlp.down_proj.weight",
+        ]
     }
 
     /// Hugging Face names of one layer's weights for a configuration (Gemma 3 names its norms differently:
@@ -210,7 +213,8 @@ public final class DecoderModel: AdaptableModel, @unchecked Sendable {
             }
             if config.postBlockNorms {
                 guard let pa = layer.postAttentionNorm, let pf = layer.postFFNNorm else {
-                    throw ModelError.invalidConfig("layer \(l): the configuration asks for post-attention/FFN norms and the weights have none")
+                    throw ModelError.invalidConfig(
+                        "layer \(l): the configuration asks for post-attention/FFN norms and the weights have none")
                 }
                 try expect(pa, [d])
                 try expect(pf, [d])
@@ -277,8 +281,10 @@ public final class DecoderModel: AdaptableModel, @unchecked Sendable {
     /// The token embeddings, `[tokens, hidden]`.
     public func embed(_ g: Graph, tokens: [Int32]) throws -> Var {
         // A streamed model gathers the rows it needs from the file instead of loading the whole table.
-        let e = try embedding.isResident || store == nil
-            ? g.embedding(g.parameter(embedding), ids: tokens) : g.embedding(rows: store!.embeddingRows(embedding, ids: tokens), of: embedding, ids: tokens)
+        let e =
+            try embedding.isResident || store == nil
+            ? g.embedding(g.parameter(embedding), ids: tokens)
+            : g.embedding(rows: store!.embeddingRows(embedding, ids: tokens), of: embedding, ids: tokens)
         return config.embeddingScale == 1 ? e : g.scale(e, config.embeddingScale)
     }
 
@@ -311,12 +317,16 @@ public final class DecoderModel: AdaptableModel, @unchecked Sendable {
             k = try g.rope(k, heads: nkv, headDim: hd, positions: steps.positions, table: table)
             var a: Var
             if let cache {
-                a = try g.attention(q, k, v, cache: cache, layer: l, heads: nh, kvHeads: nkv, headDim: hd,
-                                    scale: config.attentionScale, window: window)
+                a = try g.attention(
+                    q, k, v, cache: cache, layer: l, heads: nh, kvHeads: nkv, headDim: hd,
+                    scale: config.attentionScale, window: window)
             } else {
-                a = try g.attention(q, k, v, shape: AttentionShape(batch: steps.batch, queryLength: steps.length,
-                                                                   keyLength: steps.length, heads: nh, kvHeads: nkv, headDim: hd,
-                                                                   scale: config.attentionScale, window: window))
+                a = try g.attention(
+                    q, k, v,
+                    shape: AttentionShape(
+                        batch: steps.batch, queryLength: steps.length,
+                        keyLength: steps.length, heads: nh, kvHeads: nkv, headDim: hd,
+                        scale: config.attentionScale, window: window))
             }
             a = try g.linear(a, layer.o, adapter: adapters[layer.o.name])
             if let pn = layer.postAttentionNorm { a = try g.rmsNorm(a, g.parameter(pn), eps: eps) }
@@ -340,8 +350,10 @@ public final class DecoderModel: AdaptableModel, @unchecked Sendable {
         var h = try g.rmsNorm(input, g.parameter(norm), eps: config.rmsNormEps)
         switch mode {
         case .last where steps.length > 1:
-            h = try g.reshape(g.slice(g.reshape(h, [steps.batch, steps.length, config.hiddenSize]), axis: 1,
-                                      (steps.length - 1)..<steps.length), [steps.batch, config.hiddenSize])
+            h = try g.reshape(
+                g.slice(
+                    g.reshape(h, [steps.batch, steps.length, config.hiddenSize]), axis: 1,
+                    (steps.length - 1)..<steps.length), [steps.batch, config.hiddenSize])
         case .rows(let rows):
             let count = steps.batch * steps.length
             guard let bad = rows.first(where: { $0 < 0 || $0 >= count }) else {

@@ -30,7 +30,9 @@ public enum GGUFModelLoader {
         guard let arch = file.metadata["general.architecture"]?.string else {
             throw ModelError.missingMetadata(path: name, key: "general.architecture")
         }
-        guard let family = Architectures.family(gguf: arch) else { throw ModelError.unsupportedArchitecture(path: name, architecture: arch) }
+        guard let family = Architectures.family(gguf: arch) else {
+            throw ModelError.unsupportedArchitecture(path: name, architecture: arch)
+        }
         let config = try family.config(gguf: file, architecture: arch, name: name)
         let tokenizer = try tokenizerFromMetadata(file.metadata, name: name)
         let model = try llamaModel(file, config: config, name: name, permuted: family.ggufPermutesRotary, streamLayers: streamLayers)
@@ -41,7 +43,9 @@ public enum GGUFModelLoader {
 
     // MARK: weights
 
-    static func llamaModel(_ file: GGUFFile, config: ModelConfig, name: String, permuted: Bool, streamLayers: Int = 0) throws -> DecoderModel {
+    static func llamaModel(
+        _ file: GGUFFile, config: ModelConfig, name: String, permuted: Bool, streamLayers: Int = 0
+    ) throws -> DecoderModel {
         let streaming = streamLayers > 0
         var entries: [LayerStore.Entry] = []
         func load(_ ggufName: String, as hfName: String, shape: [Int], unpermuteHeads: Int? = nil) throws -> Parameter {
@@ -102,7 +106,8 @@ public enum GGUFModelLoader {
             entries = []
         }
         let norm = try load("output_norm.weight", as: "model.norm.weight", shape: [d])
-        let output = config.tieWordEmbeddings
+        let output =
+            config.tieWordEmbeddings
             ? embedding : try load("output.weight", as: "lm_head.weight", shape: [config.vocabSize, d])
         // A tied output is the embedding itself: the head loads the whole table.
         let headEntries = entries + (config.tieWordEmbeddings ? embeddingEntry.map { [$0] } ?? [] : [])
@@ -175,7 +180,8 @@ public enum GGUFModelLoader {
                 addEOS: md["tokenizer.ggml.add_eos_token"]?.bool ?? false,
                 addSpacePrefix: md["tokenizer.ggml.add_space_prefix"]?.bool ?? true, source: name)
         default:
-            throw ModelError.invalidConfig("\(name): tokenizer model '\(model)' is not supported (supported: gpt2 byte-level BPE, llama SentencePiece)")
+            throw ModelError.invalidConfig(
+                "\(name): tokenizer model '\(model)' is not supported (supported: gpt2 byte-level BPE, llama SentencePiece)")
         }
     }
 }

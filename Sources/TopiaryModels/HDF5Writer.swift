@@ -8,12 +8,15 @@ public enum HDF5Export {
     public enum Failure: Error, LocalizedError {
         case hdf5(path: String, step: String)
         public var errorDescription: String? {
-            switch self { case let .hdf5(path, step): return "\(path): HDF5 error while \(step)" }
+            switch self {
+            case let .hdf5(path, step): return "\(path): HDF5 error while \(step)"
+            }
         }
     }
 
     public static func write(model: any LanguageModel, configJSON: String, to path: String) throws {
-        try AtomicFile.write(to: path, usingTemporaryPath: { tmp in try write(model: model, configJSON: configJSON, path: path, file: tmp) })
+        try AtomicFile.write(
+            to: path, usingTemporaryPath: { tmp in try write(model: model, configJSON: configJSON, path: path, file: tmp) })
     }
 
     static func write(model: any LanguageModel, configJSON: String, path: String, file tmp: String) throws {
@@ -23,8 +26,12 @@ public enum HDF5Export {
         for p in model.parameters {
             var dims = p.shape.map { hsize_t($0) }
             let space = H5Screate_simple(Int32(dims.count), &dims, nil)
-            let ds = H5Dcreate2(file, p.name, topiary_h5t_native_float(), space, topiary_h5p_default(), topiary_h5p_default(), topiary_h5p_default())
-            let status = ds >= 0 ? H5Dwrite(ds, topiary_h5t_native_float(), topiary_h5s_all(), topiary_h5s_all(), topiary_h5p_default(), p.value.pointer) : -1
+            let ds = H5Dcreate2(
+                file, p.name, topiary_h5t_native_float(), space, topiary_h5p_default(), topiary_h5p_default(), topiary_h5p_default())
+            let status =
+                ds >= 0
+                ? H5Dwrite(ds, topiary_h5t_native_float(), topiary_h5s_all(), topiary_h5s_all(), topiary_h5p_default(), p.value.pointer)
+                : -1
             if ds >= 0 { H5Dclose(ds) }
             H5Sclose(space)
             guard status >= 0 else { H5Fclose(file); throw Failure.hdf5(path: path, step: "writing \(p.name)") }
@@ -66,7 +73,9 @@ public enum HDF5Export {
         let rank = Int(H5Sget_simple_extent_ndims(space))
         guard rank >= 0, rank <= maxRank else { throw Failure.hdf5(path: path, step: "reading \(name): rank \(rank) (at most \(maxRank))") }
         var dims = [hsize_t](repeating: 0, count: rank)
-        guard H5Sget_simple_extent_dims(space, &dims, nil) >= 0 else { throw Failure.hdf5(path: path, step: "reading the shape of \(name)") }
+        guard H5Sget_simple_extent_dims(space, &dims, nil) >= 0 else {
+            throw Failure.hdf5(path: path, step: "reading the shape of \(name)")
+        }
         var count: UInt64 = 1, overflow = false
         for d in dims {
             let r = count.multipliedReportingOverflow(by: UInt64(d))
@@ -75,7 +84,8 @@ public enum HDF5Export {
         }
         let fileSize = UInt64((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)??.uint64Value ?? 0)
         guard !overflow, count <= fileSize / 4 else {
-            throw Failure.hdf5(path: path, step: "reading \(name): shape \(dims) declares more float32 values than the file's \(fileSize) bytes hold")
+            throw Failure.hdf5(
+                path: path, step: "reading \(name): shape \(dims) declares more float32 values than the file's \(fileSize) bytes hold")
         }
         let t = Tensor(uninitialized: dims.map { Int($0) })
         guard H5Dread(ds, topiary_h5t_native_float(), topiary_h5s_all(), topiary_h5s_all(), topiary_h5p_default(), t.pointer) >= 0 else {

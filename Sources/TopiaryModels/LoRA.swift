@@ -25,13 +25,16 @@ public final class LoRAAdapter: @unchecked Sendable {
     }
 
     /// New adapter for a weight of shape `[out, in]`.
-    public convenience init(target: String, outFeatures: Int, inFeatures: Int, rank: Int, alpha: Float, dropout: Float,
-                            rng: inout SplitMix64) {
+    public convenience init(
+        target: String, outFeatures: Int, inFeatures: Int, rank: Int, alpha: Float, dropout: Float,
+        rng: inout SplitMix64
+    ) {
         let bound = 1 / Float(inFeatures).squareRoot()  // kaiming_uniform_(a=√5)
         let a = Tensor(shape: [rank, inFeatures], values: (0..<(rank * inFeatures)).map { _ in rng.nextFloat(-bound, bound) })
         let stem = target.hasSuffix(".weight") ? String(target.dropLast(7)) : target
-        self.init(target: target, a: Parameter(name: stem + ".lora_A.weight", value: a),
-                  b: Parameter(name: stem + ".lora_B.weight", value: Tensor(zeros: [outFeatures, rank])), alpha: alpha, dropout: dropout)
+        self.init(
+            target: target, a: Parameter(name: stem + ".lora_A.weight", value: a),
+            b: Parameter(name: stem + ".lora_B.weight", value: Tensor(zeros: [outFeatures, rank])), alpha: alpha, dropout: dropout)
     }
 
     /// `W += (α/r)·B·A`.

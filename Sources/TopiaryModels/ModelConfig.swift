@@ -51,9 +51,11 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     /// Softmax scale of the attention scores.
     public var attentionScale: Float { 1 / (queryPreAttentionScalar ?? Float(headDim)).squareRoot() }
 
-    public init(architecture: String, vocabSize: Int, hiddenSize: Int, headDim: Int, heads: [Int], kvHeads: [Int],
-                intermediateSizes: [Int], ropeTheta: Float, rmsNormEps: Float, contextLength: Int,
-                tieWordEmbeddings: Bool) {
+    public init(
+        architecture: String, vocabSize: Int, hiddenSize: Int, headDim: Int, heads: [Int], kvHeads: [Int],
+        intermediateSizes: [Int], ropeTheta: Float, rmsNormEps: Float, contextLength: Int,
+        tieWordEmbeddings: Bool
+    ) {
         self.architecture = architecture
         self.vocabSize = vocabSize
         self.hiddenSize = hiddenSize
@@ -104,7 +106,9 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         try c.encode(headDim, forKey: .headDim)
         try c.encode(layerCount, forKey: .layers)
         func perLayer(_ values: [Int], _ key: CodingKeys) throws {
-            if let first = values.first, values.allSatisfy({ $0 == first }) { try c.encode(first, forKey: key) } else {
+            if let first = values.first, values.allSatisfy({ $0 == first }) {
+                try c.encode(first, forKey: key)
+            } else {
                 try c.encode(values, forKey: key)
             }
         }
@@ -137,13 +141,15 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         hiddenSize = try c.decode(Int.self, forKey: .hiddenSize)
         let layers = try c.decode(Int.self, forKey: .layers)
         guard (1...Self.maxLayers).contains(layers) else {
-            throw DecodingError.dataCorruptedError(forKey: .layers, in: c, debugDescription: "\(layers) layers (1 to \(Self.maxLayers) allowed)")
+            throw DecodingError.dataCorruptedError(
+                forKey: .layers, in: c, debugDescription: "\(layers) layers (1 to \(Self.maxLayers) allowed)")
         }
         func perLayer(_ key: CodingKeys) throws -> [Int] {
             if let v = try? c.decode(Int.self, forKey: key) { return Array(repeating: v, count: layers) }
             let values = try c.decode([Int].self, forKey: key)
             guard values.count == layers else {
-                throw DecodingError.dataCorruptedError(forKey: key, in: c,
+                throw DecodingError.dataCorruptedError(
+                    forKey: key, in: c,
                     debugDescription: "\(values.count) entries for \(layers) layers")
             }
             return values
@@ -165,12 +171,14 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         slidingWindow = try c.decodeIfPresent(Int.self, forKey: .slidingWindow) ?? 0
         let types = try c.decodeIfPresent([String].self, forKey: .layerTypes) ?? []
         if let bad = types.first(where: { $0 != "sliding_attention" && $0 != "full_attention" }) {
-            throw DecodingError.dataCorruptedError(forKey: .layerTypes, in: c,
+            throw DecodingError.dataCorruptedError(
+                forKey: .layerTypes, in: c,
                 debugDescription: "unknown layer type '\(bad)' (sliding_attention or full_attention)")
         }
         slidingLayers = types.map { $0 == "sliding_attention" }
         localRopeTheta = try c.decodeIfPresent(Float.self, forKey: .localRopeTheta)
-        attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias)
+        attentionBias =
+            try c.decodeIfPresent(Bool.self, forKey: .attentionBias)
             ?? Architectures.family(modelType: architecture)?.defaultAttentionBias ?? false
     }
 
@@ -190,14 +198,19 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         guard n > 0 else { throw fail("the model has no layers") }
         guard n <= Self.maxLayers else { throw fail("\(n) layers (at most \(Self.maxLayers))") }
         guard vocabSize <= Self.maxVocabSize, hiddenSize <= Self.maxHiddenSize, headDim <= Self.maxHeadDim else {
-            throw fail("vocab \(vocabSize), hidden \(hiddenSize), head dim \(headDim) exceed the limits (\(Self.maxVocabSize), \(Self.maxHiddenSize), \(Self.maxHeadDim))")
+            throw fail(
+                "vocab \(vocabSize), hidden \(hiddenSize), head dim \(headDim) exceed the limits (\(Self.maxVocabSize), "
+                    + "\(Self.maxHiddenSize), \(Self.maxHeadDim))"
+            )
         }
         guard heads.allSatisfy({ $0 <= Self.maxHeads }), kvHeads.allSatisfy({ $0 <= Self.maxHeads }),
-              intermediateSizes.allSatisfy({ $0 <= Self.maxIntermediateSize }) else {
+            intermediateSizes.allSatisfy({ $0 <= Self.maxIntermediateSize })
+        else {
             throw fail("a layer has more than \(Self.maxHeads) heads or \(Self.maxIntermediateSize) FFN channels")
         }
         guard kvHeads.count == n, intermediateSizes.count == n else {
-            throw fail("per-layer arrays differ in length (heads \(heads.count), kv heads \(kvHeads.count), ffn \(intermediateSizes.count))")
+            throw fail(
+                "per-layer arrays differ in length (heads \(heads.count), kv heads \(kvHeads.count), ffn \(intermediateSizes.count))")
         }
         guard vocabSize > 0, hiddenSize > 0, headDim > 0, headDim % 2 == 0 else {
             throw fail("vocab \(vocabSize), hidden \(hiddenSize), head dim \(headDim) must be positive (head dim even)")
@@ -233,7 +246,8 @@ public enum ModelError: Error, LocalizedError, Equatable {
     public var errorDescription: String? {
         switch self {
         case let .invalidConfig(m): return "invalid model configuration: \(m)"
-        case let .unsupportedArchitecture(path, a): return "\(path): unsupported architecture '\(a)' (supported: \(Architectures.supportedNames.joined(separator: ", ")))"
+        case let .unsupportedArchitecture(path, a):
+            return "\(path): unsupported architecture '\(a)' (supported: \(Architectures.supportedNames.joined(separator: ", ")))"
         case let .missingMetadata(path, key): return "\(path): missing metadata key '\(key)'"
         case let .missingTensor(path, name): return "\(path): missing tensor '\(name)'"
         case let .tensorShape(path, name, e, f): return "\(path): tensor '\(name)' has shape \(f), expected \(e)"

@@ -14,7 +14,8 @@ public enum SafetensorsError: Error, LocalizedError, Equatable {
         case let .notFound(path): return "\(path): no such file"
         case let .truncated(path, d): return "\(path): truncated file (\(d))"
         case let .badHeader(path, d): return "\(path): invalid safetensors header (\(d))"
-        case let .unsupportedType(path, t, dtype): return "\(path): tensor '\(t)' has unsupported dtype \(dtype) (supported: F32, F16, BF16)"
+        case let .unsupportedType(path, t, dtype):
+            return "\(path): tensor '\(t)' has unsupported dtype \(dtype) (supported: F32, F16, BF16)"
         case let .missingTensor(path, name): return "\(path): missing tensor '\(name)'"
         }
     }
@@ -62,8 +63,8 @@ public enum Safetensors {
         for (name, value) in header {
             if name == "__metadata__" { metadata = value as? [String: String] ?? [:]; continue }
             guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
-                  let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2,
-                  shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[1] >= offsets[0]
+                let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2,
+                shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[1] >= offsets[0]
             else { throw SafetensorsError.badHeader(path: path, detail: "entry '\(name)' lacks dtype, shape or data_offsets") }
             let (count, overflow) = shape.reduce((1, false)) { acc, d in
                 let r = acc.0.multipliedReportingOverflow(by: d)

@@ -54,7 +54,9 @@ extension Pipeline {
     }
 
     /// Perplexity and generations (`tasks` false) or the zero-shot tasks (`tasks` true) of one model.
-    func evaluateModel(path: String, adapters: String?, config c: EvaluateConfig, label: String, tasks runTasks: Bool) throws -> ModelEvaluation {
+    func evaluateModel(
+        path: String, adapters: String?, config c: EvaluateConfig, label: String, tasks runTasks: Bool
+    ) throws -> ModelEvaluation {
         let m = try ModelLoader.load(path: path)
         if let adapters { try LoRATrainer.loadAdapters(directory: adapters, into: m.model) }
         var metrics: Metrics = ["params": Double(m.model.parameterCount)]
@@ -63,10 +65,12 @@ extension Pipeline {
             for d in p.datasets {
                 let path = recipe.datasetPath(d)
                 let r = try PerplexityEvaluator(window: p.window, maxWindows: p.windows)
-                    .evaluate(m.model, tokens: try tokens(path, m.tokenizer), source: path,
-                              progress: progress("\(label) \(d) perplexity", total: p.windows, unit: "windows"))
+                    .evaluate(
+                        m.model, tokens: try tokens(path, m.tokenizer), source: path,
+                        progress: progress("\(label) \(d) perplexity", total: p.windows, unit: "windows"))
                 metrics[d.replacingOccurrences(of: "-", with: "_") + "_ppl"] = r.ppl
-                details.perplexity[d] = .init(ppl: r.ppl, windows: r.windows, window: r.window, predictions: r.predictions, seconds: r.seconds)
+                details.perplexity[d] = .init(
+                    ppl: r.ppl, windows: r.windows, window: r.window, predictions: r.predictions, seconds: r.seconds)
                 log(String(format: "  %@ %@ perplexity: %.4f (%d × %d)", label, d, r.ppl, r.windows, r.window))
             }
         }
@@ -78,12 +82,14 @@ extension Pipeline {
             for name in c.tasks {
                 let task = try ZeroShotTasks.task(named: name)
                 let n = try task.items(from: zdir + "/" + task.fileName, limit: c.limit).count
-                let r = try evaluator.evaluate(task, dataDirectory: zdir, limit: c.limit, progress: progress("\(label) \(name)", total: n, unit: "items"))
+                let r = try evaluator.evaluate(
+                    task, dataDirectory: zdir, limit: c.limit, progress: progress("\(label) \(name)", total: n, unit: "items"))
                 metrics[name + "_acc"] = r.acc
                 if let an = r.accNorm { metrics[name + "_acc_norm"] = an }
                 headline.append(r.accNorm ?? r.acc)
-                tasks[name] = .init(acc: r.acc, accStderr: r.accStderr, accNorm: r.accNorm, accNormStderr: r.accNorm.map { _ in r.accNormStderr ?? 0 },
-                                    n: r.n, seconds: r.seconds)
+                tasks[name] = .init(
+                    acc: r.acc, accStderr: r.accStderr, accNorm: r.accNorm, accNormStderr: r.accNorm.map { _ in r.accNormStderr ?? 0 },
+                    n: r.n, seconds: r.seconds)
             }
             metrics["average_acc"] = headline.reduce(0, +) / Double(headline.count)
             details.tasks = tasks
@@ -94,8 +100,9 @@ extension Pipeline {
             var gens: [ModelEvaluation.Generation] = []
             let g = Generator(model: m.model, endOfSequence: m.tokenizer.eosTokenID)
             for prompt in c.generation.prompts {
-                let ids = try g.generate(prompt: m.tokenizer.encode(prompt, addSpecialTokens: true, parseSpecial: true).map(Int32.init),
-                                         options: GenerationOptions(maxTokens: c.generation.maxTokens))
+                let ids = try g.generate(
+                    prompt: m.tokenizer.encode(prompt, addSpecialTokens: true, parseSpecial: true).map(Int32.init),
+                    options: GenerationOptions(maxTokens: c.generation.maxTokens))
                 gens.append(.init(prompt: prompt, completion: m.tokenizer.decode(ids.map(Int.init), skipSpecialTokens: true)))
             }
             details.generations = gens

@@ -71,7 +71,10 @@ public final class Pipeline {
         if let threads = recipe.threads { BLAS.threads = threads }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         if let from, !recipe.stages.contains(from) {
-            throw PipelineError("--from \(from.rawValue): the recipe has no such stage (its stages: \(recipe.stages.map(\.rawValue).joined(separator: ", ")))")
+            throw PipelineError(
+                "--from \(from.rawValue): the recipe has no such stage (its stages: "
+                    + "\(recipe.stages.map(\.rawValue).joined(separator: ", ")))"
+            )
         }
         try lockRun()
         defer { unlockRun() }
@@ -81,14 +84,18 @@ public final class Pipeline {
             let dir = stageDirectory(kind)
             let config = try stageConfig(kind)
             let inputs = try inputFingerprints(kind)
-            let key = Self.hashString([upstream, kind.rawValue, config, inputs.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ";")].joined(separator: "|"))
+            let key = Self.hashString(
+                [upstream, kind.rawValue, config, inputs.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ";")]
+                    .joined(separator: "|"))
             upstream = key
             let rerun = force || (from.map { kind >= $0 } ?? false)
             if !rerun, let manifest = Self.readManifest(dir), manifest.key == key, Self.outputsPresent(manifest, in: dir) {
                 log("[\(i + 1)/\(total)] \(kind.rawValue): done earlier with the same inputs, skipped (\(dir))")
                 try adopt(kind, dir: dir)
-                records.append(StageRecord(stage: kind.rawValue, directory: dir, status: .skipped, seconds: manifest.seconds,
-                                           summary: manifest.summary))
+                records.append(
+                    StageRecord(
+                        stage: kind.rawValue, directory: dir, status: .skipped, seconds: manifest.seconds,
+                        summary: manifest.summary))
                 continue
             }
             // A partial earlier attempt with the same key may be continued; anything else starts clean.
@@ -104,11 +111,13 @@ public final class Pipeline {
             let seconds = Date().timeIntervalSince(start)
             outcome.summary.fields.seconds = seconds
             let manifest = StageManifest(
-                stage: kind.rawValue, key: key, config: (try? JSONDecoder().decode(JSONValue.self, from: Data(config.utf8))) ?? .string(config),
+                stage: kind.rawValue, key: key,
+                config: (try? JSONDecoder().decode(JSONValue.self, from: Data(config.utf8))) ?? .string(config),
                 inputs: inputs, finished: Self.timestamp(), seconds: seconds, summary: outcome.summary,
                 outputs: try Self.listOutputs(dir), status: outcome.status)
             try Self.write(manifest, to: dir + "/manifest.json")
-            records.append(StageRecord(stage: kind.rawValue, directory: dir, status: outcome.status, seconds: seconds, summary: outcome.summary))
+            records.append(
+                StageRecord(stage: kind.rawValue, directory: dir, status: outcome.status, seconds: seconds, summary: outcome.summary))
         }
         try publishModel()
         let results = try writeResults()
@@ -341,20 +350,23 @@ public final class Pipeline {
         var metrics: Metrics = [:]
         var models: [String: ModelEvaluation] = [:]
         if let e = recipe.evaluate, recipe.stages.contains(.evaluate),
-           let evaluation = try Self.read(EvaluationFile.self, from: stageDirectory(.evaluate) + "/evaluation.json") {
+            let evaluation = try Self.read(EvaluationFile.self, from: stageDirectory(.evaluate) + "/evaluation.json")
+        {
             models = evaluation.models
             for label in ["final", "pruned", "base"] where e.models.contains(label) {
                 if let m = evaluation.models[label]?.metrics { metrics = m; break }
             }
         }
         if metrics["params"] == nil,
-           let s = records.last(where: { ["merge", "prune", "sparsify", "load"].contains($0.stage) })?.summary.fields,
-           let p = s.params ?? s.paramsAfter {
+            let s = records.last(where: { ["merge", "prune", "sparsify", "load"].contains($0.stage) })?.summary.fields,
+            let p = s.params ?? s.paramsAfter
+        {
             metrics["params"] = Double(p)
         }
-        let results = RunResults(recipe: recipe.name, recipeFile: recipe.file, model: recipe.model,
-                                 finalModel: FileManager.default.fileExists(atPath: directory + "/model") ? directory + "/model" : modelPath,
-                                 metrics: metrics, models: models, stages: records, finished: Self.timestamp())
+        let results = RunResults(
+            recipe: recipe.name, recipeFile: recipe.file, model: recipe.model,
+            finalModel: FileManager.default.fileExists(atPath: directory + "/model") ? directory + "/model" : modelPath,
+            metrics: metrics, models: models, stages: records, finished: Self.timestamp())
         try Self.write(results, to: directory + "/results.json")
         return results
     }

@@ -19,18 +19,25 @@ extension Pipeline {
         let range = try layerRange(recipe.prune?.layers ?? "all", layerCount: model.config.layerCount)
         let ranked = StructuredPruner.rankedGroups(graph, layers: range)
         let set = scoring.needs.readsCalibration ? try calibrationSet(c.calibration, tokenizer: m.tokenizer) : nil
-        let prepared = try scoring.prepare(model: model, groups: ranked, calibration: set,
-                                           progress: { self.progress($0, total: $1, unit: $2) })
+        let prepared = try scoring.prepare(
+            model: model, groups: ranked, calibration: set,
+            progress: { self.progress($0, total: $1, unit: $2) })
         let params = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0) })
         var groups: [ImportanceFile.Group] = []
         // A sequential criterion (obs) scores units while the prune stage removes them: nothing to record ahead of it.
         for g in ranked where !scoring.isSequential {
-            groups.append(ImportanceFile.Group(id: g.id, kind: g.kind, layer: g.layer ?? -1, units: g.units,
-                                               scores: try prepared.estimator.scores(for: g, parameters: params)))
+            groups.append(
+                ImportanceFile.Group(
+                    id: g.id, kind: g.kind, layer: g.layer ?? -1, units: g.units,
+                    scores: try prepared.estimator.scores(for: g, parameters: params)))
         }
         let file = ImportanceFile(
-            criterion: c.criterion.rawValue, aggregation: c.aggregation.rawValue, layers: [range.lowerBound, range.upperBound], groups: groups,
-            calibration: set.map { .init(windows: $0.windows, length: $0.length, offset: $0.offset, file: c.calibration.file ?? recipe.datasetPath("wikitext2")) },
+            criterion: c.criterion.rawValue, aggregation: c.aggregation.rawValue, layers: [range.lowerBound, range.upperBound],
+            groups: groups,
+            calibration: set.map {
+                .init(
+                    windows: $0.windows, length: $0.length, offset: $0.offset, file: c.calibration.file ?? recipe.datasetPath("wikitext2"))
+            },
             calibrationLoss: prepared.loss)
         try Self.write(file, to: dir + "/importance.json")
         importancePath = dir + "/importance.json"
@@ -47,7 +54,8 @@ extension Pipeline {
     func runPrune(dir: String) throws -> Outcome {
         let c = recipe.prune!
         guard let importancePath, let ic = recipe.importance,
-              let importance = try Self.read(ImportanceFile.self, from: importancePath) else {
+            let importance = try Self.read(ImportanceFile.self, from: importancePath)
+        else {
             throw PipelineError("the prune stage needs the importance stage's scores")
         }
         let sequential = ic.criterion.needs(ic.criterionOptions).contains(.sequential)
@@ -83,21 +91,27 @@ extension Pipeline {
             log(String(format: "  layer-ratio search: reward ppl %.4f (uniform %.4f)", result.fitness, result.uniformFitness))
         }
         let set = sequential || execution.compensate ? try calibrationSet(ic.calibration, tokenizer: m.tokenizer) : nil
-        let bar = set == nil ? nil : progress(execution.compensate ? "obs prune + update" : "obs prune", total: model.config.layerCount, unit: "layers")
+        let bar =
+            set == nil
+            ? nil : progress(execution.compensate ? "obs prune + update" : "obs prune", total: model.config.layerCount, unit: "layers")
         let removals = try execution.run(model: model, graph: graph, estimator: imp, calibration: set, progress: bar)
         let calibrationInfo = importance.calibration.map { ["windows": $0.windows, "length": $0.length, "offset": $0.offset] }
-        var plan = PruningPlan(ratio: c.ratio, layers: Array(range), mode: execution.modeLabel, importance: importance.criterion,
-                               aggregation: importance.aggregation, calibration: calibrationInfo, calibrationLoss: importance.calibrationLoss,
-                               parametersBefore: before, parametersAfter: model.parameterCount, nonEmbeddingBefore: nonEmbedding, removals: removals)
+        var plan = PruningPlan(
+            ratio: c.ratio, layers: Array(range), mode: execution.modeLabel, importance: importance.criterion,
+            aggregation: importance.aggregation, calibration: calibrationInfo, calibrationLoss: importance.calibrationLoss,
+            parametersBefore: before, parametersAfter: model.parameterCount, nonEmbeddingBefore: nonEmbedding, removals: removals)
         plan.layerShares = execution.pruner.layerShares.map { Dictionary(uniqueKeysWithValues: $0.map { (String($0.key), $0.value) }) }
         plan.search = search
-        try Checkpoint.save(model: model, tokenizerMetadata: m.metadata, to: dir + "/model", extraFiles: ["pruning.json": try encoderData(plan)])
+        try Checkpoint.save(
+            model: model, tokenizerMetadata: m.metadata, to: dir + "/model", extraFiles: ["pruning.json": try encoderData(plan)])
         modelPath = dir + "/model"
         prunedPath = modelPath
         currentPath = modelPath
         let removed = before - model.parameterCount
-        log(String(format: "  parameters %@ → %@ (%.2f%% of non-embedding removed)", before.formatted(), model.parameterCount.formatted(),
-                   100 * Double(removed) / Double(nonEmbedding)))
+        log(
+            String(
+                format: "  parameters %@ → %@ (%.2f%% of non-embedding removed)", before.formatted(), model.parameterCount.formatted(),
+                100 * Double(removed) / Double(nonEmbedding)))
         var s = StageSummary.Fields()
         s.paramsBefore = before
         s.params = model.parameterCount

@@ -225,14 +225,18 @@ public struct Recipe: Codable, Sendable, Equatable {
             throw RecipeError(file: path, message: "no such recipe file")
         }
         guard let data = FileManager.default.contents(atPath: path) else { throw RecipeError(file: path, message: "cannot be read") }
-        guard data.count <= 1 << 20 else { throw RecipeError(file: path, message: "too large for a recipe (\(data.count) bytes; the limit is 1 MiB)") }
+        guard data.count <= 1 << 20 else {
+            throw RecipeError(file: path, message: "too large for a recipe (\(data.count) bytes; the limit is 1 MiB)")
+        }
         guard let text = String(data: data, encoding: .utf8) else { throw RecipeError(file: path, message: "is not UTF-8 text") }
         return try parse(text, file: path, dataOverride: dataOverride, modelOverride: modelOverride)
     }
 
     /// Parses recipe text; relative paths are relative to `file`'s folder.
-    public static func parse(_ text: String, file: String, dataOverride: String? = nil, modelOverride: String? = nil,
-                             checkFiles: Bool = true) throws -> Recipe {
+    public static func parse(
+        _ text: String, file: String, dataOverride: String? = nil, modelOverride: String? = nil,
+        checkFiles: Bool = true
+    ) throws -> Recipe {
         let node: Node?
         do {
             node = try Yams.compose(yaml: text)
@@ -247,7 +251,8 @@ public struct Recipe: Codable, Sendable, Equatable {
         let base = URL(fileURLWithPath: file).deletingLastPathComponent().path
         func resolve(_ p: String) -> String {
             let expanded = (p as NSString).expandingTildeInPath
-            return expanded.hasPrefix("/") ? expanded : (URL(fileURLWithPath: base).appendingPathComponent(expanded).standardizedFileURL.path)
+            return expanded.hasPrefix("/")
+                ? expanded : (URL(fileURLWithPath: base).appendingPathComponent(expanded).standardizedFileURL.path)
         }
         var top = try MappingReader(node, file: file, path: "recipe")
         guard case .mapping = node else { throw top.error(at: node, "a recipe is a mapping (version, name, model, stages)") }
@@ -255,11 +260,13 @@ public struct Recipe: Codable, Sendable, Equatable {
             throw top.error(at: node, "missing `version` (this Topiary reads recipe version \(schemaVersion))")
         }
         guard version == schemaVersion else {
-            throw top.error(at: top.value("version"), "recipe version \(version) is not supported (this Topiary reads version \(schemaVersion))")
+            throw top.error(
+                at: top.value("version"), "recipe version \(version) is not supported (this Topiary reads version \(schemaVersion))")
         }
         let name = try top.string("name") ?? URL(fileURLWithPath: file).deletingPathExtension().lastPathComponent
         guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }), !name.hasPrefix(".") else {
-            throw top.error(at: top.value("name"), "recipe.name `\(name)` must be letters, digits, '-', '_' or '.' (it names the run's folder)")
+            throw top.error(
+                at: top.value("name"), "recipe.name `\(name)` must be letters, digits, '-', '_' or '.' (it names the run's folder)")
         }
         let description = try top.string("description")
         let recipeModel = try top.string("model")
@@ -269,11 +276,16 @@ public struct Recipe: Codable, Sendable, Equatable {
         let modelNode = top.value("model")
         let model = modelOverride.map { ($0 as NSString).expandingTildeInPath } ?? resolve(modelText)
         if checkFiles && !FileManager.default.fileExists(atPath: model) {
-            throw modelOverride == nil ? top.error(at: modelNode, "model file \(model) does not exist (fetch it with `make model`, or fix the path)")
+            throw modelOverride == nil
+                ? top.error(at: modelNode, "model file \(model) does not exist (fetch it with `make model`, or fix the path)")
                 : RecipeError(file: file, message: "model file \(model) (from --model) does not exist")
         }
         let data: String
-        if let dataOverride { data = dataOverride } else if let d = try top.string("data") { data = resolve(d) } else {
+        if let dataOverride {
+            data = dataOverride
+        } else if let d = try top.string("data") {
+            data = resolve(d)
+        } else {
             data = ProcessInfo.processInfo.environment["TOPIARY_DATA"] ?? "../shared/data"
         }
         let seed = UInt64(try top.int("seed", range: 0...Int.max) ?? 0)
@@ -282,7 +294,8 @@ public struct Recipe: Codable, Sendable, Equatable {
         var stages = try MappingReader(stagesNode, file: file, path: "stages")
         let known = StageKind.allCases.map(\.rawValue)
         for key in stages.keys where !known.contains(key) {
-            throw stages.error(at: stages.keyNode(key), "unknown stage `\(key)`" + didYouMean(key, known.filter { $0 != "load" } + ["load"]))
+            throw stages.error(
+                at: stages.keyNode(key), "unknown stage `\(key)`" + didYouMean(key, known.filter { $0 != "load" } + ["load"]))
         }
         var r = Recipe(name: name, description: description, model: model, data: data, seed: seed, threads: threads, file: file)
 
@@ -304,7 +317,9 @@ public struct Recipe: Codable, Sendable, Equatable {
         if let s = try stages.mapping("graph") { try s.finish(); r.graph = true }
         if var s = try stages.mapping("importance") {
             var c = ImportanceConfig()
-            if let v = try s.choice("criterion", ImportanceCriterion.allCases.map(\.rawValue)) { c.criterion = ImportanceCriterion(rawValue: v)! }
+            if let v = try s.choice("criterion", ImportanceCriterion.allCases.map(\.rawValue)) {
+                c.criterion = ImportanceCriterion(rawValue: v)!
+            }
             if let v = try s.choice("aggregation", Aggregation.allCases.map(\.rawValue)) { c.aggregation = Aggregation(rawValue: v)! }
             c.seed = UInt64(try s.int("seed", range: 0...Int.max) ?? Int(seed))
             var o = CriterionOptions()
@@ -322,12 +337,14 @@ public struct Recipe: Codable, Sendable, Equatable {
         }
         if var s = try stages.mapping("prune") {
             guard let ratio = try s.double("ratio", min: 0, max: 1, openUpper: true) else {
-                throw s.error(at: stages.keyNode("prune"), "stages.prune needs `ratio` (fraction of non-embedding parameters to remove, e.g. 0.2)")
+                throw s.error(
+                    at: stages.keyNode("prune"), "stages.prune needs `ratio` (fraction of non-embedding parameters to remove, e.g. 0.2)")
             }
             var c = PruneConfig(ratio: ratio, layers: try s.string("layers") ?? "all")
             if c.layers != "all" {
                 let parts = c.layers.split(separator: "-").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-                guard (parts.count == 1 || parts.count == 2), parts.allSatisfy({ $0 != nil && $0! >= 0 }), parts.first!! <= parts.last!! else {
+                guard (parts.count == 1 || parts.count == 2), parts.allSatisfy({ $0 != nil && $0! >= 0 }), parts.first!! <= parts.last!!
+                else {
                     throw s.error(at: s.value("layers"), "stages.prune.layers `\(c.layers)` must be `all` or a range A-B (e.g. 3-27)")
                 }
             }
@@ -353,7 +370,9 @@ public struct Recipe: Codable, Sendable, Equatable {
             if let v = try s.choice("method", SparsifyMethod.allCases.map(\.rawValue)) { c.method = SparsifyMethod(rawValue: v)! }
             c.sparsity = try s.double("sparsity", min: 0, max: 1, openUpper: true) ?? c.sparsity
             if let nm = try s.string("nm") {
-                do { _ = try NMPattern(nm) } catch { throw s.error(at: s.value("nm"), "stages.sparsify.nm `\(nm)`: expected N:M with 1 ≤ N < M (e.g. 2:4)") }
+                do { _ = try NMPattern(nm) } catch {
+                    throw s.error(at: s.value("nm"), "stages.sparsify.nm `\(nm)`: expected N:M with 1 ≤ N < M (e.g. 2:4)")
+                }
                 c.nm = nm
             }
             c.allocation = try s.choice("allocation", allocations) ?? "uniform"
@@ -364,7 +383,8 @@ public struct Recipe: Codable, Sendable, Equatable {
             c.calibration = try calibration(&s, c.calibration)
             try s.finish()
             if c.nm != nil && c.allocation != "uniform" {
-                throw s.error(at: s.value("allocation"), "stages.sparsify: a per-layer allocation applies to unstructured sparsity, not to nm")
+                throw s.error(
+                    at: s.value("allocation"), "stages.sparsify: a per-layer allocation applies to unstructured sparsity, not to nm")
             }
             r.sparsify = c
         }
@@ -449,7 +469,9 @@ public struct Recipe: Codable, Sendable, Equatable {
             throw stages.error(at: stages.keyNode("prune"), "stage `prune` needs an `importance` stage (which criterion ranks the groups?)")
         }
         if let p = r.prune, r.importance?.criterion == .obs, p.mode != .uniform || p.allocation != nil || p.merge != nil {
-            throw stages.error(at: stages.keyNode("prune"), "criterion `obs` chooses units layer by layer: stages.prune needs mode `uniform`, allocation `uniform` and merge `remove`")
+            throw stages.error(
+                at: stages.keyNode("prune"),
+                "criterion `obs` chooses units layer by layer: stages.prune needs mode `uniform`, allocation `uniform` and merge `remove`")
         }
         if r.merge && r.finetune == nil {
             throw stages.error(at: stages.keyNode("merge"), "stage `merge` needs a `finetune` stage (there are no adapters to merge)")
@@ -489,7 +511,8 @@ public struct Recipe: Codable, Sendable, Equatable {
             if p.compensate ?? sequential, let i = importance { files.append(i.calibration.file ?? calibrationDefault) }
             return files
         case .sparsify:
-            guard let s = sparsify, s.method.needsCalibration || (AllocationMethod(rawValue: s.allocation)?.needsCalibration ?? false) else {
+            guard let s = sparsify, s.method.needsCalibration || (AllocationMethod(rawValue: s.allocation)?.needsCalibration ?? false)
+            else {
                 return []
             }
             return [s.calibration.file ?? calibrationDefault]
@@ -512,8 +535,11 @@ public struct Recipe: Codable, Sendable, Equatable {
     func checkData(stages: MappingReader) throws {
         for stage in self.stages where stage != .load {
             for path in inputFiles(of: stage) where !FileManager.default.fileExists(atPath: path) {
-                throw stages.error(at: stages.keyNode(stage.rawValue),
-                                   "stage `\(stage.rawValue)` reads \(path), which does not exist (is the data folder \(data) right? set `data:` or pass --data)")
+                throw stages.error(
+                    at: stages.keyNode(stage.rawValue),
+                    "stage `\(stage.rawValue)` reads \(path), which does not exist (is the data folder \(data) right? set `data:` or "
+                        + "pass --data)"
+                )
             }
         }
     }
@@ -521,11 +547,13 @@ public struct Recipe: Codable, Sendable, Equatable {
     static func yamlError(_ e: YamlError, file: String) -> RecipeError {
         switch e {
         case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _), let .composer(context, problem, mark, _):
-            return RecipeError(file: file, line: mark.line, column: mark.column,
-                               message: "not valid YAML: \(problem)" + (context.map { " (\($0.text))" } ?? ""))
+            return RecipeError(
+                file: file, line: mark.line, column: mark.column,
+                message: "not valid YAML: \(problem)" + (context.map { " (\($0.text))" } ?? ""))
         case let .duplicatedKeysInMapping(duplicates, context):
-            return RecipeError(file: file, line: context.mark.line, column: context.mark.column,
-                               message: "duplicate key(s) \(duplicates.map { "`\($0)`" }.joined(separator: ", ")) in one mapping")
+            return RecipeError(
+                file: file, line: context.mark.line, column: context.mark.column,
+                message: "duplicate key(s) \(duplicates.map { "`\($0)`" }.joined(separator: ", ")) in one mapping")
         case let .reader(problem, _, _, _):
             return RecipeError(file: file, message: "not valid YAML: \(problem)")
         default:

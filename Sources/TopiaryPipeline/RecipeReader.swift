@@ -69,7 +69,9 @@ struct MappingReader {
         switch node {
         case .mapping(let mapping):
             for (k, v) in mapping {
-                guard let key = k.string else { throw RecipeError(file: file, line: k.mark?.line, column: k.mark?.column, message: "keys of \(path) must be strings") }
+                guard let key = k.string else {
+                    throw RecipeError(file: file, line: k.mark?.line, column: k.mark?.column, message: "keys of \(path) must be strings")
+                }
                 if pairs.contains(where: { $0.key == key }) {
                     throw RecipeError(file: file, line: k.mark?.line, column: k.mark?.column, message: "duplicate key `\(key)` in \(path)")
                 }
@@ -77,13 +79,16 @@ struct MappingReader {
             }
         default:
             if Self.isNull(node) { return }
-            throw RecipeError(file: file, line: node.mark?.line, column: node.mark?.column,
-                              message: "\(path) must be a mapping of keys to values, found \(Self.describe(node))")
+            throw RecipeError(
+                file: file, line: node.mark?.line, column: node.mark?.column,
+                message: "\(path) must be a mapping of keys to values, found \(Self.describe(node))")
         }
     }
 
     func error(at node: Node?, _ message: String) -> RecipeError {
-        RecipeError(file: file, line: node?.mark?.line ?? self.node?.mark?.line, column: node?.mark?.column ?? self.node?.mark?.column, message: message)
+        RecipeError(
+            file: file, line: node?.mark?.line ?? self.node?.mark?.line, column: node?.mark?.column ?? self.node?.mark?.column,
+            message: message)
     }
 
     var keys: [String] { pairs.map(\.key) }
@@ -143,7 +148,9 @@ struct MappingReader {
 
     mutating func bool(_ key: String) throws -> Bool? {
         guard let v = value(key), !isNull(v) else { return nil }
-        guard case .scalar(let s) = v, let b = ["true": true, "yes": true, "on": true, "false": false, "no": false, "off": false][s.string.lowercased()] else {
+        guard case .scalar(let s) = v,
+            let b = ["true": true, "yes": true, "on": true, "false": false, "no": false, "off": false][s.string.lowercased()]
+        else {
             throw error(at: v, "\(path).\(key) must be true or false, found \(describe(v))")
         }
         return b
@@ -167,7 +174,9 @@ struct MappingReader {
             items = s.string.split(separator: ",").map { (String($0).trimmingCharacters(in: .whitespaces), v) }
         case .sequence(let seq):
             for item in seq {
-                guard case .scalar(let s) = item else { throw error(at: item, "\(path).\(key) must be a list of strings, found \(describe(item))") }
+                guard case .scalar(let s) = item else {
+                    throw error(at: item, "\(path).\(key) must be a list of strings, found \(describe(item))")
+                }
                 items.append((s.string, item))
             }
         default:
@@ -203,8 +212,9 @@ struct MappingReader {
         RecipeSchema.note(path: path, keys: used)
         let known = Array(used).sorted()
         for p in pairs where !used.contains(p.key) {
-            throw RecipeError(file: file, line: p.keyNode.mark?.line, column: p.keyNode.mark?.column,
-                              message: "unknown key `\(p.key)` in \(path)" + didYouMean(p.key, known))
+            throw RecipeError(
+                file: file, line: p.keyNode.mark?.line, column: p.keyNode.mark?.column,
+                message: "unknown key `\(p.key)` in \(path)" + didYouMean(p.key, known))
         }
     }
 }

@@ -12,11 +12,13 @@ extension Pipeline {
         let dataPath = ["wikitext2", "ptb"].contains(c.data) ? recipe.datasetPath(c.data) : c.data
         let trainer: LoRATrainer
         if c.format == "alpaca" {
-            let examples = AlpacaData.tokenize(try AlpacaData.read(path: dataPath), tokenizer: m.tokenizer, maxLength: c.training.length,
-                                               trainOnInputs: c.trainOnInputs)
+            let examples = AlpacaData.tokenize(
+                try AlpacaData.read(path: dataPath), tokenizer: m.tokenizer, maxLength: c.training.length,
+                trainOnInputs: c.trainOnInputs)
             let (train, validation) = AlpacaData.split(examples, validation: c.training.validationWindows, seed: c.training.seed)
-            trainer = try LoRATrainer(model: model, lora: c.lora, config: c.training, examples: train, validation: validation,
-                                      padID: Int32(m.tokenizer.eosTokenID ?? 0))
+            trainer = try LoRATrainer(
+                model: model, lora: c.lora, config: c.training, examples: train, validation: validation,
+                padID: Int32(m.tokenizer.eosTokenID ?? 0))
             log("  \(dataPath): \(trainer.examples.count) training and \(trainer.validationExamples.count) validation examples")
         } else {
             trainer = try LoRATrainer(model: model, lora: c.lora, config: c.training, tokens: try tokens(dataPath, m.tokenizer))
@@ -27,7 +29,10 @@ extension Pipeline {
             status = .resumed
             log("  resuming at step \(trainer.step) of \(c.training.steps)")
         }
-        log("  LoRA r=\(c.lora.rank) α=\(c.lora.alpha) on \(model.adapters.count) linears: \(trainer.trainableCount.formatted()) trainable parameters")
+        log(
+            "  LoRA r=\(c.lora.rank) α=\(c.lora.alpha) on \(model.adapters.count) linears: \(trainer.trainableCount.formatted()) "
+                + "trainable parameters"
+        )
         let bar = progress("finetune", total: c.training.steps, unit: "steps")
         bar.advance(by: trainer.step)
         try trainer.run(directory: dir, maxSeconds: c.maxSeconds, progress: bar)

@@ -40,18 +40,23 @@ struct SweepTable {
                 break
             }
         }
-        for r in reasons { md += "\nn/a — \(r.methods.joined(separator: ", ")): \(r.reason) (from level \(String(format: "%g", r.level)))\n" }
+        for r in reasons {
+            md += "\nn/a — \(r.methods.joined(separator: ", ")): \(r.reason) (from level \(String(format: "%g", r.level)))\n"
+        }
         return md
     }
 
     var svg: String {
         let styles = SVGLinePlot.styles(methods.count)
         let series = methods.enumerated().map { i, m in
-            SVGLinePlot.Series(name: m, points: levels.compactMap { l in point(m, l)?.perplexity[dataset].map { (l, $0) } },
-                               color: styles[i].color, dash: styles[i].dash)
+            SVGLinePlot.Series(
+                name: m, points: levels.compactMap { l in point(m, l)?.perplexity[dataset].map { (l, $0) } },
+                color: styles[i].color, dash: styles[i].dash)
         }
-        var plot = SVGLinePlot(title: "Perplexity vs pruned level (\(dataset))", xLabel: "level (fraction of linear weights; structured: of non-embedding parameters)",
-                               yLabel: "perplexity (log scale)", series: series, logY: true)
+        var plot = SVGLinePlot(
+            title: "Perplexity vs pruned level (\(dataset))",
+            xLabel: "level (fraction of linear weights; structured: of non-embedding parameters)",
+            yLabel: "perplexity (log scale)", series: series, logY: true)
         plot.yCap = 1e6  // beyond a million the model is noise; the table keeps the numbers
         return plot.render()
     }
@@ -87,7 +92,8 @@ public struct Report {
     }
 
     static func escape(_ s: String) -> String {
-        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(
+            of: ">", with: "&gt;")
     }
 
     static let labels = ["base": "dense (original)", "pruned": "pruned, before recovery", "final": "final (recovered)"]
@@ -110,7 +116,9 @@ public struct Report {
             var columns: [(key: String, title: String, percent: Bool)] = [("params", "params", false)]
             for d in Recipe.perplexityDatasets {
                 let k = d.replacingOccurrences(of: "-", with: "_") + "_ppl"
-                if order.contains(where: { metricsOf($0)[k] != nil }) { columns.append((k, d == "wikitext2" ? "WikiText-2 ↓" : d.uppercased() + " ↓", false)) }
+                if order.contains(where: { metricsOf($0)[k] != nil }) {
+                    columns.append((k, d == "wikitext2" ? "WikiText-2 ↓" : d.uppercased() + " ↓", false))
+                }
             }
             for t in ZeroShotTasks.names where order.contains(where: { metricsOf($0)[t + "_acc"] != nil }) {
                 let normed = order.contains { metricsOf($0)[t + "_acc_norm"] != nil }
@@ -122,22 +130,28 @@ public struct Report {
                 if c.key == "params" { return Int(v).formatted() }
                 return c.percent ? String(format: "%.2f", 100 * v) : String(format: "%.2f", v)
             }
-            var md = "| model | " + columns.map(\.title).joined(separator: " | ") + " |\n|---|" + columns.map { _ in "---:|" }.joined() + "\n"
+            var md =
+                "| model | " + columns.map(\.title).joined(separator: " | ") + " |\n|---|" + columns.map { _ in "---:|" }.joined() + "\n"
             var html = "<table><tr><th>model</th>" + columns.map { "<th>\(Self.escape($0.title))</th>" }.joined() + "</tr>\n"
             for l in order {
                 let m = metricsOf(l)
                 md += "| \(Self.labels[l]!) | " + columns.map { format(m[$0.key], $0) }.joined(separator: " | ") + " |\n"
-                html += "<tr><td>\(Self.labels[l]!)</td>" + columns.map { "<td class=\"num\">\(format(m[$0.key], $0))</td>" }.joined() + "</tr>\n"
+                html +=
+                    "<tr><td>\(Self.labels[l]!)</td>" + columns.map { "<td class=\"num\">\(format(m[$0.key], $0))</td>" }.joined()
+                    + "</tr>\n"
             }
             html += "</table>\n"
-            var note = "Perplexity: lower is better. Accuracy in %: acc_norm where lm-evaluation-harness reports it (PIQA, HellaSwag, ARC, OpenBookQA), acc otherwise."
+            var note =
+                "Perplexity: lower is better. Accuracy in %: acc_norm where lm-evaluation-harness reports it (PIQA, HellaSwag, ARC, "
+                + "OpenBookQA), acc otherwise."
             if let limit = models[order[0]]?.details.limit {
                 note += " Zero-shot scores use the first \(limit) items of each task only."
             }
             if order.contains(where: { metricsOf($0)["hellaswag_acc"] != nil }) {
                 note += " HellaSwag prompts come from llama.cpp's derived file: its contexts do not capitalise `ctx_b` as lm-eval does."
             }
-            sections.append(Section(title: "Results", markdown: md + "\n" + note + "\n", html: html + "<p class=\"note\">\(Self.escape(note))</p>\n"))
+            sections.append(
+                Section(title: "Results", markdown: md + "\n" + note + "\n", html: html + "<p class=\"note\">\(Self.escape(note))</p>\n"))
         }
 
         // Stages.
@@ -147,29 +161,40 @@ public struct Report {
             let notes = Self.stageNotes(s.stage, s.summary)
             let secs = String(format: "%.1f", s.seconds)
             md += "| \(i + 1) | \(s.stage) | \(s.status.rawValue) | \(secs) | \(notes) |\n"
-            html += "<tr><td>\(i + 1)</td><td>\(s.stage)</td><td>\(s.status.rawValue)</td><td class=\"num\">\(secs)</td><td>\(Self.escape(notes))</td></tr>\n"
+            html +=
+                "<tr><td>\(i + 1)</td><td>\(s.stage)</td><td>\(s.status.rawValue)</td><td "
+                + "class=\"num\">\(secs)</td><td>\(Self.escape(notes))</td></tr>\n"
         }
         sections.append(Section(title: "Stages", markdown: md, html: html + "</table>\n"))
 
         // Per-layer structure after pruning.
         if let p = summary("prune"), let before = p.before, let after = p.after {
             let (hb, ha, fb, fa) = (before.heads, after.heads, before.intermediateSizes, after.intermediateSizes)
-            let chart = SVGBarChart(title: "Kept per layer after pruning (% of the original)", xLabel: "layer", yLabel: "% kept",
-                                    categories: (0..<ha.count).map(String.init),
-                                    series: [.init(name: "attention heads", values: zip(ha, hb).map { 100 * Double($0) / Double(max($1, 1)) }, color: "#1f77b4"),
-                                             .init(name: "MLP channels", values: zip(fa, fb).map { 100 * Double($0) / Double(max($1, 1)) }, color: "#ff7f0e")])
+            let chart = SVGBarChart(
+                title: "Kept per layer after pruning (% of the original)", xLabel: "layer", yLabel: "% kept",
+                categories: (0..<ha.count).map(String.init),
+                series: [
+                    .init(name: "attention heads", values: zip(ha, hb).map { 100 * Double($0) / Double(max($1, 1)) }, color: "#1f77b4"),
+                    .init(name: "MLP channels", values: zip(fa, fb).map { 100 * Double($0) / Double(max($1, 1)) }, color: "#ff7f0e"),
+                ])
             var c = chart
             c.yMax = 100
             let svg = c.render()
             svgFiles["report-layers.svg"] = svg
             var t = "| layer | heads before → after | FFN before → after |\n|---:|---|---|\n"
-            for l in 0..<ha.count where ha[l] != hb[l] || fa[l] != fb[l] { t += "| \(l) | \(hb[l]) → \(ha[l]) | \(fb[l]) → \(fa[l]) |\n" }
-            sections.append(Section(title: "Per-layer structure", markdown: "![kept per layer](report-layers.svg)\n\n" + t,
-                                    html: svg + "<details><summary>table</summary>\(Self.markdownTableToHTML(t))</details>\n"))
+            for l in 0..<ha.count where ha[l] != hb[l] || fa[l] != fb[l] {
+                t += "| \(l) | \(hb[l]) → \(ha[l]) | \(fb[l]) → \(fa[l]) |\n"
+            }
+            sections.append(
+                Section(
+                    title: "Per-layer structure", markdown: "![kept per layer](report-layers.svg)\n\n" + t,
+                    html: svg + "<details><summary>table</summary>\(Self.markdownTableToHTML(t))</details>\n"))
         }
         if let s = summary("sparsify"), let ratios = s.layerSparsity {
-            let svg = SVGBarChart(title: "Per-layer sparsity (\(s.allocation ?? ""))", xLabel: "layer", yLabel: "sparsity",
-                                  categories: (0..<ratios.count).map(String.init), series: [.init(name: "sparsity", values: ratios, color: "#2ca02c")]).render()
+            let svg = SVGBarChart(
+                title: "Per-layer sparsity (\(s.allocation ?? ""))", xLabel: "layer", yLabel: "sparsity",
+                categories: (0..<ratios.count).map(String.init), series: [.init(name: "sparsity", values: ratios, color: "#2ca02c")]
+            ).render()
             svgFiles["report-sparsity.svg"] = svg
             sections.append(Section(title: "Per-layer sparsity", markdown: "![per-layer sparsity](report-sparsity.svg)\n", html: svg))
         }
@@ -179,9 +204,13 @@ public struct Report {
             var byKind: [String: [Double]] = [:]
             for g in imp.groups { byKind[g.kind, default: []] += g.scores.map { log10(max($0, 1e-30)) } }
             let colors = ["attention": "#1f77b4", "mlp": "#ff7f0e"]
-            let svg = SVGBarChart.histogram(title: "Importance of prunable units (\(imp.criterion) · \(imp.aggregation))",
-                                            xLabel: "log10 importance",
-                                            samples: byKind.sorted { $0.key < $1.key }.map { ($0.key == "mlp" ? "MLP channels" : "attention KV groups", $0.value, colors[$0.key] ?? "#777") }).render()
+            let svg = SVGBarChart.histogram(
+                title: "Importance of prunable units (\(imp.criterion) · \(imp.aggregation))",
+                xLabel: "log10 importance",
+                samples: byKind.sorted { $0.key < $1.key }.map {
+                    ($0.key == "mlp" ? "MLP channels" : "attention KV groups", $0.value, colors[$0.key] ?? "#777")
+                }
+            ).render()
             svgFiles["report-importance.svg"] = svg
             sections.append(Section(title: "Importance distribution", markdown: "![importance](report-importance.svg)\n", html: svg))
         }
@@ -194,7 +223,9 @@ public struct Report {
                 note = String(format: "%d steps; loss %.4f → %.4f", s.steps ?? 0, s.firstLoss ?? .nan, s.loss ?? .nan)
                 if let v = s.validationLoss { note += String(format: "; validation loss %.4f", v) }
             }
-            sections.append(Section(title: "LoRA recovery", markdown: "![loss](report-loss.svg)\n\n\(note)\n", html: svg + "<p>\(Self.escape(note))</p>\n"))
+            sections.append(
+                Section(
+                    title: "LoRA recovery", markdown: "![loss](report-loss.svg)\n\n\(note)\n", html: svg + "<p>\(Self.escape(note))</p>\n"))
         }
 
         // Level sweep.
@@ -202,19 +233,31 @@ public struct Report {
             let t = SweepTable(sweep: sweep)
             svgFiles["report-sweep.svg"] = t.svg
             var gm = "| method | level | completion |\n|---|---:|---|\n"
-            for g in t.generations { gm += "| \(g.method) | \(g.level) | \(g.text.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "|", with: "\\|")) |\n" }
-            sections.append(Section(title: "Level sweep", markdown: "![sweep](report-sweep.svg)\n\n" + t.markdown + "\nGreedy completions:\n\n" + gm,
-                                    html: t.svg + Self.markdownTableToHTML(t.markdown) + "<details><summary>greedy completions</summary>\(Self.markdownTableToHTML(gm))</details>\n"))
+            for g in t.generations {
+                gm +=
+                    "| \(g.method) | \(g.level) | "
+                    + "\(g.text.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "|", with: "\\|")) |\n"
+            }
+            sections.append(
+                Section(
+                    title: "Level sweep", markdown: "![sweep](report-sweep.svg)\n\n" + t.markdown + "\nGreedy completions:\n\n" + gm,
+                    html: t.svg + Self.markdownTableToHTML(t.markdown)
+                        + "<details><summary>greedy completions</summary>\(Self.markdownTableToHTML(gm))</details>\n"))
         }
 
         // Generations side by side.
         let gens = order.map { l in (l, models[l]?.details.generations ?? []) }
         if let prompts = gens.first(where: { !$0.1.isEmpty })?.1.map(\.prompt), !prompts.isEmpty {
-            var md = "| prompt | " + gens.map { Self.labels[$0.0]! }.joined(separator: " | ") + " |\n|---|" + gens.map { _ in "---|" }.joined() + "\n"
+            var md =
+                "| prompt | " + gens.map { Self.labels[$0.0]! }.joined(separator: " | ") + " |\n|---|" + gens.map { _ in "---|" }.joined()
+                + "\n"
             var html = "<table class=\"gen\"><tr><th>prompt</th>" + gens.map { "<th>\(Self.labels[$0.0]!)</th>" }.joined() + "</tr>\n"
             for p in prompts {
                 let cells = gens.map { g in g.1.first { $0.prompt == p }?.completion ?? "–" }
-                md += "| \(p) | " + cells.map { $0.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "|", with: "\\|") }.joined(separator: " | ") + " |\n"
+                md +=
+                    "| \(p) | "
+                    + cells.map { $0.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "|", with: "\\|") }.joined(
+                        separator: " | ") + " |\n"
                 html += "<tr><td><b>\(Self.escape(p))</b></td>" + cells.map { "<td>\(Self.escape($0))</td>" }.joined() + "</tr>\n"
             }
             sections.append(Section(title: "Generations (greedy)", markdown: md, html: html + "</table>\n"))
@@ -260,13 +303,16 @@ public struct Report {
         switch name {
         case "load": return "params \(s.params?.formatted() ?? "?")"
         case "graph": return "\(n(s.groups)) coupled groups"
-        case "importance": return "\(s.criterion ?? "?") over \(n(s.groups)) groups" + (d(s.calibrationLoss).map { ", calibration loss \($0)" } ?? "")
+        case "importance":
+            return "\(s.criterion ?? "?") over \(n(s.groups)) groups" + (d(s.calibrationLoss).map { ", calibration loss \($0)" } ?? "")
         case "prune":
             return "params \(s.paramsBefore?.formatted() ?? "?") → \(s.paramsAfter?.formatted() ?? "?")"
                 + (s.removedFractionNonEmbedding.map { String(format: " (%.2f%% of non-embedding removed)", 100 * $0) } ?? "")
         case "sparsify": return "\(s.method ?? "?"): " + String(format: "%.2f%% zeros", 100 * (s.achievedSparsity ?? 0))
         case "sweep": return "\(n(s.cells)) cells"
-        case "finetune": return "\(n(s.steps)) steps" + (d(s.loss).map { ", loss \($0)" } ?? "") + (d(s.validationLoss).map { ", validation \($0)" } ?? "")
+        case "finetune":
+            return "\(n(s.steps)) steps" + (d(s.loss).map { ", loss \($0)" } ?? "")
+                + (d(s.validationLoss).map { ", validation \($0)" } ?? "")
         case "merge": return "\(n(s.mergedAdapters)) adapters merged"
         case "evaluate":
             return ["base", "pruned", "final"].compactMap { l in
@@ -284,7 +330,9 @@ public struct Report {
         let rows = md.split(separator: "\n").filter { $0.hasPrefix("|") && !$0.hasPrefix("|---") && !$0.hasPrefix("|:") }
         var html = "<table>"
         for (i, r) in rows.enumerated() {
-            let cells = r.dropFirst().dropLast().components(separatedBy: " | ").map { $0.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "\\|", with: "|") }
+            let cells = r.dropFirst().dropLast().components(separatedBy: " | ").map {
+                $0.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "\\|", with: "|")
+            }
             let tag = i == 0 ? "th" : "td"
             html += "<tr>" + cells.map { "<\(tag)>\(escape($0))</\(tag)>" }.joined() + "</tr>"
         }

@@ -75,7 +75,8 @@ public struct StageSummary: Codable, Sendable, Equatable {
         public init() {}
 
         enum CodingKeys: String, CodingKey {
-            case seconds, model, params, config, groups, kinds, criterion, before, after, method, sparsity, allocation, nm, cells, steps, loss
+            case seconds, model, params, config, groups, kinds, criterion, before, after, method, sparsity, allocation, nm, cells, steps,
+                loss
             case nonEmbeddingParams = "non_embedding_params", calibrationLoss = "calibration_loss", paramsBefore = "params_before"
             case paramsAfter = "params_after", removedFractionNonEmbedding = "removed_fraction_non_embedding"
             case achievedSparsity = "achieved_sparsity", layerSparsity = "layer_sparsity", layerOutlierRatios = "layer_outlier_ratios"
@@ -130,9 +131,15 @@ public indirect enum JSONValue: Codable, Sendable, Equatable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null } else if let b = try? c.decode(Bool.self) { self = .bool(b) } else if let n = try? c.decode(Double.self) {
+        if c.decodeNil() {
+            self = .null
+        } else if let b = try? c.decode(Bool.self) {
+            self = .bool(b)
+        } else if let n = try? c.decode(Double.self) {
             self = .number(n)
-        } else if let s = try? c.decode(String.self) { self = .string(s) } else if let a = try? c.decode([JSONValue].self) {
+        } else if let s = try? c.decode(String.self) {
+            self = .string(s)
+        } else if let a = try? c.decode([JSONValue].self) {
             self = .array(a)
         } else {
             self = .object(try c.decode([String: JSONValue].self))

@@ -32,20 +32,24 @@ extension Pipeline {
             s.layerSparsity = ratios
             layerScores = alphas
         case .owl:
-            let (ratios, outliers) = try LayerAllocation.owl(model: model, calibration: set!, sparsity: c.sparsity, m: c.owlM, lambda: c.owlLambda,
-                                                             progress: progress("owl outlier ratios", total: model.layers.count, unit: "layers"))
+            let (ratios, outliers) = try LayerAllocation.owl(
+                model: model, calibration: set!, sparsity: c.sparsity, m: c.owlM, lambda: c.owlLambda,
+                progress: progress("owl outlier ratios", total: model.layers.count, unit: "layers"))
             s.layerSparsity = ratios
             layerScores = outliers
         }
-        let achieved = try s.run(model: model, calibration: set, progress: progress("sparsify \(c.method.rawValue)", total: model.layers.count, unit: "layers"))
+        let achieved = try s.run(
+            model: model, calibration: set, progress: progress("sparsify \(c.method.rawValue)", total: model.layers.count, unit: "layers"))
         let seconds = Date().timeIntervalSince(start)
         for p in model.parameters { p.zeroGrad() }
-        let record = SparsifyRecord(method: c.method.rawValue, sparsity: c.sparsity, achievedSparsity: achieved, seconds: seconds,
-                                    allocation: c.allocation, nm: c.nm, layerSparsity: s.layerSparsity,
-                                    layerOutlierRatios: allocation == .owl ? layerScores : nil,
-                                    layerAlphas: allocation == .alphapruning ? layerScores : nil)
-        try Checkpoint.save(model: model, tokenizerMetadata: m.metadata, to: dir + "/model",
-                            extraFiles: ["sparsify.json": try Self.jsonEncoder.encode(record)])
+        let record = SparsifyRecord(
+            method: c.method.rawValue, sparsity: c.sparsity, achievedSparsity: achieved, seconds: seconds,
+            allocation: c.allocation, nm: c.nm, layerSparsity: s.layerSparsity,
+            layerOutlierRatios: allocation == .owl ? layerScores : nil,
+            layerAlphas: allocation == .alphapruning ? layerScores : nil)
+        try Checkpoint.save(
+            model: model, tokenizerMetadata: m.metadata, to: dir + "/model",
+            extraFiles: ["sparsify.json": try Self.jsonEncoder.encode(record)])
         modelPath = dir + "/model"
         prunedPath = modelPath
         currentPath = modelPath
@@ -82,7 +86,8 @@ extension Pipeline {
             let file = dir + "/" + name
             // A cell finished by this attempt, or by the sweep given to --reuse (copied in, so this one is complete).
             if let done = (continuing ? Self.readIfIntact(SweepPoint.self, from: file) : nil)
-                ?? reuse.flatMap({ Self.readIfIntact(SweepPoint.self, from: $0 + "/" + name) }) {
+                ?? reuse.flatMap({ Self.readIfIntact(SweepPoint.self, from: $0 + "/" + name) })
+            {
                 if !FileManager.default.fileExists(atPath: file) { try Self.write(done, to: file) }
                 points.append(done)
                 resumed = true
@@ -111,8 +116,9 @@ extension Pipeline {
                         point.achievedSparsity = try sparsifier.run(model: model, calibration: set, progress: nil)
                     }
                 case .structured, .kmeans:
-                    point.removedFraction = try pruneStructured(method, level: level, model: model, calibration: set, seed: c.seed,
-                                                                cache: &levelFreeScores)
+                    point.removedFraction = try pruneStructured(
+                        method, level: level, model: model, calibration: set, seed: c.seed,
+                        cache: &levelFreeScores)
                 }
             } catch let e as PruneError {
                 // A level the method cannot reach (it would empty a group) or a method the model cannot take.
@@ -129,19 +135,23 @@ extension Pipeline {
                     point.perplexity[d] = r.ppl.isFinite ? r.ppl : Double.greatestFiniteMagnitude
                 }
                 let ids = try Generator(model: model, endOfSequence: m.tokenizer.eosTokenID)
-                    .generate(prompt: m.tokenizer.encode(prompt, addSpecialTokens: true, parseSpecial: true).map(Int32.init),
-                              options: GenerationOptions(maxTokens: 16))
+                    .generate(
+                        prompt: m.tokenizer.encode(prompt, addSpecialTokens: true, parseSpecial: true).map(Int32.init),
+                        options: GenerationOptions(maxTokens: 16))
                 point.generation = prompt + m.tokenizer.decode(ids.map(Int.init), skipSpecialTokens: true)
             }
             try Self.write(point, to: file)
             points.append(point)
-            bar.advance(status: String(format: "%@ %.2f: %@", method.rawValue, level,
-                                       point.perplexity[c.perplexity.datasets.first ?? "wikitext2"].map { String(format: "ppl %.2f", $0) } ?? "n/a"))
+            bar.advance(
+                status: String(
+                    format: "%@ %.2f: %@", method.rawValue, level,
+                    point.perplexity[c.perplexity.datasets.first ?? "wikitext2"].map { String(format: "ppl %.2f", $0) } ?? "n/a"))
         }
         bar.finish()
         current = nil
-        let sweep = SweepFile(methods: c.methods.map(\.rawValue), levels: c.levels, datasets: c.perplexity.datasets,
-                              window: c.perplexity.window, windows: c.perplexity.windows, prompt: prompt, points: points)
+        let sweep = SweepFile(
+            methods: c.methods.map(\.rawValue), levels: c.levels, datasets: c.perplexity.datasets,
+            window: c.perplexity.window, windows: c.perplexity.windows, prompt: prompt, points: points)
         try Self.write(sweep, to: dir + "/sweep.json")
         try SweepTable(sweep: sweep).write(directory: dir)
         var f = StageSummary.Fields()
@@ -162,7 +172,9 @@ extension Pipeline {
         }
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys]
-        for (key, value) in [("calibration", try e.encode(c.calibration)), ("perplexity", try e.encode(c.perplexity)), ("seed", try e.encode(c.seed))] {
+        for (key, value) in [
+            ("calibration", try e.encode(c.calibration)), ("perplexity", try e.encode(c.perplexity)), ("seed", try e.encode(c.seed)),
+        ] {
             guard let old = manifest.config[key], old == (try JSONDecoder().decode(JSONValue.self, from: value)) else {
                 throw PipelineError("--reuse \(path): its \(key) settings differ from this sweep's; its cells would not be comparable")
             }
@@ -172,7 +184,8 @@ extension Pipeline {
             guard try Self.sameContent(recorded, file) else { throw PipelineError("--reuse \(path): \(file) has changed since that sweep") }
         }
         guard Set(manifest.inputs.keys) == Set(mine.keys) else {
-            throw PipelineError("--reuse \(path): it read other model or data files (\(manifest.inputs.keys.sorted().joined(separator: ", ")))")
+            throw PipelineError(
+                "--reuse \(path): it read other model or data files (\(manifest.inputs.keys.sorted().joined(separator: ", ")))")
         }
         return dir
     }
@@ -180,8 +193,10 @@ extension Pipeline {
     /// One structured cell of a sweep: `level` of the non-embedding parameters removed from every layer by `method`.
     /// Scores that do not depend on the level (everything but obs) are computed once, on a fresh copy of the model, and
     /// kept in `cache`. Returns the fraction of non-embedding parameters removed.
-    func pruneStructured(_ method: SweepMethod, level: Double, model: DecoderModel, calibration set: CalibrationSet?, seed: UInt64,
-                         cache: inout [String: [Int: [Double]]]) throws -> Double {
+    func pruneStructured(
+        _ method: SweepMethod, level: Double, model: DecoderModel, calibration set: CalibrationSet?, seed: UInt64,
+        cache: inout [String: [Int: [Double]]]
+    ) throws -> Double {
         let graph = try DependencyGraphBuilder().build(model: model)
         let range = 0...(model.config.layerCount - 1)
         var execution = PruneExecution(pruner: StructuredPruner(ratio: level, layers: range))

@@ -21,7 +21,10 @@ public struct PrecomputedImportance: ImportanceEstimator {
 
     public func scores(for group: PruningGroup, parameters: [String: Parameter]) throws -> [Double] {
         guard let s = scores[group.id], s.count == group.units else {
-            throw PipelineError("\(source) has no scores for group \(group.id) (\(group.kind), layer \(group.layer.map(String.init) ?? "-"), \(group.units) units): it was computed for another model")
+            throw PipelineError(
+                "\(source) has no scores for group \(group.id) (\(group.kind), layer \(group.layer.map(String.init) ?? "-"), "
+                    + "\(group.units) units): it was computed for another model"
+            )
         }
         return s
     }
@@ -30,7 +33,8 @@ public struct PrecomputedImportance: ImportanceEstimator {
         guard let file = try Pipeline.read(ImportanceFile.self, from: path) else {
             throw PipelineError("\(path): missing; run the importance stage first")
         }
-        return PrecomputedImportance(scores: Dictionary(file.groups.map { ($0.id, $0.scores) }, uniquingKeysWith: { a, _ in a }), source: path)
+        return PrecomputedImportance(
+            scores: Dictionary(file.groups.map { ($0.id, $0.scores) }, uniquingKeysWith: { a, _ in a }), source: path)
     }
 }
 
@@ -73,7 +77,9 @@ extension Pipeline {
         try AtomicFile.write(graph.dot(), to: dir + "/graph.dot")
         var kinds: [String: Int] = [:]
         for g in graph.groups { kinds[g.kind, default: 0] += 1 }
-        log("  \(graph.groups.count) coupled groups: " + kinds.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))
+        log(
+            "  \(graph.groups.count) coupled groups: "
+                + kinds.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))
         var s = StageSummary.Fields()
         s.groups = graph.groups.count
         s.kinds = kinds

@@ -114,8 +114,10 @@ public enum LayerAllocation {
     /// AlphaPruning: the Hill α of each linear's spectrum, averaged over the layer's seven linears; layers with larger
     /// α (lighter tails: less well trained, per heavy-tailed self-regularization) are pruned more. ε = 0.2 and the
     /// `peak` tail are the paper's settings for Wanda and SparseGPT at 70%.
-    public static func alphaPruning(model: DecoderModel, sparsity s: Double, epsilon: Double = 0.2,
-                                    tail: TailStart = .peak) throws -> (ratios: [Double], alphas: [Double]) {
+    public static func alphaPruning(
+        model: DecoderModel, sparsity s: Double, epsilon: Double = 0.2,
+        tail: TailStart = .peak
+    ) throws -> (ratios: [Double], alphas: [Double]) {
         let alphas = try model.layers.map { layer in
             let ws = Sparsifier.linears(layer)
             return try ws.reduce(0.0) { $0 + (try hillAlpha($1.value, tail: tail)) } / Double(ws.count)
@@ -136,9 +138,11 @@ public enum LayerAllocation {
     /// OWL (outlier-weighed layerwise sparsity): for each layer, the fraction of its Wanda scores |W_ij|·‖X_j‖₂
     /// (over all seven linears together) that exceed `m` times the layer's mean score, with activations from the
     /// calibration windows run through the dense model; mapped by `owlRatios`.
-    public static func owl(model: DecoderModel, calibration set: CalibrationSet, sparsity s: Double, m: Double = 5,
-                           lambda: Double = 0.08, windowsPerPass: Int = 4,
-                           progress: ProgressBar? = nil) throws -> (ratios: [Double], outlierRatios: [Double]) {
+    public static func owl(
+        model: DecoderModel, calibration set: CalibrationSet, sparsity s: Double, m: Double = 5,
+        lambda: Double = 0.08, windowsPerPass: Int = 4,
+        progress: ProgressBar? = nil
+    ) throws -> (ratios: [Double], outlierRatios: [Double]) {
         let norms = try Sparsifier(method: .wanda, sparsity: s).denseInputStatistics(
             model: model, calibration: set, windowsPerPass: windowsPerPass, progress: progress)
         var outliers: [Double] = []

@@ -19,7 +19,8 @@ public struct CalibrationSet: Sendable {
         guard offset >= 0 else { throw PruneError.calibration("--calibration-offset must be ≥ 0") }
         let end = offset + windows * length
         guard end <= all.count else {
-            throw PruneError.calibration("\(source): \(windows) windows × \(length) tokens from token \(offset) need \(end) tokens; the text has \(all.count)")
+            throw PruneError.calibration(
+                "\(source): \(windows) windows × \(length) tokens from token \(offset) need \(end) tokens; the text has \(all.count)")
         }
         tokens = Array(all[offset..<end])
         self.windows = windows
@@ -69,8 +70,10 @@ public enum Calibration {
     /// One forward + backward of the mean causal-LM cross-entropy over the whole set (all windows in
     /// one batch, as LLM-Pruner does). Gradients accumulate in each parameter's `grad`. Returns the loss.
     @discardableResult
-    public static func accumulateGradients(_ model: any LanguageModel, _ set: CalibrationSet,
-                                           windowsPerBatch: Int? = nil, progress: ProgressBar? = nil) throws -> Double {
+    public static func accumulateGradients(
+        _ model: any LanguageModel, _ set: CalibrationSet,
+        windowsPerBatch: Int? = nil, progress: ProgressBar? = nil
+    ) throws -> Double {
         let perBatch = max(1, min(set.windows, windowsPerBatch ?? set.windows))
         var weightedLoss = 0.0
         var w = 0
@@ -92,7 +95,9 @@ public enum Calibration {
 
     /// Σₜ x² per input column of every linear of the named weights, over all calibration tokens (one forward, no
     /// tape), by weight name. Linears that read the same input get the same statistic.
-    public static func inputEnergies(_ model: any LanguageModel, _ set: CalibrationSet, weights names: Set<String>) throws -> [String: Tensor] {
+    public static func inputEnergies(
+        _ model: any LanguageModel, _ set: CalibrationSet, weights names: Set<String>
+    ) throws -> [String: Tensor] {
         var result: [String: Tensor] = [:]
         var last: (TensorStorage, Tensor)?
         let g = Graph()
@@ -109,7 +114,8 @@ public enum Calibration {
         return result
     }
 
-    /// Gradients of the mean causal-LM cross-entropy over the whole set (one batch, as ``accumulateGradients(_:_:windowsPerBatch:progress:)``)
+    /// Gradients of the mean causal-LM cross-entropy over the whole set (one batch, as
+    /// ``accumulateGradients(_:_:windowsPerBatch:progress:)``)
     /// computed one decoder layer at a time, for models whose weights cannot all be in memory (``LayerStore``):
     /// a forward without a tape keeps only each layer's input (activation checkpoints at layer boundaries); the head's
     /// backward gives the gradient of the last hidden state; then, from the last layer down, each layer is run again
@@ -118,8 +124,10 @@ public enum Calibration {
     /// cleared afterwards). Gradients reach only parameters with `requiresGrad` (the embedding gets none).
     /// Returns the loss.
     @discardableResult
-    public static func layerwiseGradients(_ model: DecoderModel, _ set: CalibrationSet, progress: ProgressBar? = nil,
-                                          visit: (Int) throws -> Void) throws -> Double {
+    public static func layerwiseGradients(
+        _ model: DecoderModel, _ set: CalibrationSet, progress: ProgressBar? = nil,
+        visit: (Int) throws -> Void
+    ) throws -> Double {
         let ids = Array(set.tokens)
         let steps = try DecoderModel.LayerSteps(model: model, batch: set.windows, length: set.length)
         var inputs: [Tensor] = []
@@ -181,7 +189,9 @@ public enum Calibration {
                 let sq = Tensor(uninitialized: p.shape)
                 tk_scale(wg.pointer, 0.5, sq.pointer, n)
                 withExtendedLifetime((sq, wg)) {
-                    if let a = acc[p.name] { tk_mul_acc(sq.pointer, wg.pointer, a.pointer, n) } else {
+                    if let a = acc[p.name] {
+                        tk_mul_acc(sq.pointer, wg.pointer, a.pointer, n)
+                    } else {
                         let a = Tensor(zeros: p.shape)
                         tk_mul_acc(sq.pointer, wg.pointer, a.pointer, n)
                         acc[p.name] = a

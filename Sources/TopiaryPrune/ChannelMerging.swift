@@ -27,7 +27,9 @@ public enum ChannelMerging {
         for _ in 0..<iterations {
             // ‖p − c‖² = ‖p‖² − 2 p·c + ‖c‖²; ‖p‖² does not change the argmin.
             BLAS.gemm(transB: true, m: n, n: k, k: dim, alpha: -2, a: points.pointer, b: centres.pointer, c: distances.pointer)
-            let centreNorms = (0..<k).map { c -> Float in let v = BLAS.nrm2(n: dim, x: centres.pointer + c * dim); return v * v }
+            let centreNorms = (0..<k).map { c -> Float in
+                let v = BLAS.nrm2(n: dim, x: centres.pointer + c * dim); return v * v
+            }
             tk_add_row_vector(distances.pointer, n, k, centreNorms)
             var next = [Int32](repeating: 0, count: n)
             tk_argmin_rows(distances.pointer, n, k, &next)
@@ -44,7 +46,9 @@ public enum ChannelMerging {
             for c in 0..<k {
                 if counts[c] > 0 { BLAS.scal(n: dim, alpha: 1 / Float(counts[c]), x: centres.pointer + c * dim); continue }
                 let far = (0..<n).filter { !taken.contains($0) && counts[Int(assignment[$0])] > 1 }
-                    .max { distances[$0 * k + Int(assignment[$0])] + pointNorms[$0] < distances[$1 * k + Int(assignment[$1])] + pointNorms[$1] }
+                    .max {
+                        distances[$0 * k + Int(assignment[$0])] + pointNorms[$0] < distances[$1 * k + Int(assignment[$1])] + pointNorms[$1]
+                    }
                 guard let far else { continue }
                 taken.insert(far)
                 counts[Int(assignment[far])] -= 1
@@ -61,12 +65,15 @@ public enum ChannelMerging {
     /// clustered into `units − k` clusters; the weights of each cluster's first member become the merged channel and the
     /// other members are returned as the units to remove (apply the result with ``StructuredPruner/apply(_:graph:to:)``).
     /// Attention removals pass through unchanged. The model's MLP weights are modified in place.
-    public static func mergeMLP(_ removals: [GroupRemoval], graph: DependencyGraph, model: DecoderModel, seed: UInt64 = 0) throws -> [GroupRemoval] {
+    public static func mergeMLP(
+        _ removals: [GroupRemoval], graph: DependencyGraph, model: DecoderModel, seed: UInt64 = 0
+    ) throws -> [GroupRemoval] {
         try removals.map { r in
             guard r.kind == "mlp", let l = r.layer else { return r }
             let layer = model.layers[l]
             guard let group = graph.groups.first(where: { $0.id == r.group }),
-                  Set(group.members.map(\.tensor)) == Set([layer.gate.name, layer.up.name, layer.down.name]) else {
+                Set(group.members.map(\.tensor)) == Set([layer.gate.name, layer.up.name, layer.down.name])
+            else {
                 throw PruneError.notApplicable("k-means merging needs MLP groups made of gate, up and down (group \(r.group))")
             }
             let f = layer.gate.shape[0], d = layer.gate.shape[1]
@@ -89,7 +96,9 @@ public enum ChannelMerging {
                     BLAS.axpy(n: d, alpha: scale, x: layer.gate.value.pointer + c * d, y: gate.pointer + rep * d)
                     BLAS.axpy(n: d, alpha: scale, x: layer.up.value.pointer + c * d, y: up.pointer + rep * d)
                     // down is [hidden, f]: column c adds into column rep.
-                    if c != rep { BLAS.axpy(n: down.shape[0], alpha: 1, x: layer.down.value.pointer + c, incX: f, y: down.pointer + rep, incY: f) }
+                    if c != rep {
+                        BLAS.axpy(n: down.shape[0], alpha: 1, x: layer.down.value.pointer + c, incX: f, y: down.pointer + rep, incY: f)
+                    }
                 }
                 removed += m.dropFirst()
             }

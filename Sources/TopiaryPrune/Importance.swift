@@ -34,8 +34,10 @@ public struct CriterionEstimator: ImportanceEstimator {
     public var statistics: CriterionStatistics
     public var options: CriterionOptions
 
-    public init(criterion: ImportanceCriterion, aggregation: Aggregation, statistics: CriterionStatistics = CriterionStatistics(),
-                options: CriterionOptions = CriterionOptions()) {
+    public init(
+        criterion: ImportanceCriterion, aggregation: Aggregation, statistics: CriterionStatistics = CriterionStatistics(),
+        options: CriterionOptions = CriterionOptions()
+    ) {
         self.criterion = criterion
         self.aggregation = aggregation
         self.statistics = statistics
@@ -64,8 +66,9 @@ public struct CriterionEstimator: ImportanceEstimator {
     }
 
     public func scores(for group: PruningGroup, parameters: [String: Parameter]) throws -> [Double] {
-        try criterion.implementation.scores(for: group, parameters: parameters, statistics: statistics, options: options,
-                                            aggregation: aggregation)
+        try criterion.implementation.scores(
+            for: group, parameters: parameters, statistics: statistics, options: options,
+            aggregation: aggregation)
     }
 }
 
@@ -77,7 +80,8 @@ public struct PrecomputedScores: ImportanceEstimator {
 
     public func scores(for group: PruningGroup, parameters: [String: Parameter]) throws -> [Double] {
         guard let s = scores[group.id], s.count == group.units else {
-            throw PruneError.notApplicable("no scores were computed for group \(group.id) (\(group.kind), layer \(group.layer.map(String.init) ?? "-"))")
+            throw PruneError.notApplicable(
+                "no scores were computed for group \(group.id) (\(group.kind), layer \(group.layer.map(String.init) ?? "-"))")
         }
         return s
     }
@@ -98,7 +102,9 @@ public enum PruneError: Error, LocalizedError, Equatable {
         case let .invalidRatio(r): return "--ratio \(r) is outside [0, 1)"
         case let .layerRange(s, layers): return "--layers \(s) is not a range inside the model's layers 0-\(layers - 1) (e.g. 3-27)"
         case let .wouldEmptyGroup(g, kind, layer, units):
-            return "the ratio would remove every unit of \(kind) group \(g)\(layer.map { " (layer \($0))" } ?? "") of \(units) units; the last unit of a group is never removed — use a smaller ratio"
+            return
+                "the ratio would remove every unit of \(kind) group \(g)\(layer.map { " (layer \($0))" } ?? "") of \(units) units; the "
+                + "last unit of a group is never removed — use a smaller ratio"
         case let .unknownTensor(t): return "the dependency graph names tensor '\(t)' that the model does not have"
         case let .missingGradient(t): return "no gradient for '\(t)': run calibration before a gradient-based importance"
         case let .calibration(m): return "calibration: \(m)"

@@ -40,8 +40,10 @@ public struct ImportanceScoring {
 
     /// Gathers the statistics for scoring `groups` of `model` (`set` is nil only when nothing is read from calibration).
     /// `progress(label, total, unit)` makes a bar for each pass. Gradients are left in the parameters' `grad`.
-    public func prepare(model: DecoderModel, groups: [PruningGroup], calibration set: CalibrationSet?,
-                        progress: (String, Int, String) -> ProgressBar? = { _, _, _ in nil }) throws -> Prepared {
+    public func prepare(
+        model: DecoderModel, groups: [PruningGroup], calibration set: CalibrationSet?,
+        progress: (String, Int, String) -> ProgressBar? = { _, _, _ in nil }
+    ) throws -> Prepared {
         try options.validate()
         let needs = self.needs
         var statistics = CriterionStatistics()
@@ -56,8 +58,9 @@ public struct ImportanceScoring {
             vd.learningRate = options.vdLearningRate
             vd.klWeight = options.vdKLWeight
             vd.seed = options.seed
-            let result = try vd.run(model: model, groups: groups, calibration: set,
-                                    progress: progress("variational dropout", vd.steps, "steps"))
+            let result = try vd.run(
+                model: model, groups: groups, calibration: set,
+                progress: progress("variational dropout", vd.steps, "steps"))
             prepared.loss = result.history.last?.loss
             prepared.estimator = PrecomputedScores(result.scores)
             return prepared
@@ -66,12 +69,14 @@ public struct ImportanceScoring {
             // Gradients only for the tensors of the groups being ranked.
             Calibration.restrictGradients(model, to: names)
             if needs.contains(.fisher) {
-                statistics.fisher = try Calibration.fisher(model, set, progress: progress("calibration (per window)", set.windows, "windows"))
+                statistics.fisher = try Calibration.fisher(
+                    model, set, progress: progress("calibration (per window)", set.windows, "windows"))
             }
             if needs.contains(.gradients) {
                 let t0 = DispatchTime.now().uptimeNanoseconds
-                prepared.loss = try Calibration.accumulateGradients(model, set, windowsPerBatch: gradientWindowsPerBatch,
-                                                                    progress: progress("calibration", set.windows, "windows"))
+                prepared.loss = try Calibration.accumulateGradients(
+                    model, set, windowsPerBatch: gradientWindowsPerBatch,
+                    progress: progress("calibration", set.windows, "windows"))
                 prepared.calibrationSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             }
         }
@@ -83,7 +88,9 @@ public struct ImportanceScoring {
     }
 
     /// Scores of every group, by id (for a plan made later, or on another copy of the model).
-    public static func scores(_ estimator: any ImportanceEstimator, groups: [PruningGroup], model: any LanguageModel) throws -> [Int: [Double]] {
+    public static func scores(
+        _ estimator: any ImportanceEstimator, groups: [PruningGroup], model: any LanguageModel
+    ) throws -> [Int: [Double]] {
         let params = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0) })
         var scores: [Int: [Double]] = [:]
         for g in groups { scores[g.id] = try estimator.scores(for: g, parameters: params) }

@@ -45,7 +45,9 @@ public struct LayerRatioSearch {
     /// impossible (a layer would lose every unit) may throw ``PruneError``: they are skipped.
     public func run(progress: ProgressBar? = nil, fitness: ([Int: Double]) throws -> Double) throws -> Result {
         let n = layers.count
-        guard n > 0, evaluations >= 1, population >= 2 else { throw PruneError.notApplicable("layer-ratio search needs layers, ≥ 1 evaluation and a population ≥ 2") }
+        guard n > 0, evaluations >= 1, population >= 2 else {
+            throw PruneError.notApplicable("layer-ratio search needs layers, ≥ 1 evaluation and a population ≥ 2")
+        }
         var rng = SplitMix64(seed: seed)
         /// The nearest shares (by a common shift) inside the bounds that average 1: bisection on the shift t of
         /// mean(clamp(v + t)), which grows with t.
@@ -78,7 +80,9 @@ public struct LayerRatioSearch {
         }
         while starts.count < population { starts.append(normalised((0..<n).map { _ in 1 + 0.6 * (rng.nextDouble() - 0.5) })) }
         for s in starts { if let c = try evaluate(s) { pool.append(c) } }
-        guard let uniformFitness = history.first?.fitness else { throw PruneError.notApplicable("the uniform candidate could not be evaluated") }
+        guard let uniformFitness = history.first?.fitness else {
+            throw PruneError.notApplicable("the uniform candidate could not be evaluated")
+        }
         // (μ + λ): children of the best half replace the worst.
         while history.count < evaluations {
             pool.sort { $0.fitness < $1.fitness }
@@ -105,7 +109,8 @@ public struct LayerRatioSearch {
         }
         progress?.finish()
         let best = history.min { $0.fitness < $1.fitness }!
-        return Result(shares: Dictionary(uniqueKeysWithValues: zip(layers, best.shares)), fitness: best.fitness,
-                      uniformFitness: uniformFitness, history: history)
+        return Result(
+            shares: Dictionary(uniqueKeysWithValues: zip(layers, best.shares)), fitness: best.fitness,
+            uniformFitness: uniformFitness, history: history)
     }
 }

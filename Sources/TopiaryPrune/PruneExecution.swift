@@ -42,8 +42,10 @@ public struct PruneExecution {
 
     /// Prunes `model` in place and returns what was removed. `estimator` is nil for a sequential criterion (obs), whose
     /// driver scores units on `calibration` while it removes them.
-    public func run(model: DecoderModel, graph: DependencyGraph, estimator: (any ImportanceEstimator)?, calibration: CalibrationSet?,
-                    progress: ProgressBar? = nil) throws -> [GroupRemoval] {
+    public func run(
+        model: DecoderModel, graph: DependencyGraph, estimator: (any ImportanceEstimator)?, calibration: CalibrationSet?,
+        progress: ProgressBar? = nil
+    ) throws -> [GroupRemoval] {
         let removals: [GroupRemoval]
         if estimator == nil || compensate {
             guard let calibration else { throw PruneError.calibration("obs and the OBS update read calibration windows; none were given") }
@@ -65,19 +67,25 @@ public struct PruneExecution {
     /// Learns per-layer shares of the budget: each candidate prunes a fresh copy of the model (sharing the unchanged
     /// weights) by `scores`, and is rewarded by `reward` (the caller's perplexity on windows held out from the
     /// evaluation: lower is better). Returns the shares and the summary that `pruning.json` records.
-    public func searchShares(model: DecoderModel, graph: DependencyGraph, scores: [Int: [Double]], windows: Int, evaluations: Int,
-                             offset: Int, progress: ProgressBar? = nil,
-                             reward: @escaping (DecoderModel) throws -> Double) throws -> ([Int: Double], [String: Double], LayerRatioSearch.Result) {
+    public func searchShares(
+        model: DecoderModel, graph: DependencyGraph, scores: [Int: [Double]], windows: Int, evaluations: Int,
+        offset: Int, progress: ProgressBar? = nil,
+        reward: @escaping (DecoderModel) throws -> Double
+    ) throws -> ([Int: Double], [String: Double], LayerRatioSearch.Result) {
         let weights = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0.value) })
-        let result = try LayerRatioSearch(layers: Array(pruner.layers), evaluations: evaluations, seed: seed).run(progress: progress) { shares in
+        let result = try LayerRatioSearch(layers: Array(pruner.layers), evaluations: evaluations, seed: seed).run(progress: progress) {
+            shares in
             let copy = try DecoderModel(config: model.config, weights: weights, source: "search candidate")
             var candidate = pruner
             candidate.layerShares = shares
-            try StructuredPruner.apply(try candidate.plan(model: copy, graph: graph, estimator: PrecomputedScores(scores)), graph: graph, to: copy)
+            try StructuredPruner.apply(
+                try candidate.plan(model: copy, graph: graph, estimator: PrecomputedScores(scores)), graph: graph, to: copy)
             return try reward(copy)
         }
-        let summary = ["reward_ppl": result.fitness, "uniform_reward_ppl": result.uniformFitness, "evaluations": Double(result.history.count),
-                       "offset": Double(offset), "windows": Double(windows)]
+        let summary = [
+            "reward_ppl": result.fitness, "uniform_reward_ppl": result.uniformFitness, "evaluations": Double(result.history.count),
+            "offset": Double(offset), "windows": Double(windows),
+        ]
         return (result.shares, summary, result)
     }
 }

@@ -113,7 +113,8 @@ public struct Sparsifier {
         if let pattern {
             for layer in model.layers {
                 for w in Self.linears(layer) where w.shape[1] % pattern.m != 0 {
-                    throw PruneError.notApplicable("--nm \(pattern): M = \(pattern.m) does not divide the input width \(w.shape[1]) of \(w.name)")
+                    throw PruneError.notApplicable(
+                        "--nm \(pattern): M = \(pattern.m) does not divide the input width \(w.shape[1]) of \(w.name)")
                 }
             }
         }
@@ -316,8 +317,10 @@ public struct Sparsifier {
     /// layer's outputs, or nothing for them when `outputs` is false (the pass then skips the down projection's GEMM,
     /// whose product only feeds the output). `only`: the weights whose statistics are wanted (default: all seven).
     /// Chunks run in parallel; their statistics are summed in chunk order.
-    func layerStatistics(model: DecoderModel, layer l: Int, hidden: [Var], steps: [DecoderModel.LayerSteps],
-                         windows: Int, outputs needed: Bool = true, only: Set<String>? = nil) throws -> (statistics: [String: Tensor], outputs: [Var]) {
+    func layerStatistics(
+        model: DecoderModel, layer l: Int, hidden: [Var], steps: [DecoderModel.LayerSteps],
+        windows: Int, outputs needed: Bool = true, only: Set<String>? = nil
+    ) throws -> (statistics: [String: Tensor], outputs: [Var]) {
         let targets = Self.linears(model.layers[l]).filter { only?.contains($0.name) ?? true }
         let names = Set(targets.map(\.name))
         let results = Locked([(statistics: [String: Tensor], output: Var)?](repeating: nil, count: hidden.count))
@@ -372,8 +375,10 @@ public struct Sparsifier {
 
     /// Input statistics of every layer's seven linears on the dense model: one forward per layer, whose outputs feed
     /// the next layer. Used by allocations that score layers before any pruning (OWL).
-    func denseInputStatistics(model: DecoderModel, calibration set: CalibrationSet, windowsPerPass: Int,
-                              progress: ProgressBar? = nil) throws -> [[String: Tensor]] {
+    func denseInputStatistics(
+        model: DecoderModel, calibration set: CalibrationSet, windowsPerPass: Int,
+        progress: ProgressBar? = nil
+    ) throws -> [[String: Tensor]] {
         let chunks = chunks(of: set, perPass: windowsPerPass)
         var hidden = try chunks.map { try model.embed(Graph(), tokens: $0.tokens) }
         let steps = try chunks.map { try DecoderModel.LayerSteps(model: model, batch: $0.windows, length: set.length) }
@@ -397,10 +402,13 @@ public struct Sparsifier {
 
     /// Runs Wanda/SparseGPT layer by layer on demand (``SequentialSparsifier/advance(through:)``): a streamed model's
     /// export calls it before writing each layer, so a pruned layer is written while it is still in memory.
-    public func sequentialSparsifier(model: DecoderModel, calibration set: CalibrationSet, progress: ProgressBar? = nil) throws -> SequentialSparsifier {
+    public func sequentialSparsifier(
+        model: DecoderModel, calibration set: CalibrationSet, progress: ProgressBar? = nil
+    ) throws -> SequentialSparsifier {
         try validate(model: model, calibration: set)
         guard method == .wanda || method == .sparsegpt else {
-            throw PruneError.notApplicable("layer-by-layer sparsifying (a streamed model) runs wanda and sparsegpt; --method \(method.rawValue) is not one of them")
+            throw PruneError.notApplicable(
+                "layer-by-layer sparsifying (a streamed model) runs wanda and sparsegpt; --method \(method.rawValue) is not one of them")
         }
         guard !trueSequential else { throw PruneError.notApplicable("--true-sequential is not available for a streamed model") }
         return try SequentialSparsifier(self, model: model, calibration: set, progress: progress)
@@ -441,7 +449,9 @@ public struct Sparsifier {
                     statistic = accumulate(x, into: nil, windows: set.windows)
                     last = (x.storage, statistic)
                 }
-                do { try Parallel.withSingleThreadedBLAS { try prune(weight, statistic: statistic, sparsity: sparsity) } } catch { failure = error }
+                do { try Parallel.withSingleThreadedBLAS { try prune(weight, statistic: statistic, sparsity: sparsity) } } catch {
+                    failure = error
+                }
             }
             hidden = try model.layer(g, l, hidden, steps: steps)
             if let failure { throw failure }
@@ -491,7 +501,11 @@ public struct Sparsifier {
             if pattern == nil {
                 // Block-wide threshold on w²/[Hinv]_jj².
                 let tmp = Tensor(uninitialized: [rows * count])
-                for r in 0..<rows { for j in 0..<count { let d = Hinv[(i1 + j) * cols + i1 + j]; let v = W1[r * count + j]; tmp[r * count + j] = v * v / (d * d) } }
+                for r in 0..<rows {
+                    for j in 0..<count {
+                        let d = Hinv[(i1 + j) * cols + i1 + j]; let v = W1[r * count + j]; tmp[r * count + j] = v * v / (d * d)
+                    }
+                }
                 if let rowWeights { for r in 0..<rows { tk_scale(tmp.pointer + r * count, rowWeights[r], tmp.pointer + r * count, count) } }
                 let k = Int(Double(tmp.count) * sparsity)
                 if k > 0 {
@@ -509,7 +523,9 @@ public struct Sparsifier {
                             let dj = Hinv[(i1 + j) * cols + i1 + j], v = W1[r * count + j]
                             scores.append((v * v / (dj * dj), j))
                         }
-                        for (_, j) in scores.sorted(by: { $0.0 < $1.0 || ($0.0 == $1.0 && $0.1 < $1.1) }).prefix(pattern.n) { mask[r * count + j] = true }
+                        for (_, j) in scores.sorted(by: { $0.0 < $1.0 || ($0.0 == $1.0 && $0.1 < $1.1) }).prefix(pattern.n) {
+                            mask[r * count + j] = true
+                        }
                     }
                 }
                 for r in 0..<rows {
@@ -520,15 +536,17 @@ public struct Sparsifier {
                 }
                 // W1[:, i+1:] -= err ⊗ Hinv[i, i+1:]
                 if i + 1 < count {
-                    cblas_sger_wrapper(rows: rows, cols: count - i - 1, x: Err1.pointer + i, incx: count,
-                                       y: Hinv.pointer + (i1 + i) * cols + i1 + i + 1, a: W1.pointer + i + 1, lda: count)
+                    cblas_sger_wrapper(
+                        rows: rows, cols: count - i - 1, x: Err1.pointer + i, incx: count,
+                        y: Hinv.pointer + (i1 + i) * cols + i1 + i + 1, a: W1.pointer + i + 1, lda: count)
                 }
             }
             for r in 0..<rows { (W.pointer + r * cols + i1).update(from: W1.pointer + r * count, count: count) }
             if i2 < cols {
                 // W[:, i2:] -= Err1 · Hinv[i1:i2, i2:]
-                BLAS.gemm(m: rows, n: cols - i2, k: count, alpha: -1, a: Err1.pointer, lda: count,
-                          b: Hinv.pointer + i1 * cols + i2, ldb: cols, beta: 1, c: W.pointer + i2, ldc: cols)
+                BLAS.gemm(
+                    m: rows, n: cols - i2, k: count, alpha: -1, a: Err1.pointer, lda: count,
+                    b: Hinv.pointer + i1 * cols + i2, ldb: cols, beta: 1, c: W.pointer + i2, ldc: cols)
             }
             i1 = i2
         }

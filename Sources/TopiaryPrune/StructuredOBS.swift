@@ -27,8 +27,10 @@ public enum UnitSurgeon {
     /// Removes `count` units of `units` (each a list of input columns of `weight`, `[rows, n]`) by least saliency.
     /// `hessian`: `[n, n]`, its upper triangle (row-major) holds Σ x xᵀ up to a scale. `fixed`: remove exactly these
     /// units (one block) instead of choosing. `update`: return the compensated weight.
-    public static func remove(weight: Tensor, hessian: Tensor, units: [[Int]], count: Int, fixed: [Int]? = nil,
-                              dampening: Double = 0.01, step: Int = 16, update: Bool = true, name: String = "weight") throws -> Result {
+    public static func remove(
+        weight: Tensor, hessian: Tensor, units: [[Int]], count: Int, fixed: [Int]? = nil,
+        dampening: Double = 0.01, step: Int = 16, update: Bool = true, name: String = "weight"
+    ) throws -> Result {
         let rows = weight.shape[0], n = weight.shape[1]
         precondition(hessian.shape == [n, n], "hessian of \(name) is \(hessian.shape), expected [\(n), \(n)]")
         // Symmetric H in double precision, the weight transposed (`[n, rows]`: a unit's columns are contiguous rows).
@@ -54,7 +56,8 @@ public enum UnitSurgeon {
         for i in 0..<n { hinv[i * n + i] += damp }
         let lower = CChar(UInt8(ascii: "L"))
         guard LAPACKE_dpotrf(LAPACK_COL_MAJOR, lower, Int32(n), &hinv, Int32(n)) == 0,
-              LAPACKE_dpotri(LAPACK_COL_MAJOR, lower, Int32(n), &hinv, Int32(n)) == 0 else {
+            LAPACKE_dpotri(LAPACK_COL_MAJOR, lower, Int32(n), &hinv, Int32(n)) == 0
+        else {
             throw PruneError.notApplicable("\(name): the calibration Hessian is not positive definite")
         }
         // dpotri filled the column-major lower triangle = the row-major upper one; mirror it.
@@ -70,10 +73,13 @@ public enum UnitSurgeon {
             let w = gather(wt, n: rows, rows: cols, columns: nil)  // Wᵀ[B, :]
             var sw = w
             try solve(&s, &sw, size: cols.count, rhs: rows, name: name)  // S⁻¹·Wᵀ[B, :]
-            return sw.withUnsafeBufferPointer { a in w.withUnsafeBufferPointer { b in BLAS.ddot(n: a.count, x: a.baseAddress!, y: b.baseAddress!) } }
+            return sw.withUnsafeBufferPointer { a in
+                w.withUnsafeBufferPointer { b in BLAS.ddot(n: a.count, x: a.baseAddress!, y: b.baseAddress!) }
+            }
         }
 
-        // Removes the columns R: H⁻¹ ← H⁻¹ − H⁻¹[:, R]·S⁻¹·H⁻¹[R, :] and Wᵀ ← Wᵀ − H⁻¹[:, R]·S⁻¹·Wᵀ[R, :], S = H⁻¹[R, R].
+        // Removes the columns R: H⁻¹ ← H⁻¹ − H⁻¹[:, R]·S⁻¹·H⁻¹[R, :] and
+        // Wᵀ ← Wᵀ − H⁻¹[:, R]·S⁻¹·Wᵀ[R, :], S = H⁻¹[R, R].
         func removeBlock(_ cols: [Int]) throws {
             let r = cols.count
             let a = gather(hinv, n: n, rows: cols, columns: nil)  // H⁻¹[R, :], `[r, n]`
@@ -87,12 +93,14 @@ public enum UnitSurgeon {
             a.withUnsafeBufferPointer { a in
                 z.withUnsafeBufferPointer { z in
                     hinv.withUnsafeMutableBufferPointer { h in
-                        BLAS.dgemm(transA: true, m: n, n: n, k: r, alpha: -1, a: a.baseAddress!, b: z.baseAddress!, beta: 1, c: h.baseAddress!)
+                        BLAS.dgemm(
+                            transA: true, m: n, n: n, k: r, alpha: -1, a: a.baseAddress!, b: z.baseAddress!, beta: 1, c: h.baseAddress!)
                     }
                 }
                 v.withUnsafeBufferPointer { v in
                     wt.withUnsafeMutableBufferPointer { w in
-                        BLAS.dgemm(transA: true, m: n, n: rows, k: r, alpha: -1, a: a.baseAddress!, b: v.baseAddress!, beta: 1, c: w.baseAddress!)
+                        BLAS.dgemm(
+                            transA: true, m: n, n: rows, k: r, alpha: -1, a: a.baseAddress!, b: v.baseAddress!, beta: 1, c: w.baseAddress!)
                     }
                 }
             }
@@ -105,11 +113,15 @@ public enum UnitSurgeon {
         let scores = try units.map(saliency)
         var removed: [Int] = []
         if let fixed {
-            guard fixed.allSatisfy({ units.indices.contains($0) }) else { throw PruneError.notApplicable("\(name): a fixed unit is out of range") }
+            guard fixed.allSatisfy({ units.indices.contains($0) }) else {
+                throw PruneError.notApplicable("\(name): a fixed unit is out of range")
+            }
             if !fixed.isEmpty { try removeBlock(fixed.flatMap { units[$0] }) }
             removed = fixed
         } else {
-            guard count >= 0, count < units.count else { throw PruneError.notApplicable("\(name): cannot remove \(count) of \(units.count) units") }
+            guard count >= 0, count < units.count else {
+                throw PruneError.notApplicable("\(name): cannot remove \(count) of \(units.count) units")
+            }
             var alive = Array(units.indices)
             var current = scores
             while removed.count < count {
@@ -145,7 +157,8 @@ public enum UnitSurgeon {
     static func solve(_ s: inout [Double], _ b: inout [Double], size: Int, rhs: Int, name: String) throws {
         let upper = CChar(UInt8(ascii: "U"))
         guard LAPACKE_dpotrf(LAPACK_ROW_MAJOR, upper, Int32(size), &s, Int32(size)) == 0,
-              LAPACKE_dpotrs(LAPACK_ROW_MAJOR, upper, Int32(size), Int32(rhs), s, Int32(size), &b, Int32(rhs)) == 0 else {
+            LAPACKE_dpotrs(LAPACK_ROW_MAJOR, upper, Int32(size), Int32(rhs), s, Int32(size), &b, Int32(rhs)) == 0
+        else {
             throw PruneError.notApplicable("\(name): the inverse Hessian of the units being removed is not positive definite")
         }
     }
@@ -172,7 +185,9 @@ public struct StructuredOBS {
     public init(pruner: StructuredPruner) { self.pruner = pruner }
 
     /// Prunes `model` in place and returns the removals (scores: each unit's OBS saliency before the layer was pruned).
-    public func run(model: DecoderModel, graph: DependencyGraph, calibration set: CalibrationSet, progress: ProgressBar? = nil) throws -> [GroupRemoval] {
+    public func run(
+        model: DecoderModel, graph: DependencyGraph, calibration set: CalibrationSet, progress: ProgressBar? = nil
+    ) throws -> [GroupRemoval] {
         guard model.store == nil else { throw PruneError.notApplicable("obs needs the model in memory (not --stream-layers)") }
         let candidates = StructuredPruner.rankedGroups(graph, layers: pruner.layers)
         var counts: [Int: Int]
@@ -205,20 +220,25 @@ public struct StructuredOBS {
             let groups = pruned.filter { $0.layer == l }
             if !groups.isEmpty {
                 let names = Set(groups.map { readers[$0.id]!.tensor })
-                let stats = try driver.layerStatistics(model: model, layer: l, hidden: hidden, steps: steps, windows: set.windows,
-                                                       outputs: false, only: names).statistics
+                let stats = try driver.layerStatistics(
+                    model: model, layer: l, hidden: hidden, steps: steps, windows: set.windows,
+                    outputs: false, only: names
+                ).statistics
                 var layerRemovals: [GroupRemoval] = []
                 for g in groups {
                     let member = readers[g.id]!
                     guard let p = params[member.tensor], let h = stats[member.tensor] else {
                         throw PruneError.calibration("no input statistics were collected for \(member.tensor)")
                     }
-                    let result = try UnitSurgeon.remove(weight: p.value, hessian: h, units: (0..<g.units).map(member.channels(ofUnit:)),
-                                                        count: counts[g.id]!, fixed: fixed?.first { $0.group == g.id }?.removedUnits,
-                                                        dampening: dampening, step: step, update: compensate, name: p.name)
+                    let result = try UnitSurgeon.remove(
+                        weight: p.value, hessian: h, units: (0..<g.units).map(member.channels(ofUnit:)),
+                        count: counts[g.id]!, fixed: fixed?.first { $0.group == g.id }?.removedUnits,
+                        dampening: dampening, step: step, update: compensate, name: p.name)
                     if let w = result.weight { p.value = w }
-                    layerRemovals.append(GroupRemoval(group: g.id, kind: g.kind, layer: l, unitsBefore: g.units,
-                                                      removedUnits: result.removed.sorted(), scores: result.scores))
+                    layerRemovals.append(
+                        GroupRemoval(
+                            group: g.id, kind: g.kind, layer: l, unitsBefore: g.units,
+                            removedUnits: result.removed.sorted(), scores: result.scores))
                 }
                 try StructuredPruner.apply(layerRemovals, graph: graph, to: model)
                 removals += layerRemovals

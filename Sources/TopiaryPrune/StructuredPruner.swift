@@ -50,9 +50,11 @@ public struct PruningPlan: Codable, Sendable {
     /// The search's reward (perplexity on its windows) of the uniform and the chosen shares, and its evaluations.
     public var search: [String: Double]?
 
-    public init(ratio: Double, layers: [Int], mode: String, importance: String, aggregation: String,
-                calibration: [String: Int]?, calibrationLoss: Double?, parametersBefore: Int, parametersAfter: Int,
-                nonEmbeddingBefore: Int, removals: [GroupRemoval]) {
+    public init(
+        ratio: Double, layers: [Int], mode: String, importance: String, aggregation: String,
+        calibration: [String: Int]?, calibrationLoss: Double?, parametersBefore: Int, parametersAfter: Int,
+        nonEmbeddingBefore: Int, removals: [GroupRemoval]
+    ) {
         self.ratio = ratio
         self.layers = layers
         self.mode = mode
@@ -112,9 +114,13 @@ public struct StructuredPruner {
     public static func parseLayers(_ text: String, layerCount: Int) throws -> ClosedRange<Int> {
         let parts = text.split(separator: "-").map { Int($0.trimmingCharacters(in: .whitespaces)) }
         let range: ClosedRange<Int>?
-        if parts.count == 1, let a = parts[0] { range = a...a } else if parts.count == 2, let a = parts[0], let b = parts[1], a <= b {
+        if parts.count == 1, let a = parts[0] {
+            range = a...a
+        } else if parts.count == 2, let a = parts[0], let b = parts[1], a <= b {
             range = a...b
-        } else { range = nil }
+        } else {
+            range = nil
+        }
         guard let range, range.lowerBound >= 0, range.upperBound < layerCount else {
             throw PruneError.layerRange(text, layers: layerCount)
         }
@@ -135,8 +141,10 @@ public struct StructuredPruner {
             guard k > 0 else { continue }
             let s = scores[g.id]!
             let order = s.indices.sorted { s[$0] != s[$1] ? s[$0] < s[$1] : $0 < $1 }
-            removals.append(GroupRemoval(group: g.id, kind: g.kind, layer: g.layer, unitsBefore: g.units,
-                                         removedUnits: order.prefix(k).sorted(), scores: s))
+            removals.append(
+                GroupRemoval(
+                    group: g.id, kind: g.kind, layer: g.layer, unitsBefore: g.units,
+                    removedUnits: order.prefix(k).sorted(), scores: s))
         }
         return removals
     }
@@ -157,7 +165,8 @@ public struct StructuredPruner {
             if let layerShares {
                 let mean = layers.reduce(0.0) { $0 + (layerShares[$1] ?? 1) } / Double(layers.count)
                 guard layerShares.values.allSatisfy({ $0 >= 0 && $0.isFinite }), abs(mean - 1) < 1e-6 else {
-                    throw PruneError.notApplicable("per-layer shares must be ≥ 0 and average 1 over the pruned layers (they average \(mean))")
+                    throw PruneError.notApplicable(
+                        "per-layer shares must be ≥ 0 and average 1 over the pruned layers (they average \(mean))")
                 }
             }
             for l in layers {
@@ -194,7 +203,9 @@ public struct StructuredPruner {
                 var budget = target * Double(layers.count) * Double(kindParams) / Double(allParams)
                 var ranked: [(score: Double, group: PruningGroup, unit: Int)] = []
                 for g in groups {
-                    guard let s = scores[g.id] else { throw PruneError.notApplicable("global mode needs the scores of every group (none for group \(g.id))") }
+                    guard let s = scores[g.id] else {
+                        throw PruneError.notApplicable("global mode needs the scores of every group (none for group \(g.id))")
+                    }
                     let mean = max(s.reduce(0, +) / Double(s.count), 1e-30)
                     ranked += s.enumerated().map { ($0.element / mean, g, $0.offset) }
                 }

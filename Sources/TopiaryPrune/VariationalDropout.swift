@@ -43,8 +43,10 @@ public struct VariationalDropout {
         return (value, slope)
     }
 
-    public func run(model: any LanguageModel, groups: [PruningGroup], calibration set: CalibrationSet,
-                    progress: ProgressBar? = nil) throws -> Result {
+    public func run(
+        model: any LanguageModel, groups: [PruningGroup], calibration set: CalibrationSet,
+        progress: ProgressBar? = nil
+    ) throws -> Result {
         guard steps >= 1, windowsPerStep >= 1, learningRate > 0 else {
             throw PruneError.notApplicable("variational dropout needs steps ≥ 1, windows per step ≥ 1 and a positive learning rate")
         }
@@ -56,7 +58,8 @@ public struct VariationalDropout {
         for g in groups {
             let readers = g.members.filter { $0.axis == 1 && params[$0.tensor]?.shape.count == 2 }
             guard readers.count == 1 else {
-                throw PruneError.notApplicable("variational dropout needs one linear reading the units of \(g.kind) group \(g.id); it has \(readers.count)")
+                throw PruneError.notApplicable(
+                    "variational dropout needs one linear reading the units of \(g.kind) group \(g.id); it has \(readers.count)")
             }
             byTensor[readers[0].tensor, default: []].append(g)
         }
@@ -116,8 +119,9 @@ public struct VariationalDropout {
                     grad[i] = (a.grad?[i] ?? 0) + Float(klWeight * slope / tokensTotal)
                 }
                 withExtendedLifetime((grad, m, v)) {
-                    tk_adamw(a.value.pointer, grad.pointer, m.pointer, v.pointer, n, Float(learningRate), 0.9, 0.999, 1e-8, 0,
-                             1 - powf(0.9, t), 1 - powf(0.999, t))
+                    tk_adamw(
+                        a.value.pointer, grad.pointer, m.pointer, v.pointer, n, Float(learningRate), 0.9, 0.999, 1e-8, 0,
+                        1 - powf(0.9, t), 1 - powf(0.999, t))
                 }
                 for i in 0..<n { a.value[i] = min(8, max(-12, a.value[i])) }
             }

@@ -29,7 +29,8 @@ public enum AlpacaData {
                 + "### Instruction:\n\(instruction)\n\n### Response:\n"
         }
         return "Below is an instruction that describes a task, paired with an input that provides further context. "
-            + "Write a response that appropriately completes the request.\n\n### Instruction:\n\(instruction)\n\n### Input:\n\(input)\n\n### Response:\n"
+            + "Write a response that appropriately completes the request.\n\n### Instruction:\n\(instruction)\n\n### "
+            + "Input:\n\(input)\n\n### Response:\n"
     }
 
     /// Reads the records of `path`, with an error naming the file and the record for anything malformed.
@@ -42,7 +43,8 @@ public enum AlpacaData {
         } else {
             for (i, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: true).enumerated() {
                 guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) else {
-                    throw TrainingError.data("\(path): line \(i + 1) is not JSON (expected a JSON array or JSON Lines of {instruction, input, output})")
+                    throw TrainingError.data(
+                        "\(path): line \(i + 1) is not JSON (expected a JSON array or JSON Lines of {instruction, input, output})")
                 }
                 objects.append(o)
             }
@@ -59,18 +61,22 @@ public enum AlpacaData {
     }
 
     /// Tokenizes records with the template: BOS as the model adds it, prompt, response, EOS; cut to `maxLength` tokens.
-    public static func tokenize(_ records: [Record], tokenizer: any Tokenizer, maxLength: Int, trainOnInputs: Bool) -> [InstructionExample] {
+    public static func tokenize(_ records: [Record], tokenizer: any Tokenizer, maxLength: Int, trainOnInputs: Bool) -> [InstructionExample]
+    {
         records.map { r in
             let p = prompt(instruction: r.instruction, input: r.input)
             let promptIDs = tokenizer.encode(p, addSpecialTokens: true, parseSpecial: false)
             var ids = tokenizer.encode(p + r.output, addSpecialTokens: true, parseSpecial: false)
             if let eos = tokenizer.eosTokenID { ids.append(eos) }
-            return InstructionExample(ids: ids.prefix(maxLength).map(Int32.init), promptLength: trainOnInputs ? 0 : min(promptIDs.count, maxLength))
+            return InstructionExample(
+                ids: ids.prefix(maxLength).map(Int32.init), promptLength: trainOnInputs ? 0 : min(promptIDs.count, maxLength))
         }
     }
 
     /// A seeded split: `validation` examples held out, the rest for training (both in a shuffled order).
-    public static func split(_ examples: [InstructionExample], validation: Int, seed: UInt64) -> (train: [InstructionExample], validation: [InstructionExample]) {
+    public static func split(
+        _ examples: [InstructionExample], validation: Int, seed: UInt64
+    ) -> (train: [InstructionExample], validation: [InstructionExample]) {
         var order = Array(examples.indices)
         var state = seed &+ 0x9E37_79B9_7F4A_7C15
         for i in stride(from: order.count - 1, to: 0, by: -1) {

@@ -69,8 +69,10 @@ public final class LoRATrainer {
     public private(set) var history: [(step: Int, loss: Double, lr: Float)] = []
     public private(set) var validation: [(step: Int, loss: Double)] = []
 
-    static let moduleNames = ["q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.o_proj",
-                              "gate": "mlp.gate_proj", "up": "mlp.up_proj", "down": "mlp.down_proj"]
+    static let moduleNames = [
+        "q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.o_proj",
+        "gate": "mlp.gate_proj", "up": "mlp.up_proj", "down": "mlp.down_proj",
+    ]
 
     /// Instruction examples (Alpaca); when not empty they replace the token stream.
     public let examples: [InstructionExample]
@@ -89,20 +91,26 @@ public final class LoRATrainer {
 
     /// Trains on instruction examples (each in its own window of `config.length`, right-padded), validating on
     /// `validation`.
-    public convenience init(model: any AdaptableModel, lora: LoRAConfig, config: TrainingConfig,
-                            examples: [InstructionExample], validation: [InstructionExample], padID: Int32) throws {
+    public convenience init(
+        model: any AdaptableModel, lora: LoRAConfig, config: TrainingConfig,
+        examples: [InstructionExample], validation: [InstructionExample], padID: Int32
+    ) throws {
         // An example needs at least one response token inside its window.
         let trainable = { (e: InstructionExample) in min(e.ids.count, config.length) - 1 >= max(e.promptLength, 1) }
         guard !examples.isEmpty else { throw TrainingError.data("no training examples") }
         let kept = examples.filter(trainable)
         guard !kept.isEmpty else {
-            throw TrainingError.data("every example's prompt fills the whole window (nothing to train on): raise --length or pass --train-on-inputs")
+            throw TrainingError.data(
+                "every example's prompt fills the whole window (nothing to train on): raise --length or pass --train-on-inputs")
         }
-        try self.init(model: model, lora: lora, config: config, tokens: [], examples: kept, validation: validation.filter(trainable), padID: padID)
+        try self.init(
+            model: model, lora: lora, config: config, tokens: [], examples: kept, validation: validation.filter(trainable), padID: padID)
     }
 
-    init(model: any AdaptableModel, lora: LoRAConfig, config: TrainingConfig, tokens: [Int32],
-         examples: [InstructionExample], validation: [InstructionExample], padID: Int32) throws {
+    init(
+        model: any AdaptableModel, lora: LoRAConfig, config: TrainingConfig, tokens: [Int32],
+        examples: [InstructionExample], validation: [InstructionExample], padID: Int32
+    ) throws {
         guard config.batchSize >= 1, config.length >= 2, config.accumulation >= 1, config.steps >= 0 else {
             throw TrainingError.invalid("batch, length (≥ 2), accumulation and steps must be positive")
         }
@@ -138,8 +146,9 @@ public final class LoRATrainer {
             guard lora.rank <= min(p.shape[0], p.shape[1]) else {
                 throw TrainingError.rankTooLarge(rank: lora.rank, tensor: p.name, shape: p.shape)
             }
-            adapters[p.name] = LoRAAdapter(target: p.name, outFeatures: p.shape[0], inFeatures: p.shape[1], rank: lora.rank,
-                                           alpha: lora.alpha, dropout: lora.dropout, rng: &rng)
+            adapters[p.name] = LoRAAdapter(
+                target: p.name, outFeatures: p.shape[0], inFeatures: p.shape[1], rank: lora.rank,
+                alpha: lora.alpha, dropout: lora.dropout, rng: &rng)
         }
         model.adapters = adapters
     }
@@ -242,9 +251,11 @@ public final class LoRATrainer {
             let loss = try trainStep()
             if config.evaluateEvery > 0 && step % config.evaluateEvery == 0, let v = try validationLoss() { validation.append((step, v)) }
             let elapsed = Date().timeIntervalSince(start)
-            progress?.advance(status: String(format: "loss %.4f lr %.2e %.0f tok/s%@", loss, history.last!.lr,
-                                             tokensPerStep * Double(history.count) / max(elapsed, 1e-9),
-                                             validation.last.map { String(format: " val %.4f", $0.loss) } ?? ""))
+            progress?.advance(
+                status: String(
+                    format: "loss %.4f lr %.2e %.0f tok/s%@", loss, history.last!.lr,
+                    tokensPerStep * Double(history.count) / max(elapsed, 1e-9),
+                    validation.last.map { String(format: " val %.4f", $0.loss) } ?? ""))
             if let directory, config.saveEvery > 0, step % config.saveEvery == 0 { try saveCheckpoint(directory: directory) }
         }
         progress?.finish()
@@ -265,7 +276,9 @@ public final class LoRATrainer {
     /// A description of the model that a resumed run must match.
     var modelFingerprint: String {
         let c = model.config
-        return "\(c.architecture) layers=\(c.layerCount) hidden=\(c.hiddenSize) heads=\(c.heads) kv=\(c.kvHeads) ffn=\(c.intermediateSizes) params=\(model.parameterCount)"
+        return
+            "\(c.architecture) layers=\(c.layerCount) hidden=\(c.hiddenSize) heads=\(c.heads) kv=\(c.kvHeads) "
+            + "ffn=\(c.intermediateSizes) params=\(model.parameterCount)"
     }
 
     /// Adapters, optimiser moments and the run's state, written to a temporary directory that replaces
@@ -277,9 +290,10 @@ public final class LoRATrainer {
         try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
         try Safetensors.write(trainableParameters.map { ($0.name, $0.value) }, to: tmp + "/adapters.safetensors")
         try Safetensors.write(optimizer.stateTensors(), to: tmp + "/optimizer.safetensors")
-        let state = State(step: step, lora: lora, config: config, model: modelFingerprint,
-                          history: history.map { [Double($0.step), $0.loss, Double($0.lr)] },
-                          validation: validation.map { [Double($0.step), $0.loss] })
+        let state = State(
+            step: step, lora: lora, config: config, model: modelFingerprint,
+            history: history.map { [Double($0.step), $0.loss, Double($0.lr)] },
+            validation: validation.map { [Double($0.step), $0.loss] })
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write(try encoder.encode(state), to: tmp + "/state.json")
@@ -295,7 +309,8 @@ public final class LoRATrainer {
     public func resume(directory: String) throws {
         let dir = directory + "/checkpoint"
         guard let data = FileManager.default.contents(atPath: dir + "/state.json"),
-              FileManager.default.fileExists(atPath: dir + "/manifest.json") else {
+            FileManager.default.fileExists(atPath: dir + "/manifest.json")
+        else {
             throw TrainingError.resumeMismatch("\(dir) holds no complete checkpoint")
         }
         // Complete means listed in the manifest (written last) with matching sizes and checksums.
@@ -325,16 +340,22 @@ public final class LoRATrainer {
 
     /// PEFT-style adapter files: `adapter_model.safetensors` + `adapter_config.json`.
     public func saveAdapters(directory: String) throws {
-        try Safetensors.write(trainableParameters.map { ("base_model.model." + $0.name, $0.value) },
-                              metadata: ["format": "pt"], to: directory + "/adapter_model.safetensors")
-        let targets = Set(model.adapters.keys.map { name -> String in
-            let parts = name.split(separator: ".")
-            return parts.count >= 2 ? String(parts[parts.count - 2]) : name
-        }).sorted()
-        let cfg: [String: Any] = ["peft_type": "LORA", "r": lora.rank, "lora_alpha": lora.alpha, "lora_dropout": lora.dropout,
-                                  "target_modules": targets, "bias": "none", "task_type": "CAUSAL_LM", "fan_in_fan_out": false]
-        try AtomicFile.write(try JSONSerialization.data(withJSONObject: cfg, options: [.prettyPrinted, .sortedKeys]),
-                             to: directory + "/adapter_config.json")
+        try Safetensors.write(
+            trainableParameters.map { ("base_model.model." + $0.name, $0.value) },
+            metadata: ["format": "pt"], to: directory + "/adapter_model.safetensors")
+        let targets = Set(
+            model.adapters.keys.map { name -> String in
+                let parts = name.split(separator: ".")
+                return parts.count >= 2 ? String(parts[parts.count - 2]) : name
+            }
+        ).sorted()
+        let cfg: [String: Any] = [
+            "peft_type": "LORA", "r": lora.rank, "lora_alpha": lora.alpha, "lora_dropout": lora.dropout,
+            "target_modules": targets, "bias": "none", "task_type": "CAUSAL_LM", "fan_in_fan_out": false,
+        ]
+        try AtomicFile.write(
+            try JSONSerialization.data(withJSONObject: cfg, options: [.prettyPrinted, .sortedKeys]),
+            to: directory + "/adapter_config.json")
     }
 
     /// Loss history as CSV and an SVG chart.
@@ -347,8 +368,9 @@ public final class LoRATrainer {
         if !validation.isEmpty {
             series.append(.init(name: "validation loss", points: validation.map { (Double($0.step), $0.loss) }, color: "#d62728"))
         }
-        try AtomicFile.write(SVGLinePlot(title: "LoRA recovery", xLabel: "step", yLabel: "cross-entropy", series: series).render(),
-                             to: directory + "/loss.svg")
+        try AtomicFile.write(
+            SVGLinePlot(title: "LoRA recovery", xLabel: "step", yLabel: "cross-entropy", series: series).render(),
+            to: directory + "/loss.svg")
     }
 
     /// Folds every adapter into its weight and removes the adapters: a plain model again.
@@ -365,8 +387,9 @@ extension LoRATrainer {
     /// to `model` without merging them.
     public static func loadAdapters(directory: String, into model: any AdaptableModel) throws {
         guard let cfgData = FileManager.default.contents(atPath: directory + "/adapter_config.json"),
-              let cfg = try? JSONSerialization.jsonObject(with: cfgData) as? [String: Any],
-              let rank = cfg["r"] as? Int, let alpha = (cfg["lora_alpha"] as? NSNumber)?.floatValue else {
+            let cfg = try? JSONSerialization.jsonObject(with: cfgData) as? [String: Any],
+            let rank = cfg["r"] as? Int, let alpha = (cfg["lora_alpha"] as? NSNumber)?.floatValue
+        else {
             throw TrainingError.data("\(directory)/adapter_config.json is missing or lacks r / lora_alpha")
         }
         let tensors = try Safetensors.read(path: directory + "/adapter_model.safetensors").tensors
@@ -375,11 +398,13 @@ extension LoRATrainer {
         for (name, a) in tensors where name.hasSuffix(".lora_A.weight") {
             let stem = String(name.dropFirst("base_model.model.".count).dropLast(".lora_A.weight".count))
             guard let b = tensors["base_model.model." + stem + ".lora_B.weight"], let w = params[stem + ".weight"],
-                  a.shape == [rank, w.shape[1]], b.shape == [w.shape[0], rank] else {
+                a.shape == [rank, w.shape[1]], b.shape == [w.shape[0], rank]
+            else {
                 throw TrainingError.resumeMismatch("\(directory): adapter \(stem) does not fit this model")
             }
-            adapters[stem + ".weight"] = LoRAAdapter(target: stem + ".weight", a: Parameter(name: stem + ".lora_A.weight", value: a),
-                                                     b: Parameter(name: stem + ".lora_B.weight", value: b), alpha: alpha, dropout: 0)
+            adapters[stem + ".weight"] = LoRAAdapter(
+                target: stem + ".weight", a: Parameter(name: stem + ".lora_A.weight", value: a),
+                b: Parameter(name: stem + ".lora_B.weight", value: b), alpha: alpha, dropout: 0)
         }
         guard !adapters.isEmpty else { throw TrainingError.data("\(directory): no adapters found") }
         model.adapters = adapters

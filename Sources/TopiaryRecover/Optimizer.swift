@@ -44,8 +44,9 @@ public final class AdamW {
             guard let g = p.grad else { continue }
             let state = moments[p.name] ?? (Tensor(zeros: p.shape), Tensor(zeros: p.shape))
             moments[p.name] = state
-            tk_adamw(p.value.pointer, g.pointer, state.m.pointer, state.v.pointer, p.value.count, lr, beta1, beta2, eps,
-                     weightDecay, bc1, bc2)
+            tk_adamw(
+                p.value.pointer, g.pointer, state.m.pointer, state.v.pointer, p.value.count, lr, beta1, beta2, eps,
+                weightDecay, bc1, bc2)
             p.zeroGrad()
         }
     }

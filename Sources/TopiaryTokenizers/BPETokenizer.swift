@@ -32,9 +32,11 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
 
     /// - Parameters:
     ///   - tokenTypes: GGUF token types (1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte).
-    public init(tokens: [String], merges mergeList: [String], tokenTypes: [Int]?, preTokenizer: String,
-                bosTokenID: Int?, eosTokenID: Int?, unknownTokenID: Int?, addBOS: Bool, addEOS: Bool,
-                source: String = "tokenizer") throws {
+    public init(
+        tokens: [String], merges mergeList: [String], tokenTypes: [Int]?, preTokenizer: String,
+        bosTokenID: Int?, eosTokenID: Int?, unknownTokenID: Int?, addBOS: Bool, addEOS: Bool,
+        source: String = "tokenizer"
+    ) throws {
         guard !tokens.isEmpty else { throw TokenizerError.emptyVocabulary(source: source) }
         self.tokens = tokens
         self.preTokenizer = try PreTokenizer(name: preTokenizer, source: source)
@@ -52,7 +54,8 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         for (rank, merge) in mergeList.enumerated() {
             let parts = merge.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)
             guard parts.count == 2, let a = v[String(parts[0])], let b = v[String(parts[1])],
-                  let merged = v[String(parts[0]) + String(parts[1])] else {
+                let merged = v[String(parts[0]) + String(parts[1])]
+            else {
                 throw TokenizerError.badMerge(source: source, index: rank, merge: merge)
             }
             let key = UInt64(UInt32(a)) << 32 | UInt64(UInt32(b))
@@ -148,7 +151,9 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
                 if byteTokens[Int(b)] < 0 {
                     if !current.isEmpty { out += bpe(String(decoding: current, as: UTF8.self)); current = [] }
                     if let unk { out.append(unk) }
-                } else { current.append(b) }
+                } else {
+                    current.append(b)
+                }
             }
             if !current.isEmpty { out += bpe(String(decoding: current, as: UTF8.self)) }
             return out

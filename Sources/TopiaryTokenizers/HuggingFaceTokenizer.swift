@@ -18,17 +18,22 @@ extension BPETokenizer {
         guard let model = root["model"] as? [String: Any] else { throw TokenizerError.invalidJSON(source: source, detail: "no `model`") }
         let type = model["type"] as? String ?? "BPE"
         guard type == "BPE" else { throw TokenizerError.unsupportedModel(source: source, model: type) }
-        guard let vocab = model["vocab"] as? [String: Any] else { throw TokenizerError.invalidJSON(source: source, detail: "no `model.vocab`") }
+        guard let vocab = model["vocab"] as? [String: Any] else {
+            throw TokenizerError.invalidJSON(source: source, detail: "no `model.vocab`")
+        }
         let added = root["added_tokens"] as? [[String: Any]] ?? []
         var maxID = -1
         for v in vocab.values {
-            guard let id = (v as? NSNumber)?.intValue, id >= 0 else { throw TokenizerError.invalidJSON(source: source, detail: "a vocabulary id is not a non-negative integer") }
+            guard let id = (v as? NSNumber)?.intValue, id >= 0 else {
+                throw TokenizerError.invalidJSON(source: source, detail: "a vocabulary id is not a non-negative integer")
+            }
             maxID = max(maxID, id)
         }
         for a in added { maxID = max(maxID, (a["id"] as? NSNumber)?.intValue ?? -1) }
         // A vocabulary's ids index an array: refuse counts far beyond the entries the file holds.
         guard maxID < (vocab.count + added.count) * 2 + 1024 else {
-            throw TokenizerError.invalidJSON(source: source, detail: "token id \(maxID) is far beyond the \(vocab.count + added.count) tokens listed")
+            throw TokenizerError.invalidJSON(
+                source: source, detail: "token id \(maxID) is far beyond the \(vocab.count + added.count) tokens listed")
         }
         var tokens = [String](repeating: "", count: maxID + 1)
         var types = [Int](repeating: 1, count: maxID + 1)
@@ -45,7 +50,9 @@ extension BPETokenizer {
         }
         var merges: [String] = []
         for m in model["merges"] as? [Any] ?? [] {
-            if let s = m as? String { merges.append(s) } else if let pair = m as? [String], pair.count == 2 {
+            if let s = m as? String {
+                merges.append(s)
+            } else if let pair = m as? [String], pair.count == 2 {
                 merges.append(pair[0] + " " + pair[1])
             } else {
                 throw TokenizerError.invalidJSON(source: source, detail: "a merge is neither \"a b\" nor [a, b]")
@@ -71,8 +78,9 @@ extension BPETokenizer {
         // Special tokens: the template's first special token is BOS; tokenizer_config.json names BOS/EOS.
         var bos: Int?, eos: Int?, addBOS = false
         if let post = root["post_processor"] as? [String: Any], post["type"] as? String == "TemplateProcessing",
-           let single = post["single"] as? [[String: Any]], let first = single.first?["SpecialToken"] as? [String: Any],
-           let name = first["id"] as? String, let id = ids[name] {
+            let single = post["single"] as? [[String: Any]], let first = single.first?["SpecialToken"] as? [String: Any],
+            let name = first["id"] as? String, let id = ids[name]
+        {
             bos = id
             addBOS = true
         }
@@ -87,7 +95,8 @@ extension BPETokenizer {
             if let add = c["add_bos_token"] as? Bool { addBOS = add }
         }
         let unknown = (model["unk_token"] as? String).flatMap { ids[$0] }
-        try self.init(tokens: tokens, merges: merges, tokenTypes: types, preTokenizer: name, bosTokenID: bos, eosTokenID: eos,
-                      unknownTokenID: unknown, addBOS: addBOS, addEOS: false, source: source)
+        try self.init(
+            tokens: tokens, merges: merges, tokenTypes: types, preTokenizer: name, bosTokenID: bos, eosTokenID: eos,
+            unknownTokenID: unknown, addBOS: addBOS, addEOS: false, source: source)
     }
 }

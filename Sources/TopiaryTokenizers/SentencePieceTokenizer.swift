@@ -38,8 +38,10 @@ public final class SentencePieceTokenizer: Tokenizer, @unchecked Sendable {
 
     /// - Parameters:
     ///   - tokenTypes: GGUF token types (1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte).
-    public init(tokens: [String], scores: [Float], tokenTypes: [Int]?, bosTokenID: Int?, eosTokenID: Int?,
-                unknownTokenID: Int?, addBOS: Bool, addEOS: Bool, addSpacePrefix: Bool, source: String = "tokenizer") throws {
+    public init(
+        tokens: [String], scores: [Float], tokenTypes: [Int]?, bosTokenID: Int?, eosTokenID: Int?,
+        unknownTokenID: Int?, addBOS: Bool, addEOS: Bool, addSpacePrefix: Bool, source: String = "tokenizer"
+    ) throws {
         guard !tokens.isEmpty else { throw TokenizerError.emptyVocabulary(source: source) }
         guard scores.count == tokens.count else {
             throw TokenizerError.invalidJSON(source: source, detail: "\(scores.count) scores for \(tokens.count) tokens")
@@ -90,10 +92,11 @@ public final class SentencePieceTokenizer: Tokenizer, @unchecked Sendable {
         var start = 0, i = 0, first = true
         while i < bytes.count {
             if let candidates = specials[bytes[i]],
-               let match = candidates.first(where: { c in
-                   (c.always || parseSpecial) && i + c.bytes.count <= bytes.count
-                       && bytes[i..<(i + c.bytes.count)].elementsEqual(c.bytes)
-               }) {
+                let match = candidates.first(where: { c in
+                    (c.always || parseSpecial) && i + c.bytes.count <= bytes.count
+                        && bytes[i..<(i + c.bytes.count)].elementsEqual(c.bytes)
+                })
+            {
                 if start < i { encodePiece(bytes[start..<i], prefix: first && addSpacePrefix, into: &out) }
                 first = false
                 out.append(match.id)

@@ -69,7 +69,12 @@ func gradientCheck(
         }
         let err = diff2.squareRoot() / max(norm2.squareRoot(), 1e-6)
         if err >= result.worst {
-            result = GradientCheck(worst: err, worstWhere: "input \(k) (relative error \(err)); worst element \(worstElement.0): numeric \(worstElement.1), analytic \(worstElement.2)")
+            result = GradientCheck(
+                worst: err,
+                worstWhere:
+                    "input \(k) (relative error \(err)); worst element \(worstElement.0): numeric \(worstElement.1), analytic "
+                    + "\(worstElement.2)"
+            )
         }
     }
     return result

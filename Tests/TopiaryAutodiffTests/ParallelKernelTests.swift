@@ -35,8 +35,10 @@ final class ParallelKernelTests: XCTestCase {
         return [y.value.copy()] + params.map { $0.grad ?? Tensor(zeros: $0.shape) }
     }
 
-    func assertSameOnOneAndTwoThreads(_ inputs: [Tensor], split count: Int, minimum: Int, tolerance: Float = 1e-6,
-                                      file: StaticString = #filePath, line: UInt = #line, _ f: (Graph, [Var]) throws -> Var) throws {
+    func assertSameOnOneAndTwoThreads(
+        _ inputs: [Tensor], split count: Int, minimum: Int, tolerance: Float = 1e-6,
+        file: StaticString = #filePath, line: UInt = #line, _ f: (Graph, [Var]) throws -> Var
+    ) throws {
         let saved = BLAS.threads
         BLAS.threads = 2
         XCTAssertEqual(Parallel.rangeCount(count, minimum: minimum), 2, "the input is too small to be split", file: file, line: line)
@@ -57,19 +59,25 @@ final class ParallelKernelTests: XCTestCase {
 
     func testRowwiseOpsSplitAcrossThreads() throws {
         let dim = 128, rows = 3 * Graph.rowMinimum(dim)
-        try assertSameOnOneAndTwoThreads([rng.tensor([rows, dim]), rng.tensor([dim], 0.5, 1.5)], split: rows,
-                                         minimum: Graph.rowMinimum(dim), tolerance: 1e-5) { g, x in
+        try assertSameOnOneAndTwoThreads(
+            [rng.tensor([rows, dim]), rng.tensor([dim], 0.5, 1.5)], split: rows,
+            minimum: Graph.rowMinimum(dim), tolerance: 1e-5
+        ) { g, x in
             try g.rmsNorm(x[0], x[1], eps: 1e-5)  // ∂w sums partial sums per thread
         }
         let vocab = 1000, tokens = 3 * Graph.rowMinimum(vocab)
         let targets = (0..<tokens).map { $0 % 7 == 0 ? Int32(-100) : Int32(($0 * 37) % vocab) }
-        try assertSameOnOneAndTwoThreads([rng.tensor([tokens, vocab], -3, 3)], split: tokens, minimum: Graph.rowMinimum(vocab),
-                                         tolerance: 0) { g, x in try g.crossEntropy(x[0], targets: targets) }
+        try assertSameOnOneAndTwoThreads(
+            [rng.tensor([tokens, vocab], -3, 3)], split: tokens, minimum: Graph.rowMinimum(vocab),
+            tolerance: 0
+        ) { g, x in try g.crossEntropy(x[0], targets: targets) }
         let heads = 2, headDim = 32, positionsCount = 3 * Graph.rowMinimum(heads * headDim)
         let table = RotaryTable(base: 10000, rotaryDim: headDim, maxPositions: positionsCount)
         let positions = (0..<positionsCount).map { Int32(($0 * 13) % positionsCount) }
-        try assertSameOnOneAndTwoThreads([rng.tensor([positionsCount, heads * headDim])], split: positionsCount,
-                                         minimum: Graph.rowMinimum(heads * headDim), tolerance: 0) { g, x in
+        try assertSameOnOneAndTwoThreads(
+            [rng.tensor([positionsCount, heads * headDim])], split: positionsCount,
+            minimum: Graph.rowMinimum(heads * headDim), tolerance: 0
+        ) { g, x in
             try g.rope(x[0], heads: heads, headDim: headDim, positions: positions, table: table)
         }
     }

@@ -15,7 +15,8 @@ final class CLIExportTests: XCTestCase {
 
         func modelPath() throws -> String {
             if let p = ProcessInfo.processInfo.environment["TOPIARY_MODEL"], FileManager.default.fileExists(atPath: p) { return p }
-            let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+            let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+                .path
             let p = root + "/checkpoints/models/SmolLM2-135M-Instruct.Q4_1.gguf"
             guard FileManager.default.fileExists(atPath: p) else { throw XCTSkip("model not found") }
             return p
@@ -31,7 +32,8 @@ final class CLIExportTests: XCTestCase {
             try p.run()
             let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
             p.waitUntilExit()
-            return CLITests.Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+            return CLITests.Result(
+                status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
         }
 
         /// One error line on stderr, naming `mentions`, and a non-zero exit.
@@ -48,12 +50,14 @@ final class CLIExportTests: XCTestCase {
         let model = try cli.modelPath()
         let out = NSTemporaryDirectory() + "topiary-cli-export-\(getpid()).gguf"
         defer { unlink(out) }
-        cli.assertCleanFailure(try cli.run(["export", "--model", model, "--out", out, "--type", "q5_k"]),
-                               mentions: "--type q5_k: unknown tensor type (expected one of f32, f16, q8_0, q4_0, q4_1)")
+        cli.assertCleanFailure(
+            try cli.run(["export", "--model", model, "--out", out, "--type", "q5_k"]),
+            mentions: "--type q5_k: unknown tensor type (expected one of f32, f16, q8_0, q4_0, q4_1)")
         cli.assertCleanFailure(try cli.run(["export", "--model", model, "--out", out, "--format", "onnx"]), mentions: "--format onnx")
         cli.assertCleanFailure(try cli.run(["export", "--model", model, "--out", out, "--arch", "mistral"]), mentions: "--arch mistral")
-        cli.assertCleanFailure(try cli.run(["export", "--model", model, "--out", out, "--format", "safetensors-hf", "--type", "q8_0"]),
-                               mentions: "--type q8_0 applies to --format gguf")
+        cli.assertCleanFailure(
+            try cli.run(["export", "--model", model, "--out", out, "--format", "safetensors-hf", "--type", "q8_0"]),
+            mentions: "--type q8_0 applies to --format gguf")
         cli.assertCleanFailure(try cli.run(["export", "--model", "/nonexistent/m.gguf", "--out", out]), mentions: "/nonexistent/m.gguf")
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
         XCTAssertTrue(FileManager.default.createFile(atPath: out, contents: Data("keep".utf8)))

@@ -53,20 +53,35 @@ final class CLITests: XCTestCase {
         let text = temp("text.txt", Data("hello world".utf8))
         assertCleanFailure(try run(["perplexity", "--model", model, "--text", text, "--window", "1"]), mentions: "--window 1")
         assertCleanFailure(try run(["perplexity", "--model", model, "--text", "/nope.txt"]), mentions: "/nope.txt: no such file")
-        assertCleanFailure(try run(["prune", "--model", model, "--out", "/tmp/x", "--ratio", "1.5", "--layers", "3-27"]), mentions: "--ratio 1.5")
-        assertCleanFailure(try run(["prune", "--model", model, "--out", "/tmp/x", "--ratio", "0.2", "--layers", "3-27", "--importance", "obs", "--mode", "global"]),
-                           mentions: "layer by layer")
-        assertCleanFailure(try run(["prune", "--model", model, "--out", "/tmp/x", "--ratio", "0.2", "--layers", "3-27", "--compensate", "--merge", "kmeans"]),
-                           mentions: "--compensate")
-        assertCleanFailure(try run(["prune", "--model", model, "--out", "/tmp/x", "--ratio", "0.2", "--layers", "3-27", "--obs-step", "0"]), mentions: "--obs-step")
-        assertCleanFailure(try run(["prune", "--model", model, "--out", "/tmp/x", "--ratio", "0.2", "--layers", "3-27", "--vd-steps", "0"]), mentions: "--vd-steps")
-        assertCleanFailure(try run(["sparsify", "--model", model, "--out", "/tmp/x", "--method", "fisher-obs", "--gamma", "-1"]), mentions: "--gamma")
+        assertCleanFailure(
+            try run(["prune", "--model", model, "--out", "/tmp/x", "--ratio", "1.5", "--layers", "3-27"]), mentions: "--ratio 1.5")
+        assertCleanFailure(
+            try run([
+                "prune", "--model", model, "--out", "/tmp/x", "--ratio", "0.2", "--layers", "3-27", "--importance", "obs", "--mode",
+                "global",
+            ]),
+            mentions: "layer by layer")
+        assertCleanFailure(
+            try run([
+                "prune", "--model", model, "--out", "/tmp/x", "--ratio", "0.2", "--layers", "3-27", "--compensate", "--merge", "kmeans",
+            ]),
+            mentions: "--compensate")
+        assertCleanFailure(
+            try run(["prune", "--model", model, "--out", "/tmp/x", "--ratio", "0.2", "--layers", "3-27", "--obs-step", "0"]),
+            mentions: "--obs-step")
+        assertCleanFailure(
+            try run(["prune", "--model", model, "--out", "/tmp/x", "--ratio", "0.2", "--layers", "3-27", "--vd-steps", "0"]),
+            mentions: "--vd-steps")
+        assertCleanFailure(
+            try run(["sparsify", "--model", model, "--out", "/tmp/x", "--method", "fisher-obs", "--gamma", "-1"]), mentions: "--gamma")
         let out = NSTemporaryDirectory() + "topiary-cli-prune-\(getpid())"
-        assertCleanFailure(try run(["prune", "--model", model, "--out", out, "--ratio", "0.2", "--layers", "3-40", "--importance", "l1"]),
-                           mentions: "--layers 3-40")
+        assertCleanFailure(
+            try run(["prune", "--model", model, "--out", out, "--ratio", "0.2", "--layers", "3-40", "--importance", "l1"]),
+            mentions: "--layers 3-40")
         XCTAssertFalse(FileManager.default.fileExists(atPath: out), "a failed prune left output behind")
-        assertCleanFailure(try run(["prune", "--model", model, "--out", out, "--ratio", "0.9", "--layers", "3-3", "--importance", "l1"]),
-                           mentions: "last unit of a group is never removed")
+        assertCleanFailure(
+            try run(["prune", "--model", model, "--out", out, "--ratio", "0.9", "--layers", "3-3", "--importance", "l1"]),
+            mentions: "last unit of a group is never removed")
         XCTAssertFalse(FileManager.default.fileExists(atPath: out), "a failed prune left output behind")
     }
 
@@ -74,13 +89,19 @@ final class CLITests: XCTestCase {
     func testStreamedModelRefusals() throws {
         let model = try modelPath()
         let text = temp("stream.txt", Data("hello world".utf8))
-        assertCleanFailure(try run(["finetune", "--model", model, "--stream-layers", "2", "--out", "/tmp/x", "--data", text]), mentions: "--stream-layers")
-        assertCleanFailure(try run(["export", "--model", model, "--stream-layers", "2", "--out", "/tmp/x.gguf"]), mentions: "--stream-layers")
-        assertCleanFailure(try run(["prune", "--model", model, "--stream-layers", "2", "--out", "/tmp/x-dir", "--ratio", "0.2", "--layers", "3-27"]),
-                           mentions: "ending in .gguf")
+        assertCleanFailure(
+            try run(["finetune", "--model", model, "--stream-layers", "2", "--out", "/tmp/x", "--data", text]), mentions: "--stream-layers")
+        assertCleanFailure(
+            try run(["export", "--model", model, "--stream-layers", "2", "--out", "/tmp/x.gguf"]), mentions: "--stream-layers")
+        assertCleanFailure(
+            try run(["prune", "--model", model, "--stream-layers", "2", "--out", "/tmp/x-dir", "--ratio", "0.2", "--layers", "3-27"]),
+            mentions: "ending in .gguf")
         assertCleanFailure(try run(["perplexity", "--model", model, "--stream-layers", "-1"]), mentions: "--stream-layers")
-        assertCleanFailure(try run(["prune", "--model", model, "--stream-layers", "2", "--out", "/tmp/x.gguf", "--ratio", "0.2", "--layers", "3-27",
-                                    "--importance", "obs"]), mentions: "--stream-layers")
+        assertCleanFailure(
+            try run([
+                "prune", "--model", model, "--stream-layers", "2", "--out", "/tmp/x.gguf", "--ratio", "0.2", "--layers", "3-27",
+                "--importance", "obs",
+            ]), mentions: "--stream-layers")
     }
 
     /// Structured criteria are rows of a sweep: a level they cannot reach is "n/a" with the reason, the rest are real
@@ -91,8 +112,10 @@ final class CLITests: XCTestCase {
         guard FileManager.default.fileExists(atPath: data + "/wikitext-2-raw/test.txt") else { throw XCTSkip("data not found") }
         let out = NSTemporaryDirectory() + "topiary-cli-sweep-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: out) }
-        let r = try run(["sweep", "--model", model, "--data", data, "--out", out, "--methods", "structured-l2,structured-obs", "--levels", "0.1,0.9",
-                         "--windows", "1", "--calibration-windows", "2", "--calibration-length", "64", "--quiet"])
+        let r = try run([
+            "sweep", "--model", model, "--data", data, "--out", out, "--methods", "structured-l2,structured-obs", "--levels", "0.1,0.9",
+            "--windows", "1", "--calibration-windows", "2", "--calibration-length", "64", "--quiet",
+        ])
         XCTAssertEqual(r.status, 0, r.stderr)
         let md = try String(contentsOfFile: out + "/02-sweep/sweep.md", encoding: .utf8)
         let rows = md.split(separator: "\n").filter { $0.hasPrefix("| structured-") }
@@ -103,7 +126,8 @@ final class CLITests: XCTestCase {
             XCTAssertEqual(cells[2], "n/a", "level 0.9 empties the attention groups: \(row)")
         }
         XCTAssertTrue(md.contains("never removed"), md)
-        assertCleanFailure(try run(["sweep", "--model", model, "--out", out, "--methods", "structured-taylor-act"]), mentions: "structured-taylor-act")
+        assertCleanFailure(
+            try run(["sweep", "--model", model, "--out", out, "--methods", "structured-taylor-act"]), mentions: "structured-taylor-act")
     }
 
     func testTokenizeJSON() throws {

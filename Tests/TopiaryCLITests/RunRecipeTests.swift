@@ -72,7 +72,8 @@ final class RunRecipeTests: XCTestCase {
         let deadline = Date().addingTimeInterval(600)
         while p.isRunning && Date() < deadline {
             if let d = FileManager.default.contents(atPath: state), let j = try? JSONSerialization.jsonObject(with: d) as? [String: Any],
-               let step = j["step"] as? Int, step >= 4 {
+                let step = j["step"] as? Int, step >= 4
+            {
                 kill(p.processIdentifier, SIGKILL)
                 killedAt = step
                 break
@@ -89,7 +90,8 @@ final class RunRecipeTests: XCTestCase {
         let again = try helper.run(["run", file, "--out", out, "--quiet"])
         XCTAssertEqual(again.status, 0, again.stderr)
         for stage in ["load", "importance", "prune"] {
-            XCTAssertTrue(again.stderr.contains("\(stage): done earlier with the same inputs, skipped"), "\(stage) was not skipped:\n\(again.stderr)")
+            XCTAssertTrue(
+                again.stderr.contains("\(stage): done earlier with the same inputs, skipped"), "\(stage) was not skipped:\n\(again.stderr)")
         }
         XCTAssertTrue(again.stderr.contains("finetune (continuing an interrupted attempt)"), again.stderr)
         XCTAssertTrue(again.stderr.contains("resuming at step"), again.stderr)
@@ -97,7 +99,9 @@ final class RunRecipeTests: XCTestCase {
         for (k, v) in expected {
             XCTAssertEqual(got[k] ?? .nan, v, accuracy: abs(v) * 1e-5, "\(k) after resuming at step ≥ \(stepKilled)")
         }
-        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/04-finetune/manifest.json"))) as! [String: Any]
+        let manifest =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/04-finetune/manifest.json")))
+            as! [String: Any]
         XCTAssertEqual(manifest["status"] as? String, "resumed")
 
         // A third run does nothing but write the results again; the final model loads.
@@ -105,7 +109,9 @@ final class RunRecipeTests: XCTestCase {
         XCTAssertEqual(third.status, 0, third.stderr)
         XCTAssertEqual(third.stderr.components(separatedBy: "skipped").count - 1, 6, third.stderr)
         XCTAssertEqual(try metrics(out), got)
-        let ppl = try helper.run(["perplexity", "--model", out + "/model", "--data", data, "--window", "128", "--max-windows", "2", "--json"])
+        let ppl = try helper.run([
+            "perplexity", "--model", out + "/model", "--data", data, "--window", "128", "--max-windows", "2", "--json",
+        ])
         XCTAssertEqual(ppl.status, 0, ppl.stderr)
         let pj = try JSONSerialization.jsonObject(with: Data(ppl.stdout.utf8)) as! [String: Any]
         XCTAssertEqual((pj["ppl"] as? Double) ?? 0, got["wikitext2_ppl"] ?? 1, accuracy: 1e-6 * (got["wikitext2_ppl"] ?? 1))

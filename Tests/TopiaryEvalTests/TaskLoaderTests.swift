@@ -12,13 +12,19 @@ final class TaskLoaderTests: XCTestCase {
     }
 
     func testPromptsAreLmEvalStyle() throws {
-        let arc = write("arc.jsonl", #"{"id":"x","question":{"stem":"What is 2+2?","choices":[{"text":"3","label":"1"},{"text":"4","label":"2"}]},"answerKey":"2"}"# + "\n")
+        let arc = write(
+            "arc.jsonl",
+            #"{"id":"x","question":{"stem":"What is 2+2?","choices":[{"text":"3","label":"1"},{"text":"4","label":"2"}]},"answerKey":"2"}"#
+                + "\n")
         let item = try ZeroShotTasks.task(named: "arc_easy").items(from: arc, limit: nil)[0]
         XCTAssertEqual(item.contexts, ["Question: What is 2+2?\nAnswer:", "Question: What is 2+2?\nAnswer:"])
         XCTAssertEqual(item.continuations, [" 3", " 4"])
         XCTAssertEqual(item.gold, 1)  // numeric labels are looked up, not assumed A–D
 
-        let wg = write("wg.jsonl", #"{"sentence":"Sarah was better than Maria so _ got the easier cases.","option1":"Sarah","option2":"Maria","answer":"2"}"# + "\n")
+        let wg = write(
+            "wg.jsonl",
+            #"{"sentence":"Sarah was better than Maria so _ got the easier cases.","option1":"Sarah","option2":"Maria","answer":"2"}"#
+                + "\n")
         let w = try ZeroShotTasks.task(named: "winogrande").items(from: wg, limit: nil)[0]
         XCTAssertEqual(w.contexts, ["Sarah was better than Maria so Sarah", "Sarah was better than Maria so Maria"])
         XCTAssertEqual(w.continuations, [" got the easier cases.", " got the easier cases."])
@@ -49,7 +55,9 @@ final class TaskLoaderTests: XCTestCase {
         XCTAssertThrowsError(try ZeroShotTasks.task(named: "piqa").items(from: "/nope/piqa.jsonl", limit: nil)) {
             XCTAssertEqual($0 as? TaskError, .missingFile("/nope/piqa.jsonl"))
         }
-        XCTAssertThrowsError(try ZeroShotTasks.task(named: "mmlu")) { XCTAssertTrue($0.localizedDescription.contains("unknown task 'mmlu'")) }
+        XCTAssertThrowsError(try ZeroShotTasks.task(named: "mmlu")) {
+            XCTAssertTrue($0.localizedDescription.contains("unknown task 'mmlu'"))
+        }
         let truncated = write("hs2.txt", "Ctx\n1\na\nb\n")
         XCTAssertThrowsError(try ZeroShotTasks.task(named: "hellaswag").items(from: truncated, limit: nil)) {
             XCTAssertTrue($0.localizedDescription.hasPrefix("\(truncated):1: an incomplete item"), "\($0)")

@@ -16,14 +16,17 @@ final class ArchitectureRoundTripTests: XCTestCase {
 
     /// A tiny random model of `family`'s decoder: LLaMA (tied), Qwen2 (q/k/v biases, untied), Gemma 3 (q/k norms,
     /// post-block norms, GeGLU, local and global layers).
-    static func tinyModel(_ family: String, layers: Int = 3, hidden: Int = 32, heads: Int = 4, kvHeads: Int = 2, headDim: Int = 8,
-                          ffn: Int = 48, seed: UInt64 = 11) throws -> DecoderModel {
+    static func tinyModel(
+        _ family: String, layers: Int = 3, hidden: Int = 32, heads: Int = 4, kvHeads: Int = 2, headDim: Int = 8,
+        ffn: Int = 48, seed: UInt64 = 11
+    ) throws -> DecoderModel {
         var rng = SplitMix64(seed: seed)
         let tied = family != "qwen2"
-        var config = ModelConfig(architecture: family, vocabSize: vocab, hiddenSize: hidden, headDim: headDim,
-                                 heads: Array(repeating: heads, count: layers), kvHeads: Array(repeating: kvHeads, count: layers),
-                                 intermediateSizes: Array(repeating: ffn, count: layers), ropeTheta: 10_000, rmsNormEps: 1e-6,
-                                 contextLength: 64, tieWordEmbeddings: tied)
+        var config = ModelConfig(
+            architecture: family, vocabSize: vocab, hiddenSize: hidden, headDim: headDim,
+            heads: Array(repeating: heads, count: layers), kvHeads: Array(repeating: kvHeads, count: layers),
+            intermediateSizes: Array(repeating: ffn, count: layers), ropeTheta: 10_000, rmsNormEps: 1e-6,
+            contextLength: 64, tieWordEmbeddings: tied)
         if family == "qwen2" { config.attentionBias = true }
         if family == "gemma3" {
             config.activation = "gelu_pytorch_tanh"
@@ -57,9 +60,11 @@ final class ArchitectureRoundTripTests: XCTestCase {
 
     static var tokenizerMetadata: [String: GGUFValue] {
         let tokens = (0..<vocab).map { i in i < 26 ? String(UnicodeScalar(97 + i)!) : "t\(i)" }
-        return ["tokenizer.ggml.model": .string("gpt2"), "tokenizer.ggml.pre": .string("default"),
-                "tokenizer.ggml.tokens": .array(tokens.map(GGUFValue.string)), "tokenizer.ggml.merges": .array([]),
-                "tokenizer.ggml.eos_token_id": .uint32(UInt32(vocab - 1))]
+        return [
+            "tokenizer.ggml.model": .string("gpt2"), "tokenizer.ggml.pre": .string("default"),
+            "tokenizer.ggml.tokens": .array(tokens.map(GGUFValue.string)), "tokenizer.ggml.merges": .array([]),
+            "tokenizer.ggml.eos_token_id": .uint32(UInt32(vocab - 1)),
+        ]
     }
 
     func roundTrip(_ family: String) throws {

@@ -23,17 +23,21 @@ final class GGUFExportTests: XCTestCase {
         XCTAssertEqual(file.version, 3)
         XCTAssertEqual(file.metadata["general.architecture"], .string("llama"))
         XCTAssertEqual(file.metadata["general.file_type"], .uint32(0))
-        for key in ["llama.block_count", "llama.embedding_length", "llama.feed_forward_length", "llama.attention.head_count",
-                    "llama.attention.head_count_kv", "llama.rope.freq_base", "llama.attention.layer_norm_rms_epsilon",
-                    "llama.context_length", "llama.rope.dimension_count", "llama.vocab_size"] {
+        for key in [
+            "llama.block_count", "llama.embedding_length", "llama.feed_forward_length", "llama.attention.head_count",
+            "llama.attention.head_count_kv", "llama.rope.freq_base", "llama.attention.layer_norm_rms_epsilon",
+            "llama.context_length", "llama.rope.dimension_count", "llama.vocab_size",
+        ] {
             XCTAssertEqual(file.metadata[key], source.metadata[key], key)
         }
         let tokenizerKeys = source.metadataKeys.filter { $0.hasPrefix("tokenizer.") }
         XCTAssertFalse(tokenizerKeys.isEmpty)
         for key in tokenizerKeys { XCTAssertEqual(file.metadata[key], source.metadata[key], key) }
 
-        for name in ["token_embd.weight", "blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.17.attn_q.weight", "blk.29.attn_k.weight",
-                     "blk.3.ffn_down.weight", "output_norm.weight"] {
+        for name in [
+            "token_embd.weight", "blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.17.attn_q.weight", "blk.29.attn_k.weight",
+            "blk.3.ffn_down.weight", "output_norm.weight",
+        ] {
             let a = try XCTUnwrap(source.tensor(named: name)), b = try XCTUnwrap(file.tensor(named: name))
             XCTAssertEqual(b.dimensions, a.dimensions, name)
             XCTAssertEqual(b.type, .f32, name)
@@ -66,7 +70,8 @@ final class GGUFExportTests: XCTestCase {
         XCTAssertEqual(file.metadata["deci.attention.head_count"]?.intArray, c.heads)
         XCTAssertEqual(file.metadata["deci.attention.head_count_kv"]?.intArray, c.kvHeads)
         XCTAssertEqual(file.metadata["deci.feed_forward_length"]?.intArray, c.intermediateSizes)
-        XCTAssertEqual(file.metadata["deci.attention.head_count"]?.array?.first?.typeCode, 5, "per-layer arrays are INT32 as gguf-py writes them")
+        XCTAssertEqual(
+            file.metadata["deci.attention.head_count"]?.array?.first?.typeCode, 5, "per-layer arrays are INT32 as gguf-py writes them")
         XCTAssertEqual(file.metadata["deci.attention.key_length"], .uint32(64))
         XCTAssertEqual(file.metadata["deci.block_count"], .uint32(30))
         XCTAssertEqual(file.tensor(named: "blk.3.attn_q.weight")?.dimensions, [576, 384])
@@ -77,7 +82,8 @@ final class GGUFExportTests: XCTestCase {
         XCTAssertEqual(try perplexity(reloaded.model, tokens), expected)
 
         let q8 = temporaryPath(self, "pruned.q8_0.gguf")
-        let quantized = try GGUFExporter.export(model: model, sourceMetadata: loaded.metadata, to: q8, options: GGUFExportOptions(type: .q8_0))
+        let quantized = try GGUFExporter.export(
+            model: model, sourceMetadata: loaded.metadata, to: q8, options: GGUFExportOptions(type: .q8_0))
         let qfile = try GGUFFile(path: q8)
         XCTAssertEqual(qfile.metadata["general.file_type"], .uint32(7))
         XCTAssertEqual(qfile.tensor(named: "blk.3.attn_norm.weight")?.type, .f32)
@@ -106,7 +112,9 @@ final class GGUFExportTests: XCTestCase {
         let blocks = temporaryPath(self, "blocks.gguf")
         try w.write(to: blocks)
         let decoded = try GGUFFile(path: blocks)
-        for p in model.parameters where p.shape.count == 2 { p.value = try decoded.dequantize(try XCTUnwrap(decoded.tensor(named: p.name))) }
+        for p in model.parameters where p.shape.count == 2 {
+            p.value = try decoded.dequantize(try XCTUnwrap(decoded.tensor(named: p.name)))
+        }
         let ids = Array(tokens[1000..<1064])
         XCTAssertEqual(try logits(try GGUFModelLoader.load(path: q8).model, ids), try logits(model, ids))
     }
@@ -133,13 +141,16 @@ final class GGUFExportTests: XCTestCase {
             XCTAssertEqual(file.tensor(named: "output.weight")?.type, outputType)
             let reloaded = try XCTUnwrap(try GGUFModelLoader.load(path: out).model as? DecoderModel)
             XCTAssertEqual(reloaded.layers[1].ffnNorm.value.array, model.layers[1].ffnNorm.value.array)
-            for (original, readBack, stored) in [(model.layers[1].up, reloaded.layers[1].up, type), (model.layers[0].q, reloaded.layers[0].q, type),
-                                                 (model.output, reloaded.output, outputType)] {
+            for (original, readBack, stored) in [
+                (model.layers[1].up, reloaded.layers[1].up, type), (model.layers[0].q, reloaded.layers[0].q, type),
+                (model.output, reloaded.output, outputType),
+            ] {
                 let (rows, cols) = (original.shape[0], original.shape[1])
                 let a = original.value.array, b = readBack.value.array
                 for r in 0..<rows {
                     for block in stride(from: 0, to: cols, by: 32) {
-                        let x = Array(a[(r * cols + block)..<(r * cols + block + 32)]), y = Array(b[(r * cols + block)..<(r * cols + block + 32)])
+                        let x = Array(a[(r * cols + block)..<(r * cols + block + 32)]),
+                            y = Array(b[(r * cols + block)..<(r * cols + block + 32)])
                         let amax = x.map(abs).max()!, lo = x.min()!, hi = x.max()!
                         let bound: Float
                         switch stored {
@@ -235,16 +246,21 @@ final class GGUFExportTests: XCTestCase {
     func testShapesLlamaCppCannotExpressAndBadOptionsAreRefused() throws {
         let md = try GGUFFile(path: try smolLM2Path()).metadata
         let out = temporaryPath(self, "refused.gguf")
-        func refuse(_ model: DecoderModel, _ options: GGUFExportOptions = GGUFExportOptions(), metadata: [String: GGUFValue]? = nil,
-                    mentions: String, line: UInt = #line) {
-            XCTAssertThrowsError(try GGUFExporter.export(model: model, sourceMetadata: metadata ?? md, to: out, options: options), line: line) {
+        func refuse(
+            _ model: DecoderModel, _ options: GGUFExportOptions = GGUFExportOptions(), metadata: [String: GGUFValue]? = nil,
+            mentions: String, line: UInt = #line
+        ) {
+            XCTAssertThrowsError(
+                try GGUFExporter.export(model: model, sourceMetadata: metadata ?? md, to: out, options: options), line: line
+            ) {
                 XCTAssertTrue($0.localizedDescription.contains(mentions), "\($0.localizedDescription)", line: line)
             }
             XCTAssertFalse(FileManager.default.fileExists(atPath: out), "a refused export left a file", line: line)
         }
         let differing = try tinyModel(heads: [4, 2], kvHeads: [2, 1], ffn: [64, 32])
         refuse(differing, GGUFExportOptions(architecture: try GGUFArchitecture(parsing: "llama")), mentions: "export with --arch deci")
-        refuse(try tinyModel(heads: [4, 4], kvHeads: [2, 2], ffn: [64, 0]), mentions: "layer 1 keeps 4 attention heads but no FFN channels")
+        refuse(
+            try tinyModel(heads: [4, 4], kvHeads: [2, 2], ffn: [64, 0]), mentions: "layer 1 keeps 4 attention heads but no FFN channels")
         refuse(try tinyModel(heads: [0, 4], kvHeads: [0, 2], ffn: [64, 64]), mentions: "layer 0 has no attention heads")
         refuse(differing, metadata: md.filter { !$0.key.hasPrefix("tokenizer.") }, mentions: "no tokenizer metadata")
         refuse(differing, GGUFExportOptions(type: .q5_0), mentions: "--type Q5_0")

@@ -13,7 +13,8 @@ final class HFExportTests: XCTestCase {
         let report = try HFExporter.export(model: model, sourceMetadata: md, to: dir)
         XCTAssertEqual(report.format, "safetensors-hf")
         XCTAssertEqual(report.architecture, "LlamaForCausalLM")
-        let config = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/config.json"))) as? [String: Any])
+        let config = try XCTUnwrap(
+            JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/config.json"))) as? [String: Any])
         XCTAssertEqual(config["architectures"] as? [String], ["LlamaForCausalLM"])
         XCTAssertEqual(config["model_type"] as? String, "llama")
         XCTAssertEqual(config["num_attention_heads"] as? Int, 4)
@@ -43,7 +44,8 @@ final class HFExportTests: XCTestCase {
         XCTAssertFalse(report.uniform)
         XCTAssertTrue(report.notes[0].contains("transformers cannot load"), report.notes[0])
         XCTAssertTrue(report.notes[0].contains("--format gguf"), report.notes[0])
-        let config = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/config.json"))) as? [String: Any])
+        let config = try XCTUnwrap(
+            JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/config.json"))) as? [String: Any])
         XCTAssertEqual(config["num_attention_heads"] as? [Int], [4, 2])
         XCTAssertEqual(try ModelLoader.load(path: dir).model.config, model.config)
     }
@@ -53,8 +55,11 @@ final class HFExportTests: XCTestCase {
     /// transformers in float64). An absolute 1e-4 is below fp32 noise here: transformers' own fp32 logits differ
     /// from its fp64 ones by 2.8e-3 on these positions (largest |logit| ≈ 33).
     func testTransformersLogitsOfAUniformlyPrunedExportMatchTopiary() throws {
-        let fixture = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: Bundle.module.url(
-            forResource: "Fixtures/hf_export_uniform20.json", withExtension: nil)!)) as? [String: Any])
+        let fixture = try XCTUnwrap(
+            JSONSerialization.jsonObject(
+                with: Data(
+                    contentsOf: Bundle.module.url(
+                        forResource: "Fixtures/hf_export_uniform20.json", withExtension: nil)!)) as? [String: Any])
         let (loaded, tokens) = try SmolLM2.load()
         let model = try SmolLM2.pruned(loaded.model, layers: 0...29)
         let c = model.config

@@ -20,10 +20,11 @@ final class StreamingTests: XCTestCase {
             Tensor(shape: s, values: (0..<s.reduce(1, *)).map { _ in rng.nextFloat(-scale, scale) })
         }
         func norm() -> Tensor { Tensor(shape: [hidden], values: (0..<hidden).map { _ in 1 + rng.nextFloat(-0.1, 0.1) }) }
-        var config = ModelConfig(architecture: "qwen2", vocabSize: vocab, hiddenSize: hidden, headDim: headDim,
-                                 heads: Array(repeating: heads, count: layers), kvHeads: Array(repeating: kvHeads, count: layers),
-                                 intermediateSizes: Array(repeating: ffn, count: layers), ropeTheta: 10_000, rmsNormEps: 1e-6,
-                                 contextLength: 128, tieWordEmbeddings: false)
+        var config = ModelConfig(
+            architecture: "qwen2", vocabSize: vocab, hiddenSize: hidden, headDim: headDim,
+            heads: Array(repeating: heads, count: layers), kvHeads: Array(repeating: kvHeads, count: layers),
+            intermediateSizes: Array(repeating: ffn, count: layers), ropeTheta: 10_000, rmsNormEps: 1e-6,
+            contextLength: 128, tieWordEmbeddings: false)
         config.attentionBias = true
         var w = ["model.embed_tokens.weight": t([vocab, hidden], 1), "model.norm.weight": norm(), "lm_head.weight": t([vocab, hidden])]
         let nq = heads * headDim, nkv = kvHeads * headDim
@@ -39,9 +40,11 @@ final class StreamingTests: XCTestCase {
 
     static var tokenizerMetadata: [String: GGUFValue] {
         let tokens = (0..<vocab).map { i in i < 26 ? String(UnicodeScalar(97 + i)!) : "t\(i)" }
-        return ["tokenizer.ggml.model": .string("gpt2"), "tokenizer.ggml.pre": .string("qwen2"),
-                "tokenizer.ggml.tokens": .array(tokens.map(GGUFValue.string)), "tokenizer.ggml.merges": .array([]),
-                "tokenizer.ggml.eos_token_id": .uint32(63)]
+        return [
+            "tokenizer.ggml.model": .string("gpt2"), "tokenizer.ggml.pre": .string("qwen2"),
+            "tokenizer.ggml.tokens": .array(tokens.map(GGUFValue.string)), "tokenizer.ggml.merges": .array([]),
+            "tokenizer.ggml.eos_token_id": .uint32(63),
+        ]
     }
 
     /// The tiny model written as an F32 GGUF (the layout the streamed loader reads).
@@ -121,8 +124,9 @@ final class StreamingTests: XCTestCase {
         let streamed = loaded.model as! DecoderModel
         let streamedGraph = try DependencyGraphBuilder().build(model: streamed)
         XCTAssertEqual(streamedGraph.groups, graph.groups, "the trace of a streamed model finds the same groups")
-        XCTAssertTrue(graph.groups.contains { g in g.kind == "attention" && g.members.contains { $0.tensor.hasSuffix("q_proj.bias") } },
-                      "q/k/v biases shrink with their heads")
+        XCTAssertTrue(
+            graph.groups.contains { g in g.kind == "attention" && g.members.contains { $0.tensor.hasSuffix("q_proj.bias") } },
+            "q/k/v biases shrink with their heads")
         let params = Dictionary(uniqueKeysWithValues: streamed.parameters.map { ($0.name, $0) })
         let estimator = CriterionEstimator(criterion: .taylor, aggregation: .sum)
         var scores: [Int: [Double]] = [:]
@@ -137,10 +141,11 @@ final class StreamingTests: XCTestCase {
         let config = try StructuredPruner.prunedConfig(streamed, removed: removed)
         XCTAssertEqual(config, memory.config)
         let out = temporaryPath(self, "pruned.gguf")
-        try GGUFExporter.exportStreamed(model: streamed, config: config, sourceMetadata: loaded.metadata, to: out,
-                                       options: GGUFExportOptions(type: .f32), prepareLayer: { try streamed.store!.use(layer: $0) },
-                                       changed: { removed[$0.name] != nil },
-                                       tensor: { p, _ in StructuredPruner.slice(p.value, removing: removed[p.name] ?? [:]) })
+        try GGUFExporter.exportStreamed(
+            model: streamed, config: config, sourceMetadata: loaded.metadata, to: out,
+            options: GGUFExportOptions(type: .f32), prepareLayer: { try streamed.store!.use(layer: $0) },
+            changed: { removed[$0.name] != nil },
+            tensor: { p, _ in StructuredPruner.slice(p.value, removing: removed[p.name] ?? [:]) })
         let reloaded = try GGUFModelLoader.load(path: out).model
         XCTAssertEqual(reloaded.config, memory.config)
         XCTAssertEqual(reloaded.parameterCount, memory.parameterCount)
@@ -161,9 +166,10 @@ final class StreamingTests: XCTestCase {
         let stepper = try sparsifier.sequentialSparsifier(model: streamed, calibration: set)
         let linears = Set(streamed.layers.flatMap { [$0.q, $0.k, $0.v, $0.o, $0.gate, $0.up, $0.down].map(\.name) })
         let out = temporaryPath(self, "wanda.gguf")
-        let report = try GGUFExporter.exportStreamed(model: streamed, config: streamed.config, sourceMetadata: loaded.metadata, to: out,
-                                                     options: GGUFExportOptions(type: .f32), prepareLayer: { try stepper.advance(through: $0) },
-                                                     changed: { linears.contains($0.name) }, tensor: { p, _ in p.value })
+        let report = try GGUFExporter.exportStreamed(
+            model: streamed, config: streamed.config, sourceMetadata: loaded.metadata, to: out,
+            options: GGUFExportOptions(type: .f32), prepareLayer: { try stepper.advance(through: $0) },
+            changed: { linears.contains($0.name) }, tensor: { p, _ in p.value })
         XCTAssertEqual(stepper.next, Self.layers)
         XCTAssertTrue(report.tensors.contains { $0.name == "output.weight" && $0.note == "copied from the source" })
         let reloaded = try GGUFModelLoader.load(path: out).model as! DecoderModel
@@ -203,7 +209,9 @@ extension StreamingTests {
             XCTAssertEqual(zeroRows.count, layer.q.shape[0] / 2, "\(method): half the rows of q_proj")
             let kept = Set(0..<layer.q.shape[0]).subtracting(zeroRows)
             // bias: every removed row has a smaller |bias| than every kept one; neg-bias: larger.
-            if method == .bias { XCTAssertLessThanOrEqual(zeroRows.map { bias[$0] }.max()!, kept.map { bias[$0] }.min()!) } else {
+            if method == .bias {
+                XCTAssertLessThanOrEqual(zeroRows.map { bias[$0] }.max()!, kept.map { bias[$0] }.min()!)
+            } else {
                 XCTAssertGreaterThanOrEqual(zeroRows.map { bias[$0] }.min()!, kept.map { bias[$0] }.max()!)
             }
             for r in kept { XCTAssertEqual((0..<cols).map { layer.q.value[r * cols + $0] }, (0..<cols).map { before[r * cols + $0] }) }
@@ -242,8 +250,11 @@ final class Qwen2HeaderTests: XCTestCase {
     func testTokenizerMatchesLlamaCpp() throws {
         let header = try GGUFFile(path: try firstPart(), headerOnly: true)
         let tokenizer = try GGUFModelLoader.tokenizerFromMetadata(header.metadata, name: "model_part_0000")
-        let fixture = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: Bundle.module.url(
-            forResource: "Fixtures/qwen2_strings.json", withExtension: nil)!)) as? [String: Any])
+        let fixture = try XCTUnwrap(
+            JSONSerialization.jsonObject(
+                with: Data(
+                    contentsOf: Bundle.module.url(
+                        forResource: "Fixtures/qwen2_strings.json", withExtension: nil)!)) as? [String: Any])
         let cases = try XCTUnwrap(fixture["cases"] as? [[String: Any]])
         XCTAssertGreaterThan(cases.count, 30)
         for c in cases {

@@ -75,8 +75,10 @@ func maxAbsDifference(_ a: [Float], _ b: [Float]) -> Float {
 }
 
 /// A tiny LLaMA model with random weights (per-layer shapes as given).
-func tinyModel(heads: [Int], kvHeads: [Int], ffn: [Int], hidden: Int = 64, headDim: Int = 16, vocab: Int = 96, seed: UInt64 = 7,
-               tied: Bool = true) throws -> DecoderModel {
+func tinyModel(
+    heads: [Int], kvHeads: [Int], ffn: [Int], hidden: Int = 64, headDim: Int = 16, vocab: Int = 96, seed: UInt64 = 7,
+    tied: Bool = true
+) throws -> DecoderModel {
     var rng = SplitMix64(seed: seed)
     func t(_ s: [Int], _ scale: Float = 0.3) -> Tensor {
         Tensor(shape: s, values: (0..<s.reduce(1, *)).map { _ in rng.nextFloat(-scale, scale) })
@@ -87,11 +89,14 @@ func tinyModel(heads: [Int], kvHeads: [Int], ffn: [Int], hidden: Int = 64, headD
     for l in heads.indices {
         let n = DecoderModel.parameterNames(layer: l)
         let nq = heads[l] * headDim, nkv = kvHeads[l] * headDim, f = ffn[l]
-        for (name, shape) in zip(n, [[hidden], [nq, hidden], [nkv, hidden], [nkv, hidden], [hidden, nq], [hidden], [f, hidden], [f, hidden], [hidden, f]]) {
+        for (name, shape) in zip(
+            n, [[hidden], [nq, hidden], [nkv, hidden], [nkv, hidden], [hidden, nq], [hidden], [f, hidden], [f, hidden], [hidden, f]])
+        {
             w[name] = shape.count == 1 ? norm() : t(shape)
         }
     }
-    let config = ModelConfig(architecture: "llama", vocabSize: vocab, hiddenSize: hidden, headDim: headDim, heads: heads, kvHeads: kvHeads,
-                             intermediateSizes: ffn, ropeTheta: 10_000, rmsNormEps: 1e-5, contextLength: 128, tieWordEmbeddings: tied)
+    let config = ModelConfig(
+        architecture: "llama", vocabSize: vocab, hiddenSize: hidden, headDim: headDim, heads: heads, kvHeads: kvHeads,
+        intermediateSizes: ffn, ropeTheta: 10_000, rmsNormEps: 1e-5, contextLength: 128, tieWordEmbeddings: tied)
     return try DecoderModel(config: config, weights: w)
 }

@@ -54,15 +54,23 @@ final class GGUFBadInputTests: XCTestCase {
     }
 
     func testMissingPathAndDirectory() {
-        XCTAssertThrowsError(try GGUFFile(path: "/nonexistent/model.gguf")) { XCTAssertEqual($0 as? GGUFError, .fileNotFound(path: "/nonexistent/model.gguf")) }
-        XCTAssertThrowsError(try GGUFFile(path: NSTemporaryDirectory())) { XCTAssertEqual($0 as? GGUFError, .notAFile(path: NSTemporaryDirectory())) }
+        XCTAssertThrowsError(try GGUFFile(path: "/nonexistent/model.gguf")) {
+            XCTAssertEqual($0 as? GGUFError, .fileNotFound(path: "/nonexistent/model.gguf"))
+        }
+        XCTAssertThrowsError(try GGUFFile(path: NSTemporaryDirectory())) {
+            XCTAssertEqual($0 as? GGUFError, .notAFile(path: NSTemporaryDirectory()))
+        }
     }
 
     func testEmptyFileAndWrongMagicAndVersion() {
-        expect(Data()) { if case .truncated = $0 { return true }; return false }
+        expect(Data()) {
+            if case .truncated = $0 { return true }; return false
+        }
         var d = GGUFBytes.valid().data
         d.replaceSubrange(0..<4, with: Array("GGML".utf8))
-        expect(d) { if case .badMagic = $0 { return true }; return false }
+        expect(d) {
+            if case .badMagic = $0 { return true }; return false
+        }
         var v = GGUFBytes.valid().data
         v.replaceSubrange(4..<8, with: [1, 0, 0, 0])
         expect(v) { $0 == .unsupportedVersion(path: $0.path, version: 1) }
@@ -72,7 +80,10 @@ final class GGUFBadInputTests: XCTestCase {
         let full = GGUFBytes.valid().data
         for cut in [6, 20, 30, 50, 70, 90, full.count - 1] {
             expect(full.prefix(cut)) {
-                switch $0 { case .truncated, .tensorOutOfBounds: return true; default: return false }
+                switch $0 {
+                case .truncated, .tensorOutOfBounds: return true;
+                default: return false
+                }
             }
         }
     }
@@ -81,14 +92,20 @@ final class GGUFBadInputTests: XCTestCase {
         var b = GGUFBytes()
         b.header(tensors: 0, kvs: 1)
         b.u64(1 << 60)  // key length 2^60
-        expect(b.data) { if case .truncated = $0 { return true }; return false }
+        expect(b.data) {
+            if case .truncated = $0 { return true }; return false
+        }
         var a = GGUFBytes()
         a.header(tensors: 0, kvs: 1)
         a.str("arr"); a.u32(9); a.u32(4); a.u64(1 << 62)
-        expect(a.data) { if case .truncated = $0 { return true }; return false }
+        expect(a.data) {
+            if case .truncated = $0 { return true }; return false
+        }
         var c = GGUFBytes()
         c.header(tensors: 1 << 40, kvs: 0)
-        expect(c.data) { if case .truncated = $0 { return true }; return false }
+        expect(c.data) {
+            if case .truncated = $0 { return true }; return false
+        }
     }
 
     func testUnknownTypes() {
@@ -100,12 +117,23 @@ final class GGUFBadInputTests: XCTestCase {
     }
 
     func testBadTensorTables() {
-        expect(GGUFBytes.valid(offset: 64).data) { if case .tensorOutOfBounds = $0 { return true }; return false }
-        expect(GGUFBytes.valid(dims: [8, 4, 1, 1, 1, 1, 1]).data) { if case .invalidTensorInfo = $0 { return true }; return false }
-        expect(GGUFBytes.valid(dims: [8, 0]).data) { if case .invalidTensorInfo = $0 { return true }; return false }
-        expect(GGUFBytes.valid(dims: [10, 4], type: 8).data) { if case .invalidTensorInfo = $0 { return true }; return false }
+        expect(GGUFBytes.valid(offset: 64).data) {
+            if case .tensorOutOfBounds = $0 { return true }; return false
+        }
+        expect(GGUFBytes.valid(dims: [8, 4, 1, 1, 1, 1, 1]).data) {
+            if case .invalidTensorInfo = $0 { return true }; return false
+        }
+        expect(GGUFBytes.valid(dims: [8, 0]).data) {
+            if case .invalidTensorInfo = $0 { return true }; return false
+        }
+        expect(GGUFBytes.valid(dims: [10, 4], type: 8).data) {
+            if case .invalidTensorInfo = $0 { return true }; return false
+        }
         expect(GGUFBytes.valid(dims: [1 << 31 - 1, 1 << 31 - 1, 1 << 31 - 1, 1 << 31 - 1]).data) {
-            switch $0 { case .invalidTensorInfo, .tensorOutOfBounds: return true; default: return false }
+            switch $0 {
+            case .invalidTensorInfo, .tensorOutOfBounds: return true;
+            default: return false
+            }
         }
         var dup = GGUFBytes()
         dup.header(tensors: 2, kvs: 0)
@@ -128,9 +156,9 @@ extension GGUFError {
     var path: String {
         switch self {
         case let .fileNotFound(p), let .notAFile(p), let .unreadable(p, _), let .badMagic(p, _), let .unsupportedVersion(p, _),
-             let .truncated(p, _, _, _), let .unknownValueType(p, _, _), let .invalidMetadata(p, _), let .invalidTensorInfo(p, _, _),
-             let .unknownTensorType(p, _, _), let .unsupportedTensorType(p, _, _), let .tensorOutOfBounds(p, _, _, _),
-             let .duplicateTensor(p, _):
+            let .truncated(p, _, _, _), let .unknownValueType(p, _, _), let .invalidMetadata(p, _), let .invalidTensorInfo(p, _, _),
+            let .unknownTensorType(p, _, _), let .unsupportedTensorType(p, _, _), let .tensorOutOfBounds(p, _, _, _),
+            let .duplicateTensor(p, _):
             return p
         }
     }

@@ -18,7 +18,9 @@ func fixture(_ name: String) -> String {
 final class GGUFReaderTests: XCTestCase {
     func testEveryBlockTypeMatchesTheGGUFPythonPackage() throws {
         let file = try GGUFFile(path: fixture("quants.gguf"))
-        let expected = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: fixture("quants.json")))) as! [String: [String: Any]]
+        let expected =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: fixture("quants.json"))))
+            as! [String: [String: Any]]
         XCTAssertEqual(Set(file.tensors.map(\.name)), Set(expected.keys))
         XCTAssertEqual(expected.count, 13)
         for info in file.tensors {
@@ -54,7 +56,9 @@ final class GGUFReaderTests: XCTestCase {
         XCTAssertEqual(file.metadata["llama.embedding_length"]?.int, 576)
         XCTAssertEqual(file.metadata["tokenizer.ggml.tokens"]?.stringArray?.count, 49_152)
         XCTAssertEqual(file.metadata["tokenizer.ggml.pre"]?.string, "smollm")
-        let expected = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: fixture("smollm2_tensors.json")))) as! [String: Any]
+        let expected =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: fixture("smollm2_tensors.json"))))
+            as! [String: Any]
         for (name, value) in expected["tensors"] as! [String: [String: Any]] {
             let info = try XCTUnwrap(file.tensor(named: name))
             XCTAssertEqual("\(info.type)", value["type"] as? String)

@@ -151,8 +151,10 @@ final class Gemma3Tests: XCTestCase {
 
     func testBadGemmaFilesGiveClearErrors() throws {
         _ = try gemma3Path()
-        let md: [String: GGUFValue] = ["tokenizer.ggml.model": .string("llama"),
-                                       "tokenizer.ggml.tokens": .array([.string("a"), .string("b")])]
+        let md: [String: GGUFValue] = [
+            "tokenizer.ggml.model": .string("llama"),
+            "tokenizer.ggml.tokens": .array([.string("a"), .string("b")]),
+        ]
         XCTAssertThrowsError(try GGUFModelLoader.tokenizerFromMetadata(md, name: "bad.gguf")) {
             XCTAssertEqual($0.localizedDescription, "bad.gguf: missing metadata key 'tokenizer.ggml.scores'")
         }

@@ -20,8 +20,12 @@ final class SmolLM2PruneTests: XCTestCase {
             XCTAssertEqual(g.units, 3)
             let l = try XCTUnwrap(g.layer)
             let m = Dictionary(uniqueKeysWithValues: g.members.map { ("\($0.tensor)#\($0.axis)", $0.channelsPerUnit) })
-            XCTAssertEqual(m, ["model.layers.\(l).self_attn.q_proj.weight#0": 192, "model.layers.\(l).self_attn.k_proj.weight#0": 64,
-                               "model.layers.\(l).self_attn.v_proj.weight#0": 64, "model.layers.\(l).self_attn.o_proj.weight#1": 192])
+            XCTAssertEqual(
+                m,
+                [
+                    "model.layers.\(l).self_attn.q_proj.weight#0": 192, "model.layers.\(l).self_attn.k_proj.weight#0": 64,
+                    "model.layers.\(l).self_attn.v_proj.weight#0": 64, "model.layers.\(l).self_attn.o_proj.weight#1": 192,
+                ])
         }
         for g in mlp {
             XCTAssertEqual(g.units, 1536)
@@ -31,7 +35,8 @@ final class SmolLM2PruneTests: XCTestCase {
         XCTAssertEqual(hidden.units, 576)
         XCTAssertEqual(hidden.members.count, 272)  // embedding + 30 × 9 per-layer members + final norm
         // The committed graph is the one discovered now.
-        let committed = try JSONDecoder().decode(DependencyGraph.self, from: Data(contentsOf: URL(fileURLWithPath: repoRoot() + "/graphs/smollm2-135m-instruct.json")))
+        let committed = try JSONDecoder().decode(
+            DependencyGraph.self, from: Data(contentsOf: URL(fileURLWithPath: repoRoot() + "/graphs/smollm2-135m-instruct.json")))
         XCTAssertEqual(committed.groups, graph.groups)
     }
 
@@ -46,7 +51,9 @@ final class SmolLM2PruneTests: XCTestCase {
         XCTAssertEqual(loss, 4.20918, accuracy: 0.0005)
         let removals = try StructuredPruner(ratio: 0.2, layers: 3...27, roundTo: 64)
             .plan(model: model, graph: graph, estimator: CriterionEstimator(criterion: .taylor, aggregation: .sum))
-        let reference = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: try dataPath("../reference/structured20_plan.json")))) as! [String: Any]
+        let reference =
+            try JSONSerialization.jsonObject(
+                with: Data(contentsOf: URL(fileURLWithPath: try dataPath("../reference/structured20_plan.json")))) as! [String: Any]
         let layers = reference["layers"] as! [String: [String: Any]]
         XCTAssertEqual(removals.count, 50)
         for r in removals {
@@ -81,10 +88,12 @@ final class SmolLM2PruneTests: XCTestCase {
     }
 
     func testDamagedCheckpointsAreRefused() throws {
-        let model = try DecoderModel(config: ModelConfig(architecture: "llama", vocabSize: 300, hiddenSize: 8, headDim: 4, heads: [2],
-                                                       kvHeads: [1], intermediateSizes: [6], ropeTheta: 10_000, rmsNormEps: 1e-5,
-                                                       contextLength: 32, tieWordEmbeddings: true),
-                                   weights: tinyWeights())
+        let model = try DecoderModel(
+            config: ModelConfig(
+                architecture: "llama", vocabSize: 300, hiddenSize: 8, headDim: 4, heads: [2],
+                kvHeads: [1], intermediateSizes: [6], ropeTheta: 10_000, rmsNormEps: 1e-5,
+                contextLength: 32, tieWordEmbeddings: true),
+            weights: tinyWeights())
         let md = try GGUFFile(path: try smolLM2Path()).metadata
         let dir = NSTemporaryDirectory() + "topiary-bad-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -104,7 +113,8 @@ final class SmolLM2PruneTests: XCTestCase {
         // A config whose shapes disagree with the weights (manifest rewritten to match, as a hand edit would).
         try fresh()
         let config = dir + "/config.json"
-        let text = try String(contentsOfFile: config, encoding: .utf8).replacingOccurrences(of: "\"intermediate_size\" : 6", with: "\"intermediate_size\" : 5")
+        let text = try String(contentsOfFile: config, encoding: .utf8).replacingOccurrences(
+            of: "\"intermediate_size\" : 6", with: "\"intermediate_size\" : 5")
         try text.write(toFile: config, atomically: true, encoding: .utf8)
         try FileManager.default.removeItem(atPath: dir + "/manifest.json")
         try Checkpoint.writeManifest(directory: dir)

@@ -25,11 +25,13 @@ final class SmolLM2TokenizerTests: XCTestCase {
         let (loaded, tokens) = try SmolLM2.load()
         let expected = try loadJSON("smollm2_strings.json")
         XCTAssertEqual(tokens.count, 304_978)
-        XCTAssertEqual(Array(tokens.prefix(16)), [1116, 446, 6356, 389, 9226, 352, 446, 38028, 16506, 6356, 389, 9226, 352, 314, 354, 2321])
+        XCTAssertEqual(
+            Array(tokens.prefix(16)), [1116, 446, 6356, 389, 9226, 352, 446, 38028, 16506, 6356, 389, 9226, 352, 314, 354, 2321])
         XCTAssertEqual(tokens.count, expected["wikitext_count"] as? Int)
         var weighted: UInt64 = 0
         for (i, v) in tokens.enumerated() { weighted = (weighted &+ UInt64(i) &* UInt64(v)) % (1 << 61) }
-        XCTAssertEqual(weighted, (expected["wikitext_ids_weighted_sum"] as! NSNumber).uint64Value, "ids differ from the reference somewhere")
+        XCTAssertEqual(
+            weighted, (expected["wikitext_ids_weighted_sum"] as! NSNumber).uint64Value, "ids differ from the reference somewhere")
         let text = try String(contentsOfFile: try dataPath("wikitext-2-raw/test.txt"), encoding: .utf8)
         XCTAssertEqual(loaded.tokenizer.decode(tokens.map(Int.init), skipSpecialTokens: false), text)
     }
@@ -41,10 +43,13 @@ final class SmolLM2TokenizerTests: XCTestCase {
         for c in cases {
             let text = c["text"] as! String
             XCTAssertEqual(loaded.tokenizer.encode(text, addSpecialTokens: false, parseSpecial: false), c["ids"] as! [Int], text)
-            XCTAssertEqual(loaded.tokenizer.encode(text, addSpecialTokens: false, parseSpecial: true), c["ids_parse_special"] as! [Int], text)
+            XCTAssertEqual(
+                loaded.tokenizer.encode(text, addSpecialTokens: false, parseSpecial: true), c["ids_parse_special"] as! [Int], text)
             if !text.contains("\u{0}") {
-                XCTAssertEqual(loaded.tokenizer.decode(loaded.tokenizer.encode(text, addSpecialTokens: false, parseSpecial: false),
-                                                       skipSpecialTokens: false), text)
+                XCTAssertEqual(
+                    loaded.tokenizer.decode(
+                        loaded.tokenizer.encode(text, addSpecialTokens: false, parseSpecial: false),
+                        skipSpecialTokens: false), text)
             }
         }
     }
@@ -66,13 +71,19 @@ extension SmolLM2TokenizerTests {
         }
         let json: [String: Any] = [
             "version": "1.0", "added_tokens": added,
-            "pre_tokenizer": ["type": "Sequence", "pretokenizers": [["type": "Digits", "individual_digits": true],
-                                                                    ["type": "ByteLevel", "add_prefix_space": false, "use_regex": true]]],
+            "pre_tokenizer": [
+                "type": "Sequence",
+                "pretokenizers": [
+                    ["type": "Digits", "individual_digits": true],
+                    ["type": "ByteLevel", "add_prefix_space": false, "use_regex": true],
+                ],
+            ],
             "model": ["type": "BPE", "vocab": vocab, "merges": merges.map { $0.split(separator: " ", maxSplits: 1).map(String.init) }],
         ]
         let config: [String: Any] = ["bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "add_bos_token": false]
-        let tok = try BPETokenizer(huggingFaceJSON: try JSONSerialization.data(withJSONObject: json),
-                                   config: try JSONSerialization.data(withJSONObject: config), source: "tokenizer.json")
+        let tok = try BPETokenizer(
+            huggingFaceJSON: try JSONSerialization.data(withJSONObject: json),
+            config: try JSONSerialization.data(withJSONObject: config), source: "tokenizer.json")
         XCTAssertEqual(tok.vocabularySize, tokens.count)
         XCTAssertEqual(tok.eosTokenID, loaded.tokenizer.eosTokenID)
         for c in try loadJSON("smollm2_strings.json")["cases"] as! [[String: Any]] {

@@ -23,7 +23,9 @@ final class FingerprintTests: XCTestCase {
         let size = 3 << 20
         let legacy = String(format: "%d:%d:%016llx", size, 1_700_000_000, try Pipeline.sampledHash(path, size: size))
         XCTAssertTrue(try Pipeline.sameContent(legacy, path))
-        XCTAssertFalse(try Pipeline.sameContent(String(format: "%d:%d:%016llx", size + 1, 1_700_000_000, try Pipeline.sampledHash(path, size: size)), path))
+        XCTAssertFalse(
+            try Pipeline.sameContent(
+                String(format: "%d:%d:%016llx", size + 1, 1_700_000_000, try Pipeline.sampledHash(path, size: size)), path))
         XCTAssertTrue(try Pipeline.sameContent(try Pipeline.fingerprint(path), path))
     }
 }

@@ -13,8 +13,9 @@ final class PlotTests: XCTestCase {
     }
 
     func testPlotLabelsTheRoundTicks() {
-        let plot = SVGLinePlot(title: "loss", xLabel: "step", yLabel: "loss",
-                               series: [.init(name: "train", points: (1...30).map { (Double($0), 5 - Double($0) / 10) }, color: "#1f77b4")])
+        let plot = SVGLinePlot(
+            title: "loss", xLabel: "step", yLabel: "loss",
+            series: [.init(name: "train", points: (1...30).map { (Double($0), 5 - Double($0) / 10) }, color: "#1f77b4")])
         let svg = plot.render()
         XCTAssertTrue(svg.contains(">25</text>"))
         XCTAssertFalse(svg.contains(">8.25</text>"))
@@ -45,7 +46,8 @@ final class PlotTests: XCTestCase {
         let styles = SVGLinePlot.styles(23)
         XCTAssertEqual(Set(styles.map { "\($0.color)|\($0.dash ?? "-")" }).count, 23)
         let series = styles.enumerated().map { i, st in
-            SVGLinePlot.Series(name: "method-\(i)", points: [(0.1, 30 + Double(i)), (0.9, i == 0 ? 1e40 : 100)], color: st.color, dash: st.dash)
+            SVGLinePlot.Series(
+                name: "method-\(i)", points: [(0.1, 30 + Double(i)), (0.9, i == 0 ? 1e40 : 100)], color: st.color, dash: st.dash)
         }
         var plot = SVGLinePlot(title: "sweep", xLabel: "level", yLabel: "ppl", series: series, logY: true)
         plot.yCap = 1e6

@@ -19,7 +19,9 @@ final class CatalogueTests: XCTestCase {
             let reference = try tinyLlama()
             for p in reference.parameters { p.requiresGrad = p.name.contains("proj") }
             var fisher: [String: Tensor] = [:]
-            if method == .ewc { fisher = try Calibration.fisher(reference, set) } else {
+            if method == .ewc {
+                fisher = try Calibration.fisher(reference, set)
+            } else {
                 try Calibration.accumulateGradients(reference, set, windowsPerBatch: 4)
             }
             try Sparsifier(method: method, sparsity: 0.5).run(model: model, calibration: set)
@@ -37,7 +39,8 @@ final class CatalogueTests: XCTestCase {
                 let zeroed = (0..<metric.count).filter { w.value[$0] == 0 }
                 XCTAssertEqual(zeroed.count, metric.count / 2, "\(method) \(w.name)")
                 let kept = Set(0..<metric.count).subtracting(zeroed)
-                XCTAssertLessThanOrEqual(zeroed.map { metric[$0] }.max()!, kept.map { metric[$0] }.min()! * 1.0001 + 1e-12, "\(method) \(w.name)")
+                XCTAssertLessThanOrEqual(
+                    zeroed.map { metric[$0] }.max()!, kept.map { metric[$0] }.min()! * 1.0001 + 1e-12, "\(method) \(w.name)")
             }
         }
     }
@@ -76,7 +79,8 @@ final class CatalogueTests: XCTestCase {
         let direct = try tinyLlama(hidden: 16, ffn: 24), wrong = try tinyLlama(hidden: 16, ffn: 24)
         try Sparsifier(method: .movement, sparsity: 0.5).run(model: direct, calibration: set)
         var s = Sparsifier(method: .movement, sparsity: 0.5)
-        s.precomputed = try Sparsifier(method: .ewc, sparsity: 0.5).denseStatistics(model: try tinyLlama(hidden: 16, ffn: 24), calibration: set)
+        s.precomputed = try Sparsifier(method: .ewc, sparsity: 0.5).denseStatistics(
+            model: try tinyLlama(hidden: 16, ffn: 24), calibration: set)
         try s.run(model: wrong, calibration: set)
         XCTAssertNotEqual(linears(direct).flatMap(\.value.array), linears(wrong).flatMap(\.value.array))
     }
@@ -102,9 +106,12 @@ final class CatalogueTests: XCTestCase {
         for (w, s) in zip(linears(weighted), linears(sparseGPT)) {
             let rows = w.shape[0], cols = w.shape[1]
             // The same count as SparseGPT's (whose block-wide `≤ threshold` takes one extra weight per block, as the reference).
-            XCTAssertEqual((0..<w.value.count).filter { w.value[$0] == 0 }.count, (0..<s.value.count).filter { s.value[$0] == 0 }.count, w.name)
+            XCTAssertEqual(
+                (0..<w.value.count).filter { w.value[$0] == 0 }.count, (0..<s.value.count).filter { s.value[$0] == 0 }.count, w.name)
             let mass = fisher[w.name]!.sums(keepingAxis: 0)
-            let extra = (0..<rows).map { r in (0..<cols).filter { w.value[r * cols + $0] == 0 }.count - (0..<cols).filter { s.value[r * cols + $0] == 0 }.count }
+            let extra = (0..<rows).map { r in
+                (0..<cols).filter { w.value[r * cols + $0] == 0 }.count - (0..<cols).filter { s.value[r * cols + $0] == 0 }.count
+            }
             // Rows that lose more zeros than under SparseGPT should be the rows with more Fisher mass.
             for r in 0..<rows where extra[r] != 0 {
                 moved += 1
@@ -170,9 +177,12 @@ final class TaylorActivationTests: XCTestCase {
             (0..<rows).reduce(0.0) { $0 + Double(down.value[$1 * cols + c] * down.value[$1 * cols + c]) } * Double(energies[down.name]![c])
         }
         let meanEnergy = energy.reduce(0, +) / Double(energy.count)
-        for c in 0..<cols { XCTAssertEqual(combined[c], taylor[c] / meanTaylor * pow(energy[c] / meanEnergy, 2), accuracy: 1e-6 * max(1, combined[c])) }
-        XCTAssertNotEqual(combined.indices.sorted { combined[$0] < combined[$1] }, taylor.indices.sorted { taylor[$0] < taylor[$1] },
-                          "the activation term changes the ranking on this model")
+        for c in 0..<cols {
+            XCTAssertEqual(combined[c], taylor[c] / meanTaylor * pow(energy[c] / meanEnergy, 2), accuracy: 1e-6 * max(1, combined[c]))
+        }
+        XCTAssertNotEqual(
+            combined.indices.sorted { combined[$0] < combined[$1] }, taylor.indices.sorted { taylor[$0] < taylor[$1] },
+            "the activation term changes the ranking on this model")
 
         // Second-order variant: with λ = 0 it is taylor2 normalised (the same ranking).
         let fisher = try Calibration.fisher(model, set)

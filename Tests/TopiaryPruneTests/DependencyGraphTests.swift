@@ -21,12 +21,17 @@ final class DependencyGraphTests: XCTestCase {
         let attention = graph.groups.filter { $0.kind == "attention" }
         XCTAssertEqual(attention.map(\.units), [2, 2])
         let members = Dictionary(uniqueKeysWithValues: attention[0].members.map { ("\($0.tensor)#\($0.axis)", $0.channelsPerUnit) })
-        XCTAssertEqual(members, ["model.layers.0.self_attn.q_proj.weight#0": 8, "model.layers.0.self_attn.k_proj.weight#0": 4,
-                                 "model.layers.0.self_attn.v_proj.weight#0": 4, "model.layers.0.self_attn.o_proj.weight#1": 8])
+        XCTAssertEqual(
+            members,
+            [
+                "model.layers.0.self_attn.q_proj.weight#0": 8, "model.layers.0.self_attn.k_proj.weight#0": 4,
+                "model.layers.0.self_attn.v_proj.weight#0": 4, "model.layers.0.self_attn.o_proj.weight#1": 8,
+            ])
         let mlp = graph.groups.filter { $0.kind == "mlp" }
         XCTAssertEqual(mlp.map(\.units), [12, 12])
-        XCTAssertEqual(Set(mlp[1].members.map { "\($0.tensor)#\($0.axis)" }),
-                       ["model.layers.1.mlp.gate_proj.weight#0", "model.layers.1.mlp.up_proj.weight#0", "model.layers.1.mlp.down_proj.weight#1"])
+        XCTAssertEqual(
+            Set(mlp[1].members.map { "\($0.tensor)#\($0.axis)" }),
+            ["model.layers.1.mlp.gate_proj.weight#0", "model.layers.1.mlp.up_proj.weight#0", "model.layers.1.mlp.down_proj.weight#1"])
         let hidden = try XCTUnwrap(graph.groups.first { $0.kind == "hidden" })
         XCTAssertEqual(hidden.units, 16)
         XCTAssertNil(hidden.layer)
@@ -42,12 +47,16 @@ final class DependencyGraphTests: XCTestCase {
         XCTAssertEqual(graph.groups.count, 5, summary(graph).joined(separator: "\n"))
         let attention = graph.groups.filter { $0.kind == "attention" }
         XCTAssertEqual(attention.map(\.units), [3, 3])  // plain multi-head attention: one unit per head
-        XCTAssertEqual(Set(attention[0].members.map { "\($0.tensor)#\($0.axis)×\($0.channelsPerUnit)" }),
-                       ["h.0.attn.q.weight#0×4", "h.0.attn.q.bias#0×4", "h.0.attn.k.weight#0×4", "h.0.attn.k.bias#0×4",
-                        "h.0.attn.v.weight#0×4", "h.0.attn.v.bias#0×4", "h.0.attn.proj.weight#1×4"])
+        XCTAssertEqual(
+            Set(attention[0].members.map { "\($0.tensor)#\($0.axis)×\($0.channelsPerUnit)" }),
+            [
+                "h.0.attn.q.weight#0×4", "h.0.attn.q.bias#0×4", "h.0.attn.k.weight#0×4", "h.0.attn.k.bias#0×4",
+                "h.0.attn.v.weight#0×4", "h.0.attn.v.bias#0×4", "h.0.attn.proj.weight#1×4",
+            ])
         let mlp = graph.groups.filter { $0.kind == "mlp" }
         XCTAssertEqual(mlp.map(\.units), [10, 10])
-        XCTAssertEqual(Set(mlp[0].members.map { "\($0.tensor)#\($0.axis)" }), ["h.0.mlp.fc.weight#0", "h.0.mlp.fc.bias#0", "h.0.mlp.proj.weight#1"])
+        XCTAssertEqual(
+            Set(mlp[0].members.map { "\($0.tensor)#\($0.axis)" }), ["h.0.mlp.fc.weight#0", "h.0.mlp.fc.bias#0", "h.0.mlp.proj.weight#1"])
         let hidden = try XCTUnwrap(graph.groups.first { $0.kind == "hidden" })
         XCTAssertEqual(hidden.units, 12)
         XCTAssertTrue(hidden.members.contains { $0.tensor == "lm_head.weight" && $0.axis == 1 })
@@ -96,8 +105,9 @@ final class DependencyGraphTests: XCTestCase {
                             for o in 0..<outer { (t.pointer + (o * t.shape[m.axis] + c) * inner).update(repeating: 0, count: inner) }
                         }
                     }
-                    let removal = GroupRemoval(group: group.id, kind: group.kind, layer: group.layer, unitsBefore: group.units,
-                                               removedUnits: [unit], scores: [])
+                    let removal = GroupRemoval(
+                        group: group.id, kind: group.kind, layer: group.layer, unitsBefore: group.units,
+                        removedUnits: [unit], scores: [])
                     try StructuredPruner.apply([removal], graph: graph, to: pruned)
                     let a = try zeroed.forward(Graph(), tokens: tokens, batch: 1).value
                     let b = try pruned.forward(Graph(), tokens: tokens, batch: 1).value
@@ -125,8 +135,9 @@ final class DependencyGraphTests: XCTestCase {
         let group = try XCTUnwrap(graph.groups.first { $0.members.contains { $0.tensor == "a" } })
         XCTAssertEqual(group.units, 3)
         XCTAssertEqual(group.members.map(\.tensor).sorted(), ["a", "c"])
-        XCTAssertEqual(group.members.first { $0.tensor == "c" }.map { m in (0..<3).map { m.channels(ofUnit: $0) } },
-                       [[0, 1], [2, 3], [4, 5]])
+        XCTAssertEqual(
+            group.members.first { $0.tensor == "c" }.map { m in (0..<3).map { m.channels(ofUnit: $0) } },
+            [[0, 1], [2, 3], [4, 5]])
         XCTAssertTrue(graph.fixedAxes.contains("w#0"))
         XCTAssertFalse(graph.groups.contains { $0.members.contains { $0.tensor == "w" } })
     }

@@ -37,7 +37,9 @@ final class LayerRatioSearchTests: XCTestCase {
         let uniform = try pruner.plan(model: model, graph: graph, estimator: estimator)
         pruner.layerShares = [0: 0.5, 1: 1.0, 2: 1.5]
         let skewed = try pruner.plan(model: model, graph: graph, estimator: estimator)
-        func removedMLP(_ r: [GroupRemoval], _ l: Int) -> Int { r.filter { $0.kind == "mlp" && $0.layer == l }.map(\.removedUnits.count).reduce(0, +) }
+        func removedMLP(_ r: [GroupRemoval], _ l: Int) -> Int {
+            r.filter { $0.kind == "mlp" && $0.layer == l }.map(\.removedUnits.count).reduce(0, +)
+        }
         XCTAssertLessThan(removedMLP(skewed, 0), removedMLP(uniform, 0))
         XCTAssertGreaterThan(removedMLP(skewed, 2), removedMLP(uniform, 2))
         let shapes = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0.shape) })

@@ -82,11 +82,15 @@ final class SparsifyTests: XCTestCase {
             let cols = w.shape[1]
             for r in 0..<w.shape[0] { XCTAssertEqual((0..<cols).filter { w.value[r * cols + $0] == 0 }.count, cols / 2, w.name) }
         }
-        for (a, b) in zip([reference.layers[0].q, reference.layers[0].k, reference.layers[0].v],
-                          [inLayer.layers[0].q, inLayer.layers[0].k, inLayer.layers[0].v]) {
+        for (a, b) in zip(
+            [reference.layers[0].q, reference.layers[0].k, reference.layers[0].v],
+            [inLayer.layers[0].q, inLayer.layers[0].k, inLayer.layers[0].v])
+        {
             XCTAssertEqual((0..<a.value.count).map { a.value[$0] == 0 }, (0..<b.value.count).map { b.value[$0] == 0 }, a.name)
         }
-        let differs = zip(linears(reference), linears(inLayer)).contains { a, b in (0..<a.value.count).contains { (a.value[$0] == 0) != (b.value[$0] == 0) } }
+        let differs = zip(linears(reference), linears(inLayer)).contains { a, b in
+            (0..<a.value.count).contains { (a.value[$0] == 0) != (b.value[$0] == 0) }
+        }
         XCTAssertTrue(differs, "the later linears should see the pruned outputs of the earlier ones")
         // SparseGPT in the same mode still beats magnitude on the calibration outputs.
         let original = try tinyLlama(ffn: 24), sgpt = try tinyLlama(ffn: 24), mag = try tinyLlama(ffn: 24)
@@ -132,7 +136,9 @@ final class SparsifyTests: XCTestCase {
         }
         XCTAssertThrowsError(try NMPattern("4:4"))
         XCTAssertThrowsError(try NMPattern("2:x"))
-        XCTAssertThrowsError(try Sparsifier(method: .magnitude, sparsity: 0, pattern: try NMPattern("2:5")).validate(model: model, calibration: nil)) {
+        XCTAssertThrowsError(
+            try Sparsifier(method: .magnitude, sparsity: 0, pattern: try NMPattern("2:5")).validate(model: model, calibration: nil)
+        ) {
             XCTAssertTrue($0.localizedDescription.contains("does not divide"), "\($0)")
         }
         XCTAssertThrowsError(try Sparsifier(method: .bias, sparsity: 0.5).validate(model: model, calibration: nil)) {
@@ -216,7 +222,8 @@ final class AllocationTests: XCTestCase {
         let gate = model.layers[2].gate
         for r in 0..<6 { gate.value[r * gate.shape[1] + 3] *= 40 }
         let set = try calibration(model, windows: 4, length: 16)
-        let (ratios, outliers) = try LayerAllocation.owl(model: model, calibration: set, sparsity: 0.6, m: 5, lambda: 0.08, windowsPerPass: 3)
+        let (ratios, outliers) = try LayerAllocation.owl(
+            model: model, calibration: set, sparsity: 0.6, m: 5, lambda: 0.08, windowsPerPass: 3)
         XCTAssertEqual(ratios.reduce(0, +) / 4, 0.6, accuracy: 1e-9)
         XCTAssertEqual(outliers.indices.max { outliers[$0] < outliers[$1] }, 2)
         XCTAssertEqual(ratios.indices.min { ratios[$0] < ratios[$1] }, 2)
@@ -238,7 +245,9 @@ final class AllocationTests: XCTestCase {
                 for r in 0..<w.shape[0] { for j in 0..<cols { scores.append(Double(abs(w.value[r * cols + j])) * s[j].squareRoot()) } }
             }
             let mean = scores.reduce(0, +) / Double(scores.count)
-            XCTAssertEqual(outliers[l], Double(scores.filter { $0 > 5 * mean }.count) / Double(scores.count), accuracy: 1.5 / Double(scores.count), "layer \(l)")
+            XCTAssertEqual(
+                outliers[l], Double(scores.filter { $0 > 5 * mean }.count) / Double(scores.count), accuracy: 1.5 / Double(scores.count),
+                "layer \(l)")
         }
     }
 }

@@ -27,7 +27,10 @@ final class StructuredOBSTests: XCTestCase {
         let rows = w.shape[0], n = w.shape[1], k = keep.count
         let y = x.map { xt in (0..<rows).map { r in (0..<n).reduce(0) { $0 + Double(w[r * n + $1]) * xt[$1] } } }
         // Normal equations (X_Kᵀ X_K) B = X_Kᵀ Y by Gauss–Jordan with partial pivoting.
-        var a = (0..<k).map { i in (0..<k).map { j in x.reduce(0) { $0 + $1[keep[i]] * $1[keep[j]] } } + (0..<rows).map { r in zip(x, y).reduce(0) { $0 + $1.0[keep[i]] * $1.1[r] } } }
+        var a = (0..<k).map { i in
+            (0..<k).map { j in x.reduce(0) { $0 + $1[keep[i]] * $1[keep[j]] } }
+                + (0..<rows).map { r in zip(x, y).reduce(0) { $0 + $1.0[keep[i]] * $1.1[r] } }
+        }
         for c in 0..<k {
             let p = (c..<k).max { abs(a[$0][c]) < abs(a[$1][c]) }!
             a.swapAt(c, p)
@@ -37,7 +40,9 @@ final class StructuredOBSTests: XCTestCase {
         }
         let b = (0..<rows).map { r in (0..<k).map { a[$0][k + r] } }  // [rows, k]
         var error = 0.0
-        for (xt, yt) in zip(x, y) { for r in 0..<rows { let e = yt[r] - (0..<k).reduce(0) { $0 + b[r][$1] * xt[keep[$1]] }; error += e * e } }
+        for (xt, yt) in zip(x, y) {
+            for r in 0..<rows { let e = yt[r] - (0..<k).reduce(0) { $0 + b[r][$1] * xt[keep[$1]] }; error += e * e }
+        }
         return (b, error)
     }
 
@@ -60,7 +65,9 @@ final class StructuredOBSTests: XCTestCase {
             let optimum = leastSquares(x: x, w: w, keep: keep).weight
             let updated = try XCTUnwrap(result.weight)
             for r in 0..<rows {
-                for (i, j) in keep.enumerated() { XCTAssertEqual(Double(updated[r * n + j]), optimum[r][i], accuracy: 2e-3, "units \(units), [\(r), \(j)]") }
+                for (i, j) in keep.enumerated() {
+                    XCTAssertEqual(Double(updated[r * n + j]), optimum[r][i], accuracy: 2e-3, "units \(units), [\(r), \(j)]")
+                }
                 for j in units[best] { XCTAssertEqual(updated[r * n + j], 0) }
             }
         }
@@ -103,8 +110,9 @@ final class StructuredOBSTests: XCTestCase {
         let pruner = StructuredPruner(ratio: 0.3, layers: 0...0)
 
         let byL2 = try tinyLlama(layers: 1, hidden: 16, heads: 4, kvHeads: 2, headDim: 4, ffn: 24)
-        try StructuredPruner.apply(try pruner.plan(model: byL2, graph: graph, estimator: CriterionEstimator(criterion: .l2, aggregation: .sum)),
-                                   graph: graph, to: byL2)
+        try StructuredPruner.apply(
+            try pruner.plan(model: byL2, graph: graph, estimator: CriterionEstimator(criterion: .l2, aggregation: .sum)),
+            graph: graph, to: byL2)
 
         let model = try tinyLlama(layers: 1, hidden: 16, heads: 4, kvHeads: 2, headDim: 4, ffn: 24)
         let removals = try StructuredOBS(pruner: pruner).run(model: model, graph: graph, calibration: set)
@@ -134,7 +142,10 @@ final class StructuredOBSTests: XCTestCase {
         let model = try tinyLlama()
         let graph = try DependencyGraphBuilder().build(model: model)
         let params = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0) })
-        XCTAssertThrowsError(try CriterionEstimator(criterion: .obs, aggregation: .sum).scores(for: graph.groups.first { $0.kind == "mlp" }!, parameters: params)) {
+        XCTAssertThrowsError(
+            try CriterionEstimator(criterion: .obs, aggregation: .sum).scores(
+                for: graph.groups.first { $0.kind == "mlp" }!, parameters: params)
+        ) {
             XCTAssertTrue(String(describing: $0.localizedDescription).contains("layer by layer"))
         }
     }

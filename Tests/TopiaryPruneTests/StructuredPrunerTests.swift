@@ -74,7 +74,8 @@ final class StructuredPrunerTests: XCTestCase {
             let cols = p.shape[1]
             return (0..<p.shape[0]).reduce(0) { $0 + Double(abs(p.value[$1 * cols + c] * p.grad![$1 * cols + c])) }
         }
-        let expected = rowSum(params["model.layers.0.mlp.gate_proj.weight"]!, 3) + rowSum(params["model.layers.0.mlp.up_proj.weight"]!, 3)
+        let expected =
+            rowSum(params["model.layers.0.mlp.gate_proj.weight"]!, 3) + rowSum(params["model.layers.0.mlp.up_proj.weight"]!, 3)
             + colSum(params["model.layers.0.mlp.down_proj.weight"]!, 3)
         XCTAssertEqual(scores[3], expected, accuracy: 1e-6 * max(1, expected))
     }

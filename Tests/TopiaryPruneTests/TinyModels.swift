@@ -9,20 +9,27 @@ func randomTensor(_ shape: [Int], _ rng: inout SplitMix64, scale: Float = 0.5) -
 }
 
 /// A small random LLaMA (GQA, SwiGLU, RMSNorm, tied or untied head) for graph and pruning tests.
-func tinyLlama(layers: Int = 2, hidden: Int = 16, heads: Int = 4, kvHeads: Int = 2, headDim: Int = 4, ffn: Int = 12,
-               vocab: Int = 23, tied: Bool = true, seed: UInt64 = 1) throws -> DecoderModel {
+func tinyLlama(
+    layers: Int = 2, hidden: Int = 16, heads: Int = 4, kvHeads: Int = 2, headDim: Int = 4, ffn: Int = 12,
+    vocab: Int = 23, tied: Bool = true, seed: UInt64 = 1
+) throws -> DecoderModel {
     var rng = SplitMix64(seed: seed)
-    let config = ModelConfig(architecture: "llama", vocabSize: vocab, hiddenSize: hidden, headDim: headDim,
-                             heads: Array(repeating: heads, count: layers), kvHeads: Array(repeating: kvHeads, count: layers),
-                             intermediateSizes: Array(repeating: ffn, count: layers), ropeTheta: 10_000, rmsNormEps: 1e-5,
-                             contextLength: 64, tieWordEmbeddings: tied)
-    var weights: [String: Tensor] = ["model.embed_tokens.weight": randomTensor([vocab, hidden], &rng),
-                                     "model.norm.weight": randomTensor([hidden], &rng, scale: 1)]
+    let config = ModelConfig(
+        architecture: "llama", vocabSize: vocab, hiddenSize: hidden, headDim: headDim,
+        heads: Array(repeating: heads, count: layers), kvHeads: Array(repeating: kvHeads, count: layers),
+        intermediateSizes: Array(repeating: ffn, count: layers), ropeTheta: 10_000, rmsNormEps: 1e-5,
+        contextLength: 64, tieWordEmbeddings: tied)
+    var weights: [String: Tensor] = [
+        "model.embed_tokens.weight": randomTensor([vocab, hidden], &rng),
+        "model.norm.weight": randomTensor([hidden], &rng, scale: 1),
+    ]
     if !tied { weights["lm_head.weight"] = randomTensor([vocab, hidden], &rng) }
     for l in 0..<layers {
         let n = DecoderModel.parameterNames(layer: l)
-        let shapes = [[hidden], [heads * headDim, hidden], [kvHeads * headDim, hidden], [kvHeads * headDim, hidden],
-                      [hidden, heads * headDim], [hidden], [ffn, hidden], [ffn, hidden], [hidden, ffn]]
+        let shapes = [
+            [hidden], [heads * headDim, hidden], [kvHeads * headDim, hidden], [kvHeads * headDim, hidden],
+            [hidden, heads * headDim], [hidden], [ffn, hidden], [ffn, hidden], [hidden, ffn],
+        ]
         for (name, shape) in zip(n, shapes) { weights[name] = randomTensor(shape, &rng, scale: shape.count == 1 ? 1 : 0.5) }
     }
     return try DecoderModel(config: config, weights: weights)
@@ -40,12 +47,15 @@ final class TinyGPT: LanguageModel, @unchecked Sendable {
     init(layers: Int = 2, hidden: Int = 12, heads: Int = 3, headDim: Int = 4, ffn: Int = 10, vocab: Int = 19, seed: UInt64 = 3) {
         var rng = SplitMix64(seed: seed)
         layerCount = layers
-        config = ModelConfig(architecture: "tinygpt", vocabSize: vocab, hiddenSize: hidden, headDim: headDim,
-                             heads: Array(repeating: heads, count: layers), kvHeads: Array(repeating: heads, count: layers),
-                             intermediateSizes: Array(repeating: ffn, count: layers), ropeTheta: 10_000, rmsNormEps: 1e-5,
-                             contextLength: 64, tieWordEmbeddings: false)
+        config = ModelConfig(
+            architecture: "tinygpt", vocabSize: vocab, hiddenSize: hidden, headDim: headDim,
+            heads: Array(repeating: heads, count: layers), kvHeads: Array(repeating: heads, count: layers),
+            intermediateSizes: Array(repeating: ffn, count: layers), ropeTheta: 10_000, rmsNormEps: 1e-5,
+            contextLength: 64, tieWordEmbeddings: false)
         rotary = RotaryTable(base: 10_000, rotaryDim: headDim, maxPositions: 64)
-        func add(_ name: String, _ shape: [Int], _ scale: Float = 0.5) { params[name] = Parameter(name: name, value: randomTensor(shape, &rng, scale: scale)) }
+        func add(_ name: String, _ shape: [Int], _ scale: Float = 0.5) {
+            params[name] = Parameter(name: name, value: randomTensor(shape, &rng, scale: scale))
+        }
         add("wte", [vocab, hidden])
         for l in 0..<layers {
             let p = "h.\(l)."
@@ -88,8 +98,11 @@ final class TinyGPT: LanguageModel, @unchecked Sendable {
             let q = try g.rope(linear(x, pre + "attn.q"), heads: heads, headDim: hd, positions: positions, table: rotary)
             let k = try g.rope(linear(x, pre + "attn.k"), heads: heads, headDim: hd, positions: positions, table: rotary)
             let v = try linear(x, pre + "attn.v")
-            let a = try g.attention(q, k, v, shape: AttentionShape(batch: batch, queryLength: T, keyLength: T, heads: heads,
-                                                                   kvHeads: heads, headDim: hd))
+            let a = try g.attention(
+                q, k, v,
+                shape: AttentionShape(
+                    batch: batch, queryLength: T, keyLength: T, heads: heads,
+                    kvHeads: heads, headDim: hd))
             h = try g.add(h, linear(a, pre + "attn.proj"))
             let x2 = try g.layerNorm(h, p(pre + "ln2.weight"), p(pre + "ln2.bias"), eps: 1e-5)
             h = try g.add(h, linear(g.geluErf(linear(x2, pre + "mlp.fc")), pre + "mlp.proj"))
@@ -101,13 +114,16 @@ final class TinyGPT: LanguageModel, @unchecked Sendable {
 
 /// A small random Gemma 3 (the same decoder configured: √hidden embedding scale, per-head q/k norms, norms
 /// after attention and FFN, GeGLU, local and global layers with their own RoPE bases).
-func tinyGemma(layers: Int = 3, hidden: Int = 16, heads: Int = 4, kvHeads: Int = 1, headDim: Int = 8, ffn: Int = 12,
-               vocab: Int = 23, seed: UInt64 = 7) throws -> DecoderModel {
+func tinyGemma(
+    layers: Int = 3, hidden: Int = 16, heads: Int = 4, kvHeads: Int = 1, headDim: Int = 8, ffn: Int = 12,
+    vocab: Int = 23, seed: UInt64 = 7
+) throws -> DecoderModel {
     var rng = SplitMix64(seed: seed)
-    var config = ModelConfig(architecture: "gemma3", vocabSize: vocab, hiddenSize: hidden, headDim: headDim,
-                             heads: Array(repeating: heads, count: layers), kvHeads: Array(repeating: kvHeads, count: layers),
-                             intermediateSizes: Array(repeating: ffn, count: layers), ropeTheta: 1_000_000, rmsNormEps: 1e-6,
-                             contextLength: 64, tieWordEmbeddings: true)
+    var config = ModelConfig(
+        architecture: "gemma3", vocabSize: vocab, hiddenSize: hidden, headDim: headDim,
+        heads: Array(repeating: heads, count: layers), kvHeads: Array(repeating: kvHeads, count: layers),
+        intermediateSizes: Array(repeating: ffn, count: layers), ropeTheta: 1_000_000, rmsNormEps: 1e-6,
+        contextLength: 64, tieWordEmbeddings: true)
     config.activation = "gelu_pytorch_tanh"
     config.embeddingScale = Float(hidden).squareRoot()
     config.queryKeyNorm = true
@@ -116,8 +132,10 @@ func tinyGemma(layers: Int = 3, hidden: Int = 16, heads: Int = 4, kvHeads: Int =
     config.slidingWindow = 3
     config.slidingLayers = (0..<layers).map { ($0 + 1) % 3 != 0 }
     config.localRopeTheta = 10_000
-    var weights: [String: Tensor] = ["model.embed_tokens.weight": randomTensor([vocab, hidden], &rng),
-                                     "model.norm.weight": randomTensor([hidden], &rng, scale: 1)]
+    var weights: [String: Tensor] = [
+        "model.embed_tokens.weight": randomTensor([vocab, hidden], &rng),
+        "model.norm.weight": randomTensor([hidden], &rng, scale: 1),
+    ]
     for l in 0..<layers {
         let n = DecoderModel.parameterNames(layer: l, config: config)
         let shapes: [(String, [Int])] = [

@@ -56,6 +56,7 @@ final class VariationalDropoutTests: XCTestCase {
         let graph = try DependencyGraphBuilder().build(model: model)
         var vd = VariationalDropout()
         vd.steps = 0
-        XCTAssertThrowsError(try vd.run(model: model, groups: graph.groups, calibration: try randomCalibration(model, windows: 2, length: 8)))
+        XCTAssertThrowsError(
+            try vd.run(model: model, groups: graph.groups, calibration: try randomCalibration(model, windows: 2, length: 8)))
     }
 }

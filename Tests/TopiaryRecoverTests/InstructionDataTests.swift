@@ -27,7 +27,8 @@ final class InstructionDataTests: XCTestCase {
     }
 
     func testTemplateMaskingAndPadding() throws {
-        let path = write(#"[{"instruction": "say hi", "input": "", "output": "hi"}, {"instruction": "add", "input": "one two", "output": "three"}]"#)
+        let path = write(
+            #"[{"instruction": "say hi", "input": "", "output": "hi"}, {"instruction": "add", "input": "one two", "output": "three"}]"#)
         let records = try AlpacaData.read(path: path)
         XCTAssertEqual(records.count, 2)
         XCTAssertTrue(AlpacaData.prompt(instruction: "say hi", input: "").hasSuffix("### Instruction:\nsay hi\n\n### Response:\n"))
@@ -59,11 +60,14 @@ final class InstructionDataTests: XCTestCase {
     func testInstructionTrainingLowersHeldOutLoss() throws {
         // Learnable responses: the answer repeats the instruction's word.
         let words = ["cat", "dog", "sun", "sea", "red", "ice", "owl", "fox", "bee", "elm", "oak", "ink"]
-        let json = "[" + (0..<48).map { i in
-            let w = words[i % words.count]
-            return #"{"instruction": "echo \#(w)", "output": "\#(w)"}"#
-        }.joined(separator: ",") + "]"
-        let examples = AlpacaData.tokenize(try AlpacaData.read(path: write(json)), tokenizer: CharTokenizer(), maxLength: 160, trainOnInputs: false)
+        let json =
+            "["
+            + (0..<48).map { i in
+                let w = words[i % words.count]
+                return #"{"instruction": "echo \#(w)", "output": "\#(w)"}"#
+            }.joined(separator: ",") + "]"
+        let examples = AlpacaData.tokenize(
+            try AlpacaData.read(path: write(json)), tokenizer: CharTokenizer(), maxLength: 160, trainOnInputs: false)
         let (train, validation) = AlpacaData.split(examples, validation: 8, seed: 3)
         XCTAssertEqual(train.count, 40)
         XCTAssertEqual(validation.count, 8)
@@ -86,19 +90,26 @@ final class InstructionDataTests: XCTestCase {
     }
 
     func testBadInstructionFiles() throws {
-        XCTAssertThrowsError(try AlpacaData.read(path: write(""))) { XCTAssertTrue("\($0.localizedDescription)".contains("the file is empty")) }
+        XCTAssertThrowsError(try AlpacaData.read(path: write(""))) {
+            XCTAssertTrue("\($0.localizedDescription)".contains("the file is empty"))
+        }
         let missing = write(#"[{"instruction": "x"}]"#)
         XCTAssertThrowsError(try AlpacaData.read(path: missing)) {
             XCTAssertTrue("\($0.localizedDescription)".contains("\(missing): record 0 lacks a string `instruction` or `output`"), "\($0)")
         }
         let lines = write("{\"instruction\": \"a\", \"output\": \"b\"}\nnot json\n")
-        XCTAssertThrowsError(try AlpacaData.read(path: lines)) { XCTAssertTrue("\($0.localizedDescription)".contains("line 2 is not JSON"), "\($0)") }
+        XCTAssertThrowsError(try AlpacaData.read(path: lines)) {
+            XCTAssertTrue("\($0.localizedDescription)".contains("line 2 is not JSON"), "\($0)")
+        }
         // Prompts longer than the window leave nothing to train on.
-        let long = AlpacaData.tokenize(try AlpacaData.read(path: write(#"[{"instruction": "a long instruction", "output": "b"}]"#)),
-                                       tokenizer: CharTokenizer(), maxLength: 32, trainOnInputs: false)
+        let long = AlpacaData.tokenize(
+            try AlpacaData.read(path: write(#"[{"instruction": "a long instruction", "output": "b"}]"#)),
+            tokenizer: CharTokenizer(), maxLength: 32, trainOnInputs: false)
         var c = TrainingConfig()
         c.length = 32
-        XCTAssertThrowsError(try LoRATrainer(model: try tinyModel(), lora: LoRAConfig(), config: c, examples: long, validation: [], padID: 0)) {
+        XCTAssertThrowsError(
+            try LoRATrainer(model: try tinyModel(), lora: LoRAConfig(), config: c, examples: long, validation: [], padID: 0)
+        ) {
             XCTAssertTrue("\($0.localizedDescription)".contains("nothing to train on"), "\($0)")
         }
     }

@@ -8,8 +8,9 @@ import XCTest
 func tinyModel(seed: UInt64 = 1) throws -> DecoderModel {
     var rng = SplitMix64(seed: seed)
     func t(_ s: [Int]) -> Tensor { Tensor(shape: s, values: (0..<s.reduce(1, *)).map { _ in rng.nextFloat(-0.5, 0.5) }) }
-    let config = ModelConfig(architecture: "llama", vocabSize: 40, hiddenSize: 16, headDim: 4, heads: [4, 2], kvHeads: [2, 1],
-                             intermediateSizes: [12, 9], ropeTheta: 10_000, rmsNormEps: 1e-5, contextLength: 64, tieWordEmbeddings: true)
+    let config = ModelConfig(
+        architecture: "llama", vocabSize: 40, hiddenSize: 16, headDim: 4, heads: [4, 2], kvHeads: [2, 1],
+        intermediateSizes: [12, 9], ropeTheta: 10_000, rmsNormEps: 1e-5, contextLength: 64, tieWordEmbeddings: true)
     var w = ["model.embed_tokens.weight": t([40, 16]), "model.norm.weight": t([16])]
     for l in 0..<2 {
         let n = DecoderModel.parameterNames(layer: l), q = config.heads[l] * 4, kv = config.kvHeads[l] * 4, f = config.intermediateSizes[l]
@@ -129,7 +130,8 @@ final class LoRATrainerTests: XCTestCase {
         let other = try LoRATrainer(model: try tinyModel(), lora: small, config: config(steps: 2), tokens: tinyTokens())
         try other.run(directory: dir)
         let m = try tinyModel()
-        m.layers[1].gate.value = Tensor(zeros: [7, 16]); m.layers[1].up.value = Tensor(zeros: [7, 16]); m.layers[1].down.value = Tensor(zeros: [16, 7])
+        m.layers[1].gate.value = Tensor(zeros: [7, 16]); m.layers[1].up.value = Tensor(zeros: [7, 16]);
+        m.layers[1].down.value = Tensor(zeros: [16, 7])
         try m.refreshConfig()
         let t = try LoRATrainer(model: m, lora: small, config: config(steps: 2), tokens: tinyTokens())
         XCTAssertThrowsError(try t.resume(directory: dir)) { XCTAssertTrue($0.localizedDescription.contains("different model"), "\($0)") }

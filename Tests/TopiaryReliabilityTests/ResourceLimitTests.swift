@@ -56,7 +56,9 @@ final class ResourceLimitTests: XCTestCase {
         // One BLAS thread: OpenBLAS 0.3.21's worker threads retry their 128 MiB buffer mmap forever when the limit
         // refuses it, which would hang the process at exit (a property of OpenBLAS under `ulimit -d`, not of our
         // parser); `timeout` turns any hang into a failure instead of a stuck test run.
-        let args = ["/bin/sh", "-c", "ulimit -d 102400 && OPENBLAS_NUM_THREADS=1 exec timeout 60 \"$0\" inspect --model \"$1\"", binary, path]
+        let args = [
+            "/bin/sh", "-c", "ulimit -d 102400 && OPENBLAS_NUM_THREADS=1 exec timeout 60 \"$0\" inspect --model \"$1\"", binary, path,
+        ]
         var argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
@@ -71,7 +73,8 @@ final class ResourceLimitTests: XCTestCase {
         print("2^40-element GGUF under ulimit -d 100 MiB: exit \(status >> 8), \(String(format: "%.2f", seconds)) s: \(stderr)")
         _ = maxRSSMB
         XCTAssertEqual(status, 1 << 8, "expected exit status 1 (a clean error), got wait status \(status): \(stderr)")
-        XCTAssertTrue(stderr.hasPrefix("topiary: error: ") && stderr.contains("huge-cli.gguf") && stderr.contains("token_embd.weight"), stderr)
+        XCTAssertTrue(
+            stderr.hasPrefix("topiary: error: ") && stderr.contains("huge-cli.gguf") && stderr.contains("token_embd.weight"), stderr)
         XCTAssertFalse(stderr.contains("Fatal error") || stderr.contains("Backtrace"), stderr)
         XCTAssertLessThan(seconds, 10)
     }
@@ -88,12 +91,18 @@ final class ResourceLimitTests: XCTestCase {
         }
         func append<T: FixedWidthInteger>(_ d: inout Data, _ v: T) { withUnsafeBytes(of: v.littleEndian) { d.append(contentsOf: $0) } }
         // A string that declares 2^40 bytes.
-        let longString = header { d in append(&d, UInt32(8)); append(&d, UInt64(1) << 40) } + Data(count: 100)
+        let longString =
+            header { d in
+                append(&d, UInt32(8)); append(&d, UInt64(1) << 40)
+            } + Data(count: 100)
         XCTAssertThrowsError(try GGUFFile(path: try temporaryFile("string.gguf", longString))) { e in
             XCTAssertTrue(e.localizedDescription.contains("string.gguf"), e.localizedDescription)
         }
         // An array of 2^23 uint8 entries: the file holds them, but the count is beyond the bound.
-        let bigArray = header { d in append(&d, UInt32(9)); append(&d, UInt32(0)); append(&d, UInt64(1) << 23) } + Data(count: 1 << 23)
+        let bigArray =
+            header { d in
+                append(&d, UInt32(9)); append(&d, UInt32(0)); append(&d, UInt64(1) << 23)
+            } + Data(count: 1 << 23)
         XCTAssertThrowsError(try GGUFFile(path: try temporaryFile("array.gguf", bigArray))) { e in
             XCTAssertTrue(e.localizedDescription.contains("array entries"), e.localizedDescription)
         }
@@ -112,10 +121,14 @@ final class ResourceLimitTests: XCTestCase {
 
     func testConfigSizesAreBounded() {
         for (layers, message) in [("1000000000000", "layers"), ("-1", "layers")] {
-            let json = #"{"model_type":"llama","vocab_size":64,"hidden_size":32,"num_hidden_layers":\#(layers),"num_attention_heads":4,"intermediate_size":32}"#
+            let json =
+                #"{"model_type":"llama","vocab_size":64,"hidden_size":32,"num_hidden_layers":\#(layers),"#
+                + #""num_attention_heads":4,"intermediate_size":32}"#
             XCTAssertEqual(FuzzTarget.config.run(Data(json.utf8)).contains(message), true)
         }
-        let wide = #"{"model_type":"llama","vocab_size":64,"hidden_size":1099511627776,"num_hidden_layers":2,"num_attention_heads":4,"intermediate_size":32}"#
+        let wide =
+            #"{"model_type":"llama","vocab_size":64,"hidden_size":1099511627776,"num_hidden_layers":2,"#
+            + #""num_attention_heads":4,"intermediate_size":32}"#
         XCTAssertTrue(FuzzTarget.config.run(Data(wide.utf8)).contains("exceed the limits"))
     }
 
@@ -129,8 +142,10 @@ final class ResourceLimitTests: XCTestCase {
     }
 
     func testDeepYAMLIsRefusedWithAnError() {
-        for text in ["a: " + String(repeating: "[", count: 100_000), String(repeating: "- ", count: 50_000) + "x",
-                     "a: " + String(repeating: "{b: ", count: 50_000)] {
+        for text in [
+            "a: " + String(repeating: "[", count: 100_000), String(repeating: "- ", count: 50_000) + "x",
+            "a: " + String(repeating: "{b: ", count: 50_000),
+        ] {
             let outcome = FuzzTarget.recipe.run(Data(text.utf8))
             XCTAssertNotEqual(outcome, "ok")
             XCTAssertTrue(outcome.contains("fuzz.yaml"), outcome)

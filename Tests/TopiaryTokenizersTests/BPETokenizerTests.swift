@@ -9,8 +9,9 @@ func tinyTokenizer(pre: String = "gpt2", merges: [String] = ["h e", "l l", "he l
     tokens.append("<|end|>")
     var types = [Int](repeating: 1, count: tokens.count)
     types[types.count - 1] = 3
-    return try BPETokenizer(tokens: tokens, merges: merges, tokenTypes: types, preTokenizer: pre, bosTokenID: nil,
-                            eosTokenID: tokens.count - 1, unknownTokenID: nil, addBOS: false, addEOS: true)
+    return try BPETokenizer(
+        tokens: tokens, merges: merges, tokenTypes: types, preTokenizer: pre, bosTokenID: nil,
+        eosTokenID: tokens.count - 1, unknownTokenID: nil, addBOS: false, addEOS: true)
 }
 
 final class BPETokenizerTests: XCTestCase {
@@ -41,12 +42,15 @@ final class BPETokenizerTests: XCTestCase {
     func testSmolLMIsolatesEveryDigit() throws {
         let p = try PreTokenizer(name: "smollm")
         let s = Array("in 2024, 3.5".unicodeScalars)
-        XCTAssertEqual(p.split(s).map { String(String.UnicodeScalarView(s[$0])) }, ["in", " ", "2", "0", "2", "4", ",", " ", "3", ".", "5"])
+        XCTAssertEqual(
+            p.split(s).map { String(String.UnicodeScalarView(s[$0])) }, ["in", " ", "2", "0", "2", "4", ",", " ", "3", ".", "5"])
     }
 
     func testUnknownPreTokenizerNamesTheSupportedOnes() {
         XCTAssertThrowsError(try PreTokenizer(name: "klingon", source: "x.gguf")) {
-            XCTAssertEqual($0.localizedDescription, "x.gguf: unknown pre-tokenizer 'klingon' (supported: gpt2, default, smollm, qwen2, deepseek-r1-qwen, llama3, llama-bpe)")
+            XCTAssertEqual(
+                $0.localizedDescription,
+                "x.gguf: unknown pre-tokenizer 'klingon' (supported: gpt2, default, smollm, qwen2, deepseek-r1-qwen, llama3, llama-bpe)")
         }
     }
 
@@ -71,7 +75,9 @@ final class BPETokenizerTests: XCTestCase {
         XCTAssertThrowsError(try tinyTokenizer(merges: ["h e", "zz qq"])) {
             XCTAssertEqual($0 as? TokenizerError, .badMerge(source: "tokenizer", index: 1, merge: "zz qq"))
         }
-        XCTAssertThrowsError(try BPETokenizer(tokens: [], merges: [], tokenTypes: nil, preTokenizer: "gpt2", bosTokenID: nil,
-                                              eosTokenID: nil, unknownTokenID: nil, addBOS: false, addEOS: false))
+        XCTAssertThrowsError(
+            try BPETokenizer(
+                tokens: [], merges: [], tokenTypes: nil, preTokenizer: "gpt2", bosTokenID: nil,
+                eosTokenID: nil, unknownTokenID: nil, addBOS: false, addEOS: false))
     }
 }

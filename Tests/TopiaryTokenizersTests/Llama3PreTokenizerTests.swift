@@ -7,24 +7,42 @@ import XCTest
 final class Llama3PreTokenizerTests: XCTestCase {
     // (text, qwen2 pieces, llama3 pieces), generated with regex.findall on the two patterns.
     static let cases: [(String, [String], [String])] = [
-        ("Hello world! It's 2024, we'RE   testing...\n\n  (parens) x=12345;\tTabs\r\nend  ",
-         ["Hello", " world", "!", " It", "'s", " ", "2", "0", "2", "4", ",", " we", "'RE", "  ", " testing", "...\n\n", " ", " (", "parens", ")", " x", "=", "1", "2", "3", "4", "5", ";", "\tTabs", "\r\n", "end", "  "],
-         ["Hello", " world", "!", " It", "'s", " ", "202", "4", ",", " we", "'RE", "  ", " testing", "...\n\n", " ", " (", "parens", ")", " x", "=", "123", "45", ";", "\tTabs", "\r\n", "end", "  "]),
-        ("I'M  don'T\n \n  x",
-         ["I", "'M", " ", " don", "'T", "\n \n", " ", " x"],
-         ["I", "'M", " ", " don", "'T", "\n \n", " ", " x"]),
-        ("ça coûte 3€ — «quote»  ",
-         ["ça", " coûte", " ", "3", "€", " —", " «", "quote", "»", "  "],
-         ["ça", " coûte", " ", "3", "€", " —", " «", "quote", "»", "  "]),
-        (" leading",
-         [" leading"],
-         [" leading"]),
-        ("a.b,c!!\n",
-         ["a", ".b", ",c", "!!\n"],
-         ["a", ".b", ",c", "!!\n"]),
-        ("   \n\t\n x",
-         ["   \n\t\n", " x"],
-         ["   \n\t\n", " x"]),
+        (
+            "Hello world! It's 2024, we'RE   testing...\n\n  (parens) x=12345;\tTabs\r\nend  ",
+            [
+                "Hello", " world", "!", " It", "'s", " ", "2", "0", "2", "4", ",", " we", "'RE", "  ", " testing", "...\n\n", " ", " (",
+                "parens", ")", " x", "=", "1", "2", "3", "4", "5", ";", "\tTabs", "\r\n", "end", "  ",
+            ],
+            [
+                "Hello", " world", "!", " It", "'s", " ", "202", "4", ",", " we", "'RE", "  ", " testing", "...\n\n", " ", " (", "parens",
+                ")", " x", "=", "123", "45", ";", "\tTabs", "\r\n", "end", "  ",
+            ]
+        ),
+        (
+            "I'M  don'T\n \n  x",
+            ["I", "'M", " ", " don", "'T", "\n \n", " ", " x"],
+            ["I", "'M", " ", " don", "'T", "\n \n", " ", " x"]
+        ),
+        (
+            "ça coûte 3€ — «quote»  ",
+            ["ça", " coûte", " ", "3", "€", " —", " «", "quote", "»", "  "],
+            ["ça", " coûte", " ", "3", "€", " —", " «", "quote", "»", "  "]
+        ),
+        (
+            " leading",
+            [" leading"],
+            [" leading"]
+        ),
+        (
+            "a.b,c!!\n",
+            ["a", ".b", ",c", "!!\n"],
+            ["a", ".b", ",c", "!!\n"]
+        ),
+        (
+            "   \n\t\n x",
+            ["   \n\t\n", " x"],
+            ["   \n\t\n", " x"]
+        ),
     ]
 
     func pieces(_ name: String, _ text: String) throws -> [String] {

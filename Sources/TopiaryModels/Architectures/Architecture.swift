@@ -24,6 +24,8 @@ public protocol ArchitectureFamily: Sendable {
     func ggufArchitecture(for config: ModelConfig, requested: String?) throws -> String
     /// Metadata keys beyond the common decoder keys that a GGUF of this family needs (`arch` is the written name).
     func ggufExtraMetadata(_ config: ModelConfig, architecture arch: String) -> [(key: String, value: GGUFValue)]
+    /// What a GGUF export's report says about how the model was written.
+    func ggufNotes(_ config: ModelConfig, architecture arch: String) -> [String]
     /// Why a Hugging Face export (transformers) cannot hold this model, or nil when it can.
     func hfExportLimitation(_ config: ModelConfig) -> String?
     /// Whether the family writes a transformers `config.json` at all.
@@ -36,6 +38,10 @@ extension ArchitectureFamily {
     public var ggufPermutesRotary: Bool { false }
     public var defaultAttentionBias: Bool { false }
     public var writesHFConfig: Bool { false }
+    public func ggufNotes(_ config: ModelConfig, architecture arch: String) -> [String] {
+        config.isUniform
+            ? [] : ["layers differ (\(config.shapeSummary)): written as '\(arch)' with per-layer arrays, which Topiary reads back"]
+    }
     public func hfConfig(_ config: ModelConfig, tokenizer: [String: GGUFValue]) throws -> Data? { nil }
     public func ggufExtraMetadata(_ config: ModelConfig, architecture arch: String) -> [(key: String, value: GGUFValue)] { [] }
     public func ggufArchitecture(for config: ModelConfig, requested: String?) throws -> String {

@@ -25,7 +25,8 @@ public struct Gemma3Family: ArchitectureFamily {
             throw ModelError.missingMetadata(path: name, key: "\(a).attention.key_length")
         }
         if let kind = md["\(a).rope.scaling.type"]?.string, kind != "none",
-           let factor = md["\(a).rope.scaling.factor"]?.float, factor != 1 {
+            let factor = md["\(a).rope.scaling.factor"]?.float, factor != 1
+        {
             throw ModelError.invalidConfig("\(name): RoPE scaling '\(kind)' ×\(factor) is not supported (Gemma 3 270M and 1B have none)")
         }
         guard let window = md["\(a).attention.sliding_window"]?.int else {
@@ -37,7 +38,8 @@ public struct Gemma3Family: ArchitectureFamily {
             sliding = (0..<n).map { ($0 + 1) % period != 0 }
         } else if let flags = md["\(a).attention.sliding_window_pattern"]?.intArray {
             guard flags.count == n else {
-                throw ModelError.invalidConfig("\(name): '\(a).attention.sliding_window_pattern' has \(flags.count) entries for \(n) layers")
+                throw ModelError.invalidConfig(
+                    "\(name): '\(a).attention.sliding_window_pattern' has \(flags.count) entries for \(n) layers")
             }
             sliding = flags.map { $0 != 0 }
         }

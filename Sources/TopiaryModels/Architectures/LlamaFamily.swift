@@ -27,7 +27,9 @@ public struct LlamaFamily: ArchitectureFamily {
             throw ArchitectureLimitation(
                 "layers differ (\(config.shapeSummary)) and llama.cpp's 'llama' architecture sizes every layer from layer 0 "
                     + "(it reads per-layer arrays but creates each layer's tensors with layer 0's head count and FFN width), "
-                    + "so llama.cpp would refuse the file; export with --arch deci (the default for such models), which llama.cpp sizes per layer")
+                    + "so llama.cpp would refuse the file; export with --arch deci (the default for such models), which llama.cpp sizes "
+                    + "per layer"
+            )
         case "auto", "deci":
             guard config.heads[0] > 0 else {
                 throw ArchitectureLimitation(
@@ -81,8 +83,20 @@ public struct LlamaFamily: ArchitectureFamily {
 
     public var writesHFConfig: Bool { true }
 
+    public func ggufNotes(_ config: ModelConfig, architecture arch: String) -> [String] {
+        if arch == "deci" {
+            return [
+                "layers differ (\(config.shapeSummary)): written as llama.cpp's 'deci' architecture, which sizes each layer from "
+                    + "per-layer arrays"
+            ]
+        }
+        return config.isUniform
+            ? [] : ["layers differ (\(config.shapeSummary)): written as '\(arch)' with per-layer arrays, which Topiary reads back"]
+    }
+
     public func hfExportLimitation(_ config: ModelConfig) -> String? {
-        config.isUniform ? nil
+        config.isUniform
+            ? nil
             : "layers differ (\(config.shapeSummary)): transformers' LlamaConfig has a single head count and FFN width for all layers"
     }
 }

@@ -75,8 +75,10 @@ public protocol Criterion: Sendable {
     var inSweeps: Bool { get }
     func needs(_ options: CriterionOptions) -> CriterionNeeds
     /// One score per unit of `group`.
-    func scores(for group: PruningGroup, parameters: [String: Parameter], statistics: CriterionStatistics,
-                options: CriterionOptions, aggregation: Aggregation) throws -> [Double]
+    func scores(
+        for group: PruningGroup, parameters: [String: Parameter], statistics: CriterionStatistics,
+        options: CriterionOptions, aggregation: Aggregation
+    ) throws -> [Double]
 }
 
 extension Criterion {
@@ -95,8 +97,10 @@ public protocol ChannelCriterion: Criterion {
 extension ChannelCriterion {
     public func unitScore(_ sum: Double) -> Double { sum }
 
-    public func scores(for group: PruningGroup, parameters: [String: Parameter], statistics: CriterionStatistics,
-                       options: CriterionOptions, aggregation: Aggregation) throws -> [Double] {
+    public func scores(
+        for group: PruningGroup, parameters: [String: Parameter], statistics: CriterionStatistics,
+        options: CriterionOptions, aggregation: Aggregation
+    ) throws -> [Double] {
         var perMember: [[Double]] = []
         for m in group.members {
             guard let p = parameters[m.tensor] else { throw PruneError.unknownTensor(m.tensor) }
@@ -138,7 +142,8 @@ public struct ImportanceCriterion: RawRepresentable, Codable, Hashable, Sendable
         let c = try decoder.singleValueContainer()
         let name = try c.decode(String.self)
         guard let v = ImportanceCriterion(rawValue: name) else {
-            throw DecodingError.dataCorruptedError(in: c, debugDescription: "unknown criterion '\(name)' (\(Criteria.names.joined(separator: ", ")))")
+            throw DecodingError.dataCorruptedError(
+                in: c, debugDescription: "unknown criterion '\(name)' (\(Criteria.names.joined(separator: ", ")))")
         }
         self = v
     }

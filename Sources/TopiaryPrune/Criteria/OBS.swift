@@ -12,8 +12,10 @@ public struct OBSCriterion: Criterion {
     public var summary: String { "Optimal Brain Surgeon saliency, layer by layer, with the update (Topiary's; --obs-step)" }
     public func needs(_ options: CriterionOptions) -> CriterionNeeds { .sequential }
 
-    public func scores(for group: PruningGroup, parameters: [String: Parameter], statistics: CriterionStatistics,
-                       options: CriterionOptions, aggregation: Aggregation) throws -> [Double] {
+    public func scores(
+        for group: PruningGroup, parameters: [String: Parameter], statistics: CriterionStatistics,
+        options: CriterionOptions, aggregation: Aggregation
+    ) throws -> [Double] {
         throw PruneError.notApplicable("obs scores are computed layer by layer while pruning (StructuredOBS), not ahead of it")
     }
 }

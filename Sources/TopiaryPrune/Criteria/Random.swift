@@ -10,8 +10,10 @@ public struct RandomCriterion: Criterion {
     public var summary: String { "uniform random scores (a baseline; --seed)" }
     public func needs(_ options: CriterionOptions) -> CriterionNeeds { [] }
 
-    public func scores(for group: PruningGroup, parameters: [String: Parameter], statistics: CriterionStatistics,
-                       options: CriterionOptions, aggregation: Aggregation) throws -> [Double] {
+    public func scores(
+        for group: PruningGroup, parameters: [String: Parameter], statistics: CriterionStatistics,
+        options: CriterionOptions, aggregation: Aggregation
+    ) throws -> [Double] {
         var rng = SplitMix64(seed: options.seed &+ UInt64(group.id) &* 0x9E37_79B9)
         return (0..<group.units).map { _ in rng.nextDouble() }
     }

@@ -22,11 +22,14 @@ public struct TaylorActivationCriterion: Criterion {
         options.taylorOrder == 2 ? [.fisher, .activations] : [.gradients, .activations]
     }
 
-    public func scores(for group: PruningGroup, parameters: [String: Parameter], statistics: CriterionStatistics,
-                       options: CriterionOptions, aggregation: Aggregation) throws -> [Double] {
+    public func scores(
+        for group: PruningGroup, parameters: [String: Parameter], statistics: CriterionStatistics,
+        options: CriterionOptions, aggregation: Aggregation
+    ) throws -> [Double] {
         let taylorTerm: any Criterion = options.taylorOrder == 2 ? Taylor2Criterion() : TaylorCriterion()
-        let taylor = try taylorTerm.scores(for: group, parameters: parameters, statistics: statistics, options: options,
-                                           aggregation: aggregation)
+        let taylor = try taylorTerm.scores(
+            for: group, parameters: parameters, statistics: statistics, options: options,
+            aggregation: aggregation)
         var energy = [Double](repeating: 0, count: group.units)
         var found = false
         for m in group.members where m.axis == 1 {

@@ -11,9 +11,12 @@ public struct VariationalDropoutCriterion: Criterion {
     public var summary: String { "−log α of a learned Gaussian gate per unit (--vd-steps, --vd-lr, --vd-kl-weight)" }
     public func needs(_ options: CriterionOptions) -> CriterionNeeds { .learned }
 
-    public func scores(for group: PruningGroup, parameters: [String: Parameter], statistics: CriterionStatistics,
-                       options: CriterionOptions, aggregation: Aggregation) throws -> [Double] {
-        throw PruneError.notApplicable("variational-dropout scores are learned on calibration data (VariationalDropout), not computed from weights")
+    public func scores(
+        for group: PruningGroup, parameters: [String: Parameter], statistics: CriterionStatistics,
+        options: CriterionOptions, aggregation: Aggregation
+    ) throws -> [Double] {
+        throw PruneError.notApplicable(
+            "variational-dropout scores are learned on calibration data (VariationalDropout), not computed from weights")
     }
 }
 
