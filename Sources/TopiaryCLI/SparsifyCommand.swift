@@ -47,13 +47,15 @@ struct Sparsify: ParsableCommand {
         name: .customLong("allocation-epsilon"),
         help: "AlphaPruning: layer sparsities span [S·(1−ε), S·(1+ε)] before the mean is restored."
     )
-    var epsilon: Double = 0.2
+    var epsilon: Double = AllocationOptions().epsilon
     @Option(
         name: .customLong("alpha-tail"),
         help: "AlphaPruning: where the Hill estimator's tail starts (peak: fit near the spectrum's peak, as the paper; median).")
-    var alphaTail: LayerAllocation.TailStart = .peak
-    @Option(name: .customLong("owl-m"), help: "OWL: a score is an outlier above M × its layer's mean score.") var owlM: Double = 5
-    @Option(name: .customLong("owl-lambda"), help: "OWL: layer sparsities span about [S−λ, S+λ].") var owlLambda: Double = 0.08
+    var alphaTail: LayerAllocation.TailStart = AllocationOptions().tail
+    @Option(name: .customLong("owl-m"), help: "OWL: a score is an outlier above M × its layer's mean score.") var owlM: Double =
+        AllocationOptions().owlM
+    @Option(name: .customLong("owl-lambda"), help: "OWL: layer sparsities span about [S−λ, S+λ].") var owlLambda: Double =
+        AllocationOptions().owlLambda
     @Option(
         name: .customLong("calibration"), help: ArgumentHelp("Calibration text (default: WikiText-2 test under --data).", valueName: "path")
     )
@@ -120,23 +122,21 @@ struct Sparsify: ParsableCommand {
             try s.validate(model: model, calibration: set)  // before any work (run checks the per-layer sparsities again)
             if model.store != nil { return try runStreamed(loaded, model, s, set) }
             let start = Date()
-            var scores: [Double] = []
-            switch allocation {
-            case .uniform: break
-            case .alphapruning:
-                (s.layerSparsity, scores) = try LayerAllocation.alphaPruning(
-                    model: model, sparsity: sparsity, epsilon: epsilon, tail: alphaTail)
-            case .owl:
-                (s.layerSparsity, scores) = try LayerAllocation.owl(
-                    model: model, calibration: set!, sparsity: sparsity, m: owlM, lambda: owlLambda,
-                    progress: ProgressBar("owl outlier ratios", total: model.layers.count, unit: "layers"))
-            }
-            if let ratios = s.layerSparsity {
-                let label = allocation == .owl ? "outliers" : "α"
+            var options = AllocationOptions()
+            options.epsilon = epsilon
+            options.tail = alphaTail
+            options.owlM = owlM
+            options.owlLambda = owlLambda
+            let allocator = allocation.implementation
+            let bar =
+                allocator.needsCalibration
+                ? ProgressBar("\(allocator.name) per-layer statistics", total: model.layers.count, unit: "layers") : nil
+            if let chosen = try allocator.allocate(model: model, sparsity: sparsity, calibration: set, options: options, progress: bar) {
+                s.layerSparsity = chosen.sparsities
                 FileHandle.standardError.write(
                     Data(
-                        ("\(allocation.rawValue) per-layer sparsity (layer:\(label)→sparsity): "
-                            + zip(scores, ratios).enumerated()
+                        ("\(allocation.rawValue) per-layer sparsity (layer:\(allocator.scoreName ?? "score")→sparsity): "
+                            + zip(chosen.scores, chosen.sparsities).enumerated()
                             .map { String(format: "%d:%.4g→%.3f", $0.offset, $0.element.0, $0.element.1) }.joined(separator: " ") + "\n")
                             .utf8))
             }

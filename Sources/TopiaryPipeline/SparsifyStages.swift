@@ -24,20 +24,16 @@ extension Pipeline {
         let set = c.method.needsCalibration || allocation.needsCalibration ? try calibrationSet(c.calibration, tokenizer: m.tokenizer) : nil
         try s.validate(model: model, calibration: set)
         let start = Date()
-        var layerScores: [Double]?
-        switch allocation {
-        case .uniform: break
-        case .alphapruning:
-            let (ratios, alphas) = try LayerAllocation.alphaPruning(model: model, sparsity: c.sparsity, epsilon: c.epsilon)
-            s.layerSparsity = ratios
-            layerScores = alphas
-        case .owl:
-            let (ratios, outliers) = try LayerAllocation.owl(
-                model: model, calibration: set!, sparsity: c.sparsity, m: c.owlM, lambda: c.owlLambda,
-                progress: progress("owl outlier ratios", total: model.layers.count, unit: "layers"))
-            s.layerSparsity = ratios
-            layerScores = outliers
-        }
+        var options = AllocationOptions()
+        options.epsilon = c.epsilon
+        options.owlM = c.owlM
+        options.owlLambda = c.owlLambda
+        let allocator = allocation.implementation
+        let bar =
+            allocator.needsCalibration ? progress("\(allocator.name) per-layer statistics", total: model.layers.count, unit: "layers") : nil
+        let chosen = try allocator.allocate(model: model, sparsity: c.sparsity, calibration: set, options: options, progress: bar)
+        s.layerSparsity = chosen?.sparsities
+        let layerScores = chosen?.scores
         let achieved = try s.run(
             model: model, calibration: set, progress: progress("sparsify \(c.method.rawValue)", total: model.layers.count, unit: "layers"))
         let seconds = Date().timeIntervalSince(start)

@@ -3,18 +3,6 @@ import Foundation
 import TopiaryCore
 import TopiaryModels
 
-/// How per-layer sparsities are chosen.
-public enum AllocationMethod: String, CaseIterable, Codable, Sendable {
-    /// Every layer gets the target sparsity.
-    case uniform
-    /// AlphaPruning (Lu et al. 2024): layers whose weight spectra are less heavy-tailed (larger Hill α) are pruned more.
-    case alphapruning
-    /// OWL (Yin et al. 2023): layers with more activation outliers are pruned less.
-    case owl
-
-    public var needsCalibration: Bool { self == .owl }
-}
-
 /// Per-layer sparsity allocation. Every allocation keeps the parameter-weighted mean sparsity of the seven linears
 /// at the target `S`.
 public enum LayerAllocation {
