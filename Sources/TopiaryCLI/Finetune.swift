@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TopiaryCore
+import TopiaryEval
 import TopiaryModels
 import TopiaryRecover
 
@@ -30,7 +31,13 @@ struct Finetune: ParsableCommand {
     var format: String = "text"
     @Flag(name: .customLong("train-on-inputs"), help: "Alpaca: train on the prompt tokens too (default: only on the response).")
     var trainOnInputs = false
-    @Option(name: .customLong("data-offset"), help: "Token offset of the first training window.") var dataOffset: Int = 0
+    @Option(
+        name: .customLong("data-offset"),
+        help: ArgumentHelp(
+            "Token offset of the first training window (default: 32768, past the 64 × 512 evaluation windows, when --data is "
+                + "WikiText-2 or PTB test; 0 otherwise).")
+    )
+    var dataOffset: Int?
     @Option(help: "LoRA rank r.") var rank: Int = 8
     @Option(help: "LoRA alpha (scale α/r).") var alpha: Float = 16
     @Option(help: "Dropout on the adapters' input.") var dropout: Float = 0.05
@@ -62,7 +69,7 @@ struct Finetune: ParsableCommand {
         guard batch >= 1, length >= 2, accumulation >= 1, steps >= 1 else {
             throw ValidationError("--batch, --accumulation and --steps must be ≥ 1 and --length ≥ 2")
         }
-        guard dataOffset >= 0 else { throw ValidationError("--data-offset must be ≥ 0") }
+        guard (dataOffset ?? 0) >= 0 else { throw ValidationError("--data-offset must be ≥ 0") }
         guard format == "text" || format == "alpaca" else { throw ValidationError("--format \(format): expected text or alpaca") }
     }
 
@@ -85,7 +92,7 @@ struct Finetune: ParsableCommand {
             c.length = length
             c.accumulation = accumulation
             c.steps = steps
-            c.dataOffset = dataOffset
+            c.dataOffset = dataOffset ?? TrainingConfig.defaultDataOffset(evaluationText: PerplexityDataset.isEvaluationText(data))
             c.validationWindows = valWindows
             c.evaluateEvery = evalEvery
             c.saveEvery = saveEvery

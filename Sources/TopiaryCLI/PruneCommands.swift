@@ -213,6 +213,10 @@ struct Prune: ParsableCommand {
         if scoring.isSequential && mode != .uniform {
             throw ValidationError("--importance obs chooses units layer by layer: use --mode uniform")
         }
+        if allocation == "search" && mode != .uniform {
+            throw ValidationError(
+                "--allocation search learns per-layer shares of the budget: use --mode uniform (global mode has no shares)")
+        }
     }
 
     func run() throws {

@@ -108,6 +108,12 @@ public enum PerplexityDataset: String, CaseIterable, Sendable {
         }
     }
 
+    /// True when `path` is one of these evaluation texts (under whatever data folder).
+    public static func isEvaluationText(_ path: String) -> Bool {
+        let p = (path as NSString).standardizingPath
+        return allCases.contains { p.hasSuffix($0.path(data: "")) }
+    }
+
     /// The text to tokenize: WikiText-2 as is; PTB lines stripped and joined by spaces, as LLM-Pruner's loader does.
     public func prepare(_ raw: String) -> String {
         switch self {

@@ -421,7 +421,10 @@ public struct Recipe: Codable, Sendable, Equatable {
                 throw s.error(at: s.value("format"), "stages.finetune: format alpaca needs `data:` to name an Alpaca JSON file")
             }
             var t = c.training
-            t.dataOffset = try s.int("data_offset", range: 0...Int(Int32.max)) ?? t.dataOffset
+            t.dataOffset =
+                try s.int("data_offset", range: 0...Int(Int32.max))
+                ?? TrainingConfig.defaultDataOffset(
+                    evaluationText: ["wikitext2", "ptb"].contains(c.data) || PerplexityDataset.isEvaluationText(c.data))
             c.lora.rank = try s.int("rank", range: 1...4096) ?? c.lora.rank
             c.lora.alpha = Float(try s.double("alpha", min: 0) ?? Double(c.lora.alpha))
             c.lora.dropout = Float(try s.double("dropout", min: 0, max: 1, openUpper: true) ?? Double(c.lora.dropout))

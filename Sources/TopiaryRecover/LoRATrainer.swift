@@ -31,6 +31,10 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var steps = 100
     /// Token offset of the first training window; step s reads the next batch·length·accumulation tokens.
     public var dataOffset = 0
+    /// The one default for `dataOffset` (`finetune --data-offset`, a recipe's `data_offset`): past the 64 × 512
+    /// evaluation windows (32,768 tokens) when the training text is an evaluation text, so recovery never trains on what
+    /// is evaluated; 0 for any other text.
+    public static func defaultDataOffset(evaluationText: Bool) -> Int { evaluationText ? 32768 : 0 }
     /// Validation windows (from the end of the token stream) and how often to evaluate them (0 = never).
     public var validationWindows = 4
     public var evaluateEvery = 50
