@@ -175,7 +175,7 @@ struct Sparsify: ParsableCommand {
         // Wanda/SparseGPT prune layer l from calibration activations when the writer reaches it; the other methods
         // need only the layer's own weights.
         let prepare: (Int) throws -> Void
-        if let set, method == .wanda || method == .sparsegpt {
+        if let set, method.implementation.inputStatistic != nil {
             let stepper = try s.sequentialSparsifier(model: model, calibration: set, progress: bar)
             prepare = { l in try stepper.advance(through: l) }
         } else {

@@ -98,7 +98,7 @@ extension Pipeline {
             do {
                 switch method.kind {
                 case let .sparsify(sm):
-                    if (sm == .bias || sm == .negBias) && !model.config.attentionBias {
+                    if sm.needs.contains(.biases) && !model.config.attentionBias {
                         point.notApplicable = "the model has no biases"
                     } else {
                         var sparsifier = try sparsifier(method: sm, sparsity: level, nm: nil, seed: c.seed)

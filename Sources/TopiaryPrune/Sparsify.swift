@@ -5,54 +5,6 @@ import TopiaryAutodiff
 import TopiaryCore
 import TopiaryModels
 
-/// Unstructured and N:M pruning methods. Weights keep their shapes; pruned entries become real zeros.
-public enum SparsifyMethod: String, CaseIterable, Codable, Sendable {
-    /// Smallest |w| first, per weight matrix.
-    case magnitude
-    /// Largest |w| first (the study's "prune by −weights" control).
-    case negMagnitude = "neg-magnitude"
-    /// By bias magnitude: each biased linear (Qwen2's q/k/v) loses the rows with the smallest |bias| until the target
-    /// is met; linears without a bias stay dense. Only for models with biases.
-    case bias
-    /// The control of `bias`: rows with the largest |bias| first.
-    case negBias = "neg-bias"
-    /// Uniformly random, seeded.
-    case random
-    /// |w|·‖X_j‖₂ per output row, layer by layer on the outputs of the already-pruned layers.
-    case wanda
-    /// Optimal-brain-surgeon updates with the Hessian 2/N·XᵀX, blocks of 128 columns, layer by layer.
-    case sparsegpt
-    /// Movement: −Σ w·g over calibration gradients (low scores pruned).
-    case movement
-    /// Gradient sensitivity: |∂L/∂w| on calibration data (weights the loss is least sensitive to go first).
-    case gradient
-    /// Gradient-based first-order Taylor: |w·∂L/∂w| (the loss change of zeroing w, to first order).
-    case taylor
-    /// EWC-style: the Fisher-weighted squared distance ½·F·w² of setting w to 0, F = Σ over calibration windows of
-    /// (∂Lₛ/∂w)² (one backward per window). This is the optimal-brain-damage saliency with the Fisher as the Hessian
-    /// diagonal — the element-wise second-order Taylor term (`taylor2` of the structured pruner) per weight.
-    case ewc
-    /// Whole output rows of each matrix by their L1 norm (row-structured inside unstructured counting).
-    case l1Rows = "l1-rows"
-    /// A random mask shared by every block of 64 rows: each block zeroes the same random columns (a random
-    /// pattern, the study's "random pattern" control).
-    case randomPattern = "random-pattern"
-    /// Topiary's unstructured indicator: SparseGPT's layer-by-layer OBS reconstruction, with its mask chosen by the
-    /// OBS saliency w²/[H⁻¹]_jj² weighted by how much the loss cares about each output row, cᵣ^γ with cᵣ = Σⱼ Fᵣⱼ (the
-    /// row's Fisher mass, F = Σ over calibration windows of (∂Lₛ/∂w)², one backward per window on the dense model).
-    /// Activations give the within-row ranking and the update, gradients the between-row one; γ = 0 is SparseGPT.
-    case fisherOBS = "fisher-obs"
-
-    public var needsCalibration: Bool { [.wanda, .sparsegpt, .movement, .gradient, .taylor, .ewc, .fisherOBS].contains(self) }
-
-    /// Methods scored from calibration gradients.
-    public var needsGradients: Bool { [.movement, .gradient, .taylor, .ewc, .fisherOBS].contains(self) }
-
-    /// Of those, the methods scored from the Fisher term ½Σₛ(w·gₛ)² (one backward per window) rather than from the
-    /// gradient of the mean loss: see ``Sparsifier/denseStatistics(model:calibration:)``.
-    public var needsFisher: Bool { self == .ewc || self == .fisherOBS }
-}
-
 /// N:M semi-structured sparsity: in every M consecutive input columns of a row, N are zero.
 public struct NMPattern: Codable, Sendable, Equatable, CustomStringConvertible {
     public let n: Int, m: Int
@@ -88,7 +40,7 @@ public struct Sparsifier {
     /// PTB-valid perplexity at 60% among 0, 0.25, 0.5, 0.75, 1 and 2 (BENCHMARKS.md).
     public var rowSensitivityPower = 0.25
     /// `fisher-obs`: the row weights of each linear, by weight name (filled by `run` from the Fisher).
-    var rowWeights: [String: [Float]] = [:]
+    public internal(set) var rowWeights: [String: [Float]] = [:]
     /// The gradient-based methods' statistics of the dense model (see ``denseStatistics(model:calibration:)``), when
     /// computed earlier on the same calibration: they do not depend on the sparsity, so a sweep computes them once for
     /// all its levels. `nil`: `run` computes them.
@@ -100,9 +52,14 @@ public struct Sparsifier {
         self.pattern = pattern
     }
 
-    func layerTarget(_ l: Int) -> Double { layerSparsity?[l] ?? sparsity }
+    /// What the layer-by-layer drivers accumulate (SparseGPT's Hessian unless the method says otherwise).
+    var inputStatistic: InputStatistic { method.implementation.inputStatistic ?? .hessian }
 
-    static func linears(_ layer: DecoderLayer) -> [Parameter] { [layer.q, layer.k, layer.v, layer.o, layer.gate, layer.up, layer.down] }
+    public func layerTarget(_ l: Int) -> Double { layerSparsity?[l] ?? sparsity }
+
+    public static func linears(_ layer: DecoderLayer) -> [Parameter] {
+        [layer.q, layer.k, layer.v, layer.o, layer.gate, layer.up, layer.down]
+    }
 
     /// Checks settings against the model before any work.
     public func validate(model: DecoderModel, calibration: CalibrationSet?) throws {
@@ -118,7 +75,7 @@ public struct Sparsifier {
                 }
             }
         }
-        if (method == .bias || method == .negBias) && !model.config.attentionBias {
+        if method.needs.contains(.biases) && !model.config.attentionBias {
             throw PruneError.notApplicable("--method \(method.rawValue) is not applicable: this model's linear layers have no biases")
         }
         if method.needsCalibration && calibration == nil {
@@ -153,99 +110,27 @@ public struct Sparsifier {
     @discardableResult
     public func run(model: DecoderModel, calibration: CalibrationSet?, progress: ProgressBar? = nil) throws -> Double {
         try validate(model: model, calibration: calibration)
-        switch method {
-        case .wanda, .sparsegpt:
-            try sequential(model: model, calibration: calibration!, progress: progress)
-        case .fisherOBS:
-            let fisher = try precomputed ?? denseStatistics(model: model, calibration: calibration!)
-            var weighted = self
-            for layer in model.layers {
-                for w in Self.linears(layer) {
-                    guard let f = fisher[w.name] else { throw PruneError.missingGradient(w.name) }
-                    let mass = f.sums(keepingAxis: 0)
-                    let mean = max(mass.reduce(0, +) / Double(max(1, mass.count)), 1e-300)
-                    weighted.rowWeights[w.name] = mass.map { Float(pow(max($0 / mean, 1e-12), rowSensitivityPower)) }
-                }
-            }
-            try weighted.sequential(model: model, calibration: calibration!, progress: progress)
-        case .movement, .gradient, .taylor, .ewc:
-            let statistics = try precomputed ?? denseStatistics(model: model, calibration: calibration!)
-            for (l, layer) in model.layers.enumerated() {
-                for w in Self.linears(layer) {
-                    let metric = Tensor(uninitialized: w.shape)
-                    let n = metric.count
-                    guard let g = statistics[w.name], g.count == n else { throw PruneError.missingGradient(w.name) }
-                    if method == .ewc {
-                        metric.pointer.update(from: g.pointer, count: n)
-                    } else {
-                        switch method {
-                        case .movement:
-                            tk_mul(w.value.pointer, g.pointer, metric.pointer, n)
-                            tk_scale(metric.pointer, -1, metric.pointer, n)
-                        case .taylor:
-                            tk_mul(w.value.pointer, g.pointer, metric.pointer, n)
-                            tk_abs(metric.pointer, metric.pointer, n)
-                        default:
-                            tk_abs(g.pointer, metric.pointer, n)
-                        }
-                    }
-                    withExtendedLifetime(g) { prune(w, metric: metric, perRow: false, sparsity: layerTarget(l)) }
-                }
-                progress?.advance()
-            }
-        default:
-            var rng = SplitMix64(seed: seed)
-            for l in model.layers.indices {
-                pruneByWeights(model.layers[l], layer: l, rng: &rng)
-                progress?.advance()
-            }
-        }
+        try method.implementation.run(self, model: model, calibration: calibration, progress: progress)
         progress?.finish()
         var zeros = 0, total = 0
         for layer in model.layers { for w in Self.linears(layer) { total += w.value.count; zeros += w.value.zeroCount } }
         return Double(zeros) / Double(max(total, 1))
     }
 
-    /// The methods that need no calibration (magnitude, −magnitude, random, bias, −bias) on one layer.
+    /// The methods that score from the layer's own weights (``WeightMetricMethod``) on one layer.
     public func pruneByWeights(_ layer: DecoderLayer, layer l: Int, rng: inout SplitMix64) {
+        guard let method = method.implementation as? any WeightMetricMethod else { return }
         let biases: [String: Parameter] = [layer.q.name: layer.qBias, layer.k.name: layer.kBias, layer.v.name: layer.vBias]
             .compactMapValues { $0 }
         for w in Self.linears(layer) {
-            let metric = Tensor(uninitialized: w.shape)
-            switch method {
-            case .bias, .negBias:
-                // A row's weights all score its bias magnitude; a linear without a bias is left dense.
-                guard let b = biases[w.name] else { continue }
-                let cols = w.shape[1], sign: Float = method == .bias ? 1 : -1
-                for r in 0..<w.shape[0] { (metric.pointer + r * cols).update(repeating: sign * abs(b.value[r]), count: cols) }
-            case .magnitude, .negMagnitude:
-                tk_abs(w.value.pointer, metric.pointer, metric.count)
-                if method == .negMagnitude { tk_scale(metric.pointer, -1, metric.pointer, metric.count) }
-            case .l1Rows:
-                // Every weight of a row scores the row's L1 norm: whole rows go, the weakest first.
-                let cols = w.shape[1]
-                for r in 0..<w.shape[0] {
-                    let norm = Float(tk_asum(w.value.pointer + r * cols, cols))
-                    (metric.pointer + r * cols).update(repeating: norm, count: cols)
-                }
-            case .randomPattern:
-                // One random column score per block of 64 rows, shared by the block's rows.
-                let rows = w.shape[0], cols = w.shape[1]
-                for start in stride(from: 0, to: rows, by: 64) {
-                    let pattern = (0..<cols).map { _ in rng.nextFloat() }
-                    for r in start..<min(rows, start + 64) { (metric.pointer + r * cols).update(from: pattern, count: cols) }
-                }
-            default:
-                for i in 0..<metric.count { metric[i] = rng.nextFloat() }
-            }
-            // A random pattern is ranked per row, so that the rows of a block zero the same columns.
-            prune(w, metric: metric, perRow: method == .randomPattern, sparsity: layerTarget(l))
+            guard let metric = method.metric(w, biases: biases, rng: &rng) else { continue }
+            prune(w, metric: metric, perRow: method.perRow, sparsity: layerTarget(l))
         }
     }
 
     /// Zeroes the lowest-metric weights: N:M groups when a pattern is set; otherwise per output row
     /// (`perRow`, Wanda's comparison group) or over the whole matrix.
-    func prune(_ w: Parameter, metric: Tensor, perRow: Bool, sparsity: Double) {
+    public func prune(_ w: Parameter, metric: Tensor, perRow: Bool, sparsity: Double) {
         let rows = w.shape[0], cols = w.shape[1]
         if let pattern {
             tk_prune_nm(w.value.pointer, metric.pointer, rows, cols, pattern.n, pattern.m)
@@ -282,7 +167,7 @@ public struct Sparsifier {
     /// or the upper triangle of the Hessian 2/N·XᵀX (SparseGPT, N = calibration windows).
     func accumulate(_ x: Tensor, into statistic: Tensor?, windows: Int) -> Tensor {
         let cols = x.shape.last!, rows = x.count / cols
-        if method == .wanda {
+        if inputStatistic == .columnEnergy {
             let s = statistic ?? Tensor(zeros: [cols])
             withExtendedLifetime(x) { tk_col_sumsq_acc(x.pointer, rows, cols, s.pointer) }
             return s
@@ -295,7 +180,7 @@ public struct Sparsifier {
     /// Prunes one linear from its input statistic (see `accumulate`).
     func prune(_ wt: Parameter, statistic s: Tensor, sparsity: Double) throws {
         guard s.shape[0] == wt.shape[1] else { throw PruneError.calibration("input statistics of \(wt.name) have the wrong width") }
-        if method == .wanda {
+        if inputStatistic == .columnEnergy {
             let rows = wt.shape[0], cols = wt.shape[1]
             let metric = Tensor(uninitialized: wt.shape)
             let scale = (0..<cols).map { s[$0].squareRoot() }
@@ -394,7 +279,7 @@ public struct Sparsifier {
     }
 
     /// Wanda and SparseGPT: each layer is calibrated on the outputs of the already-pruned layers before it.
-    func sequential(model: DecoderModel, calibration set: CalibrationSet, progress: ProgressBar?) throws {
+    public func sequential(model: DecoderModel, calibration set: CalibrationSet, progress: ProgressBar?) throws {
         if trueSequential { return try sequentialInLayer(model: model, calibration: set, progress: progress) }
         let stepper = try SequentialSparsifier(self, model: model, calibration: set, progress: progress)
         try stepper.advance(through: model.layers.count - 1)
@@ -406,7 +291,7 @@ public struct Sparsifier {
         model: DecoderModel, calibration set: CalibrationSet, progress: ProgressBar? = nil
     ) throws -> SequentialSparsifier {
         try validate(model: model, calibration: set)
-        guard method == .wanda || method == .sparsegpt else {
+        guard method.implementation.inputStatistic != nil && !method.needsGradients else {
             throw PruneError.notApplicable(
                 "layer-by-layer sparsifying (a streamed model) runs wanda and sparsegpt; --method \(method.rawValue) is not one of them")
         }

@@ -54,7 +54,9 @@ public enum Allocators {
 }
 
 /// An allocator by name (what requests, recipes and the command line carry). Only registered names exist.
-public struct AllocationMethod: RawRepresentable, Codable, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+public struct AllocationMethod: RegisteredName {
+    public static var registeredNames: [String] { Allocators.names }
+    public static var kindName: String { "allocation" }
     public let rawValue: String
 
     public init?(rawValue: String) {
@@ -62,23 +64,6 @@ public struct AllocationMethod: RawRepresentable, Codable, Hashable, Sendable, C
         self.rawValue = rawValue
     }
 
-    public static var allCases: [AllocationMethod] { Allocators.names.map { AllocationMethod(rawValue: $0)! } }
     public var implementation: any LayerAllocator { Allocators.named(rawValue)! }
     public var needsCalibration: Bool { implementation.needsCalibration }
-    public var description: String { rawValue }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        let name = try c.decode(String.self)
-        guard let v = AllocationMethod(rawValue: name) else {
-            throw DecodingError.dataCorruptedError(
-                in: c, debugDescription: "unknown allocation '\(name)' (\(Allocators.names.joined(separator: ", ")))")
-        }
-        self = v
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.singleValueContainer()
-        try c.encode(rawValue)
-    }
 }

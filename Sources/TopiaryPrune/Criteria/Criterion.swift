@@ -123,7 +123,9 @@ public enum Criteria {
 }
 
 /// A criterion by name: what requests, recipes and the command line carry. Only registered names exist.
-public struct ImportanceCriterion: RawRepresentable, Codable, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+public struct ImportanceCriterion: RegisteredName {
+    public static var registeredNames: [String] { Criteria.names }
+    public static var kindName: String { "criterion" }
     public let rawValue: String
 
     public init?(rawValue: String) {
@@ -131,25 +133,8 @@ public struct ImportanceCriterion: RawRepresentable, Codable, Hashable, Sendable
         self.rawValue = rawValue
     }
 
-    public static var allCases: [ImportanceCriterion] { Criteria.names.map { ImportanceCriterion(rawValue: $0)! } }
     public var implementation: any Criterion { Criteria.named(rawValue)! }
-    public var description: String { rawValue }
     public func needs(_ options: CriterionOptions = CriterionOptions()) -> CriterionNeeds { implementation.needs(options) }
     /// True when the criterion reads calibration windows with its default settings.
     public var needsCalibration: Bool { needs().readsCalibration }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        let name = try c.decode(String.self)
-        guard let v = ImportanceCriterion(rawValue: name) else {
-            throw DecodingError.dataCorruptedError(
-                in: c, debugDescription: "unknown criterion '\(name)' (\(Criteria.names.joined(separator: ", ")))")
-        }
-        self = v
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.singleValueContainer()
-        try c.encode(rawValue)
-    }
 }
