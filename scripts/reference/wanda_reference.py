@@ -117,13 +117,13 @@ class Follow:
 
 
 def wanda_prune(w, scaler, sparsity, nm, name, theirs, follow):
-    metric = w.abs() * torch.sqrt(scaler.reshape(1, -1))
+    metric = w.to(scaler.dtype).abs() * torch.sqrt(scaler.reshape(1, -1))
     zero = w == 0
     mask = torch.zeros_like(metric, dtype=torch.bool)
     if nm:
         n, m = nm
         for ii in range(0, w.shape[1], m):  # prune_wanda: `if ii % prune_m == 0`
-            tmp = metric[:, ii:ii + m].float()
+            tmp = metric[:, ii:ii + m]
             mask.scatter_(1, ii + torch.topk(tmp, n, dim=1, largest=False)[1], True)
     else:
         order = torch.sort(metric, dim=-1, stable=True)[1]
@@ -141,7 +141,7 @@ def wanda_prune(w, scaler, sparsity, nm, name, theirs, follow):
 
 def sparsegpt_prune(layer_weight, H, sparsity, nm, name, theirs, follow, blocksize=128, percdamp=0.01):
     """SparseGPT.fasterprune (prunen/prunem when nm is set), fp32, in place on layer_weight."""
-    W = layer_weight.clone().float()
+    W = layer_weight.clone().to(H.dtype)
     rows, columns = W.shape
     dead = torch.diag(H) == 0
     H[dead, dead] = 1
@@ -207,9 +207,13 @@ def main():
     ap.add_argument("--eval-windows", type=int, default=64, help="0: no perplexity (to time the pruning alone)")
     ap.add_argument("--compare", help="a Topiary checkpoint directory pruned with the same settings")
     ap.add_argument("--follow", action="store_true", help="with --compare: count own decisions, apply Topiary's")
+    ap.add_argument("--precision", choices=["float32", "float64"], default="float32",
+                    help="the pruning arithmetic (statistics, metric, Cholesky, OBS updates; the model's forward stays fp32): "
+                         "float64 tells which decisions of the fp32 runs are rounding")
     args = ap.parse_args()
     torch.set_num_threads(2)
     nm = tuple(int(x) for x in args.nm.split(":")) if args.nm else None
+    dtype = torch.float64 if args.precision == "float64" else torch.float32
     if args.follow and not args.compare:
         raise SystemExit("--follow needs --compare DIR")
     d, f = os.path.split(os.path.abspath(args.model))
@@ -250,14 +254,14 @@ def main():
                     if len(x.shape) == 2:
                         x = x.unsqueeze(0)
                     tmp = x.shape[0]
-                    x = x.reshape(-1, x.shape[-1]).t().float()
+                    x = x.reshape(-1, x.shape[-1]).t().to(dtype)
                     if args.method == "wanda":  # WrappedGPT.add_batch
-                        s = stat.setdefault(name, torch.zeros(mod.in_features))
+                        s = stat.setdefault(name, torch.zeros(mod.in_features, dtype=dtype))
                         s *= count[name] / (count[name] + tmp)
                         count[name] += tmp
                         s += torch.norm(x, p=2, dim=1) ** 2 / count[name]
                     else:  # SparseGPT.add_batch
-                        H = stat.setdefault(name, torch.zeros(mod.in_features, mod.in_features))
+                        H = stat.setdefault(name, torch.zeros(mod.in_features, mod.in_features, dtype=dtype))
                         H *= count[name] / (count[name] + tmp)
                         count[name] += tmp
                         x = math.sqrt(2 / count[name]) * x
@@ -297,7 +301,7 @@ def main():
     what = f"{args.nm}" if nm else f"{args.sparsity:.2f}"
     ppl = (f"ppl {math.exp(nll / predictions):.4f} (w{args.length} x {args.eval_windows}, {predictions} predictions)"
            if predictions else "no evaluation")
-    print(f"{args.method} {what}{' (Topiary masks followed)' if follow else ''}: pruned in {seconds:.1f} s "
+    print(f"{args.method} {what}{' (Topiary masks followed)' if follow else ''}, {args.precision} pruning: pruned in {seconds:.1f} s "
           f"(after the model was loaded); {ppl}")
 
     if theirs is not None:
