@@ -98,7 +98,7 @@ class Follow:
             mine = mine | zero
         self.decisions += mine.numel()
         self.groups += mine.shape[0]
-        if n is not None:
+        if n is not None:  # (a weight that was zero and is kept, with no error yet to update it, reads as pruned)
             self.bad_groups += (theirs.sum(dim=1) != n).sum().item()
         rows = (mine != theirs).any(dim=1).nonzero().flatten()
         if len(rows) == 0:
@@ -180,7 +180,7 @@ def sparsegpt_prune(layer_weight, H, sparsity, nm, name, theirs, follow, blocksi
                 mask1.scatter_(1, i + torch.topk(tmp, prunen, dim=1, largest=False)[1], True)
                 if follow is not None:
                     t = theirs[:, i1 + i:i1 + i + prunem]
-                    follow.check(name, tmp, mask1[:, i:i + prunem], t, i1 + i, prunen)
+                    follow.check(name, tmp, mask1[:, i:i + prunem], t, i1 + i, prunen, zero=W1[:, i:i + prunem] == 0)
                     mask1[:, i:i + prunem] = t
             q = w.clone()
             q[mask1[:, i]] = 0
