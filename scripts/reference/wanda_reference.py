@@ -331,10 +331,13 @@ def main():
             print(f"pruned weights: ||ref - topiary|| / ||topiary|| = {math.sqrt(num / den):.3e}; "
                   f"worst tensor max|diff| / max|w| = {worst:.3e}")
     if follow is not None:
-        extra = (f"; Topiary's groups without exactly N zeros: {follow.bad_groups}" if args.method == "sparsegpt" and nm
-                 else " (weights already zero before pruning count as pruned on both sides)")
-        print(f"followed: {follow.differ} of {follow.decisions} decisions differ, in {follow.groups_differ} of "
-              f"{follow.groups} groups{extra}")
+        if args.method == "sparsegpt" and not nm:
+            print(f"followed: {follow.differ} of {follow.decisions} decisions differ (block-wide thresholds: no margins)")
+        else:
+            extra = (f"; Topiary's groups without exactly N zeros: {follow.bad_groups}" if args.method == "sparsegpt"
+                     else " (weights already zero before pruning count as pruned on both sides)")
+            print(f"followed: {follow.differ} of {follow.decisions} decisions differ, in {follow.groups_differ} of "
+                  f"{follow.groups} {'groups' if nm else 'rows'}{extra}")
         for name, r, c, margin in follow.margins:
             print(f"  {name} row {r} column {c}: Topiary's choice is {margin:+.3e} (relative) from the reference's own")
 
