@@ -59,7 +59,7 @@ extension Pipeline {
             throw PipelineError("the prune stage needs the importance stage's scores")
         }
         let sequential = ic.criterion.needs(ic.criterionOptions).contains(.sequential)
-        let imp = sequential ? nil : try PrecomputedImportance.read(importancePath)
+        let imp = sequential ? nil : PrecomputedImportance(file: importance, source: importancePath)
         let m = try freshModel()
         let model = m.model
         let range = try layerRange(c.layers, layerCount: model.config.layerCount)
@@ -103,7 +103,8 @@ extension Pipeline {
         plan.layerShares = execution.pruner.layerShares.map { Dictionary(uniqueKeysWithValues: $0.map { (String($0.key), $0.value) }) }
         plan.search = search
         try Checkpoint.save(
-            model: model, tokenizerMetadata: m.metadata, to: dir + "/model", extraFiles: ["pruning.json": try encoderData(plan)])
+            model: model, tokenizerMetadata: m.metadata, to: dir + "/model", extraFiles: ["pruning.json": try Self.jsonEncoder.encode(plan)]
+        )
         modelPath = dir + "/model"
         prunedPath = modelPath
         currentPath = modelPath

@@ -29,22 +29,14 @@ public struct PrecomputedImportance: ImportanceEstimator {
         return s
     }
 
-    public static func read(_ path: String) throws -> PrecomputedImportance {
-        guard let file = try Pipeline.read(ImportanceFile.self, from: path) else {
-            throw PipelineError("\(path): missing; run the importance stage first")
-        }
-        return PrecomputedImportance(
-            scores: Dictionary(file.groups.map { ($0.id, $0.scores) }, uniquingKeysWith: { a, _ in a }), source: path)
+    /// The scores of an importance file already read from `source`.
+    public init(file: ImportanceFile, source: String) {
+        scores = Dictionary(file.groups.map { ($0.id, $0.scores) }, uniquingKeysWith: { a, _ in a })
+        self.source = source
     }
 }
 
 extension Pipeline {
-    func encoderData<T: Encodable>(_ v: T) throws -> Data {
-        let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return try e.encode(v)
-    }
-
     func layerRange(_ text: String, layerCount: Int) throws -> ClosedRange<Int> {
         text == "all" ? 0...(layerCount - 1) : try StructuredPruner.parseLayers(text, layerCount: layerCount)
     }

@@ -100,22 +100,3 @@ public struct LlamaFamily: ArchitectureFamily {
             : "layers differ (\(config.shapeSummary)): transformers' LlamaConfig has a single head count and FFN width for all layers"
     }
 }
-
-extension ModelConfig {
-    /// True when every layer has the same (non-zero) numbers of heads, KV heads and FFN channels.
-    public var isUniform: Bool {
-        Set(heads).count == 1 && Set(kvHeads).count == 1 && Set(intermediateSizes).count == 1 && heads[0] > 0 && intermediateSizes[0] > 0
-    }
-
-    /// A short description of the per-layer shapes, e.g. "heads 9 ×5, 6 ×25; KV heads 3 ×5, 2 ×25; FFN 1536 ×5, 1216 ×25".
-    public var shapeSummary: String {
-        func runs(_ values: [Int]) -> String {
-            var counts: [(Int, Int)] = []
-            for v in values {
-                if let i = counts.firstIndex(where: { $0.0 == v }) { counts[i].1 += 1 } else { counts.append((v, 1)) }
-            }
-            return counts.count == 1 ? "\(values[0]) in every layer" : counts.map { "\($0.0) ×\($0.1)" }.joined(separator: ", ")
-        }
-        return "heads \(runs(heads)); KV heads \(runs(kvHeads)); FFN \(runs(intermediateSizes))"
-    }
-}
