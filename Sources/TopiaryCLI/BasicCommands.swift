@@ -3,6 +3,7 @@ import Foundation
 import TopiaryCore
 import TopiaryEval
 import TopiaryModels
+import TopiaryPipeline
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -80,7 +81,8 @@ struct Tokenize: ParsableCommand {
         abstract: "Tokenize a text file with the model's tokenizer (whole file, one string, no special tokens).")
 
     @OptionGroup var modelArguments: ModelArguments
-    @Option(help: ArgumentHelp("Text file to tokenize.", valueName: "path")) var file: String
+    @Option(help: ArgumentHelp("Text file to tokenize.", valueName: "path")) var text: String?
+    @Option(name: .customLong("file"), help: .hidden) var fileAlias: String?
     @Option(help: "How many leading ids to show.") var head: Int = 16
     @Flag(help: "Print JSON (keys: count, ids_head).") var json = false
 
@@ -90,9 +92,13 @@ struct Tokenize: ParsableCommand {
         enum CodingKeys: String, CodingKey { case count; case idsHead = "ids_head" }
     }
 
+    func validate() throws {
+        guard text != nil || fileAlias != nil else { throw ValidationError("Missing expected argument '--text <path>'") }
+    }
+
     func run() throws {
         try reportingErrors {
-            let text = try readText(file)
+            let text = try readText(self.text ?? fileAlias!)
             let loaded = try modelArguments.load()
             let ids = loaded.tokenizer.encode(text, addSpecialTokens: false, parseSpecial: false)
             let report = Report(count: ids.count, idsHead: Array(ids.prefix(max(head, 0))))
@@ -111,7 +117,7 @@ struct PerplexityCommand: ParsableCommand {
             The text is read whole and tokenized at once (no special tokens). It is cut into consecutive windows of \
             --window tokens from the start; each window runs on its own (positions 0…window−1, nothing prepended); \
             the logits at position t score token t+1; ppl = exp(mean NLL) over all predictions.
-            The papers' protocol is --window 512 --max-windows 64 (or --window 128 --max-windows 256).
+            The papers' protocol is --window 512 --windows 64 (or --window 128 --windows 256).
             """)
 
     @OptionGroup var modelArguments: ModelArguments
@@ -125,9 +131,14 @@ struct PerplexityCommand: ParsableCommand {
                 + "loader does.")
     )
     var dataset: String = "wikitext2"
-    @Option(help: "Tokens per window (≥ 2).") var window: Int = 512
-    @Option(name: .customLong("max-windows"), help: "At most this many windows (0: every complete window).") var maxWindows: Int = 64
-    @Option(name: .customLong("batch-size"), help: "Windows per forward pass (default: about 512 tokens per pass).") var batchSize: Int?
+    @Option(help: "Tokens per window (≥ 2).") var window: Int = PerplexityConfig().window
+    @Option(help: "At most this many windows (0: every complete window).") var windows: Int = PerplexityConfig().windows
+    @Option(name: .customLong("max-windows"), help: .hidden) var maxWindowsAlias: Int?
+    @Option(help: "Windows per forward pass (default: about 512 tokens per pass).") var batch: Int?
+    @Option(name: .customLong("batch-size"), help: .hidden) var batchAlias: Int?
+
+    var maxWindows: Int { maxWindowsAlias ?? windows }
+    var batchSize: Int? { batch ?? batchAlias }
     @Flag(help: "Print JSON (keys: ppl, predictions, tokens, seconds …).") var json = false
 
     func validate() throws {
@@ -135,8 +146,8 @@ struct PerplexityCommand: ParsableCommand {
         guard PerplexityDataset(rawValue: dataset) != nil else {
             throw ValidationError("--dataset \(dataset): expected wikitext2, ptb or ptb-valid")
         }
-        guard maxWindows >= 0 else { throw ValidationError("--max-windows must be ≥ 0") }
-        if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        guard maxWindows >= 0 else { throw ValidationError("--windows \(maxWindows) must be ≥ 0") }
+        if let batchSize, batchSize < 1 { throw ValidationError("--batch \(batchSize) must be at least 1") }
     }
 
     func run() throws {

@@ -4,6 +4,7 @@ import TopiaryCore
 import TopiaryExport
 import TopiaryGGUF
 import TopiaryModels
+import TopiaryPipeline
 
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -26,29 +27,27 @@ struct Export: ParsableCommand {
 
     @OptionGroup var modelArguments: ModelArguments
     @OptionGroup var adapterArguments: AdapterArguments
-    @Option(help: "gguf or safetensors-hf.") var format: String = "gguf"
+    @Option(help: "gguf or safetensors-hf.") var format: String = ExportConfig().format
     @Option(help: ArgumentHelp("Output: a .gguf file (gguf) or a directory (safetensors-hf).", valueName: "path")) var out: String
     @Option(help: "GGUF tensor type: f32, f16, q8_0, q4_0 or q4_1 (default f32).") var type: String?
     @Option(help: "GGUF architecture: auto (llama when layers are uniform, deci when they differ), llama or deci.") var arch: String =
-        "auto"
+        ExportConfig().arch
     @Option(help: "general.name of the GGUF file (default: the source's).") var name: String?
     @Flag(help: "Replace --out if it exists.") var force = false
     @Flag(help: "Print the export report as JSON (keys: format, architecture, tensors, fallbacks, notes …).") var json = false
 
+    /// The request the options describe (a recipe's export stage decodes the same one).
+    var request: ExportConfig {
+        var c = ExportConfig()
+        c.format = format
+        c.type = type
+        c.arch = arch
+        c.name = name
+        return c
+    }
+
     func validate() throws {
-        do {
-            guard ["gguf", "safetensors-hf"].contains(format) else { throw ExportError.unknownFormat(format) }
-            if let type { _ = try GGUFExporter.parseType(type) }
-            _ = try GGUFArchitecture(parsing: arch)
-        } catch let error as ExportError {
-            throw ValidationError(error.errorDescription ?? "\(error)")
-        }
-        if format != "gguf" {
-            if let type, type.lowercased() != "f32" {
-                throw ValidationError("--type \(type) applies to --format gguf (safetensors-hf is written in F32)")
-            }
-            if arch != "auto" { throw ValidationError("--arch applies to --format gguf") }
-        }
+        try usage(.export) { try request.validate() }
     }
 
     func run() throws {
@@ -63,14 +62,7 @@ struct Export: ParsableCommand {
                 }
             }
             let loaded = try modelArguments.load(adapters: adapterArguments.adapters)
-            let report: ExportReport
-            if format == "gguf" {
-                let options = GGUFExportOptions(
-                    type: try GGUFExporter.parseType(type ?? "f32"), architecture: try GGUFArchitecture(parsing: arch), name: name)
-                report = try GGUFExporter.export(model: loaded.model, sourceMetadata: loaded.metadata, to: out, options: options)
-            } else {
-                report = try HFExporter.export(model: loaded.model, sourceMetadata: loaded.metadata, to: out)
-            }
+            let report = try request.export(loaded, to: out)
             if json { return try printJSON(report) }
             let c = loaded.model.config
             for note in report.notes { print("note: \(note)") }

@@ -5,6 +5,7 @@ import TopiaryEval
 import TopiaryExport
 import TopiaryGraph
 import TopiaryModels
+import TopiaryPipeline
 import TopiaryPrune
 import TopiaryTokenizers
 
@@ -43,31 +44,43 @@ struct GraphCommand: ParsableCommand {
     }
 }
 
-/// `--calibration …`: the text and windows used for gradients.
+/// `--calibration …`: the text and windows a command calibrates on (each command has its defaults, its request's).
 struct CalibrationArguments: ParsableArguments {
     @Option(
         name: .customLong("calibration"),
         help: ArgumentHelp("Calibration text file (default: WikiText-2 test under --data).", valueName: "path"))
     var file: String?
-    @Option(name: .customLong("calibration-windows"), help: "Number of calibration windows.") var windows: Int = 10
-    @Option(name: .customLong("calibration-length"), help: "Tokens per calibration window.") var length: Int = 128
+    @Option(
+        name: .customLong("calibration-windows"),
+        help: "Number of calibration windows (default: prune 10, sparsify and sweep 32).") var windows: Int?
+    @Option(
+        name: .customLong("calibration-length"), help: "Tokens per calibration window (default: prune 128, sparsify and sweep 512).")
+    var length: Int?
     @Option(
         name: .customLong("calibration-offset"),
-        help: "Token offset of the first window in the tokenized text (past the evaluation windows).")
-    var offset: Int = 32768
+        help: "Token offset of the first window in the tokenized text (default: 32768, past the 64 × 512 evaluation windows).")
+    var offset: Int?
 
-    /// The calibration windows from `--calibration` (default: `defaultFile`), tokenized with the model's tokenizer.
-    func set(tokenizer: any Tokenizer, defaultFile: String) throws -> CalibrationSet {
-        let path = file ?? defaultFile
-        let tokens = tokenizer.encode(try readText(path), addSpecialTokens: false, parseSpecial: false).map(Int32.init)
-        return try CalibrationSet(tokens: tokens, windows: windows, length: length, offset: offset, source: path)
+    /// The request's calibration: `defaults` with what was given.
+    func config(_ defaults: CalibrationConfig) -> CalibrationConfig {
+        var c = defaults
+        c.file = file ?? c.file
+        c.windows = windows ?? c.windows
+        c.length = length ?? c.length
+        c.offset = offset ?? c.offset
+        return c
     }
+}
 
-    func validate() throws {
-        guard windows >= 1 else { throw ValidationError("--calibration-windows must be at least 1") }
-        guard length >= 2 else { throw ValidationError("--calibration-length must be at least 2") }
-        guard offset >= 0 else { throw ValidationError("--calibration-offset must be ≥ 0") }
-    }
+/// The calibration windows `c` names (its file, or WikiText-2 test under the data folder), tokenized by the model's
+/// tokenizer.
+func calibrationSet(_ c: CalibrationConfig, data: DataArguments, tokenizer: any Tokenizer) throws -> CalibrationSet {
+    try c.set(try TokenizedText.read(c.file ?? data.wikitext, data: data.data, tokenizer: tokenizer))
+}
+
+/// A request's error as a usage error in the command's terms.
+func usage(_ face: CommandLineFace, _ check: () throws -> Void) throws {
+    do { try check() } catch let e as RequestError { throw ValidationError(face.message(e)) }
 }
 
 struct Prune: ParsableCommand {
@@ -99,8 +112,8 @@ struct Prune: ParsableCommand {
     @OptionGroup var dataArguments: DataArguments
     @OptionGroup var calibration: CalibrationArguments
     @Option(help: ArgumentHelp("Output checkpoint directory.", valueName: "dir")) var out: String
-    @Option(help: "Importance criterion.") var importance: ImportanceCriterion = .taylor
-    @Option(help: "How member scores combine into a unit's score.") var aggregation: Aggregation = .sum
+    @Option(help: "Importance criterion.") var importance: ImportanceCriterion = ImportanceConfig().criterion
+    @Option(help: "How member scores combine into a unit's score.") var aggregation: Aggregation = ImportanceConfig().aggregation
     @Option(help: "taylor-act: weight of the activation-energy term against the Taylor term (both normalised per group).")
     var lambda: Double = CriterionOptions().lambda
     @Option(
@@ -110,7 +123,8 @@ struct Prune: ParsableCommand {
     @Option(help: "Fraction of non-embedding parameters to remove, in [0, 1).") var ratio: Double
     @Option(help: ArgumentHelp("Layer range A-B (inclusive) to prune.", valueName: "A-B")) var layers: String
     @Option(help: "uniform: the same share in every layer; global: rank units across layers.") var mode: StructuredPruner.Mode = .uniform
-    @Option(name: .customLong("round-to"), help: "Round kept MLP channels per layer to a multiple of this.") var roundTo: Int = 1
+    @Option(name: .customLong("round-to"), help: "Round kept MLP channels per layer to a multiple of this.") var roundTo: Int =
+        PruneConfig(ratio: 0, layers: "all").roundTo
     @Option(help: "Seed for --importance random.") var seed: UInt64 = 0
     @Flag(
         inversion: .prefixedNo,
@@ -157,12 +171,13 @@ struct Prune: ParsableCommand {
     )
     var allocation: String = "uniform"
     @Option(name: .customLong("search-evaluations"), help: "Candidates the search evaluates (uniform included).") var searchEvaluations:
-        Int = 40
-    @Option(name: .customLong("search-windows"), help: "Reward windows of 512 tokens.") var searchWindows: Int = 4
+        Int = PruneConfig.defaultSearchEvaluations
+    @Option(name: .customLong("search-windows"), help: "Reward windows of 512 tokens.") var searchWindows: Int = PruneConfig
+        .defaultSearchWindows
     @Option(
         name: .customLong("search-offset"),
         help: "Token offset of the first reward window (default: after the calibration windows, past the 64 evaluation windows).")
-    var searchOffset: Int = 40960
+    var searchOffset: Int = PruneConfig.defaultSearchOffset
     @Option(
         name: .customLong("gguf-type"),
         help:
@@ -173,50 +188,37 @@ struct Prune: ParsableCommand {
     )
     var ggufType: String = "q8_0"
 
-    /// The criteria's settings from the flags.
-    var criterionOptions: CriterionOptions {
+    /// The request the options describe (a recipe's importance and prune stages decode the same one).
+    var request: PruneRequest {
+        var i = ImportanceConfig()
+        i.criterion = importance
+        i.aggregation = aggregation
+        i.seed = seed
+        i.calibration = calibration.config(i.calibration)
         var o = CriterionOptions()
         o.lambda = lambda
         o.taylorOrder = taylorOrder
-        o.seed = seed
         o.vdSteps = vdSteps
         o.vdWindows = vdWindows
         o.vdLearningRate = vdLearningRate
         o.vdKLWeight = vdKLWeight
         o.obsStep = obsStep
-        return o
+        i.setOptions(o)
+        var p = PruneConfig(ratio: ratio, layers: layers)
+        p.mode = mode
+        p.roundTo = roundTo
+        p.allocation = allocation == "uniform" ? nil : allocation
+        p.searchEvaluations = searchEvaluations
+        p.searchWindows = searchWindows
+        p.searchOffset = searchOffset
+        p.merge = merge == "remove" ? nil : merge
+        p.compensate = compensate
+        return PruneRequest(importance: i, prune: p)
     }
-
-    var scoring: ImportanceScoring { ImportanceScoring(criterion: importance, aggregation: aggregation, options: criterionOptions) }
 
     func validate() throws {
         guard format == "topiary" || format == "hdf5" else { throw ValidationError("--format \(format): expected topiary or hdf5") }
-        guard ratio >= 0 && ratio < 1 else { throw ValidationError("--ratio \(ratio) is outside [0, 1)") }
-        guard roundTo >= 1 else { throw ValidationError("--round-to must be at least 1") }
-        guard taylorOrder == 1 || taylorOrder == 2 else { throw ValidationError("--taylor-order \(taylorOrder): expected 1 or 2") }
-        guard merge == "remove" || merge == "kmeans" else { throw ValidationError("--merge \(merge): expected remove or kmeans") }
-        guard allocation == "uniform" || allocation == "search" else {
-            throw ValidationError("--allocation \(allocation): expected uniform or search")
-        }
-        guard searchEvaluations >= 1, searchWindows >= 1, searchOffset >= 0 else {
-            throw ValidationError("--search-evaluations and --search-windows must be ≥ 1, --search-offset ≥ 0")
-        }
-        guard obsStep >= 1 else { throw ValidationError("--obs-step must be at least 1") }
-        guard vdSteps >= 1, vdWindows >= 1, vdLearningRate > 0, vdKLWeight >= 0 else {
-            throw ValidationError("--vd-steps and --vd-windows must be ≥ 1, --vd-lr > 0, --vd-kl-weight ≥ 0")
-        }
-        if scoring.isSequential || compensate == true {
-            guard allocation == "uniform", merge == "remove" else {
-                throw ValidationError("--importance obs and --compensate work with --allocation uniform and --merge remove")
-            }
-        }
-        if scoring.isSequential && mode != .uniform {
-            throw ValidationError("--importance obs chooses units layer by layer: use --mode uniform")
-        }
-        if allocation == "search" && mode != .uniform {
-            throw ValidationError(
-                "--allocation search learns per-layer shares of the budget: use --mode uniform (global mode has no shares)")
-        }
+        try usage(.prune) { try request.validate() }
     }
 
     func run() throws {
@@ -226,51 +228,22 @@ struct Prune: ParsableCommand {
             }
             let loaded = try modelArguments.load(streamLayers: streaming.streamLayers)
             let model = loaded.model
-            let range = try StructuredPruner.parseLayers(layers, layerCount: model.config.layerCount)
+            let request = self.request
+            let range = try request.prune.layerRange(layerCount: model.config.layerCount)
             if model.store != nil { return try runStreamed(loaded, model, range) }
-            let scoring = self.scoring
-            scoring.reserveMemory(model.config, windows: calibration.windows, length: calibration.length)
-            let graph = try DependencyGraphBuilder().build(model: model)
-            var execution = PruneExecution(pruner: StructuredPruner(ratio: ratio, layers: range, mode: mode, roundTo: roundTo))
-            execution.compensate = compensate ?? scoring.isSequential
-            execution.merge = merge == "kmeans" ? .kmeans : .remove
-            execution.obsStep = obsStep
-            execution.seed = seed
+            let workflow = try PruneWorkflow(request)
+            workflow.reserveMemory(model.config)
             // The calibration windows, tokenized once for whatever reads them (gradients, variational dropout, obs).
             let set =
-                scoring.needs.readsCalibration || execution.compensate
-                ? try calibration.set(tokenizer: loaded.tokenizer, defaultFile: dataArguments.wikitext) : nil
-            let calibrationInfo = set?.summary
-            let before = model.parameterCount
-            let nonEmbedding = before - model.config.vocabSize * model.config.hiddenSize
+                workflow.scoringReadsCalibration || workflow.pruningReadsCalibration
+                ? try calibrationSet(request.importance.calibration, data: dataArguments, tokenizer: loaded.tokenizer) : nil
             let beforeConfig = model.config
-            let ranked = StructuredPruner.rankedGroups(graph, layers: range)
-            let prepared = try scoring.prepare(
-                model: model, groups: ranked, calibration: set,
-                progress: { ProgressBar($0, total: $1, unit: $2) })
-            let loss = prepared.loss
-            let estimator = scoring.isSequential ? nil : prepared.estimator
-            var searchSummary: [String: Double]?
-            if allocation == "search", let estimator {
-                let (shares, summary) = try searchShares(loaded, model, graph: graph, estimator: estimator, execution: execution)
-                execution.pruner.layerShares = shares
-                searchSummary = summary
-            }
             let t0 = DispatchTime.now().uptimeNanoseconds
-            let bar =
-                set == nil || !(scoring.isSequential || execution.compensate)
-                ? nil
-                : ProgressBar(execution.compensate ? "obs prune + update" : "obs prune", total: model.config.layerCount, unit: "layers")
-            let removals = try execution.run(model: model, graph: graph, estimator: estimator, calibration: set, progress: bar)
-            let planSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-            let calibrationSeconds = prepared.calibrationSeconds
-            var plan = PruningPlan(
-                ratio: ratio, layers: Array(range), mode: execution.modeLabel, importance: importance.rawValue,
-                aggregation: aggregation.rawValue, calibration: calibrationInfo, calibrationLoss: loss,
-                parametersBefore: before, parametersAfter: model.parameterCount,
-                nonEmbeddingBefore: nonEmbedding, removals: removals)
-            plan.layerShares = execution.pruner.layerShares.map { Dictionary(uniqueKeysWithValues: $0.map { (String($0.key), $0.value) }) }
-            plan.search = searchSummary
+            let importance = try workflow.score(model: model, layers: range, calibration: set)
+            let t1 = DispatchTime.now().uptimeNanoseconds
+            let plan = try workflow.prune(
+                model: model, importance: importance, source: "the scores of this run", calibration: set,
+                searchText: { try TokenizedText.read(dataArguments.wikitext, data: dataArguments.data, tokenizer: loaded.tokenizer) })
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             var extra = ["pruning.json": try encoder.encode(plan)]
@@ -282,48 +255,12 @@ struct Prune: ParsableCommand {
             }
             try Checkpoint.save(model: model, tokenizerMetadata: loaded.metadata, to: out, extraFiles: extra)
             printSummary(before: beforeConfig, after: model.config, plan: plan)
-            if let calibrationSeconds, let set {
-                // The Taylor calibration pass: one forward + backward over the windows, then |w·g| per group in the plan.
-                print(
-                    String(
-                        format: "calibration (%d × %d tokens, forward + backward) %.2f s; scoring and planning %.2f s", set.windows,
-                        set.length,
-                        calibrationSeconds, planSeconds))
-            }
+            print(
+                String(
+                    format: "scoring %.2f s; planning and removal %.2f s", Double(t1 - t0) / 1e9,
+                    Double(DispatchTime.now().uptimeNanoseconds - t1) / 1e9))
             print("saved \(out)")
         }
-    }
-
-    /// Learns per-layer shares of the budget: each candidate prunes a fresh copy of the model (sharing the unchanged
-    /// weights) by the scores computed once, and is rewarded by its perplexity on the search windows.
-    func searchShares(
-        _ loaded: LoadedModel, _ model: DecoderModel, graph: DependencyGraph, estimator: any ImportanceEstimator,
-        execution: PruneExecution
-    ) throws -> ([Int: Double], [String: Double]) {
-        let scores = try ImportanceScoring.scores(
-            estimator, groups: StructuredPruner.rankedGroups(graph, layers: execution.pruner.layers), model: model)
-        let text = try readText(dataArguments.wikitext)
-        let all = loaded.tokenizer.encode(text, addSpecialTokens: false, parseSpecial: false).map(Int32.init)
-        guard searchOffset + searchWindows * 512 <= all.count else {
-            throw CLIError(
-                "\(dataArguments.wikitext): --search-windows \(searchWindows) × 512 from token \(searchOffset) run past its "
-                    + "\(all.count) tokens"
-            )
-        }
-        let reward = Array(all[searchOffset..<(searchOffset + searchWindows * 512)])
-        let windows = searchWindows
-        let (shares, summary, result) = try execution.searchShares(
-            model: model, graph: graph, scores: scores, windows: windows, evaluations: searchEvaluations, offset: searchOffset,
-            progress: ProgressBar("layer-ratio search", total: searchEvaluations, unit: "candidates")
-        ) { try PerplexityEvaluator(window: 512, maxWindows: windows).evaluate($0, tokens: reward).ppl }
-        FileHandle.standardError.write(
-            Data(
-                String(
-                    format: "layer-ratio search: reward ppl %.4f (uniform %.4f) after %d candidates; shares %@\n",
-                    result.fitness, result.uniformFitness, result.history.count,
-                    result.shares.sorted { $0.key < $1.key }.map { String(format: "%d:%.2f", $0.key, $0.value) }.joined(separator: " ")
-                ).utf8))
-        return (shares, summary)
     }
 
     /// Layer streaming: scores computed one layer at a time (Taylor gradients by `Calibration.layerwiseGradients`),
@@ -332,67 +269,16 @@ struct Prune: ParsableCommand {
         guard out.hasSuffix(".gguf") else {
             throw CLIError("a streamed model (--stream-layers) is written as one GGUF file: give --out a path ending in .gguf")
         }
-        // Layer by layer, only what one layer's weights and first-order gradients give can be scored.
-        guard scoring.needs.isSubset(of: .gradients) && compensate != true else {
-            let streamable = Criteria.names.filter { ImportanceCriterion(rawValue: $0)!.needs(criterionOptions).isSubset(of: .gradients) }
-            throw CLIError(
-                "--importance \(importance.rawValue)\(compensate == true ? " with --compensate" : "") is not available with "
-                    + "--stream-layers (use \(streamable.joined(separator: ", ")))"
-            )
+        let workflow = try PruneWorkflow(request)
+        do { try workflow.checkStreamable() } catch let e as RequestError {
+            throw CLIError(CommandLineFace.prune.message(e).replacingOccurrences(of: "a streamed model", with: "--stream-layers"))
         }
-        let type = try GGUFExporter.parseType(ggufType)
         let start = Date()
-        let graph = try DependencyGraphBuilder().build(model: model)
-        let ranked = StructuredPruner.rankedGroups(graph, layers: range)
-        let byLayer = Dictionary(grouping: ranked, by: { $0.layer! })
-        let params = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0) })
-        let estimator = CriterionEstimator(criterion: importance, aggregation: aggregation, options: criterionOptions)
-        var scores: [Int: [Double]] = [:]
-        func score(_ l: Int) throws { for g in byLayer[l] ?? [] { scores[g.id] = try estimator.scores(for: g, parameters: params) } }
-        var loss: Double?
-        var calibrationInfo: [String: Int]?
-        if scoring.needs.contains(.gradients) {
-            let set = try calibration.set(tokenizer: loaded.tokenizer, defaultFile: dataArguments.wikitext)
-            calibrationInfo = set.summary
-            Calibration.restrictGradients(model, to: Calibration.parameterNames(of: ranked))
-            loss = try Calibration.layerwiseGradients(
-                model, set,
-                progress: ProgressBar(
-                    "calibration (layer by layer: forward, then backward)",
-                    total: 2 * model.layers.count, unit: "layer passes")
-            ) { l in try score(l) }
-        } else {
-            let bar = ProgressBar("scoring", total: range.count, unit: "layers")
-            for l in range { try model.store!.use(layer: l); try score(l); bar.advance() }
-            bar.finish()
-        }
-        model.store!.releaseLayers()
-        let before = model.parameterCount
-        let nonEmbedding = before - model.config.vocabSize * model.config.hiddenSize
-        let pruner = StructuredPruner(ratio: ratio, layers: range, mode: mode, roundTo: roundTo)
-        let removals = try pruner.plan(model: model, graph: graph, estimator: PrecomputedScores(scores))
-        let removed = try StructuredPruner.removedIndices(removals, graph: graph)
-        let config = try StructuredPruner.prunedConfig(model, removed: removed)
-        let after = model.parameters.reduce(0) { total, p in
-            var shape = p.shape
-            for (axis, indices) in removed[p.name] ?? [:] { shape[axis] -= indices.count }
-            return total + shape.reduce(1, *)
-        }
-        let bar = ProgressBar("writing \(out)", total: model.layers.count, unit: "layers")
-        var written = -1
-        let report = try GGUFExporter.exportStreamed(
-            model: model, config: config, sourceMetadata: loaded.metadata, to: out, options: GGUFExportOptions(type: type),
-            prepareLayer: { l in
-                try model.store!.use(layer: l)
-                if l != written { written = l; bar.advance() }
-            },
-            changed: { removed[$0.name] != nil },
-            tensor: { p, _ in StructuredPruner.slice(p.value, removing: removed[p.name] ?? [:]) })
-        bar.finish()
-        let plan = PruningPlan(
-            ratio: ratio, layers: Array(range), mode: mode.rawValue, importance: importance.rawValue,
-            aggregation: aggregation.rawValue, calibration: calibrationInfo, calibrationLoss: loss,
-            parametersBefore: before, parametersAfter: after, nonEmbeddingBefore: nonEmbedding, removals: removals)
+        let result = try workflow.pruneStreamed(
+            loaded, layers: range,
+            calibration: { try calibrationSet(request.importance.calibration, data: dataArguments, tokenizer: loaded.tokenizer) },
+            to: out, type: try GGUFExporter.parseType(ggufType))
+        let (plan, config, report) = (result.plan, result.config, result.report)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write(try encoder.encode(plan), to: (out as NSString).deletingPathExtension + ".pruning.json")

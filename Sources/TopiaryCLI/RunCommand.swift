@@ -94,14 +94,15 @@ struct Sweep: ParsableCommand {
     @OptionGroup var modelArguments: ModelArguments
     @OptionGroup var dataArguments: DataArguments
     @Option(help: ArgumentHelp("Output folder.", valueName: "dir")) var out: String
-    @Option(help: "Comma-separated methods.") var methods: String = "magnitude,neg-magnitude,wanda,sparsegpt"
-    @Option(help: "Comma-separated levels in [0, 1).") var levels: String = "0.01,0.05,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,0.95,0.99"
-    @Option(help: "Perplexity windows of 512 tokens per cell.") var windows: Int = 64
-    @Option(name: .customLong("calibration-windows"), help: "Calibration windows (Wanda, SparseGPT, movement).") var calibrationWindows:
-        Int = 32
-    @Option(name: .customLong("calibration-length"), help: "Tokens per calibration window.") var calibrationLength: Int = 512
-    @Option(name: .customLong("calibration-offset"), help: "Token offset of the first calibration window.") var calibrationOffset: Int =
-        32768
+    @Option(help: ArgumentHelp("Comma-separated methods (default: magnitude,neg-magnitude,wanda,sparsegpt).", valueName: "list"))
+    var methods: String?
+    @Option(help: ArgumentHelp("Comma-separated levels in [0, 1) (default: 0.01,0.05,0.1,0.2,…,0.9,0.95,0.99).", valueName: "list"))
+    var levels: String?
+    @Option(help: ArgumentHelp("Comma-separated perplexity datasets (default: wikitext2).", valueName: "list")) var datasets: String?
+    @Option(help: "Tokens per perplexity window.") var window: Int = SweepConfig().perplexity.window
+    @Option(help: "Perplexity windows per cell.") var windows: Int = SweepConfig().perplexity.windows
+    @OptionGroup var calibration: CalibrationArguments
+    @Option(help: "Seed (random methods, adapters' initialisation).") var seed: UInt64 = 0
     @Option(
         help: ArgumentHelp(
             "An earlier sweep's output folder: its finished cells are taken over when the model, data, calibration, perplexity settings "
@@ -110,26 +111,42 @@ struct Sweep: ParsableCommand {
     var reuse: String?
     @Flag(help: "No progress bars.") var quiet = false
 
-    func run() throws {
-        try reportingErrors {
-            let ms = try methods.split(separator: ",").map { m -> SweepMethod in
-                guard let v = SweepMethod(rawValue: String(m)) else {
-                    throw CLIError("--methods: unknown method `\(m)` (known: \(SweepMethod.allNames.joined(separator: ", ")))")
+    /// The request the options describe (a recipe's sweep stage decodes the same one).
+    func request() throws -> SweepConfig {
+        var c = SweepConfig()
+        if let methods {
+            c.methods = try methods.split(separator: ",").map { m -> SweepMethod in
+                let name = m.trimmingCharacters(in: .whitespaces)
+                guard let v = SweepMethod(rawValue: name) else {
+                    throw ValidationError("--methods: unknown method `\(name)` (known: \(SweepMethod.allNames.joined(separator: ", ")))")
                 }
                 return v
             }
-            let ls = try levels.split(separator: ",").map { l -> Double in
-                guard let v = Double(l), v >= 0, v < 1 else { throw CLIError("--levels: `\(l)` is not a level in [0, 1)") }
+        }
+        if let levels {
+            c.levels = try levels.split(separator: ",").map { l -> Double in
+                guard let v = Double(l.trimmingCharacters(in: .whitespaces)) else {
+                    throw ValidationError("--levels: `\(l)` is not a number")
+                }
                 return v
             }
-            guard windows >= 1, calibrationWindows >= 1, calibrationLength >= 2, calibrationOffset >= 0 else {
-                throw CLIError("--windows and --calibration-windows must be ≥ 1, --calibration-length ≥ 2, --calibration-offset ≥ 0")
-            }
-            var c = SweepConfig()
-            c.methods = ms
-            c.levels = ls
-            c.perplexity = PerplexityConfig(datasets: ["wikitext2"], window: 512, windows: windows)
-            c.calibration = CalibrationConfig(file: nil, windows: calibrationWindows, length: calibrationLength, offset: calibrationOffset)
+        }
+        if let datasets { c.perplexity.datasets = datasets.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+        c.perplexity.window = window
+        c.perplexity.windows = windows
+        c.calibration = calibration.config(c.calibration)
+        c.seed = seed
+        return c
+    }
+
+    func validate() throws {
+        let c = try request()
+        try usage(.sweep) { try c.validate() }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            var c = try request()
             c.reuse = reuse
             let r = try Recipe.sweep(model: modelArguments.model, data: dataArguments.data, config: c, name: "sweep")
             let pipeline = Pipeline(recipe: r, directory: out)

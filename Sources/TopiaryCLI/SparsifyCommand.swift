@@ -3,6 +3,7 @@ import Foundation
 import TopiaryCore
 import TopiaryExport
 import TopiaryModels
+import TopiaryPipeline
 import TopiaryPrune
 
 extension SparsifyMethod: ExpressibleByArgument {}
@@ -32,8 +33,8 @@ struct Sparsify: ParsableCommand {
     @OptionGroup var streaming: StreamingArguments
     @OptionGroup var dataArguments: DataArguments
     @Option(help: ArgumentHelp("Output checkpoint directory.", valueName: "dir")) var out: String
-    @Option(help: "Method.") var method: SparsifyMethod = .wanda
-    @Option(help: "Fraction of each layer's linear weights set to zero, in [0, 1).") var sparsity: Double = 0.5
+    @Option(help: "Method.") var method: SparsifyMethod = SparsifyConfig().method
+    @Option(help: "Fraction of each layer's linear weights set to zero, in [0, 1) (default: 0.5; not with --nm).") var sparsity: Double?
     @Option(help: ArgumentHelp("N:M pattern instead of --sparsity (e.g. 2:4).", valueName: "N:M")) var nm: String?
     @Option(
         help:
@@ -56,13 +57,7 @@ struct Sparsify: ParsableCommand {
         AllocationOptions().owlM
     @Option(name: .customLong("owl-lambda"), help: "OWL: layer sparsities span about [S−λ, S+λ].") var owlLambda: Double =
         AllocationOptions().owlLambda
-    @Option(
-        name: .customLong("calibration"), help: ArgumentHelp("Calibration text (default: WikiText-2 test under --data).", valueName: "path")
-    )
-    var calibrationFile: String?
-    @Option(name: .customLong("calibration-windows"), help: "Calibration windows.") var windows: Int = 32
-    @Option(name: .customLong("calibration-length"), help: "Tokens per calibration window.") var length: Int = 512
-    @Option(name: .customLong("calibration-offset"), help: "Token offset of the first calibration window.") var offset: Int = 32768
+    @OptionGroup var calibration: CalibrationArguments
     @Flag(
         name: .customLong("true-sequential"),
         help:
@@ -79,7 +74,7 @@ struct Sparsify: ParsableCommand {
                 "fisher-obs: power γ of the output rows' Fisher mass in the mask selection (0 = SparseGPT's; 0.25 chosen on "
                     + "held-out "
                     + "PTB-valid).")
-    ) var gamma: Double = 0.25
+    ) var gamma: Double = Sparsifier(method: .wanda, sparsity: 0).rowSensitivityPower
     @Flag(help: "Replace --out if it exists.") var force = false
     @Option(
         name: .customLong("gguf-type"),
@@ -91,132 +86,72 @@ struct Sparsify: ParsableCommand {
     )
     var ggufType: String = "q8_0"
 
+    /// The request the options describe (a recipe's sparsify stage decodes the same one).
+    var request: SparsifyConfig {
+        var c = SparsifyConfig()
+        c.method = method
+        c.sparsity = sparsity ?? c.sparsity
+        c.nm = nm
+        c.allocation = allocation.rawValue
+        c.epsilon = epsilon
+        c.alphaTail = alphaTail == AllocationOptions().tail ? nil : alphaTail
+        c.owlM = owlM
+        c.owlLambda = owlLambda
+        c.calibration = calibration.config(c.calibration)
+        c.seed = seed
+        c.trueSequential = trueSequential ? true : nil
+        c.gamma = gamma == Sparsifier(method: .wanda, sparsity: 0).rowSensitivityPower ? nil : gamma
+        return c
+    }
+
     func validate() throws {
-        guard sparsity >= 0 && sparsity < 1 else { throw ValidationError("--sparsity \(sparsity) is outside [0, 1)") }
-        if let nm { _ = try NMPattern(nm) }
-        guard epsilon >= 0 && epsilon < 1 else { throw ValidationError("--allocation-epsilon must be in [0, 1)") }
-        guard owlM > 0 else { throw ValidationError("--owl-m must be positive") }
-        guard owlLambda >= 0 && owlLambda < 0.5 else { throw ValidationError("--owl-lambda must be in [0, 0.5)") }
-        if allocation != .uniform && nm != nil {
-            throw ValidationError("--allocation \(allocation.rawValue) applies to --sparsity, not --nm")
+        if sparsity != nil && nm != nil {
+            throw ValidationError("--sparsity and --nm both set how many weights go: give one (--nm 2:4 zeroes half of each group)")
         }
-        guard windows >= 1, length >= 2, offset >= 0 else { throw ValidationError("calibration windows ≥ 1, length ≥ 2, offset ≥ 0") }
-        guard gamma >= 0 && gamma.isFinite else { throw ValidationError("--gamma must be ≥ 0") }
+        try usage(.sparsify) { try request.validate() }
     }
 
     func run() throws {
         try reportingErrors {
             if FileManager.default.fileExists(atPath: out) && !force { throw CLIError("\(out) exists; pass --force to replace it") }
+            let workflow = try SparsifyWorkflow(request)
             let loaded = try modelArguments.load(streamLayers: streaming.streamLayers)
             let model = loaded.model
-            var s = Sparsifier(method: method, sparsity: nm == nil ? sparsity : 0, pattern: try nm.map(NMPattern.init))
-            s.seed = seed
-            s.trueSequential = trueSequential
-            s.rowSensitivityPower = gamma
-            var set: CalibrationSet?
-            if method.needsCalibration || allocation.needsCalibration {
-                let path = calibrationFile ?? dataArguments.wikitext
-                let tokens = loaded.tokenizer.encode(try readText(path), addSpecialTokens: false, parseSpecial: false).map(Int32.init)
-                set = try CalibrationSet(tokens: tokens, windows: windows, length: length, offset: offset, source: path)
-            }
-            try s.validate(model: model, calibration: set)  // before any work (run checks the per-layer sparsities again)
-            if model.store != nil { return try runStreamed(loaded, model, s, set) }
-            let start = Date()
-            var options = AllocationOptions()
-            options.epsilon = epsilon
-            options.tail = alphaTail
-            options.owlM = owlM
-            options.owlLambda = owlLambda
-            let allocator = allocation.implementation
-            let bar =
-                allocator.needsCalibration
-                ? ProgressBar("\(allocator.name) per-layer statistics", total: model.layers.count, unit: "layers") : nil
-            if let chosen = try allocator.allocate(model: model, sparsity: sparsity, calibration: set, options: options, progress: bar) {
-                s.layerSparsity = chosen.sparsities
-                FileHandle.standardError.write(
-                    Data(
-                        ("\(allocation.rawValue) per-layer sparsity (layer:\(allocator.scoreName ?? "score")→sparsity): "
-                            + zip(chosen.scores, chosen.sparsities).enumerated()
-                            .map { String(format: "%d:%.4g→%.3f", $0.offset, $0.element.0, $0.element.1) }.joined(separator: " ") + "\n")
-                            .utf8))
-            }
-            let achieved = try s.run(
-                model: model, calibration: set,
-                progress: ProgressBar("sparsify \(method.rawValue)", total: model.layers.count, unit: "layers"))
-            let seconds = Date().timeIntervalSince(start)
-            let info: [String: Any] = [
-                "method": method.rawValue, "sparsity": sparsity, "nm": nm ?? "", "allocation": allocation.rawValue,
-                "layer_sparsity": s.layerSparsity ?? [], "true_sequential": trueSequential, "achieved_sparsity": achieved,
-                "seconds": seconds, "calibration": set?.summary ?? [:],
-            ]
+            let set =
+                workflow.request.readsCalibration
+                ? try calibrationSet(workflow.request.calibration, data: dataArguments, tokenizer: loaded.tokenizer) : nil
+            try workflow.check(model: model, calibration: set)  // before any work
+            if model.store != nil { return try runStreamed(loaded, workflow, set) }
+            let record = try workflow.run(model: model, calibration: set)
             try Checkpoint.save(
                 model: model, tokenizerMetadata: loaded.metadata, to: out,
-                extraFiles: ["sparsify.json": try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys])])
+                extraFiles: ["sparsify.json": try recordEncoder.encode(record)])
             print(
                 String(
-                    format: "%@: %.2f%% of the linear weights are zero (%.1f s); saved %@", method.rawValue, 100 * achieved, seconds, out))
+                    format: "%@: %.2f%% of the linear weights are zero (%.1f s); saved %@", method.rawValue, 100 * record.achievedSparsity,
+                    record.seconds, out))
         }
     }
 
+    var recordEncoder: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return e
+    }
+
     /// Layer streaming: each layer is sparsified when the GGUF writer reaches it, written, then evicted.
-    func runStreamed(_ loaded: LoadedModel, _ model: DecoderModel, _ s: Sparsifier, _ set: CalibrationSet?) throws {
+    func runStreamed(_ loaded: LoadedModel, _ workflow: SparsifyWorkflow, _ set: CalibrationSet?) throws {
         guard out.hasSuffix(".gguf") else {
             throw CLIError("a streamed model (--stream-layers) is written as one GGUF file: give --out a path ending in .gguf")
         }
-        guard allocation == .uniform else {
-            throw CLIError("--allocation \(allocation.rawValue) is not available with --stream-layers (uniform only)")
+        do { try workflow.checkStreamable() } catch let e as RequestError {
+            throw CLIError(CommandLineFace.sparsify.message(e).replacingOccurrences(of: "a streamed model", with: "--stream-layers"))
         }
-        guard !method.needsGradients else {
-            throw CLIError("--method \(method.rawValue) needs whole-model gradients; it is not available with --stream-layers")
-        }
-        let type = try GGUFExporter.parseType(ggufType)
-        let start = Date()
-        let bar = ProgressBar("sparsify \(method.rawValue) (layer by layer, written as it goes)", total: model.layers.count, unit: "layers")
-        // Wanda/SparseGPT prune layer l from calibration activations when the writer reaches it; the other methods
-        // need only the layer's own weights.
-        let prepare: (Int) throws -> Void
-        if let set, method.implementation.inputStatistic != nil {
-            let stepper = try s.sequentialSparsifier(model: model, calibration: set, progress: bar)
-            prepare = { l in try stepper.advance(through: l) }
-        } else {
-            var rng = SplitMix64(seed: seed)
-            var done = -1
-            prepare = { l in
-                guard l > done else { return }
-                try model.store!.pin(layer: l)
-                if done >= 0 { model.store!.unpin(layer: done) }
-                s.pruneByWeights(model.layers[l], layer: l, rng: &rng)
-                done = l
-                bar.advance()
-            }
-        }
-        let linears = Set(model.layers.flatMap { [$0.q, $0.k, $0.v, $0.o, $0.gate, $0.up, $0.down].map(\.name) })
-        var zeros = 0, total = 0
-        defer { bar.finish() }
-        let report = try GGUFExporter.exportStreamed(
-            model: model, config: model.config, sourceMetadata: loaded.metadata, to: out, options: GGUFExportOptions(type: type),
-            prepareLayer: prepare,
-            changed: { linears.contains($0.name) },
-            tensor: { p, _ in
-                let t = p.value
-                total += t.count
-                zeros += t.zeroCount
-                return t
-            })
-        let achieved = Double(zeros) / Double(max(total, 1))
-        let seconds = Date().timeIntervalSince(start)
-        let info: [String: Any] = [
-            "method": method.rawValue, "sparsity": sparsity, "nm": nm ?? "", "achieved_sparsity": achieved, "seconds": seconds,
-            "calibration": set?.summary ?? [:], "gguf_type": ggufType,
-            "layer_loads": model.store!.loads,
-        ]
-        try AtomicFile.write(
-            try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys]),
-            to: (out as NSString).deletingPathExtension + ".sparsify.json")
+        let (record, report) = try workflow.runStreamed(loaded, calibration: set, to: out, type: try GGUFExporter.parseType(ggufType))
+        try AtomicFile.write(try recordEncoder.encode(record), to: (out as NSString).deletingPathExtension + ".sparsify.json")
         print(
             String(
-                format: "%@: %.2f%% of the linear weights are zero (%.1f s); saved %@ (%@ bytes)", method.rawValue, 100 * achieved, seconds,
-                out,
-                report.bytes.formatted()))
+                format: "%@: %.2f%% of the linear weights are zero (%.1f s); saved %@ (%@ bytes)", method.rawValue,
+                100 * record.achievedSparsity, record.seconds, out, report.bytes.formatted()))
     }
 }

@@ -92,18 +92,6 @@ func printJSON<T: Encodable>(_ value: T) throws {
     print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
 
-/// Reads a whole UTF-8 text file with a clear error when it is missing, unreadable or empty.
-func readText(_ path: String) throws -> String {
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-        throw CLIError("\(path): no such file")
-    }
-    guard !isDirectory.boolValue else { throw CLIError("\(path): is a directory, expected a text file") }
-    guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("\(path): cannot be read") }
-    guard !data.isEmpty else { throw CLIError("\(path): the file is empty") }
-    return String(decoding: data, as: UTF8.self)
-}
-
 struct CLIError: Error, LocalizedError {
     let message: String
     init(_ message: String) { self.message = message }

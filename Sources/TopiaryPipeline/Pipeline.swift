@@ -148,26 +148,7 @@ public final class Pipeline {
 
     // MARK: keys and manifests
 
-    func stageConfig(_ kind: StageKind) throws -> String {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        func json<T: Encodable>(_ v: T) throws -> String { String(decoding: try e.encode(v), as: UTF8.self) }
-        switch kind {
-        case .load: return try json(["model": recipe.model])
-        case .graph: return "{}"
-        case .importance:
-            // Gradients are only needed for the layers that the prune stage ranks.
-            return try json(ImportanceKey(importance: recipe.importance!, layers: recipe.prune?.layers ?? "all"))
-        case .prune: return try json(recipe.prune!)
-        case .sparsify: return try json(recipe.sparsify!)
-        case .sweep: return try json(recipe.sweep!)
-        case .finetune: return try json(recipe.finetune!)
-        case .merge: return "{}"
-        case .evaluate: return try json(recipe.evaluate!)
-        }
-    }
-
-    struct ImportanceKey: Encodable { let importance: ImportanceConfig; let layers: String }
+    func stageConfig(_ kind: StageKind) throws -> String { try kind.implementation.keyConfiguration(recipe) }
 
     /// Fingerprints of the files a stage reads (size and modification time; the model's first and last MiB too).
     func inputFingerprints(_ kind: StageKind) throws -> [String: String] {
@@ -285,21 +266,13 @@ public final class Pipeline {
     }
 
     /// Takes on the effect of a stage that finished earlier.
-    func adopt(_ kind: StageKind, dir: String) throws {
-        switch kind {
-        case .load: modelPath = recipe.model
-        case .importance: importancePath = dir + "/importance.json"
-        case .prune, .sparsify:
-            modelPath = dir + "/model"
-            prunedPath = modelPath
-            current = nil
-        case .finetune: adaptersPath = dir; current = nil
-        case .merge:
-            modelPath = dir + "/model"
-            adaptersPath = nil
-            current = nil
-        default: break
-        }
+    func adopt(_ kind: StageKind, dir: String) throws { kind.implementation.adopt(self, dir: dir) }
+
+    /// A stage's saved model becomes the latest (and, after prune or sparsify, the pruned one).
+    func adoptModel(_ path: String, pruned: Bool) {
+        modelPath = path
+        if pruned { prunedPath = path }
+        current = nil
     }
 
     struct Outcome {
@@ -308,17 +281,7 @@ public final class Pipeline {
     }
 
     func runStage(_ kind: StageKind, dir: String, continuing: Bool) throws -> Outcome {
-        switch kind {
-        case .load: return try runLoad(dir: dir)
-        case .graph: return try runGraph(dir: dir)
-        case .importance: return try runImportance(dir: dir)
-        case .prune: return try runPrune(dir: dir)
-        case .sparsify: return try runSparsify(dir: dir)
-        case .sweep: return try runSweep(dir: dir, continuing: continuing)
-        case .finetune: return try runFinetune(dir: dir, continuing: continuing)
-        case .merge: return try runMerge(dir: dir)
-        case .evaluate: return try runEvaluate(dir: dir, continuing: continuing)
-        }
+        try kind.implementation.run(self, dir: dir, continuing: continuing)
     }
 
     // MARK: outputs of the run

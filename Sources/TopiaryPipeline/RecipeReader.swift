@@ -190,14 +190,13 @@ struct MappingReader {
         return items.map(\.0)
     }
 
-    mutating func doubleList(_ key: String, min lo: Double, max hi: Double) throws -> [Double]? {
+    mutating func doubleList(_ key: String) throws -> [Double]? {
         guard let v = value(key), !isNull(v) else { return nil }
         guard case .sequence(let seq) = v, !seq.isEmpty else { throw error(at: v, "\(path).\(key) must be a non-empty list of numbers") }
         return try seq.map { item in
             guard case .scalar(let s) = item, let d = Double(s.string), d.isFinite else {
                 throw error(at: item, "\(path).\(key) must be a list of numbers, found \(describe(item))")
             }
-            guard d >= lo && d < hi else { throw error(at: item, "\(path).\(key): \(s.string) is outside [\(lo), \(hi))") }
             return d
         }
     }
@@ -216,6 +215,35 @@ struct MappingReader {
                 file: file, line: p.keyNode.mark?.line, column: p.keyNode.mark?.column,
                 message: "unknown key `\(p.key)` in \(path)" + didYouMean(p.key, known))
         }
+    }
+}
+
+extension Recipe {
+    /// A request's error in recipe terms: its keys as paths under `prefix` (`stages.prune.ratio = 1.5 must be < 1.0`),
+    /// located at the value at fault, or at the stage for a combination of settings.
+    static func located(_ e: RequestError, under prefix: String, root: Node, file: String) -> RecipeError {
+        let path = (prefix + "." + e.key).split(separator: ".").map(String.init)
+        func child(_ node: Node?, _ key: String) -> Node? {
+            guard case .mapping(let m)? = node else { return nil }
+            return m.first { $0.key.string == key }?.value
+        }
+        func keyNode(_ node: Node?, _ key: String) -> Node? {
+            guard case .mapping(let m)? = node else { return nil }
+            return m.first { $0.key.string == key }?.key
+        }
+        // The stage's key (`stages.prune`), then the value's node as deep as the file has it.
+        var at: Node? = path.count >= 2 ? keyNode(child(root, path[0]), path[1]) : nil
+        if e.value != nil {
+            var node: Node? = root
+            for k in path {
+                guard let next = child(node, k) else { break }
+                node = next
+                at = next
+            }
+        }
+        let message = e.describe(valueSeparator: " = ") { prefix + "." + $0 }
+        return RecipeError(
+            file: file, line: at?.mark?.line ?? root.mark?.line, column: at?.mark?.column ?? root.mark?.column, message: message)
     }
 }
 

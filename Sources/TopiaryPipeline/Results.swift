@@ -1,6 +1,7 @@
 import Foundation
 import TopiaryCore
 import TopiaryModels
+import TopiaryPrune
 
 /// The typed records a run writes (`manifest.json` per stage, `importance.json`, `evaluation.json`, `sweep.json`,
 /// `results.json`) and reads back: one Codable type per file, so that a key is spelled in one place.
@@ -60,8 +61,8 @@ public struct StageSummary: Codable, Sendable, Equatable {
         public var allocation: String?
         public var nm: String?
         public var layerSparsity: [Double]?
-        public var layerOutlierRatios: [Double]?
-        public var layerAlphas: [Double]?
+        /// The allocator's per-layer statistic under its record key (`layer_alphas`, `layer_outlier_ratios`).
+        public var layerStatistics: [String: [Double]] = [:]
         // sweep
         public var cells: Int?
         // finetune, merge
@@ -79,8 +80,8 @@ public struct StageSummary: Codable, Sendable, Equatable {
                 loss
             case nonEmbeddingParams = "non_embedding_params", calibrationLoss = "calibration_loss", paramsBefore = "params_before"
             case paramsAfter = "params_after", removedFractionNonEmbedding = "removed_fraction_non_embedding"
-            case achievedSparsity = "achieved_sparsity", layerSparsity = "layer_sparsity", layerOutlierRatios = "layer_outlier_ratios"
-            case layerAlphas = "layer_alphas", trainableParams = "trainable_params", firstLoss = "first_loss"
+            case achievedSparsity = "achieved_sparsity", layerSparsity = "layer_sparsity"
+            case trainableParams = "trainable_params", firstLoss = "first_loss"
             case validationLoss = "validation_loss", mergedAdapters = "merged_adapters"
         }
     }
@@ -101,12 +102,29 @@ public struct StageSummary: Codable, Sendable, Equatable {
         for label in Self.modelLabels {
             if let m = try c.decodeIfPresent(Metrics.self, forKey: AnyKey(label)) { models[label] = m }
         }
+        fields.layerStatistics = try LayerStatistics.decode(c)
     }
 
     public func encode(to encoder: Encoder) throws {
         try fields.encode(to: encoder)
         var c = encoder.container(keyedBy: AnyKey.self)
         for (label, m) in models { try c.encode(m, forKey: AnyKey(label)) }
+        try LayerStatistics.encode(fields.layerStatistics, into: &c)
+    }
+}
+
+/// Per-layer statistics of allocators, each written at the top level of its record under the allocator's key.
+enum LayerStatistics {
+    static var keys: [String] { Allocators.all.compactMap(\.recordKey) }
+
+    static func decode(_ c: KeyedDecodingContainer<AnyKey>) throws -> [String: [Double]] {
+        var out: [String: [Double]] = [:]
+        for k in keys { if let v = try c.decodeIfPresent([Double].self, forKey: AnyKey(k)) { out[k] = v } }
+        return out
+    }
+
+    static func encode(_ statistics: [String: [Double]], into c: inout KeyedEncodingContainer<AnyKey>) throws {
+        for (k, v) in statistics { try c.encode(v, forKey: AnyKey(k)) }
     }
 }
 
@@ -329,6 +347,16 @@ public struct ImportanceFile: Codable, Sendable {
         public var length: Int
         public var offset: Int
         public var file: String
+
+        public init(windows: Int, length: Int, offset: Int, file: String) {
+            self.windows = windows
+            self.length = length
+            self.offset = offset
+            self.file = file
+        }
+
+        /// What a calibration set was made of.
+        public init(_ set: CalibrationSet) { self.init(windows: set.windows, length: set.length, offset: set.offset, file: set.source) }
     }
 
     public var criterion: String
@@ -410,13 +438,67 @@ public struct SparsifyRecord: Codable, Sendable {
     public var allocation: String
     public var nm: String?
     public var layerSparsity: [Double]?
-    public var layerOutlierRatios: [Double]?
-    public var layerAlphas: [Double]?
+    /// The allocator's per-layer statistic under its record key (`layer_alphas`, `layer_outlier_ratios`).
+    public var layerStatistics: [String: [Double]] = [:]
+    public var trueSequential: Bool?
+    public var gamma: Double?
+    public var calibration: ImportanceFile.CalibrationInfo?
+    /// A streamed sparsify: the GGUF storage type of the written matrices and how many times a layer was loaded.
+    public var ggufType: String?
+    public var layerLoads: Int?
+
+    public init(
+        method: String, sparsity: Double, achievedSparsity: Double, seconds: Double, allocation: String, nm: String?,
+        layerSparsity: [Double]?
+    ) {
+        self.method = method
+        self.sparsity = sparsity
+        self.achievedSparsity = achievedSparsity
+        self.seconds = seconds
+        self.allocation = allocation
+        self.nm = nm
+        self.layerSparsity = layerSparsity
+    }
 
     enum CodingKeys: String, CodingKey {
-        case method, sparsity, seconds, allocation, nm
-        case achievedSparsity = "achieved_sparsity", layerSparsity = "layer_sparsity", layerOutlierRatios = "layer_outlier_ratios"
-        case layerAlphas = "layer_alphas"
+        case method, sparsity, seconds, allocation, nm, gamma, calibration
+        case achievedSparsity = "achieved_sparsity", layerSparsity = "layer_sparsity", trueSequential = "true_sequential"
+        case ggufType = "gguf_type", layerLoads = "layer_loads"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        method = try c.decode(String.self, forKey: .method)
+        sparsity = try c.decode(Double.self, forKey: .sparsity)
+        achievedSparsity = try c.decode(Double.self, forKey: .achievedSparsity)
+        seconds = try c.decode(Double.self, forKey: .seconds)
+        allocation = try c.decode(String.self, forKey: .allocation)
+        nm = try c.decodeIfPresent(String.self, forKey: .nm)
+        layerSparsity = try c.decodeIfPresent([Double].self, forKey: .layerSparsity)
+        trueSequential = try c.decodeIfPresent(Bool.self, forKey: .trueSequential)
+        gamma = try c.decodeIfPresent(Double.self, forKey: .gamma)
+        calibration = try c.decodeIfPresent(ImportanceFile.CalibrationInfo.self, forKey: .calibration)
+        ggufType = try c.decodeIfPresent(String.self, forKey: .ggufType)
+        layerLoads = try c.decodeIfPresent(Int.self, forKey: .layerLoads)
+        layerStatistics = try LayerStatistics.decode(try decoder.container(keyedBy: AnyKey.self))
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(method, forKey: .method)
+        try c.encode(sparsity, forKey: .sparsity)
+        try c.encode(achievedSparsity, forKey: .achievedSparsity)
+        try c.encode(seconds, forKey: .seconds)
+        try c.encode(allocation, forKey: .allocation)
+        try c.encodeIfPresent(nm, forKey: .nm)
+        try c.encodeIfPresent(layerSparsity, forKey: .layerSparsity)
+        try c.encodeIfPresent(trueSequential, forKey: .trueSequential)
+        try c.encodeIfPresent(gamma, forKey: .gamma)
+        try c.encodeIfPresent(calibration, forKey: .calibration)
+        try c.encodeIfPresent(ggufType, forKey: .ggufType)
+        try c.encodeIfPresent(layerLoads, forKey: .layerLoads)
+        var any = encoder.container(keyedBy: AnyKey.self)
+        try LayerStatistics.encode(layerStatistics, into: &any)
     }
 }
 

@@ -12,6 +12,8 @@ public struct CalibrationSet: Sendable {
     public let windows: Int
     public let length: Int
     public let offset: Int
+    /// The text the windows come from.
+    public let source: String
 
     public init(tokens all: [Int32], windows: Int, length: Int, offset: Int, source: String = "text") throws {
         guard windows >= 1 else { throw PruneError.calibration("--calibration-windows must be at least 1") }
@@ -26,6 +28,7 @@ public struct CalibrationSet: Sendable {
         self.windows = windows
         self.length = length
         self.offset = offset
+        self.source = source
     }
 
     /// Windows, length and offset, as run records report them.

@@ -75,13 +75,20 @@ public struct CriterionEstimator: ImportanceEstimator {
 /// Scores computed earlier (e.g. layer by layer on a streamed model), by group id.
 public struct PrecomputedScores: ImportanceEstimator {
     public let scores: [Int: [Double]]
+    /// The file the scores were read from (named when a group has none: they were computed for another model).
+    public let source: String?
 
-    public init(_ scores: [Int: [Double]]) { self.scores = scores }
+    public init(_ scores: [Int: [Double]], source: String? = nil) {
+        self.scores = scores
+        self.source = source
+    }
 
     public func scores(for group: PruningGroup, parameters: [String: Parameter]) throws -> [Double] {
         guard let s = scores[group.id], s.count == group.units else {
+            let which = "group \(group.id) (\(group.kind), layer \(group.layer.map(String.init) ?? "-"), \(group.units) units)"
             throw PruneError.notApplicable(
-                "no scores were computed for group \(group.id) (\(group.kind), layer \(group.layer.map(String.init) ?? "-"))")
+                source.map { "\($0) has no scores for \(which): it was computed for another model" }
+                    ?? "no scores were computed for \(which)")
         }
         return s
     }

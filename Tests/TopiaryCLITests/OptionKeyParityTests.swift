@@ -33,49 +33,63 @@ final class OptionKeyParityTests: XCTestCase {
             stages:
               importance: { criterion: taylor, calibration: { windows: 2 } }
               prune: { ratio: 0.2, layers: all }
+              sparsify: { method: wanda, calibration: { windows: 2 } }
+              sweep: { methods: [magnitude], perplexity: { windows: 2 }, calibration: { windows: 2 } }
+              finetune: { steps: 2 }
+              evaluate: { perplexity: { windows: 2 }, generation: { prompts: [hi] } }
+              export: { format: gguf }
             """
         _ = try Recipe.parse(text, file: "/tmp/parity.yaml", checkFiles: false)
         return RecipeSchema.keys
     }
 
-    func testEveryPruneOptionHasARecipeKeyAndEveryKeyAnOption() throws {
-        let options = try options("prune")
+    /// Every option of each command that builds a request has its recipe key (the command's face says which), and every
+    /// key of the stages it covers has an option.
+    func testEveryOptionHasARecipeKeyAndEveryKeyAnOption() throws {
         let keys = try recipeKeys()
-        // Option → recipe key (path.key). The calibration options map into the importance stage's `calibration`.
-        var map: [String: String] = [
-            "model": "recipe.model", "data": "recipe.data", "threads": "recipe.threads", "seed": "stages.importance.seed",
-            "importance": "stages.importance.criterion", "aggregation": "stages.importance.aggregation",
-            "calibration": "stages.importance.calibration.file", "calibration-windows": "stages.importance.calibration.windows",
-            "calibration-length": "stages.importance.calibration.length", "calibration-offset": "stages.importance.calibration.offset",
-            "compensate": "stages.prune.compensate", "no-compensate": "stages.prune.compensate",
-            "vd-lr": "stages.importance.vd_lr",
-        ]
-        for o in ["lambda", "taylor-order", "vd-steps", "vd-windows", "vd-kl-weight", "obs-step"] {
-            map[o] = "stages.importance." + o.replacingOccurrences(of: "-", with: "_")
-        }
-        for o in ["ratio", "layers", "mode", "round-to", "merge", "allocation", "search-evaluations", "search-windows", "search-offset"] {
-            map[o] = "stages.prune." + o.replacingOccurrences(of: "-", with: "_")
-        }
-        // Options that shape the command's own output, with what a recipe run uses instead.
-        let commandOnly: [String: String] = [
-            "out": "a run writes OUT/NN-prune/model (`topiary run --out`)",
-            "force": "`topiary run --force` / `--from`",
-            "format": "a run's stages write checkpoints; `hdf5` is a copy for other tools",
-            "stream-layers": "layer streaming writes one GGUF; recipes hold the model in memory",
-            "gguf-type": "the GGUF storage type of a streamed prune (see stream-layers)",
-        ]
-        for o in options.sorted() {
-            if commandOnly[o] != nil { continue }
-            guard let key = map[o] else { XCTFail("prune --\(o) has no recipe key"); continue }
-            let path = String(key[..<key.lastIndex(of: ".")!]), name = String(key[key.index(after: key.lastIndex(of: ".")!)...])
-            XCTAssertTrue(keys[path]?.contains(name) ?? false, "prune --\(o) maps to \(key), which the recipe reader does not know")
-        }
-        let reached = Set(map.values)
-        for path in ["stages.importance", "stages.prune", "stages.importance.calibration"] {
-            for k in keys[path] ?? [] where k != "calibration" {
-                XCTAssertTrue(reached.contains(path + "." + k), "recipe key \(path).\(k) has no option of `topiary prune`")
+        for face in CommandLineFace.all {
+            let options = try options(face.command)
+            for o in options.sorted() {
+                if face.commandOnly[o] != nil { continue }
+                guard let key = face.keys[o] else { XCTFail("\(face.command) --\(o) has no recipe key"); continue }
+                let full = face.recipePath(key)
+                let path = String(full[..<full.lastIndex(of: ".")!]), name = String(full[full.index(after: full.lastIndex(of: ".")!)...])
+                XCTAssertTrue(
+                    keys[path]?.contains(name) ?? false, "\(face.command) --\(o) maps to \(full), which the recipe reader does not know")
+            }
+            for (o, key) in face.keys { XCTAssertTrue(options.contains(o), "\(face.command) has no --\(o) (for \(key))") }
+            let reached = Set(face.keys.values.map(face.recipePath))
+            // The stages (and their nested mappings) this command covers.
+            let covered = keys.keys.filter { path in
+                reached.contains { $0.hasPrefix(path + ".") } && path.hasPrefix("stages.")
+            }
+            for path in covered {
+                for k in keys[path] ?? [] where keys[path + "." + k] == nil && !Self.aliases.contains(path + "." + k) {
+                    XCTAssertTrue(reached.contains(path + "." + k), "recipe key \(path).\(k) has no option of `topiary \(face.command)`")
+                }
+            }
+            for o in face.commandOnly.keys {
+                XCTAssertTrue(options.contains(o), "\(face.command): the exception --\(o) is no longer an option: drop it")
             }
         }
-        for o in commandOnly.keys { XCTAssertTrue(options.contains(o), "the exception --\(o) is no longer an option: drop it") }
+    }
+
+    /// Older spellings a recipe still accepts (each has its current key).
+    static let aliases: Set<String> = ["stages.finetune.format"]
+
+    /// A request's error is shown in each face's own terms: the option on the command line, the key path in a recipe.
+    func testRequestErrorsNameTheOptionOrTheKey() throws {
+        var p = PruneConfig(ratio: 1.5, layers: "all")
+        XCTAssertThrowsError(try p.validate()) { e in
+            XCTAssertEqual(CommandLineFace.prune.message((e as! RequestError).within("prune")), "--ratio 1.5 must be < 1.0")
+        }
+        p.ratio = 0.2
+        p.allocation = "search"
+        p.mode = .global
+        XCTAssertThrowsError(try p.validate()) { e in
+            XCTAssertEqual(
+                CommandLineFace.prune.message((e as! RequestError).within("prune")),
+                "--allocation search learns per-layer shares of the budget: it needs --mode uniform")
+        }
     }
 }

@@ -22,7 +22,7 @@ mkdir -p "$W"
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
 [ -d "$W/smollm2-p20" ] || { log prune; $T prune --model "$MODEL" --data "$DATA" --importance taylor --ratio 0.2 --layers 3-27 --out "$W/smollm2-p20"; }
-[ -d "$W/smollm2-p20-lora/model" ] || { log finetune; $T finetune --model "$W/smollm2-p20" --out "$W/smollm2-p20-lora" --data "$TEXT" --data-offset 32768 --steps 20 --merge; }
+[ -d "$W/smollm2-p20-lora/model" ] || { log finetune; $T finetune --model "$W/smollm2-p20" --out "$W/smollm2-p20-lora" --text "$TEXT" --data-offset 32768 --steps 20 --merge; }
 P=$W/smollm2-p20-lora/model
 for t in f32 q8_0; do
     [ -f "$W/p20-lora.$t.gguf" ] || { log "export p20-lora $t"; $T export --model "$P" --out "$W/p20-lora.$t.gguf" --type $t; }

@@ -34,6 +34,9 @@ public protocol LayerAllocator: Sendable {
     var summary: String { get }
     /// What the per-layer statistic is called in logs and `sparsify.json` (nil: the allocator has none).
     var scoreName: String? { get }
+    /// The key under which run records (`sparsify.json`, `results.json`) keep the per-layer statistic
+    /// (`layer_alphas`); nil: not recorded.
+    var recordKey: String? { get }
     var needsCalibration: Bool { get }
     /// Per-layer sparsities for the target `sparsity`; nil keeps every layer at the target.
     func allocate(
@@ -44,6 +47,7 @@ public protocol LayerAllocator: Sendable {
 
 extension LayerAllocator {
     public var needsCalibration: Bool { false }
+    public var recordKey: String? { nil }
 }
 
 /// The registry of allocators.

@@ -7,6 +7,7 @@ public struct AlphaPruningAllocator: LayerAllocator {
     public var name: String { "alphapruning" }
     public var summary: String { "heavy-tail α of each layer's weight spectra: lighter tails pruned more" }
     public var scoreName: String? { "α" }
+    public var recordKey: String? { "layer_alphas" }
 
     public func allocate(
         model: DecoderModel, sparsity: Double, calibration: CalibrationSet?, options: AllocationOptions,

@@ -7,6 +7,7 @@ public struct OWLAllocator: LayerAllocator {
     public var name: String { "owl" }
     public var summary: String { "outlier-weighed: layers with more activation outliers pruned less (reads calibration windows)" }
     public var scoreName: String? { "outliers" }
+    public var recordKey: String? { "layer_outlier_ratios" }
     public var needsCalibration: Bool { true }
 
     public func allocate(

@@ -1,7 +1,43 @@
 import Foundation
+import TopiaryAutodiff
+import TopiaryCore
 import TopiaryEval
+import TopiaryGraph
 import TopiaryModels
+import TopiaryPrune
 import TopiaryRecover
+import TopiaryTokenizers
+
+/// Perplexity, zero-shot tasks and generations of the base, pruned and final models.
+struct EvaluateStage: PipelineStage {
+    static let name = "evaluate"
+
+    static func read(_ s: inout MappingReader, _ context: RecipeContext) throws -> any StageConfiguration {
+        var c = EvaluateConfig()
+        c.models = try s.stringList("models", allowed: EvaluateConfig.modelLabels) ?? c.models
+        c.perplexity = try context.perplexity(&s, PerplexityConfig())
+        let taskNames = ZeroShotTasks.names
+        if let t = try s.stringList("tasks", allowed: taskNames + ["all"]) { c.tasks = t.contains("all") ? taskNames : t }
+        c.limit = try s.int("limit")
+        if var g = try s.mapping("generation") {
+            c.generation.prompts = try g.stringList("prompts") ?? []
+            c.generation.maxTokens = try g.int("max_tokens") ?? 32
+            try g.finish()
+        }
+        try context.validated(name) { try c.validate() }
+        return c
+    }
+
+    static func inputFiles(_ recipe: Recipe) -> [String] {
+        guard let e = recipe.evaluate else { return [] }
+        return (e.perplexity?.datasets ?? []).map(recipe.datasetPath)
+            + e.tasks.compactMap { try? ZeroShotTaskFile.path(task: $0, data: recipe.data) }
+    }
+
+    static func run(_ pipeline: Pipeline, dir: String, continuing: Bool) throws -> Pipeline.Outcome {
+        try pipeline.runEvaluate(dir: dir, continuing: continuing)
+    }
+}
 
 extension Pipeline {
     static let hellaswagNote = "HellaSwag is scored from llama.cpp's derived file, whose contexts do not capitalise ctx_b as lm-eval does."

@@ -5,66 +5,37 @@ import TopiaryEval
 import TopiaryGraph
 import TopiaryModels
 import TopiaryPrune
+import TopiaryRecover
+import TopiaryTokenizers
+
+/// Perplexity of pruning methods at many levels: a methods × levels table, a plot and completions.
+struct SweepStage: PipelineStage {
+    static let name = "sweep"
+
+    static func read(_ s: inout MappingReader, _ context: RecipeContext) throws -> any StageConfiguration {
+        var c = SweepConfig()
+        if let m = try s.stringList("methods", allowed: SweepMethod.allNames) { c.methods = m.map { SweepMethod(rawValue: $0)! } }
+        c.levels = try s.doubleList("levels") ?? c.levels
+        c.perplexity = try context.perplexity(&s, c.perplexity) ?? c.perplexity
+        c.calibration = try context.calibration(&s, c.calibration)
+        c.seed = UInt64(try s.int("seed", range: 0...Int.max) ?? Int(context.seed))
+        try context.validated(name) { try c.validate() }
+        return c
+    }
+
+    static func inputFiles(_ recipe: Recipe) -> [String] {
+        guard let s = recipe.sweep else { return [] }
+        var files = s.perplexity.datasets.map(recipe.datasetPath)
+        if s.methods.contains(where: \.needsCalibration) { files.append(s.calibration.file ?? recipe.datasetPath("wikitext2")) }
+        return files
+    }
+
+    static func run(_ pipeline: Pipeline, dir: String, continuing: Bool) throws -> Pipeline.Outcome {
+        try pipeline.runSweep(dir: dir, continuing: continuing)
+    }
+}
 
 extension Pipeline {
-    // MARK: sparsify
-
-    func sparsifier(method: SparsifyMethod, sparsity: Double, nm: String?, seed: UInt64) throws -> Sparsifier {
-        var s = Sparsifier(method: method, sparsity: nm == nil ? sparsity : 0, pattern: try nm.map(NMPattern.init))
-        s.seed = seed
-        return s
-    }
-
-    func runSparsify(dir: String) throws -> Outcome {
-        let c = recipe.sparsify!
-        let m = try freshModel()
-        let model = m.model
-        var s = try sparsifier(method: c.method, sparsity: c.sparsity, nm: c.nm, seed: c.seed)
-        let allocation = AllocationMethod(rawValue: c.allocation) ?? .uniform
-        let set = c.method.needsCalibration || allocation.needsCalibration ? try calibrationSet(c.calibration, tokenizer: m.tokenizer) : nil
-        try s.validate(model: model, calibration: set)
-        let start = Date()
-        var options = AllocationOptions()
-        options.epsilon = c.epsilon
-        options.owlM = c.owlM
-        options.owlLambda = c.owlLambda
-        let allocator = allocation.implementation
-        let bar =
-            allocator.needsCalibration ? progress("\(allocator.name) per-layer statistics", total: model.layers.count, unit: "layers") : nil
-        let chosen = try allocator.allocate(model: model, sparsity: c.sparsity, calibration: set, options: options, progress: bar)
-        s.layerSparsity = chosen?.sparsities
-        let layerScores = chosen?.scores
-        let achieved = try s.run(
-            model: model, calibration: set, progress: progress("sparsify \(c.method.rawValue)", total: model.layers.count, unit: "layers"))
-        let seconds = Date().timeIntervalSince(start)
-        for p in model.parameters { p.zeroGrad() }
-        let record = SparsifyRecord(
-            method: c.method.rawValue, sparsity: c.sparsity, achievedSparsity: achieved, seconds: seconds,
-            allocation: c.allocation, nm: c.nm, layerSparsity: s.layerSparsity,
-            layerOutlierRatios: allocation == .owl ? layerScores : nil,
-            layerAlphas: allocation == .alphapruning ? layerScores : nil)
-        try Checkpoint.save(
-            model: model, tokenizerMetadata: m.metadata, to: dir + "/model",
-            extraFiles: ["sparsify.json": try Self.jsonEncoder.encode(record)])
-        modelPath = dir + "/model"
-        prunedPath = modelPath
-        currentPath = modelPath
-        log(String(format: "  %@: %.2f%% of the linear weights are zero (%.1f s)", c.method.rawValue, 100 * achieved, seconds))
-        var f = StageSummary.Fields()
-        f.method = record.method
-        f.sparsity = record.sparsity
-        f.achievedSparsity = achieved
-        f.allocation = record.allocation
-        f.nm = record.nm
-        f.layerSparsity = record.layerSparsity
-        f.layerOutlierRatios = record.layerOutlierRatios
-        f.layerAlphas = record.layerAlphas
-        f.params = model.parameterCount
-        return Outcome(status: .ran, summary: StageSummary(f))
-    }
-
-    // MARK: sweep
-
     func runSweep(dir: String, continuing: Bool) throws -> Outcome {
         let c = recipe.sweep!
         var resumed = false
@@ -101,7 +72,11 @@ extension Pipeline {
                     if sm.needs.contains(.biases) && !model.config.attentionBias {
                         point.notApplicable = "the model has no biases"
                     } else {
-                        var sparsifier = try sparsifier(method: sm, sparsity: level, nm: nil, seed: c.seed)
+                        var request = SparsifyConfig()
+                        request.method = sm
+                        request.sparsity = level
+                        request.seed = c.seed
+                        var sparsifier = try request.sparsifier()
                         if sm.needsGradients, let set {
                             let kind = sm.needsFisher ? "fisher" : "gradients"
                             if denseStatistics[kind] == nil {

@@ -1,0 +1,125 @@
+import Foundation
+import TopiaryCore
+import TopiaryEval
+import TopiaryGraph
+import TopiaryModels
+import TopiaryPrune
+
+/// Structured pruning as `topiary prune` and a recipe's importance and prune stages run it: the scores of the coupled
+/// groups by the request's criterion, then the removal (equal or searched per-layer shares, the OBS update, the
+/// k-means merge). The command runs both halves on one model; a run writes the scores to `importance.json` between
+/// its two stages and prunes a fresh copy.
+public struct PruneWorkflow {
+    public let request: PruneRequest
+    public var output: WorkflowOutput
+
+    public init(_ request: PruneRequest, output: WorkflowOutput = .terminal) throws {
+        try request.validate()
+        self.request = request
+        self.output = output
+    }
+
+    var scoring: ImportanceScoring {
+        ImportanceScoring(
+            criterion: request.importance.criterion, aggregation: request.importance.aggregation,
+            options: request.importance.criterionOptions)
+    }
+
+    /// Whether scoring reads the calibration windows.
+    public var scoringReadsCalibration: Bool { request.importance.needs.readsCalibration }
+    /// Whether the removal reads them (a sequential criterion, or the OBS update).
+    public var pruningReadsCalibration: Bool { request.importance.isSequential || request.compensates }
+
+    /// Faults in the memory of the backward pass ahead of it (while the graph is traced and the text tokenized).
+    public func reserveMemory(_ config: ModelConfig) {
+        scoring.reserveMemory(config, windows: request.importance.calibration.windows, length: request.importance.calibration.length)
+    }
+
+    /// The scores of every group of `layers` (none for a sequential criterion, which scores while it removes).
+    public func score(model: DecoderModel, layers: ClosedRange<Int>, calibration set: CalibrationSet?) throws -> ImportanceFile {
+        let c = request.importance
+        let graph = try DependencyGraphBuilder().build(model: model)
+        let ranked = StructuredPruner.rankedGroups(graph, layers: layers)
+        let prepared = try scoring.prepare(
+            model: model, groups: ranked, calibration: scoringReadsCalibration ? set : nil,
+            progress: { output.progress($0, total: $1, unit: $2) })
+        let params = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0) })
+        var groups: [ImportanceFile.Group] = []
+        for g in ranked where !c.isSequential {
+            groups.append(
+                ImportanceFile.Group(
+                    id: g.id, kind: g.kind, layer: g.layer ?? -1, units: g.units,
+                    scores: try prepared.estimator.scores(for: g, parameters: params)))
+        }
+        if let seconds = prepared.calibrationSeconds, let set, scoringReadsCalibration {
+            output.log(String(format: "  calibration (%d × %d tokens) %.2f s", set.windows, set.length, seconds))
+        }
+        return ImportanceFile(
+            criterion: c.criterion.rawValue, aggregation: c.aggregation.rawValue, layers: [layers.lowerBound, layers.upperBound],
+            groups: groups,
+            calibration: scoringReadsCalibration
+                ? set.map { .init(windows: $0.windows, length: $0.length, offset: $0.offset, file: $0.source) } : nil,
+            calibrationLoss: prepared.loss)
+    }
+
+    /// Prunes `model` in place by `importance` (the scores from ``score``; read from `source`) and returns the plan
+    /// that `pruning.json` records. `calibration` is needed when ``pruningReadsCalibration``; `searchText` (its reward
+    /// windows) when the allocation is `search`.
+    public func prune(
+        model: DecoderModel, importance: ImportanceFile, source: String, calibration set: CalibrationSet?,
+        searchText: () throws -> TokenizedText
+    ) throws -> PruningPlan {
+        let c = request.prune
+        let range = try c.layerRange(layerCount: model.config.layerCount)
+        let graph = try DependencyGraphBuilder().build(model: model)
+        let before = model.parameterCount
+        let nonEmbedding = before - model.config.vocabSize * model.config.hiddenSize
+        var execution = PruneExecution(pruner: StructuredPruner(ratio: c.ratio, layers: range, mode: c.mode, roundTo: c.roundTo))
+        execution.compensate = request.compensates
+        execution.merge = c.mergesByKMeans ? .kmeans : .remove
+        execution.obsStep = request.importance.criterionOptions.obsStep
+        execution.seed = request.importance.seed
+        let scores = request.importance.isSequential ? nil : PrecomputedScores(file: importance, source: source)
+        var search: [String: Double]?
+        if c.searches, let scores {
+            let windows = c.searchWindows ?? PruneConfig.defaultSearchWindows
+            let offset = c.searchOffset ?? PruneConfig.defaultSearchOffset
+            let evaluations = c.searchEvaluations ?? PruneConfig.defaultSearchEvaluations
+            let text = try searchText()
+            guard offset + windows * 512 <= text.tokens.count else {
+                throw PipelineError(
+                    "\(text.path): search_windows \(windows) × 512 from token \(offset) run past its \(text.tokens.count) tokens")
+            }
+            let reward = Array(text.tokens[offset..<(offset + windows * 512)])
+            let (shares, summary, result) = try execution.searchShares(
+                model: model, graph: graph, scores: scores.scores, windows: windows, evaluations: evaluations, offset: offset,
+                progress: output.progress("layer-ratio search", total: evaluations, unit: "candidates")
+            ) { try PerplexityEvaluator(window: 512, maxWindows: windows).evaluate($0, tokens: reward).ppl }
+            execution.pruner.layerShares = shares
+            search = summary
+            output.log(
+                String(
+                    format: "  layer-ratio search: reward ppl %.4f (uniform %.4f) after %d candidates; shares %@", result.fitness,
+                    result.uniformFitness, result.history.count,
+                    result.shares.sorted { $0.key < $1.key }.map { String(format: "%d:%.2f", $0.key, $0.value) }.joined(separator: " ")))
+        }
+        let set = pruningReadsCalibration ? set : nil
+        if pruningReadsCalibration && set == nil {
+            throw PipelineError("criterion \(request.importance.criterion.rawValue) and the OBS update read calibration windows")
+        }
+        let bar =
+            set == nil
+            ? nil
+            : output.progress(execution.compensate ? "obs prune + update" : "obs prune", total: model.config.layerCount, unit: "layers")
+        let removals = try execution.run(model: model, graph: graph, estimator: scores, calibration: set, progress: bar)
+        var plan = PruningPlan(
+            ratio: c.ratio, layers: Array(range), mode: execution.modeLabel, importance: importance.criterion,
+            aggregation: importance.aggregation,
+            calibration: importance.calibration.map { ["windows": $0.windows, "length": $0.length, "offset": $0.offset] },
+            calibrationLoss: importance.calibrationLoss,
+            parametersBefore: before, parametersAfter: model.parameterCount, nonEmbeddingBefore: nonEmbedding, removals: removals)
+        plan.layerShares = execution.pruner.layerShares.map { Dictionary(uniqueKeysWithValues: $0.map { (String($0.key), $0.value) }) }
+        plan.search = search
+        return plan
+    }
+}
