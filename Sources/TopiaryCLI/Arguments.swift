@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TopiaryModels
+import TopiaryPipeline
 import TopiaryRecover
 
 /// `--model`: where the model comes from.
@@ -65,5 +66,35 @@ struct StreamingArguments: ParsableArguments {
 
     func validate() throws {
         guard streamLayers >= 0 else { throw ValidationError("--stream-layers must be ≥ 0") }
+    }
+}
+
+/// `--shard I/N`, `--no-compute`: a grid's cells split over the tasks of a batch job (a Slurm array, a Kubernetes
+/// Indexed Job), and the run that assembles them.
+struct ShardArguments: ParsableArguments {
+    @Option(
+        help: ArgumentHelp(
+            "Compute only shard I of N of the cells (1 ≤ I ≤ N) into --out, shared by every shard; the same command without "
+                + "--shard then assembles the table. Default under a Slurm job array: SLURM_ARRAY_TASK_ID of "
+                + "SLURM_ARRAY_TASK_COUNT; in a Kubernetes Indexed Job: JOB_COMPLETION_INDEX of TOPIARY_SHARD_COUNT. "
+                + "`none`: the whole grid even there; `auto`: from those variables.",
+            valueName: "I/N"))
+    var shard: String?
+    @Flag(
+        name: .customLong("no-compute"),
+        help: "Assemble only: list the cells no shard has finished and fail instead of computing them.")
+    var noCompute = false
+
+    /// The shard this process is (nil: the whole grid).
+    func resolved() throws -> Shard? {
+        do {
+            if shard == "none" { return nil }
+            if let shard, shard != "auto" { return try Shard(parsing: shard) }
+            return try Shard.fromEnvironment()
+        } catch let e as RequestError { throw ValidationError(e.describe { "--" + $0 }) }
+    }
+
+    func validate() throws {
+        if try resolved() != nil && noCompute { throw ValidationError("--no-compute is for the assembling run, without --shard") }
     }
 }

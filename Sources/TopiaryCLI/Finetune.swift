@@ -69,7 +69,7 @@ struct Finetune: ParsableCommand {
         name: .customLong("val-windows"),
         help: "Validation windows taken from the end of the text; with --text-format alpaca, examples held out (seeded split).")
     var valWindows: Int = TrainingConfig().validationWindows
-    @Option(help: "Random seed (adapter init, dropout).") var seed: UInt64 = 0
+    @Option(help: "Random seed (adapter init, dropout).") var seed: UInt64 = TrainingConfig().seed
     @Flag(help: "Fold the adapters into the weights and save OUT/model/.") var merge = false
     @Flag(help: "Continue from OUT/checkpoint.") var resume = false
 
@@ -115,6 +115,10 @@ struct Finetune: ParsableCommand {
     }
 
     func validate() throws {
+        if text == nil && !FileManager.default.fileExists(atPath: dataArguments.data) {
+            throw ValidationError(
+                "--data \(dataArguments.data): no such folder or file (--data is the data folder; the training text is --text)")
+        }
         try usage(.finetune) { try request.validate() }
     }
 

@@ -121,11 +121,11 @@ struct Prune: ParsableCommand {
         help: "taylor-act: its Taylor term, 2 (second-order Fisher, one backward per window) or 1 (element-wise first order).")
     var taylorOrder: Int = CriterionOptions().taylorOrder
     @Option(help: "Fraction of non-embedding parameters to remove, in [0, 1).") var ratio: Double
-    @Option(help: ArgumentHelp("Layer range A-B (inclusive) to prune.", valueName: "A-B")) var layers: String
+    @Option(help: ArgumentHelp("Layer range A-B (inclusive) to prune, or all.", valueName: "A-B")) var layers: String = "all"
     @Option(help: "uniform: the same share in every layer; global: rank units across layers.") var mode: StructuredPruner.Mode = .uniform
     @Option(name: .customLong("round-to"), help: "Round kept MLP channels per layer to a multiple of this.") var roundTo: Int =
         PruneConfig(ratio: 0, layers: "all").roundTo
-    @Option(help: "Seed for --importance random.") var seed: UInt64 = 0
+    @Option(help: "Seed for --importance random.") var seed: UInt64 = ImportanceConfig().seed
     @Flag(
         inversion: .prefixedNo,
         help: ArgumentHelp(
@@ -218,6 +218,9 @@ struct Prune: ParsableCommand {
 
     func validate() throws {
         guard format == "topiary" || format == "hdf5" else { throw ValidationError("--format \(format): expected topiary or hdf5") }
+        do { _ = try GGUFExporter.parseType(ggufType) } catch {
+            throw ValidationError("--gguf-type \(ggufType): expected one of \(GGUFExporter.typeNames.joined(separator: ", "))")
+        }
         try usage(.prune) { try request.validate() }
     }
 

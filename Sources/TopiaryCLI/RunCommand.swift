@@ -29,6 +29,7 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("OpenBLAS threads (default: the recipe's `threads`, else all cores).", valueName: "n")) var threads: Int?
     @Flag(help: "Only check the recipe and list its stages.") var check = false
     @Flag(help: "No progress bars.") var quiet = false
+    @OptionGroup var sharding: ShardArguments
 
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
@@ -36,7 +37,16 @@ struct Run: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let r = try Recipe.load(path: recipe, dataOverride: data, modelOverride: model)
+            var r = try Recipe.load(path: recipe, dataOverride: data, modelOverride: model)
+            let shard = try sharding.resolved()
+            if shard != nil || sharding.noCompute {
+                guard var sweep = r.sweep else {
+                    throw CLIError("\(recipe): --shard and --no-compute split a sweep stage's cells; this recipe has none")
+                }
+                sweep.shard = shard
+                sweep.noCompute = sharding.noCompute
+                r.sweep = sweep
+            }
             let dir = out ?? "checkpoints/" + r.name
             if check {
                 print("\(recipe): valid recipe `\(r.name)`; stages: \(r.stages.map(\.rawValue).joined(separator: " → ")); output: \(dir)")
@@ -48,6 +58,7 @@ struct Run: ParsableCommand {
             pipeline.from = from
             pipeline.showProgress = !quiet
             let results = try pipeline.run()
+            if r.sweep?.shard != nil { return }  // the assembling run writes the results and the report
             if !results.metrics.isEmpty {
                 print(
                     results.metrics.sorted { $0.key < $1.key }.map { k, v in
@@ -102,7 +113,8 @@ struct Sweep: ParsableCommand {
     @Option(help: "Tokens per perplexity window.") var window: Int = SweepConfig().perplexity.window
     @Option(help: "Perplexity windows per cell.") var windows: Int = SweepConfig().perplexity.windows
     @OptionGroup var calibration: CalibrationArguments
-    @Option(help: "Seed (random methods, adapters' initialisation).") var seed: UInt64 = 0
+    @Option(help: "Seed (random methods, adapters' initialisation).") var seed: UInt64 = SweepConfig().seed
+    @OptionGroup var sharding: ShardArguments
     @Option(
         help: ArgumentHelp(
             "An earlier sweep's output folder: its finished cells are taken over when the model, data, calibration, perplexity settings "
@@ -148,11 +160,14 @@ struct Sweep: ParsableCommand {
         try reportingErrors {
             var c = try request()
             c.reuse = reuse
+            c.shard = try sharding.resolved()
+            c.noCompute = sharding.noCompute
             let r = try Recipe.sweep(model: modelArguments.model, data: dataArguments.data, config: c, name: "sweep")
             let pipeline = Pipeline(recipe: r, directory: out)
             pipeline.showProgress = !quiet
             try pipeline.run()
             let dir = pipeline.stageDirectory(.sweep)
+            if c.shard != nil { return }  // the assembling run writes the table
             print(try String(contentsOfFile: dir + "/sweep.md", encoding: .utf8))
             print("table, plot and completions: \(dir)/sweep.{md,csv,svg,json}; report: \(out)/report.html")
         }

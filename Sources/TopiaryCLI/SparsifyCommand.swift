@@ -67,7 +67,7 @@ struct Sparsify: ParsableCommand {
                     + "per layer) instead of calibrating all seven on the dense layer.")
     )
     var trueSequential = false
-    @Option(help: "Seed for --method random.") var seed: UInt64 = 0
+    @Option(help: "Seed for --method random.") var seed: UInt64 = SparsifyConfig().seed
     @Option(
         help:
             ArgumentHelp(
@@ -105,6 +105,9 @@ struct Sparsify: ParsableCommand {
     }
 
     func validate() throws {
+        do { _ = try GGUFExporter.parseType(ggufType) } catch {
+            throw ValidationError("--gguf-type \(ggufType): expected one of \(GGUFExporter.typeNames.joined(separator: ", "))")
+        }
         if sparsity != nil && nm != nil {
             throw ValidationError("--sparsity and --nm both set how many weights go: give one (--nm 2:4 zeroes half of each group)")
         }

@@ -76,7 +76,11 @@ public final class Pipeline {
                     + "\(recipe.stages.map(\.rawValue).joined(separator: ", ")))"
             )
         }
-        try lockRun()
+        let shard = recipe.sweep?.shard
+        if let shard, force || from != nil {
+            throw PipelineError("--shard \(shard) computes cells of a shared folder: --force and --from belong to the assembling run")
+        }
+        try lockRun(shared: shard != nil)
         defer { unlockRun() }
         var upstream = Self.version
         let total = recipe.stages.count
@@ -89,6 +93,9 @@ public final class Pipeline {
                     .joined(separator: "|"))
             upstream = key
             let rerun = force || (from.map { kind >= $0 } ?? false)
+            // Shards of one run share its folder: each stage is checked and set up by one of them at a time.
+            var stageLock = shard == nil ? nil : try lockStage(dir)
+            defer { if let l = stageLock { unlockStage(l) } }
             if !rerun, let manifest = Self.readManifest(dir), manifest.key == key, Self.outputsPresent(manifest, in: dir) {
                 log("[\(i + 1)/\(total)] \(kind.rawValue): done earlier with the same inputs, skipped (\(dir))")
                 try adopt(kind, dir: dir)
@@ -106,6 +113,18 @@ public final class Pipeline {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             try Self.write(StageMarker(key: key, stage: kind.rawValue, started: Self.timestamp()), to: marker)
             log("[\(i + 1)/\(total)] \(kind.rawValue)\(sameAttempt ? " (continuing an interrupted attempt)" : "") → \(dir)")
+            if let shard, kind == .sweep {
+                // This shard's cells only; the table, the manifest and the later stages are the assembling run's.
+                if let l = stageLock { unlockStage(l) }
+                stageLock = nil
+                let outcome = try runStage(kind, dir: dir, continuing: true)
+                log(
+                    "shard \(shard): \(outcome.summary.fields.cells ?? 0) cells computed in \(dir); "
+                        + "when every shard has finished, the same command without --shard assembles the table")
+                return RunResults(
+                    recipe: recipe.name, recipeFile: recipe.file, model: recipe.model, finalModel: modelPath, metrics: [:], models: [:],
+                    stages: records, finished: Self.timestamp())
+            }
             let start = Date()
             var outcome = try runStage(kind, dir: dir, continuing: sameAttempt)
             let seconds = Date().timeIntervalSince(start)
@@ -130,16 +149,36 @@ public final class Pipeline {
 
     var lockDescriptor: Int32 = -1
 
-    /// One run per output folder at a time.
-    func lockRun() throws {
+    /// One run per output folder at a time; the shards of one run (`shared`) together.
+    func lockRun(shared: Bool = false) throws {
         let path = directory + "/.lock"
         lockDescriptor = open(path, O_CREAT | O_RDWR, 0o644)
         guard lockDescriptor >= 0 else { throw PipelineError("\(path): cannot create the run's lock file") }
-        if flock(lockDescriptor, LOCK_EX | LOCK_NB) != 0 {
+        if flock(lockDescriptor, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0 {
             close(lockDescriptor)
             lockDescriptor = -1
-            throw PipelineError("\(directory) is in use by another `topiary run`; wait for it or choose another --out")
+            throw PipelineError(
+                shared
+                    ? "\(directory) is in use by a run without --shard; wait for it or choose another --out"
+                    : "\(directory) is in use by another `topiary run` (or shards of one); wait for it or choose another --out")
         }
+    }
+
+    /// A stage's lock among the shards of a run (blocking: the first one sets the stage up, the others then find it).
+    func lockStage(_ dir: String) throws -> Int32 {
+        let path = directory + "/." + (dir as NSString).lastPathComponent + ".lock"
+        let fd = open(path, O_CREAT | O_RDWR, 0o644)
+        guard fd >= 0 else { throw PipelineError("\(path): cannot create the stage's lock file") }
+        guard flock(fd, LOCK_EX) == 0 else {
+            close(fd)
+            throw PipelineError("\(path): cannot lock the stage")
+        }
+        return fd
+    }
+
+    func unlockStage(_ fd: Int32) {
+        flock(fd, LOCK_UN)
+        close(fd)
     }
 
     func unlockRun() {

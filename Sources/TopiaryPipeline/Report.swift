@@ -158,7 +158,7 @@ public struct Report {
         var md = "| # | stage | status | seconds | notes |\n|---:|---|---|---:|---|\n"
         var html = "<table><tr><th>#</th><th>stage</th><th>status</th><th>seconds</th><th>notes</th></tr>\n"
         for (i, s) in stages.enumerated() {
-            let notes = Self.stageNotes(s.stage, s.summary)
+            let notes = PipelineStages.named(s.stage)?.note(s.summary) ?? ""
             let secs = String(format: "%.1f", s.seconds)
             md += "| \(i + 1) | \(s.stage) | \(s.status.rawValue) | \(secs) | \(notes) |\n"
             html +=
@@ -294,35 +294,6 @@ public struct Report {
         for (name, svg) in svgFiles { try AtomicFile.write(svg, to: directory + "/" + name) }
         try AtomicFile.write(mdOut, to: directory + "/report.md")
         try AtomicFile.write(htmlOut, to: directory + "/report.html")
-    }
-
-    static func stageNotes(_ name: String, _ summary: StageSummary) -> String {
-        let s = summary.fields
-        func d(_ v: Double?, _ f: String = "%.4f") -> String? { v.map { String(format: f, $0) } }
-        func n(_ v: Int?) -> String { v.map { "\($0)" } ?? "?" }
-        switch name {
-        case "load": return "params \(s.params?.formatted() ?? "?")"
-        case "graph": return "\(n(s.groups)) coupled groups"
-        case "importance":
-            return "\(s.criterion ?? "?") over \(n(s.groups)) groups" + (d(s.calibrationLoss).map { ", calibration loss \($0)" } ?? "")
-        case "prune":
-            return "params \(s.paramsBefore?.formatted() ?? "?") → \(s.paramsAfter?.formatted() ?? "?")"
-                + (s.removedFractionNonEmbedding.map { String(format: " (%.2f%% of non-embedding removed)", 100 * $0) } ?? "")
-        case "sparsify": return "\(s.method ?? "?"): " + String(format: "%.2f%% zeros", 100 * (s.achievedSparsity ?? 0))
-        case "sweep": return "\(n(s.cells)) cells"
-        case "finetune":
-            return "\(n(s.steps)) steps" + (d(s.loss).map { ", loss \($0)" } ?? "")
-                + (d(s.validationLoss).map { ", validation \($0)" } ?? "")
-        case "merge": return "\(n(s.mergedAdapters)) adapters merged"
-        case "evaluate":
-            return ["base", "pruned", "final"].compactMap { l in
-                guard let m = summary.models[l] else { return nil }
-                let ppl = m["wikitext2_ppl"].map { String(format: "ppl %.2f", $0) }
-                let avg = m["average_acc"].map { String(format: "avg %.2f%%", 100 * $0) }
-                return "\(l): " + [ppl, avg].compactMap { $0 }.joined(separator: ", ")
-            }.joined(separator: "; ")
-        default: return ""
-        }
     }
 
     /// A Markdown pipe table as an HTML table (for the tables both reports share).

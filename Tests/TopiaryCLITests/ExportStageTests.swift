@@ -49,7 +49,7 @@ final class ExportStageTests: XCTestCase {
         """.write(toFile: file, atomically: true, encoding: .utf8)
         let bad = try helper.run(["run", file, "--out", root + "/bad", "--quiet"])
         XCTAssertNotEqual(bad.status, 0)
-        XCTAssertTrue(bad.stderr.contains("export.yaml:5"), bad.stderr)
+        XCTAssertTrue(bad.stderr.contains("export.yaml:5:33"), bad.stderr)
         XCTAssertTrue(bad.stderr.contains("q5_k: unknown tensor type"), bad.stderr)
     }
 }

@@ -109,6 +109,8 @@ public struct CommandLineFace: Sendable {
             commandOnly: [
                 "out": "a run's output folder (`topiary run --out`)", "quiet": "`topiary run --quiet`",
                 "reuse": "an earlier sweep's cells; it changes no result, so it is not part of a recipe",
+                "shard": "`topiary run --shard`: which cells a process computes, not what the run is",
+                "no-compute": "`topiary run --no-compute`",
             ])
     }()
 

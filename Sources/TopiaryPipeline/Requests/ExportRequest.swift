@@ -21,20 +21,17 @@ public struct ExportConfig: Codable, Sendable, Equatable {
     public var defaultFileName: String { format == "gguf" ? "model-\(type ?? "f32").gguf" : "model-hf" }
 
     public func validate() throws {
-        try Require.that(
-            Self.formats.contains(format), "format", nil, "{format} \(format): unknown format (expected gguf or safetensors-hf)")
+        try Require.that(Self.formats.contains(format), "format", format, ": unknown format (expected gguf or safetensors-hf)")
         if let type {
             try Require.that(
-                (try? GGUFExporter.parseType(type)) != nil, "type", nil,
-                "{type} \(type): unknown tensor type (expected one of \(GGUFExporter.typeNames.joined(separator: ", ")))")
+                (try? GGUFExporter.parseType(type)) != nil, "type", type,
+                ": unknown tensor type (expected one of \(GGUFExporter.typeNames.joined(separator: ", ")))")
         }
         try Require.that(
-            (try? GGUFArchitecture(parsing: arch)) != nil, "arch", nil,
-            "{arch} \(arch): unknown GGUF architecture (expected auto, llama or deci)")
+            (try? GGUFArchitecture(parsing: arch)) != nil, "arch", arch, ": unknown GGUF architecture (expected auto, llama or deci)")
         if format != "gguf" {
             try Require.that(
-                type == nil || type!.lowercased() == "f32", "type", nil,
-                "{type} \(type ?? "") applies to {format} gguf (safetensors-hf is F32)")
+                type == nil || type!.lowercased() == "f32", "type", type, "applies to {format} gguf (safetensors-hf is F32)")
             try Require.that(arch == "auto", "arch", nil, "{arch} applies to {format} gguf")
         }
     }

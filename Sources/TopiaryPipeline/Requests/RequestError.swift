@@ -24,7 +24,7 @@ public struct RequestError: Error, Equatable, Sendable, LocalizedError {
     /// `valueSeparator` goes between the key and the value (a recipe's `key = value`, a command line's `--flag value`).
     public func describe(valueSeparator: String = " ", _ name: (String) -> String) -> String {
         guard let value else { return Self.mapReferences(rule, name) }
-        return name(key) + valueSeparator + value + " " + Self.mapReferences(rule, name)
+        return name(key) + valueSeparator + value + (rule.first == ":" ? "" : " ") + Self.mapReferences(rule, name)
     }
 
     /// The message with bare keys (tests, logs).

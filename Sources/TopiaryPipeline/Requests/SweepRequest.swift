@@ -55,6 +55,11 @@ public struct SweepConfig: Codable, Sendable, Equatable {
     /// An earlier sweep's output folder whose finished cells are taken over when its model, data, calibration,
     /// perplexity settings and seed are the same (not part of the stage key: it changes no result).
     public var reuse: String?
+    /// This process computes only its shard's cells and leaves the table to a run without a shard (not part of the
+    /// stage key: every shard and the assembling run share the stage).
+    public var shard: Shard?
+    /// The assembling run only gathers: missing cells are listed and the run fails instead of computing them.
+    public var noCompute = false
 
     public init() {}
 

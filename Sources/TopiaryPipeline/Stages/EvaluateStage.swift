@@ -11,6 +11,14 @@ import TopiaryTokenizers
 /// Perplexity, zero-shot tasks and generations of the base, pruned and final models.
 struct EvaluateStage: PipelineStage {
     static let name = "evaluate"
+    static func note(_ summary: StageSummary) -> String {
+        EvaluateConfig.modelLabels.compactMap { l in
+            guard let m = summary.models[l] else { return nil }
+            let ppl = m["wikitext2_ppl"].map { String(format: "ppl %.2f", $0) }
+            let avg = m["average_acc"].map { String(format: "avg %.2f%%", 100 * $0) }
+            return "\(l): " + [ppl, avg].compactMap { $0 }.joined(separator: ", ")
+        }.joined(separator: "; ")
+    }
 
     static func read(_ s: inout MappingReader, _ context: RecipeContext) throws -> any StageConfiguration {
         var c = EvaluateConfig()
@@ -20,8 +28,8 @@ struct EvaluateStage: PipelineStage {
         if let t = try s.stringList("tasks", allowed: taskNames + ["all"]) { c.tasks = t.contains("all") ? taskNames : t }
         c.limit = try s.int("limit")
         if var g = try s.mapping("generation") {
-            c.generation.prompts = try g.stringList("prompts") ?? []
-            c.generation.maxTokens = try g.int("max_tokens") ?? 32
+            c.generation.prompts = try g.stringList("prompts") ?? c.generation.prompts
+            c.generation.maxTokens = try g.int("max_tokens") ?? c.generation.maxTokens
             try g.finish()
         }
         try context.validated(name) { try c.validate() }

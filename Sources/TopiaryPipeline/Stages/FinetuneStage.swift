@@ -11,6 +11,11 @@ import TopiaryTokenizers
 /// LoRA recovery: adapters trained on a text (or Alpaca examples), left unmerged for the merge stage.
 struct FinetuneStage: PipelineStage {
     static let name = "finetune"
+    static func note(_ summary: StageSummary) -> String {
+        let s = summary.fields
+        return "\(PipelineStages.number(s.steps)) steps" + (PipelineStages.decimal(s.loss).map { ", loss \($0)" } ?? "")
+            + (PipelineStages.decimal(s.validationLoss).map { ", validation \($0)" } ?? "")
+    }
 
     static func read(_ s: inout MappingReader, _ context: RecipeContext) throws -> any StageConfiguration {
         var c = FinetuneConfig()
@@ -19,8 +24,8 @@ struct FinetuneStage: PipelineStage {
             throw s.error(at: s.value("data"), "stages.finetune.data: \(c.data) does not exist")
         }
         // `text_format` is the command line's --text-format; `format` is its older spelling.
-        c.format = try s.choice("text_format", ["text", "alpaca"]) ?? s.choice("format", ["text", "alpaca"]) ?? "text"
-        c.trainOnInputs = try s.bool("train_on_inputs") ?? false
+        c.format = try s.choice("text_format", ["text", "alpaca"]) ?? s.choice("format", ["text", "alpaca"]) ?? c.format
+        c.trainOnInputs = try s.bool("train_on_inputs") ?? c.trainOnInputs
         c.useDefaultDataOffset()
         var t = c.training
         t.dataOffset = try s.int("data_offset") ?? t.dataOffset
@@ -30,12 +35,12 @@ struct FinetuneStage: PipelineStage {
         c.lora.targets = try s.stringList("targets") ?? c.lora.targets
         t.learningRate = Float(try s.double("lr") ?? Double(t.learningRate))
         if let v = try s.choice("schedule", LRSchedule.allCases.map(\.rawValue)) { t.schedule = LRSchedule(rawValue: v)! }
-        t.warmupSteps = try s.int("warmup") ?? 0
-        t.weightDecay = Float(try s.double("weight_decay") ?? 0)
-        t.maxGradNorm = Float(try s.double("clip") ?? 0)
+        t.warmupSteps = try s.int("warmup") ?? t.warmupSteps
+        t.weightDecay = Float(try s.double("weight_decay") ?? Double(t.weightDecay))
+        t.maxGradNorm = Float(try s.double("clip") ?? Double(t.maxGradNorm))
         t.batchSize = try s.int("batch") ?? t.batchSize
         t.length = try s.int("length") ?? t.length
-        t.accumulation = try s.int("accumulation") ?? 1
+        t.accumulation = try s.int("accumulation") ?? t.accumulation
         t.steps = try s.int("steps") ?? t.steps
         t.saveEvery = try s.int("save_every") ?? t.saveEvery
         t.evaluateEvery = try s.int("eval_every") ?? t.evaluateEvery

@@ -11,6 +11,7 @@ import TopiaryTokenizers
 /// Traces the model and writes its coupled groups (`graph.json`, `graph.dot`).
 struct GraphStage: PipelineStage {
     static let name = "graph"
+    static func note(_ summary: StageSummary) -> String { "\(PipelineStages.number(summary.fields.groups)) coupled groups" }
     static func read(_ reader: inout MappingReader, _ context: RecipeContext) throws -> any StageConfiguration { NoSettings() }
     static func run(_ pipeline: Pipeline, dir: String, continuing: Bool) throws -> Pipeline.Outcome { try pipeline.runGraph(dir: dir) }
 }

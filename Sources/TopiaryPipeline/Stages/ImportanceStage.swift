@@ -11,6 +11,11 @@ import TopiaryTokenizers
 /// Scores the coupled groups by a criterion (`importance.json`), for the prune stage.
 struct ImportanceStage: PipelineStage {
     static let name = "importance"
+    static func note(_ summary: StageSummary) -> String {
+        let s = summary.fields
+        return "\(s.criterion ?? "?") over \(PipelineStages.number(s.groups)) groups"
+            + (PipelineStages.decimal(s.calibrationLoss).map { ", calibration loss \($0)" } ?? "")
+    }
 
     static func read(_ s: inout MappingReader, _ context: RecipeContext) throws -> any StageConfiguration {
         var c = ImportanceConfig()
@@ -59,9 +64,11 @@ extension Pipeline {
     /// The prune workflow of the recipe's importance and prune stages (an importance stage alone ranks every layer).
     func pruneWorkflow() throws -> PruneWorkflow {
         let importance = recipe.importance!
-        return try PruneWorkflow(
+        var workflow = try PruneWorkflow(
             PruneRequest(importance: importance, prune: recipe.prune ?? PruneConfig(ratio: 0, layers: "all")),
             output: WorkflowOutput(showProgress: showProgress, log: log))
+        workflow.seed = recipe.seed
+        return workflow
     }
 
     // MARK: importance

@@ -11,6 +11,7 @@ import TopiaryTokenizers
 /// Folds the finetune stage's adapters into the weights and saves the model.
 struct MergeStage: PipelineStage {
     static let name = "merge"
+    static func note(_ summary: StageSummary) -> String { "\(PipelineStages.number(summary.fields.mergedAdapters)) adapters merged" }
     static func read(_ reader: inout MappingReader, _ context: RecipeContext) throws -> any StageConfiguration { NoSettings() }
 
     static func problem(in recipe: Recipe) -> String? {

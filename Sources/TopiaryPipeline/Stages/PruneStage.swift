@@ -11,6 +11,11 @@ import TopiaryTokenizers
 /// Removes the lowest-scored units (by the importance stage's scores) and saves the smaller model.
 struct PruneStage: PipelineStage {
     static let name = "prune"
+    static func note(_ summary: StageSummary) -> String {
+        let s = summary.fields
+        return "params \(s.paramsBefore?.formatted() ?? "?") → \(s.paramsAfter?.formatted() ?? "?")"
+            + (s.removedFractionNonEmbedding.map { String(format: " (%.2f%% of non-embedding removed)", 100 * $0) } ?? "")
+    }
 
     static func read(_ s: inout MappingReader, _ context: RecipeContext) throws -> any StageConfiguration {
         guard let ratio = try s.double("ratio") else {
@@ -18,7 +23,7 @@ struct PruneStage: PipelineStage {
         }
         var c = PruneConfig(ratio: ratio, layers: try s.string("layers") ?? "all")
         if let v = try s.choice("mode", StructuredPruner.Mode.allCases.map(\.rawValue)) { c.mode = StructuredPruner.Mode(rawValue: v)! }
-        c.roundTo = try s.int("round_to") ?? 1
+        c.roundTo = try s.int("round_to") ?? c.roundTo
         if let v = try s.choice("allocation", ["uniform", "search"]), v == "search" { c.allocation = v }
         c.searchEvaluations = try s.int("search_evaluations")
         c.searchWindows = try s.int("search_windows")

@@ -11,13 +11,20 @@ import TopiaryTokenizers
 /// Unstructured or N:M sparsity of every layer's linears.
 struct SparsifyStage: PipelineStage {
     static let name = "sparsify"
+    static func note(_ summary: StageSummary) -> String {
+        "\(summary.fields.method ?? "?"): " + String(format: "%.2f%% zeros", 100 * (summary.fields.achievedSparsity ?? 0))
+    }
 
     static func read(_ s: inout MappingReader, _ context: RecipeContext) throws -> any StageConfiguration {
         var c = SparsifyConfig()
         if let v = try s.choice("method", SparsifyMethod.allCases.map(\.rawValue)) { c.method = SparsifyMethod(rawValue: v)! }
         c.sparsity = try s.double("sparsity") ?? c.sparsity
         c.nm = try s.string("nm")
-        c.allocation = try s.choice("allocation", Recipe.allocations) ?? "uniform"
+        if c.nm != nil, s.keys.contains("sparsity") {
+            throw s.error(
+                at: s.value("nm"), "stages.sparsify: `sparsity` and `nm` both set how many weights go; give one (nm 2:4 zeroes half)")
+        }
+        c.allocation = try s.choice("allocation", Recipe.allocations) ?? c.allocation
         c.epsilon = try s.double("epsilon") ?? c.epsilon
         if let v = try s.choice("alpha_tail", LayerAllocation.TailStart.allCases.map(\.rawValue)) {
             c.alphaTail = LayerAllocation.TailStart(rawValue: v)

@@ -23,6 +23,8 @@ protocol PipelineStage {
     static func run(_ pipeline: Pipeline, dir: String, continuing: Bool) throws -> Pipeline.Outcome
     /// Takes on the effect of the stage when it finished earlier with the same key.
     static func adopt(_ pipeline: Pipeline, dir: String)
+    /// One line about the stage's work for the report's table of stages.
+    static func note(_ summary: StageSummary) -> String
 }
 
 extension PipelineStage {
@@ -30,6 +32,7 @@ extension PipelineStage {
     static func inputFiles(_ recipe: Recipe) -> [String] { [] }
     static func keyConfiguration(_ recipe: Recipe) throws -> String { try Self.json(recipe.configurations[StageKind(name)!]) }
     static func adopt(_ pipeline: Pipeline, dir: String) {}
+    static func note(_ summary: StageSummary) -> String { summary.fields.params.map { "params \($0.formatted())" } ?? "" }
 
     /// Sorted-key JSON, as stage keys are written.
     static func json(_ value: (any Encodable)?) throws -> String {
@@ -66,6 +69,10 @@ enum PipelineStages {
     public static var names: [String] { all.map { $0.name } }
 
     static func named(_ name: String) -> (any PipelineStage.Type)? { all.first { $0.name == name } }
+
+    /// Formatting for the stages' notes.
+    static func number(_ v: Int?) -> String { v.map { "\($0)" } ?? "?" }
+    static func decimal(_ v: Double?, _ f: String = "%.4f") -> String? { v.map { String(format: f, $0) } }
 }
 
 /// A stage by name; only registered names exist, ordered as a run executes them.

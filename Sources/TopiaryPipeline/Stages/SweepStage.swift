@@ -11,6 +11,7 @@ import TopiaryTokenizers
 /// Perplexity of pruning methods at many levels: a methods × levels table, a plot and completions.
 struct SweepStage: PipelineStage {
     static let name = "sweep"
+    static func note(_ summary: StageSummary) -> String { "\(PipelineStages.number(summary.fields.cells)) cells" }
 
     static func read(_ s: inout MappingReader, _ context: RecipeContext) throws -> any StageConfiguration {
         var c = SweepConfig()
@@ -41,14 +42,18 @@ extension Pipeline {
         var resumed = false
         var points: [SweepPoint] = []
         let cells = c.methods.flatMap { m in c.levels.map { (m, $0) } }
-        let bar = progress("sweep", total: cells.count, unit: "cells")
+        let bar = progress(
+            c.shard.map { "sweep (shard \($0))" } ?? "sweep", total: cells.indices.filter { c.shard?.owns($0) ?? true }.count, unit: "cells"
+        )
         let prompt = "University is"
         var levelFreeScores: [String: [Int: [Double]]] = [:]
         // The dense model's gradients (movement, gradient, taylor) or Fisher (ewc, fisher-obs) on the calibration:
         // the same at every level, so computed once per kind.
         var denseStatistics: [String: [String: Tensor]] = [:]
         let reuse = try c.reuse.map { try reusableSweep($0, config: c) }
-        for (method, level) in cells {
+        var missing: [String] = []
+        var computed = 0
+        for (position, (method, level)) in cells.enumerated() {
             let name = String(format: "cell-%@-%.4f.json", method.rawValue, level)
             let file = dir + "/" + name
             // A cell finished by this attempt, or by the sweep given to --reuse (copied in, so this one is complete).
@@ -58,9 +63,15 @@ extension Pipeline {
                 if !FileManager.default.fileExists(atPath: file) { try Self.write(done, to: file) }
                 points.append(done)
                 resumed = true
-                bar.advance()
+                if c.shard?.owns(position) ?? true { bar.advance() }
                 continue
             }
+            if let shard = c.shard, !shard.owns(position) { continue }  // another shard's cell
+            if c.noCompute {
+                missing.append(String(format: "%@ %.4g", method.rawValue, level))
+                continue
+            }
+            computed += 1
             let m = try freshModel()
             let model = m.model
             var point = SweepPoint(method: method.rawValue, level: level)
@@ -120,6 +131,17 @@ extension Pipeline {
         }
         bar.finish()
         current = nil
+        if !missing.isEmpty {
+            throw PipelineError(
+                "\(missing.count) of \(cells.count) cells are not finished in \(dir) (--no-compute): "
+                    + missing.prefix(20).joined(separator: ", ") + (missing.count > 20 ? ", …" : ""))
+        }
+        log("  \(computed) cells computed, \(points.count - computed) taken over from earlier attempts or shards")
+        if c.shard != nil {
+            var f = StageSummary.Fields()
+            f.cells = computed
+            return Outcome(status: .ran, summary: StageSummary(f))
+        }
         let sweep = SweepFile(
             methods: c.methods.map(\.rawValue), levels: c.levels, datasets: c.perplexity.datasets,
             window: c.perplexity.window, windows: c.perplexity.windows, prompt: prompt, points: points)

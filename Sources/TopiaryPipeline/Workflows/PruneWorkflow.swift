@@ -12,11 +12,15 @@ import TopiaryPrune
 public struct PruneWorkflow {
     public let request: PruneRequest
     public var output: WorkflowOutput
+    /// The seed of the removal's own randomness (k-means initialisation, the layer-ratio search): the command's
+    /// `--seed`; a recipe's top-level `seed`.
+    public var seed: UInt64
 
     public init(_ request: PruneRequest, output: WorkflowOutput = .terminal) throws {
         try request.validate()
         self.request = request
         self.output = output
+        self.seed = request.importance.seed
     }
 
     var scoring: ImportanceScoring {
@@ -78,7 +82,7 @@ public struct PruneWorkflow {
         execution.compensate = request.compensates
         execution.merge = c.mergesByKMeans ? .kmeans : .remove
         execution.obsStep = request.importance.criterionOptions.obsStep
-        execution.seed = request.importance.seed
+        execution.seed = seed
         let scores = request.importance.isSequential ? nil : PrecomputedScores(file: importance, source: source)
         var search: [String: Double]?
         if c.searches, let scores {

@@ -1,0 +1,161 @@
+import Foundation
+import XCTest
+
+/// A sweep's cells split over shards (the tasks of a Slurm array or a Kubernetes Indexed Job) that share one output
+/// folder, then assembled by the same command without a shard: the same table as one process, no cell computed twice.
+final class ShardTests: XCTestCase {
+    let helper = CLIHarness()
+
+    func dataPath() throws -> String {
+        let p = ProcessInfo.processInfo.environment["TOPIARY_DATA"] ?? helper.root + "/../shared/data"
+        guard FileManager.default.fileExists(atPath: p + "/wikitext-2-raw/test.txt") else { throw XCTSkip("data not found") }
+        return p
+    }
+
+    /// A small sweep: 2 methods × 3 levels, short perplexity windows.
+    func sweep(_ model: String, _ data: String, out: String) -> [String] {
+        [
+            "sweep", "--model", model, "--data", data, "--out", out, "--methods", "magnitude,wanda", "--levels", "0.2,0.5,0.8",
+            "--window", "128", "--windows", "2", "--calibration-windows", "2", "--calibration-length", "128", "--quiet",
+        ]
+    }
+
+    /// The cells of a sweep's CSV: one row per method and level, the numbers as numbers.
+    static func table(_ dir: String) throws -> [[String]] {
+        let csv = try String(contentsOfFile: dir + "/02-sweep/sweep.csv", encoding: .utf8)
+        return csv.split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+    }
+
+    static func assertSameTable(_ a: [[String]], _ b: [[String]], file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(a.count, b.count, file: file, line: line)
+        for (ra, rb) in zip(a, b) {
+            XCTAssertEqual(ra.count, rb.count, file: file, line: line)
+            for (x, y) in zip(ra, rb) {
+                if let u = Double(x), let v = Double(y) {
+                    XCTAssertEqual(u, v, accuracy: 1e-6 * max(1, abs(u)), "\(ra) vs \(rb)", file: file, line: line)
+                } else {
+                    XCTAssertEqual(x, y, file: file, line: line)
+                }
+            }
+        }
+    }
+
+    /// Starts `topiary` without waiting (stderr to a file).
+    func start(_ args: [String], log: String) throws -> Process {
+        let p = Process()
+        p.executableURL = helper.binary
+        p.arguments = args
+        FileManager.default.createFile(atPath: log, contents: nil)
+        p.standardOutput = FileHandle(forWritingAtPath: log)
+        p.standardError = FileHandle(forWritingAtPath: log)
+        try p.run()
+        return p
+    }
+
+    func testTwoShardsAtOnceThenTheAssemblerComputesNothingAndMatchesOneProcess() throws {
+        let model = try helper.modelPath(), data = try dataPath()
+        let root = NSTemporaryDirectory() + "topiary-shards-\(getpid())"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: root) }
+
+        let single = try helper.run(sweep(model, data, out: root + "/single"))
+        XCTAssertEqual(single.status, 0, single.stderr)
+
+        // Both shards at the same time on one folder.
+        let shards = try (1...2).map { i in
+            try start(sweep(model, data, out: root + "/sharded") + ["--shard", "\(i)/2"], log: root + "/shard\(i).log")
+        }
+        for p in shards { p.waitUntilExit() }
+        for (i, p) in shards.enumerated() {
+            let log = (try? String(contentsOfFile: root + "/shard\(i + 1).log", encoding: .utf8)) ?? ""
+            XCTAssertEqual(p.terminationStatus, 0, log)
+            XCTAssertTrue(log.contains("shard \(i + 1)/2: 3 cells computed"), log)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/sharded/02-sweep/sweep.csv"), "a shard wrote the table")
+        let cells = try FileManager.default.contentsOfDirectory(atPath: root + "/sharded/02-sweep").filter { $0.hasPrefix("cell-") }
+        XCTAssertEqual(cells.count, 6)
+
+        // Assembling only (it would fail if any cell were missing), then the same table as one process.
+        let assemble = try helper.run(sweep(model, data, out: root + "/sharded") + ["--no-compute"])
+        XCTAssertEqual(assemble.status, 0, assemble.stderr)
+        XCTAssertTrue(assemble.stderr.contains("0 cells computed, 6 taken over"), assemble.stderr)
+        Self.assertSameTable(try Self.table(root + "/single"), try Self.table(root + "/sharded"))
+
+        // One shard alone: the assembler names what is missing and fails, without computing it.
+        let one = try helper.run(sweep(model, data, out: root + "/half") + ["--shard", "1/2"])
+        XCTAssertEqual(one.status, 0, one.stderr)
+        helper.assertCleanFailure(
+            try helper.run(sweep(model, data, out: root + "/half") + ["--no-compute"]), mentions: "3 of 6 cells are not finished")
+        // The plain command then computes only the three missing cells.
+        let rest = try helper.run(sweep(model, data, out: root + "/half"))
+        XCTAssertEqual(rest.status, 0, rest.stderr)
+        XCTAssertTrue(rest.stderr.contains("3 cells computed, 3 taken over"), rest.stderr)
+        Self.assertSameTable(try Self.table(root + "/single"), try Self.table(root + "/half"))
+
+        // Usage errors: a bad shard, and --no-compute with a shard.
+        helper.assertCleanFailure(try helper.run(sweep(model, data, out: root + "/x") + ["--shard", "3/2"]), mentions: "--shard 3/2")
+        helper.assertCleanFailure(
+            try helper.run(sweep(model, data, out: root + "/x") + ["--shard", "1/2", "--no-compute"]), mentions: "--no-compute")
+    }
+
+    /// Whether a Slurm cluster answers here (`scripts/slurm-local.sh start` makes one; CI does, and there a missing
+    /// cluster fails the test instead of skipping it).
+    func slurmAvailable() throws -> Bool {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["sinfo", "-h", "-o", "%t"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        do { try p.run() } catch { return false }
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return p.terminationStatus == 0 && (text.contains("idle") || text.contains("mix") || text.contains("alloc"))
+    }
+
+    func testSweepAsASlurmJobArrayEqualsOneProcess() throws {
+        guard try slurmAvailable() else {
+            if ProcessInfo.processInfo.environment["CI"] != nil {
+                XCTFail("no Slurm cluster answers (`.ci/run` starts one with scripts/slurm-local.sh)")
+                return
+            }
+            throw XCTSkip("no Slurm cluster (start one with: sudo scripts/slurm-local.sh start)")
+        }
+        let model = try helper.modelPath(), data = try dataPath()
+        let root = NSTemporaryDirectory() + "topiary-slurm-\(getpid())"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: root) }
+        let single = try helper.run(sweep(model, data, out: root + "/single"))
+        XCTAssertEqual(single.status, 0, single.stderr)
+
+        let submitted = try helper.run(
+            ["slurm", "--tasks", "3", "--cpus", "1", "--mem", "3", "--time", "20", "--submit", "--"]
+                + sweep(model, data, out: root + "/array"))
+        XCTAssertEqual(submitted.status, 0, submitted.stderr)
+        let ids = submitted.stdout.split(whereSeparator: { !$0.isNumber }).map(String.init)
+        let script = try String(contentsOfFile: root + "/array/slurm/array.sbatch", encoding: .utf8)
+        XCTAssertTrue(script.contains("#SBATCH --array=1-3"), script)
+        XCTAssertTrue(script.contains("--shard \"$SLURM_ARRAY_TASK_ID/3\""), script)
+        // Wait for the array and the assembling job to leave the queue.
+        let deadline = Date().addingTimeInterval(900)
+        while Date() < deadline {
+            let q = Process()
+            q.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            q.arguments = ["squeue", "-h", "-o", "%i"]
+            let out = Pipe()
+            q.standardOutput = out
+            try q.run()
+            let queue = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            q.waitUntilExit()
+            if !ids.contains(where: { id in queue.contains(id) }) { break }
+            Thread.sleep(forTimeInterval: 2)
+        }
+        let assembleLog = (try? String(contentsOfFile: root + "/array/slurm/assemble.out", encoding: .utf8)) ?? "(no log)"
+        XCTAssertTrue(assembleLog.contains("0 cells computed, 6 taken over"), assembleLog)
+        for task in 1...3 {
+            let log = (try? String(contentsOfFile: root + "/array/slurm/task-\(task).out", encoding: .utf8)) ?? "(no log)"
+            XCTAssertTrue(log.contains("shard \(task)/3: 2 cells computed"), log)
+        }
+        Self.assertSameTable(try Self.table(root + "/single"), try Self.table(root + "/array"))
+    }
+}
