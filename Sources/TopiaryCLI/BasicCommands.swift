@@ -146,6 +146,7 @@ struct PerplexityCommand: ParsableCommand {
             var content = try readText(path)
             if text == nil { content = set.prepare(content) }
             let loaded = try modelArguments.load(adapters: adapterArguments.adapters, streamLayers: streaming.streamLayers)
+            try ResourceCheck.sequence(window, what: "--window \(window)", config: loaded.model.config, model: loaded.source)
             let tokens = loaded.tokenizer.encode(content, addSpecialTokens: false, parseSpecial: false).map(Int32.init)
             let planned = min(tokens.count / window, maxWindows == 0 ? Int.max : maxWindows)
             // A streamed model reads every layer from its file once per pass: one pass over all windows by default.
@@ -202,6 +203,10 @@ struct Generate: ParsableCommand {
         try reportingErrors {
             let loaded = try modelArguments.load(adapters: adapterArguments.adapters)
             let promptIDs = loaded.tokenizer.encode(prompt, addSpecialTokens: true, parseSpecial: true).map(Int32.init)
+            try ResourceCheck.sequence(
+                promptIDs.count + min(maxTokens, Int.max - promptIDs.count),
+                what: "the prompt (\(promptIDs.count) tokens) with --max-tokens \(maxTokens)",
+                config: loaded.model.config, model: loaded.source)
             let options = GenerationOptions(
                 maxTokens: maxTokens, temperature: temperature, topP: topP, topK: topK, seed: seed,
                 stopAtEndOfSequence: !ignoreEOS)

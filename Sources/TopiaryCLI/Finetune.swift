@@ -75,8 +75,13 @@ struct Finetune: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try OutputLocation.checkWritable(out, as: .directory)
             let loaded = try modelArguments.load()
             let model = loaded.model
+            try ResourceCheck.sequence(length, what: "--length \(length)", config: model.config, model: loaded.source)
+            try ResourceCheck.memory(
+                ResourceCheck.trainingBytes(model.config, batch: batch, length: length),
+                what: "a training step of --batch \(batch) × --length \(length) tokens")
             var l = LoRAConfig()
             l.rank = rank
             l.alpha = alpha

@@ -27,6 +27,7 @@ struct GraphCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try OutputLocation.checkWritable(out, as: .file)
             let loaded = try modelArguments.load()
             let name = ((loaded.source as NSString).lastPathComponent as NSString).deletingPathExtension
             let graph = try DependencyGraphBuilder().build(model: loaded.model, name: name)
@@ -61,6 +62,17 @@ struct CalibrationArguments: ParsableArguments {
         let path = file ?? defaultFile
         let tokens = tokenizer.encode(try readText(path), addSpecialTokens: false, parseSpecial: false).map(Int32.init)
         return try CalibrationSet(tokens: tokens, windows: windows, length: length, offset: offset, source: path)
+    }
+
+    /// The calibration sizes against the model's context length and the memory of one calibration pass of `scoring`,
+    /// before anything is allocated. A streamed model keeps one layer's activations at a time: only the length is checked.
+    func checkSizes(_ loaded: LoadedModel, scoring: ImportanceScoring, compensate: Bool) throws {
+        let c = loaded.model.config
+        try ResourceCheck.sequence(length, what: "--calibration-length \(length)", config: c, model: loaded.source)
+        guard loaded.model.store == nil else { return }
+        try ResourceCheck.memory(
+            scoring.calibrationBytes(c, windows: windows, length: length, compensate: compensate),
+            what: "calibration over --calibration-windows \(windows) × --calibration-length \(length) tokens")
     }
 
     func validate() throws {
@@ -191,6 +203,9 @@ struct Prune: ParsableCommand {
 
     func validate() throws {
         guard format == "topiary" || format == "hdf5" else { throw ValidationError("--format \(format): expected topiary or hdf5") }
+        guard StructuredPruner.parseLayerSyntax(layers) != nil else {
+            throw ValidationError("--layers \(layers): expected a layer range A-B with 0 ≤ A ≤ B (e.g. 3-27), or one layer A")
+        }
         guard ratio >= 0 && ratio < 1 else { throw ValidationError("--ratio \(ratio) is outside [0, 1)") }
         guard roundTo >= 1 else { throw ValidationError("--round-to must be at least 1") }
         guard taylorOrder == 1 || taylorOrder == 2 else { throw ValidationError("--taylor-order \(taylorOrder): expected 1 or 2") }
@@ -224,11 +239,15 @@ struct Prune: ParsableCommand {
             if FileManager.default.fileExists(atPath: out) && !force {
                 throw CLIError("\(out) exists; pass --force to replace it")
             }
+            try OutputLocation.checkWritable(out, as: streaming.streamLayers > 0 ? .file : .directory)
             let loaded = try modelArguments.load(streamLayers: streaming.streamLayers)
             let model = loaded.model
             let range = try StructuredPruner.parseLayers(layers, layerCount: model.config.layerCount)
-            if model.store != nil { return try runStreamed(loaded, model, range) }
             let scoring = self.scoring
+            if scoring.needs.readsCalibration || compensate == true || scoring.isSequential {
+                try calibration.checkSizes(loaded, scoring: scoring, compensate: compensate ?? scoring.isSequential)
+            }
+            if model.store != nil { return try runStreamed(loaded, model, range) }
             scoring.reserveMemory(model.config, windows: calibration.windows, length: calibration.length)
             let graph = try DependencyGraphBuilder().build(model: model)
             var execution = PruneExecution(pruner: StructuredPruner(ratio: ratio, layers: range, mode: mode, roundTo: roundTo))

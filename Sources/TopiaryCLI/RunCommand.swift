@@ -43,6 +43,7 @@ struct Run: ParsableCommand {
                 return
             }
             if let threads { setBLASThreads(threads) }
+            try OutputLocation.checkWritable(dir, as: .directory)
             let pipeline = Pipeline(recipe: r, directory: dir)
             pipeline.force = force
             pipeline.from = from
@@ -131,6 +132,7 @@ struct Sweep: ParsableCommand {
             c.perplexity = PerplexityConfig(datasets: ["wikitext2"], window: 512, windows: windows)
             c.calibration = CalibrationConfig(file: nil, windows: calibrationWindows, length: calibrationLength, offset: calibrationOffset)
             c.reuse = reuse
+            try OutputLocation.checkWritable(out, as: .directory)
             let r = try Recipe.sweep(model: modelArguments.model, data: dataArguments.data, config: c, name: "sweep")
             let pipeline = Pipeline(recipe: r, directory: out)
             pipeline.showProgress = !quiet

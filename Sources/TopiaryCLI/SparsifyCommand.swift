@@ -33,7 +33,10 @@ struct Sparsify: ParsableCommand {
     @OptionGroup var dataArguments: DataArguments
     @Option(help: ArgumentHelp("Output checkpoint directory.", valueName: "dir")) var out: String
     @Option(help: "Method.") var method: SparsifyMethod = .wanda
-    @Option(help: "Fraction of each layer's linear weights set to zero, in [0, 1).") var sparsity: Double = 0.5
+    @Option(name: .customLong("sparsity"), help: "Fraction of each layer's linear weights set to zero, in [0, 1) (default: 0.5).")
+    var sparsityOption: Double?
+    /// --sparsity, 0.5 when not given (nil tells that it was not given, for the conflict with --nm).
+    var sparsity: Double { sparsityOption ?? 0.5 }
     @Option(help: ArgumentHelp("N:M pattern instead of --sparsity (e.g. 2:4).", valueName: "N:M")) var nm: String?
     @Option(
         help:
@@ -93,7 +96,14 @@ struct Sparsify: ParsableCommand {
 
     func validate() throws {
         guard sparsity >= 0 && sparsity < 1 else { throw ValidationError("--sparsity \(sparsity) is outside [0, 1)") }
-        if let nm { _ = try NMPattern(nm) }
+        if let nm {
+            do { _ = try NMPattern(nm) } catch { throw ValidationError(error.localizedDescription) }
+        }
+        if let nm, let sparsityOption {
+            throw ValidationError(
+                "--sparsity \(sparsityOption) and --nm \(nm) conflict: an N:M pattern fixes the sparsity (N of every M weights "
+                    + "stay); give one of them")
+        }
         guard epsilon >= 0 && epsilon < 1 else { throw ValidationError("--allocation-epsilon must be in [0, 1)") }
         guard owlM > 0 else { throw ValidationError("--owl-m must be positive") }
         guard owlLambda >= 0 && owlLambda < 0.5 else { throw ValidationError("--owl-lambda must be in [0, 0.5)") }
@@ -107,8 +117,16 @@ struct Sparsify: ParsableCommand {
     func run() throws {
         try reportingErrors {
             if FileManager.default.fileExists(atPath: out) && !force { throw CLIError("\(out) exists; pass --force to replace it") }
+            try OutputLocation.checkWritable(out, as: streaming.streamLayers > 0 ? .file : .directory)
             let loaded = try modelArguments.load(streamLayers: streaming.streamLayers)
             let model = loaded.model
+            if method.needsCalibration || allocation.needsCalibration {
+                try ResourceCheck.sequence(length, what: "--calibration-length \(length)", config: model.config, model: loaded.source)
+                // The calibration activations of every window pass through one layer at a time.
+                try ResourceCheck.memory(
+                    ResourceCheck.forwardBytes(model.config, batch: windows, length: length, logitRows: 0),
+                    what: "calibration over --calibration-windows \(windows) × --calibration-length \(length) tokens")
+            }
             var s = Sparsifier(method: method, sparsity: nm == nil ? sparsity : 0, pattern: try nm.map(NMPattern.init))
             s.seed = seed
             s.trueSequential = trueSequential
