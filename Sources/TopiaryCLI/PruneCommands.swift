@@ -296,7 +296,10 @@ struct Prune: ParsableCommand {
             if format == "hdf5" {
                 let h5 = NSTemporaryDirectory() + "topiary-\(getpid()).h5"
                 defer { unlink(h5) }
-                try HDF5Export.write(model: model, configJSON: String(decoding: try encoder.encode(model.config), as: UTF8.self), to: h5)
+                do {
+                    try HDF5Export.write(
+                        model: model, configJSON: String(decoding: try encoder.encode(model.config), as: UTF8.self), to: h5)
+                } catch { throw OutputLocation.naming(out + "/model.h5", for: error, temporary: h5) }
                 extra["model.h5"] = try Data(contentsOf: URL(fileURLWithPath: h5))
             }
             try Checkpoint.save(model: model, tokenizerMetadata: loaded.metadata, to: out, extraFiles: extra)

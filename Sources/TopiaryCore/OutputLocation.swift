@@ -52,6 +52,20 @@ public enum OutputLocation {
         rmdir(made)
     }
 
+    /// `error` of writing through the temporary path `temporary` as one line about `final`, the path the user gave: the
+    /// temporary path (a detail of atomic writing) never appears in a message.
+    public static func naming(_ final: String, for error: Error, temporary: String) -> Error {
+        let text = (describe(error) ?? error.localizedDescription).replacingOccurrences(of: temporary, with: final)
+        return text.contains(final) ? Message(text) : Failure(path: final, reason: "cannot be written (\(text))")
+    }
+
+    /// An error whose text is already one line naming its path.
+    public struct Message: Error, LocalizedError, Equatable {
+        public let text: String
+        public init(_ text: String) { self.text = text }
+        public var errorDescription: String? { text }
+    }
+
     /// `errno` in plain words: "permission denied", "read-only file system", "no space left on device" ….
     public static func plainCause(_ code: Int32) -> String {
         switch code {

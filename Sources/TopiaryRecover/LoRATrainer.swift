@@ -292,6 +292,13 @@ public final class LoRATrainer {
     /// `directory/checkpoint` only when complete.
     public func saveCheckpoint(directory: String) throws {
         let dest = directory + "/checkpoint", tmp = directory + "/.checkpoint.tmp-\(getpid())"
+        do { try writeCheckpoint(tmp: tmp, dest: dest, directory: directory) } catch {
+            try? FileManager.default.removeItem(atPath: tmp)
+            throw OutputLocation.naming(dest, for: error, temporary: tmp)
+        }
+    }
+
+    private func writeCheckpoint(tmp: String, dest: String, directory: String) throws {
         let fm = FileManager.default
         try? fm.removeItem(atPath: tmp)
         try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)

@@ -165,6 +165,22 @@ final class BadInputRound2Tests: XCTestCase {
         XCTAssertFalse(m.contains(".tmp-") || m.contains("Error Domain"), m)
     }
 
+    /// The same for a LoRA run's checkpoint: the message names OUT/checkpoint, not OUT/.checkpoint.tmp-PID.
+    func testAFailedTrainingCheckpointNamesTheCheckpointNotATemporaryFolder() throws {
+        var lora = LoRAConfig()
+        lora.rank = 2
+        var config = TrainingConfig()
+        config.batchSize = 1
+        config.length = 8
+        config.steps = 1
+        config.validationWindows = 1
+        let tokens = (0..<400).map { Int32($0 % 7) }
+        let trainer = try LoRATrainer(model: try FuzzSeeds.tinyModel(), lora: lora, config: config, tokens: tokens)
+        let m = message { try trainer.saveCheckpoint(directory: "/proc/topiary-run") }
+        XCTAssertTrue(m.hasPrefix("/proc/topiary-run/checkpoint"), m)
+        XCTAssertFalse(m.contains(".tmp-") || m.contains("Error Domain"), m)
+    }
+
     // MARK: sizes
 
     func testSizesAreCheckedAgainstTheContextAndTheMemory() throws {
