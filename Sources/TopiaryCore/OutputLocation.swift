@@ -18,13 +18,15 @@ public enum OutputLocation {
 
     /// Fails unless `path` can be created (or replaced) as a `kind`: a file where a directory is wanted (or the other way
     /// round), a parent that is a file, and a parent where nothing can be created (permissions, a read-only or virtual
-    /// file system) are reported; the nearest existing parent is probed by creating and removing an empty folder in it.
-    /// Nothing is left behind.
+    /// file system) are reported; the nearest existing parent (an existing output folder itself) is probed by creating
+    /// and removing an empty folder in it. Nothing is left behind.
     public static func checkWritable(_ path: String, as kind: Kind) throws {
         guard !path.isEmpty else { throw Failure(path: "\"\"", reason: "an empty path cannot be written") }
         let full = (path as NSString).standardizingPath
         var isDirectory: ObjCBool = false
+        var existingDirectory = false
         if FileManager.default.fileExists(atPath: full, isDirectory: &isDirectory) {
+            existingDirectory = isDirectory.boolValue
             if kind == .directory && !isDirectory.boolValue {
                 throw Failure(path: path, reason: "exists and is a file, not a directory (choose a folder path)")
             }
@@ -32,13 +34,14 @@ public enum OutputLocation {
                 throw Failure(path: path, reason: "is a directory (expected a file path)")
             }
         }
-        // The nearest ancestor that exists must be a directory in which something can be created.
-        var ancestor = (full as NSString).deletingLastPathComponent
+        // An existing folder is written into; otherwise the nearest ancestor that exists must be a directory in which
+        // something can be created.
+        var ancestor = existingDirectory ? full : (full as NSString).deletingLastPathComponent
         if ancestor.isEmpty { ancestor = "." }
         while !FileManager.default.fileExists(atPath: ancestor, isDirectory: &isDirectory) {
             let up = (ancestor as NSString).deletingLastPathComponent
-            if up.isEmpty || up == ancestor { break }
-            ancestor = up
+            if up == ancestor { break }
+            ancestor = up.isEmpty ? "." : up  // a relative path's first component lives in the working directory
         }
         guard FileManager.default.fileExists(atPath: ancestor, isDirectory: &isDirectory) else {
             throw Failure(path: path, reason: "no parent directory exists")

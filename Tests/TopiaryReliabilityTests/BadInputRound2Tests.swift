@@ -136,6 +136,11 @@ final class BadInputRound2Tests: XCTestCase {
         XCTAssertTrue(message { try OutputLocation.checkWritable(dir, as: .file) }.hasPrefix(dir + ": is a directory"))
         let under = message { try OutputLocation.checkWritable(file + "/sub", as: .directory) }
         XCTAssertEqual(under, file + "/sub: cannot be created: \(file) is a file, not a directory")
+        // A relative path whose folders do not exist yet is created under the working directory.
+        XCTAssertNoThrow(try OutputLocation.checkWritable("topiary-not-there-\(getpid())/run", as: .directory))
+        // An existing output folder is written into: it is probed itself.
+        XCTAssertTrue(
+            message { try OutputLocation.checkWritable("/proc/self", as: .directory) }.contains("nothing can be created in /proc/"))
         let proc = message { try OutputLocation.checkWritable("/proc/topiary-out", as: .directory) }
         XCTAssertTrue(proc.hasPrefix("/proc/topiary-out: cannot be written: nothing can be created in /proc ("), proc)
     }
