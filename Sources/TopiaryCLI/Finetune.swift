@@ -76,6 +76,9 @@ struct Finetune: ParsableCommand {
     func run() throws {
         try reportingErrors {
             try OutputLocation.checkWritable(out, as: .directory)
+            // The training data is read before the model: a bad file fails at once.
+            let records = format == "alpaca" ? try AlpacaData.read(path: data) : nil
+            let text = format == "alpaca" ? "" : try readText(data)
             let loaded = try modelArguments.load()
             let model = loaded.model
             try ResourceCheck.sequence(length, what: "--length \(length)", config: model.config, model: loaded.source)
@@ -103,8 +106,7 @@ struct Finetune: ParsableCommand {
             c.saveEvery = saveEvery
             c.seed = seed
             let trainer: LoRATrainer
-            if format == "alpaca" {
-                let records = try AlpacaData.read(path: data)
+            if let records {
                 let examples = AlpacaData.tokenize(records, tokenizer: loaded.tokenizer, maxLength: length, trainOnInputs: trainOnInputs)
                 let (train, validation) = AlpacaData.split(examples, validation: valWindows, seed: seed)
                 trainer = try LoRATrainer(
@@ -116,7 +118,6 @@ struct Finetune: ParsableCommand {
                             + "\(trainer.validationExamples.count) validation examples\n")
                             .utf8))
             } else {
-                let text = try readText(data)
                 let tokens = loaded.tokenizer.encode(text, addSpecialTokens: false, parseSpecial: false).map(Int32.init)
                 trainer = try LoRATrainer(model: model, lora: l, config: c, tokens: tokens)
             }

@@ -212,6 +212,10 @@ final class BadInvocationTests: XCTestCase {
             Row(["finetune"] + m + ["--out", dir + "/f", "--data", text, "--format", "csv"], "--format csv", status: 64),
             Row(["finetune"] + m + ["--out", dir + "/f", "--data", text, "--data-offset", "-1"], "--data-offset", status: 64),
             Row(["finetune"] + m + ["--out", "/proc/topiary-ft", "--data", text], "/proc/topiary-ft: cannot be written", status: 1),
+            Row(["finetune"] + m + ["--out", dir + "/f", "--data", latin1], latin1 + ": not UTF-8 text", "byte offset 3", status: 1),
+            Row(["finetune"] + m + ["--out", dir + "/f", "--data", latin1, "--format", "alpaca"], latin1 + ": not UTF-8 text", status: 1),
+            Row(["finetune"] + m + ["--out", dir + "/f", "--data", empty, "--format", "alpaca"], empty + ": the file is empty", status: 1),
+            Row(["finetune"] + m + ["--out", dir + "/f", "--data", dir + "/none.json"], dir + "/none.json: no such file", status: 1),
             // bench, export, graph, synthesize, header
             Row(["bench"] + m + ["--baseline", dir + "/missing.gguf"], "--baseline \(dir)/missing.gguf: no such file", status: 64),
             Row(["bench"] + m + ["--training-only", "--skip-backward"], "--training-only", status: 64),
