@@ -240,6 +240,8 @@ struct Prune: ParsableCommand {
                 throw CLIError("\(out) exists; pass --force to replace it")
             }
             try OutputLocation.checkWritable(out, as: streaming.streamLayers > 0 ? .file : .directory)
+            // A calibration text that is missing or not UTF-8 fails before the model is read.
+            if self.scoring.needs.readsCalibration || compensate == true { _ = try readText(calibration.file ?? dataArguments.wikitext) }
             let loaded = try modelArguments.load(streamLayers: streaming.streamLayers)
             let model = loaded.model
             let range = try StructuredPruner.parseLayers(layers, layerCount: model.config.layerCount)

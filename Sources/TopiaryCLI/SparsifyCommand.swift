@@ -118,6 +118,8 @@ struct Sparsify: ParsableCommand {
         try reportingErrors {
             if FileManager.default.fileExists(atPath: out) && !force { throw CLIError("\(out) exists; pass --force to replace it") }
             try OutputLocation.checkWritable(out, as: streaming.streamLayers > 0 ? .file : .directory)
+            // A calibration text that is missing or not UTF-8 fails before the model is read.
+            if method.needsCalibration || allocation.needsCalibration { _ = try readText(calibrationFile ?? dataArguments.wikitext) }
             let loaded = try modelArguments.load(streamLayers: streaming.streamLayers)
             let model = loaded.model
             if method.needsCalibration || allocation.needsCalibration {

@@ -202,6 +202,13 @@ final class BadInvocationTests: XCTestCase {
             Row(["sparsify"] + m + ["--out", dir + "/s", "--allocation", "owl", "--nm", "2:4"], "--allocation owl", status: 64),
             Row(["sparsify"] + m + ["--out", dir + "/s", "--owl-lambda", "0.6"], "--owl-lambda", status: 64),
             Row(["sparsify"] + m + ["--out", dir + "/s", "--method", "vibes"], "--method", status: 64),
+            Row(["sparsify"] + m + ["--out", dir + "/s", "--calibration", latin1], latin1 + ": not UTF-8 text", status: 1),
+            Row(
+                ["sparsify"] + m + ["--out", dir + "/s", "--data", noTasks], noTasks + "/wikitext-2-raw/test.txt: no such file", status: 1),
+            Row(
+                ["prune"] + m + ["--out", dir + "/p", "--ratio", "0.2", "--layers", "3-27", "--calibration", latin1],
+                latin1 + ": not UTF-8 text",
+                status: 1),
             Row(["sparsify"] + m + ["--out", "/proc/topiary-sparse"], "/proc/topiary-sparse: cannot be written", "/proc", status: 1),
             Row(["sparsify"] + m + ["--out", plainFile + "/sub"], plainFile + " is a file, not a directory", status: 1),
             // finetune
