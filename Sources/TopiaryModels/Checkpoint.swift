@@ -238,7 +238,7 @@ public enum ModelLoader {
         guard FileManager.default.fileExists(atPath: path, isDirectory: &dir) else { throw ModelError.notFound(path: path) }
         if dir.boolValue {
             guard Checkpoint.isCheckpoint(path) else {
-                // A folder with a manifest is a damaged checkpoint (name what is missing); any other folder is not a model.
+                // A folder with some checkpoint files lost config.json (name it); any other folder is not a model.
                 let parts = ["manifest.json", "model.safetensors", "tokenizer_metadata.json"]
                 if parts.contains(where: { FileManager.default.fileExists(atPath: path + "/" + $0) }) {
                     throw ModelError.checkpoint(
