@@ -161,7 +161,8 @@ public enum Checkpoint {
         case let DecodingError.typeMismatch(_, ctx), let DecodingError.valueNotFound(_, ctx):
             return "bad value at '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))': \(ctx.debugDescription)"
         case let DecodingError.dataCorrupted(ctx):
-            return "\(ctx.codingPath.map(\.stringValue).joined(separator: ".")) \(ctx.debugDescription)"
+            let path = ctx.codingPath.map(\.stringValue).joined(separator: ".")
+            return path.isEmpty ? ctx.debugDescription : "\(path) \(ctx.debugDescription)"
         default: return error.localizedDescription
         }
     }

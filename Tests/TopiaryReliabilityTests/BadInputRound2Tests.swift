@@ -120,7 +120,7 @@ final class BadInputRound2Tests: XCTestCase {
             try corrupt.write(to: URL(fileURLWithPath: dir + "/results.json"))
             let m = message { try Report(directory: dir).write() }
             XCTAssertTrue(m.hasPrefix(dir + "/results.json: damaged"), m)
-            XCTAssertFalse(m.contains("missing;"), m)
+            XCTAssertFalse(m.contains("missing;") || m.contains("( "), m)
         }
     }
 
