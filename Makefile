@@ -6,7 +6,7 @@ SWIFT_TEST_FLAGS := -c release -Xswiftc -enable-testing
 
 GEMMA3 ?= checkpoints/models/gemma-3-270m-q4_k_m.gguf
 
-.PHONY: deps model gemma3-model qwen7b-model build quickstart check test lint bench fuzz sigkill clean
+.PHONY: deps model gemma3-model qwen7b-model build quickstart check test lint bench fuzz sigkill sigkill-writers clean
 
 deps:
 	@scripts/install-deps.sh
@@ -56,6 +56,10 @@ fuzz: deps
 ## Kills `topiary run` with SIGKILL at 20 random moments and checks every rerun against a clean run (not run by CI).
 sigkill: build model
 	MODEL=$(abspath $(MODEL)) DATA=$(abspath $(DATA)) scripts/sigkill-test.sh 20
+
+## The same for every writer command (prune, sparsify, finetune, export, sweep): 20 kills each (not run by CI).
+sigkill-writers: build model
+	MODEL=$(abspath $(MODEL)) DATA=$(abspath $(DATA)) scripts/sigkill-writers.sh 20
 
 clean:
 	rm -rf .build

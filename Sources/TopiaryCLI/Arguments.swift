@@ -51,6 +51,11 @@ struct AdapterArguments: ParsableArguments {
     @Option(
         name: .long, help: ArgumentHelp("A directory with LoRA adapters (adapter_model.safetensors) to apply unmerged.", valueName: "dir"))
     var adapters: String?
+
+    func validate() throws {
+        // A missing folder is named before any model is loaded.
+        if let adapters { try LoRATrainer.checkAdapterDirectory(adapters) }
+    }
 }
 
 /// `--stream-layers`: layer streaming for models larger than memory (perplexity, prune, sparsify).

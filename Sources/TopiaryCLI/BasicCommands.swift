@@ -146,8 +146,13 @@ struct PerplexityCommand: ParsableCommand {
         guard PerplexityDataset(rawValue: dataset) != nil else {
             throw ValidationError("--dataset \(dataset): expected wikitext2, ptb or ptb-valid")
         }
-        guard maxWindows >= 0 else { throw ValidationError("--windows \(maxWindows) must be ≥ 0") }
-        if let batchSize, batchSize < 1 { throw ValidationError("--batch \(batchSize) must be at least 1") }
+        // Named as the user spelled them (the older spellings are hidden aliases).
+        guard maxWindows >= 0 else {
+            throw ValidationError("\(maxWindowsAlias == nil ? "--windows" : "--max-windows") \(maxWindows) must be ≥ 0")
+        }
+        if let batchSize, batchSize < 1 {
+            throw ValidationError("\(batch == nil ? "--batch-size" : "--batch") \(batchSize) must be at least 1")
+        }
     }
 
     func run() throws {
@@ -157,6 +162,7 @@ struct PerplexityCommand: ParsableCommand {
             var content = try readText(path)
             if text == nil { content = set.prepare(content) }
             let loaded = try modelArguments.load(adapters: adapterArguments.adapters, streamLayers: streaming.streamLayers)
+            try ResourceCheck.sequence(window, what: "--window \(window)", config: loaded.model.config, model: loaded.source)
             let tokens = loaded.tokenizer.encode(content, addSpecialTokens: false, parseSpecial: false).map(Int32.init)
             let planned = min(tokens.count / window, maxWindows == 0 ? Int.max : maxWindows)
             // A streamed model reads every layer from its file once per pass: one pass over all windows by default.
@@ -213,6 +219,10 @@ struct Generate: ParsableCommand {
         try reportingErrors {
             let loaded = try modelArguments.load(adapters: adapterArguments.adapters)
             let promptIDs = loaded.tokenizer.encode(prompt, addSpecialTokens: true, parseSpecial: true).map(Int32.init)
+            try ResourceCheck.sequence(
+                promptIDs.count + min(maxTokens, Int.max - promptIDs.count),
+                what: "the prompt (\(promptIDs.count) tokens) with --max-tokens \(maxTokens)",
+                config: loaded.model.config, model: loaded.source)
             let options = GenerationOptions(
                 maxTokens: maxTokens, temperature: temperature, topP: topP, topK: topK, seed: seed,
                 stopAtEndOfSequence: !ignoreEOS)

@@ -51,7 +51,8 @@ struct Evaluate: ParsableCommand {
             let selected = try names.map { try ZeroShotTasks.task(named: $0) }
             let dir = dataArguments.data + "/zeroshot"
             // Read every task file first: a bad file fails before any work.
-            for t in selected { _ = try t.items(from: dir + "/" + t.fileName, limit: 1) }
+            for t in selected { _ = try t.items(from: dir + "/" + t.fileName, limit: limit) }
+            if let out { try OutputLocation.checkWritable(out, as: .directory) }
             let loaded = try modelArguments.load(adapters: adapterArguments.adapters)
             let evaluator = ZeroShotEvaluator(model: loaded.model, tokenizer: loaded.tokenizer)
             var results: [ZeroShotEvaluator.TaskResult] = []

@@ -61,6 +61,7 @@ struct Export: ParsableCommand {
                     throw CLIError("\(out) is a directory; --format gguf writes a single file")
                 }
             }
+            try OutputLocation.checkWritable(out, as: format == "gguf" ? .file : .directory)
             let loaded = try modelArguments.load(adapters: adapterArguments.adapters)
             let report = try request.export(loaded, to: out)
             if json { return try printJSON(report) }

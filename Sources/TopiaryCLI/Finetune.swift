@@ -115,19 +115,22 @@ struct Finetune: ParsableCommand {
     }
 
     func validate() throws {
-        if text == nil && !FileManager.default.fileExists(atPath: dataArguments.data) {
-            throw ValidationError(
-                "--data \(dataArguments.data): no such folder or file (--data is the data folder; the training text is --text)")
-        }
         try usage(.finetune) { try request.validate() }
     }
 
     func run() throws {
         try reportingErrors {
+            if text == nil && !FileManager.default.fileExists(atPath: dataArguments.data) {
+                throw CLIError("\(dataArguments.data): no such file or folder (--data is the data folder; the training text is --text)")
+            }
             let workflow = try FinetuneWorkflow(request)
             let path = workflow.request.dataPath(folder: dataArguments.data)
+            try OutputLocation.checkWritable(out, as: .directory)
+            // The training data is read before the model: a bad file fails at once.
+            if workflow.request.format == "alpaca" { _ = try AlpacaData.read(path: path) } else { _ = try readText(path) }
             let loaded = try modelArguments.load()
             let model = loaded.model
+            try workflow.checkSizes(loaded)
             let trainer = try workflow.trainer(
                 model: model, tokenizer: loaded.tokenizer, path: path,
                 tokens: { try TokenizedText.read($0, data: dataArguments.data, tokenizer: loaded.tokenizer).tokens })

@@ -28,6 +28,7 @@ struct GraphCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try OutputLocation.checkWritable(out, as: .file)
             let loaded = try modelArguments.load()
             let name = ((loaded.source as NSString).lastPathComponent as NSString).deletingPathExtension
             let graph = try DependencyGraphBuilder().build(model: loaded.model, name: name)
@@ -229,12 +230,18 @@ struct Prune: ParsableCommand {
             if FileManager.default.fileExists(atPath: out) && !force {
                 throw CLIError("\(out) exists; pass --force to replace it")
             }
+            try OutputLocation.checkWritable(out, as: streaming.streamLayers > 0 ? .file : .directory)
+            // A calibration text that is missing or not UTF-8 fails before the model is read.
+            let request = self.request
+            if request.importance.needs.readsCalibration || request.compensates {
+                _ = try readText(request.importance.calibration.file ?? dataArguments.wikitext)
+            }
             let loaded = try modelArguments.load(streamLayers: streaming.streamLayers)
             let model = loaded.model
-            let request = self.request
             let range = try request.prune.layerRange(layerCount: model.config.layerCount)
-            if model.store != nil { return try runStreamed(loaded, model, range) }
             let workflow = try PruneWorkflow(request)
+            try workflow.checkSizes(loaded)
+            if model.store != nil { return try runStreamed(loaded, model, range) }
             workflow.reserveMemory(model.config)
             // The calibration windows, tokenized once for whatever reads them (gradients, variational dropout, obs).
             let set =
@@ -253,7 +260,10 @@ struct Prune: ParsableCommand {
             if format == "hdf5" {
                 let h5 = NSTemporaryDirectory() + "topiary-\(getpid()).h5"
                 defer { unlink(h5) }
-                try HDF5Export.write(model: model, configJSON: String(decoding: try encoder.encode(model.config), as: UTF8.self), to: h5)
+                do {
+                    try HDF5Export.write(
+                        model: model, configJSON: String(decoding: try encoder.encode(model.config), as: UTF8.self), to: h5)
+                } catch { throw OutputLocation.naming(out + "/model.h5", for: error, temporary: h5) }
                 extra["model.h5"] = try Data(contentsOf: URL(fileURLWithPath: h5))
             }
             try Checkpoint.save(model: model, tokenizerMetadata: loaded.metadata, to: out, extraFiles: extra)

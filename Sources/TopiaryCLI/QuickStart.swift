@@ -113,6 +113,10 @@ struct Bench: ParsableCommand {
         guard !(trainingOnly && baseline != nil) else {
             throw ValidationError("--baseline times a 1×512 forward, which --training-only skips")
         }
+        // Checked before the benchmark runs (it takes a while): a missing baseline fails at once.
+        if let baseline, !FileManager.default.fileExists(atPath: baseline) {
+            throw ValidationError("--baseline \(baseline): no such file or directory")
+        }
     }
 
     func run() throws {

@@ -53,6 +53,7 @@ struct Run: ParsableCommand {
                 return
             }
             if let threads { setBLASThreads(threads) }
+            try OutputLocation.checkWritable(dir, as: .directory)
             let pipeline = Pipeline(recipe: r, directory: dir)
             pipeline.force = force
             pipeline.from = from
@@ -162,6 +163,7 @@ struct Sweep: ParsableCommand {
             c.reuse = reuse
             c.shard = try sharding.resolved()
             c.noCompute = sharding.noCompute
+            try OutputLocation.checkWritable(out, as: .directory)
             let r = try Recipe.sweep(model: modelArguments.model, data: dataArguments.data, config: c, name: "sweep")
             let pipeline = Pipeline(recipe: r, directory: out)
             pipeline.showProgress = !quiet

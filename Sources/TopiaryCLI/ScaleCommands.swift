@@ -65,6 +65,7 @@ struct Synthesize: ParsableCommand {
     func run() throws {
         try reportingErrors {
             if FileManager.default.fileExists(atPath: out) && !force { throw CLIError("\(out) exists; pass --force to replace it") }
+            try OutputLocation.checkWritable(out, as: .file)
             let header = try GGUFFile(path: like, headerOnly: true)
             let start = Date()
             let bytes = try SyntheticModel.write(like: header, to: out, seed: seed)

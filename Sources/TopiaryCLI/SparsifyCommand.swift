@@ -108,8 +108,10 @@ struct Sparsify: ParsableCommand {
         do { _ = try GGUFExporter.parseType(ggufType) } catch {
             throw ValidationError("--gguf-type \(ggufType): expected one of \(GGUFExporter.typeNames.joined(separator: ", "))")
         }
-        if sparsity != nil && nm != nil {
-            throw ValidationError("--sparsity and --nm both set how many weights go: give one (--nm 2:4 zeroes half of each group)")
+        if let sparsity, let nm {
+            throw ValidationError(
+                "--sparsity \(sparsity) and --nm \(nm) conflict: an N:M pattern fixes the sparsity (N of every M weights stay); give one "
+                    + "of them")
         }
         try usage(.sparsify) { try request.validate() }
     }
@@ -118,8 +120,13 @@ struct Sparsify: ParsableCommand {
         try reportingErrors {
             if FileManager.default.fileExists(atPath: out) && !force { throw CLIError("\(out) exists; pass --force to replace it") }
             let workflow = try SparsifyWorkflow(request)
+            let c = workflow.request.calibration
+            try OutputLocation.checkWritable(out, as: streaming.streamLayers > 0 ? .file : .directory)
+            // A calibration text that is missing or not UTF-8 fails before the model is read.
+            if workflow.request.readsCalibration { _ = try readText(c.file ?? dataArguments.wikitext) }
             let loaded = try modelArguments.load(streamLayers: streaming.streamLayers)
             let model = loaded.model
+            try workflow.checkSizes(loaded)
             let set =
                 workflow.request.readsCalibration
                 ? try calibrationSet(workflow.request.calibration, data: dataArguments, tokenizer: loaded.tokenizer) : nil

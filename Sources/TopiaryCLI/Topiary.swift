@@ -20,7 +20,7 @@ struct Topiary: ParsableCommand {
     /// usage, 1 for errors while running; help and version go to stdout with 0.
     static func report(_ error: Error) -> Never {
         if let code = error as? ExitCode { Foundation.exit(code.rawValue) }  // already reported by `reportingErrors`
-        if let message = (error as? LocalizedError)?.errorDescription {
+        if let message = OutputLocation.describe(error) ?? (error as? LocalizedError)?.errorDescription {
             FileHandle.standardError.write(Data("topiary: error: \(message)\n".utf8))
             Foundation.exit(ExitCode.failure.rawValue)
         }
@@ -28,8 +28,22 @@ struct Topiary: ParsableCommand {
         guard code != .success else { exit(withError: error) }  // --help, --version, --experimental-dump-help
         let full = fullMessage(for: error)
         let text = full.hasPrefix("Error: ") ? String(full.dropFirst("Error: ".count)) : full
-        FileHandle.standardError.write(Data("topiary: error: \(text)\n".utf8))
+        FileHandle.standardError.write(Data("topiary: error: \(oneLine(text))\n".utf8))
         Foundation.exit(code.rawValue)
+    }
+
+    /// ArgumentParser's message on one line (the choices of an enumerated option listed after it, its help line
+    /// dropped), followed by the usage lines as they are.
+    static func oneLine(_ text: String) -> String {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let usage = lines.firstIndex { $0.hasPrefix("Usage:") } ?? lines.count
+        var message = lines.first ?? ""
+        let choices = lines[min(1, usage)..<usage].filter { $0.hasPrefix("  - ") }.map { String($0.dropFirst(4)) }
+        if !choices.isEmpty { message += " " + choices.joined(separator: ", ") }
+        for line in lines[min(1, usage)..<usage] where !line.hasPrefix("  - ") && !line.hasPrefix("Help:") && !line.isEmpty {
+            message += " " + line.trimmingCharacters(in: .whitespaces)
+        }
+        return ([message] + lines[usage...]).joined(separator: "\n")
     }
 
     /// `--ratio -0.1` → `--ratio=-0.1`: a value that is a negative number is a value, not an unknown flag, so that the
@@ -79,7 +93,7 @@ func reportingErrors<T>(_ body: () throws -> T) throws -> T {
     } catch let error as ExitCode {
         throw error
     } catch {
-        let message = (error as? LocalizedError)?.errorDescription ?? "\(error)"
+        let message = OutputLocation.describe(error) ?? (error as? LocalizedError)?.errorDescription ?? "\(error)"
         FileHandle.standardError.write(Data("topiary: error: \(message)\n".utf8))
         throw ExitCode.failure
     }

@@ -56,7 +56,9 @@ public enum AtomicFile {
         do {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         } catch {
-            throw Failure.cannotWrite(path: path, reason: "cannot create directory \(dir)")
+            let cause = (OutputLocation.describe(error, path: dir) ?? error.localizedDescription)
+            throw Failure.cannotWrite(
+                path: path, reason: "cannot create directory \(dir): " + cause.replacingOccurrences(of: dir + ": ", with: ""))
         }
         let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         do {
@@ -65,7 +67,10 @@ public enum AtomicFile {
         } catch {
             unlink(tmp)
             if let e = error as? Failure { throw e }
-            throw Failure.cannotWrite(path: path, reason: "\(error.localizedDescription)")
+            // Name the target, never the temporary file, and say the cause in plain words.
+            let reason = (OutputLocation.describe(error, path: tmp) ?? error.localizedDescription)
+                .replacingOccurrences(of: tmp + ": ", with: "").replacingOccurrences(of: tmp, with: path)
+            throw Failure.cannotWrite(path: path, reason: reason)
         }
         guard rename(tmp, path) == 0 else {
             let reason = String(cString: strerror(errno))

@@ -131,7 +131,13 @@ public final class BufferPool: @unchecked Sendable {
         let alignment = bytes >= Self.hugePage ? Self.hugePage : 64
         var raw: UnsafeMutableRawPointer?
         guard posix_memalign(&raw, alignment, bytes) == 0, let raw else {
-            fatalError("out of memory allocating \(bytes) bytes")
+            // Tensors are made by non-throwing code everywhere, so this cannot be thrown; sizes a user types are checked
+            // against the memory before work starts (`ResourceCheck`). Fail with one line and no crash report.
+            FileHandle.standardError.write(
+                Data(
+                    ("topiary: error: out of memory: \(SystemMemory.format(bytes)) could not be allocated "
+                        + "(\(SystemMemory.format(SystemMemory.availableBytes())) available); use smaller sizes\n").utf8))
+            exit(1)
         }
         #if os(Linux)
         if bytes >= Self.hugePage { _ = madvise(raw, bytes, 14 /* MADV_HUGEPAGE */) }

@@ -68,6 +68,9 @@ public struct PerplexityEvaluator {
         guard count > 0 else { throw EvaluationError.notEnoughTokens(path: source, tokens: tokens.count, window: window) }
         if let maxWindows { count = min(count, maxWindows) }
         let batch = max(1, min(count, batchSize ?? max(1, 512 / window)))
+        try ResourceCheck.memory(
+            ResourceCheck.forwardBytes(model.config, batch: batch, length: window),
+            what: "perplexity with \(batch) window\(batch == 1 ? "" : "s") of \(window) tokens per forward pass")
         let start = Date()
         var totalNLL = 0.0, predictions = 0
         var w = 0

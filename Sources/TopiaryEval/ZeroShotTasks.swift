@@ -26,11 +26,13 @@ public enum TaskError: Error, LocalizedError, Equatable {
     case unknownTask(String, known: [String])
     case missingFile(String)
     case malformed(path: String, line: Int, detail: String)
+    case empty(String)
 
     public var errorDescription: String? {
         switch self {
         case let .unknownTask(t, known): return "unknown task '\(t)' (known: \(known.joined(separator: ", ")))"
         case let .missingFile(p): return "\(p): task file not found"
+        case let .empty(p): return "\(p): the task file has no items (it is empty or holds only blank lines)"
         case let .malformed(p, line, d): return "\(p):\(line): \(d)"
         }
     }
@@ -60,6 +62,8 @@ public enum ZeroShotTasks {
             }
             out.append((i + 1, obj))
         }
+        // An empty task would count as 0 % in every average: it is an error, not a result.
+        guard !out.isEmpty || limit == 0 else { throw TaskError.empty(path) }
         return out
     }
 

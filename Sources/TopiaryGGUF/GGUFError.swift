@@ -15,6 +15,8 @@ public enum GGUFError: Error, LocalizedError, Equatable {
     case unsupportedTensorType(path: String, tensor: String, type: String)
     case tensorOutOfBounds(path: String, tensor: String, end: Int, fileSize: Int)
     case duplicateTensor(path: String, tensor: String)
+    /// A declared count whose items could not fit in any file (their size overflows 64 bits).
+    case impossibleCount(path: String, what: String, count: UInt64, bytesEach: Int, fileSize: Int)
 
     public var errorDescription: String? {
         func name(_ p: String) -> String { p }
@@ -37,6 +39,10 @@ public enum GGUFError: Error, LocalizedError, Equatable {
         case let .tensorOutOfBounds(p, t, end, size):
             return "\(name(p)): tensor '\(t)' data ends at byte \(end.formatted()) but the file has \(size.formatted()) bytes"
         case let .duplicateTensor(p, t): return "\(name(p)): tensor '\(t)' appears twice"
+        case let .impossibleCount(p, what, n, each, size):
+            return
+                "\(name(p)): damaged header: \(what) is \(n), but each entry takes at least \(each) bytes and the file has only "
+                + "\(size.formatted()) bytes"
         }
     }
 }

@@ -154,9 +154,12 @@ public final class GGUFFile: @unchecked Sendable {
                 let (bytes, bytesOverflow) = (count / type.blockSize).multipliedReportingOverflow(by: type.bytesPerBlock)
                 let start = dataOffset + offset
                 let (end, endOverflow) = start.addingReportingOverflow(bytes)
-                guard !bytesOverflow, !endOverflow, end <= size || (headerOnly && end < Int.max / 2) else {
-                    throw GGUFError.tensorOutOfBounds(
-                        path: path, tensor: name, end: bytesOverflow || endOverflow ? Int.max : end, fileSize: size)
+                guard !bytesOverflow, !endOverflow else {
+                    throw GGUFError.invalidTensorInfo(
+                        path: path, tensor: name, detail: "shape \(dims) of \(type) needs more bytes than any file can hold")
+                }
+                guard end <= size || (headerOnly && end < Int.max / 2) else {
+                    throw GGUFError.tensorOutOfBounds(path: path, tensor: name, end: end, fileSize: size)
                 }
                 guard start % align == 0 || version < 3 else {
                     throw GGUFError.invalidTensorInfo(path: path, tensor: name, detail: "offset \(offset) is not aligned to \(align)")
@@ -275,10 +278,15 @@ struct Reader {
     mutating func count(what: String, minimumBytesEach: Int) throws -> Int {
         let n = try u64(what: what)
         let remaining = UInt64(size - position)
-        guard n <= remaining / UInt64(max(minimumBytesEach, 1)) else {
-            throw GGUFError.truncated(
-                path: path, what: "\(what) (\(n))",
-                needed: Int(clamping: n.multipliedReportingOverflow(by: UInt64(minimumBytesEach)).partialValue), fileSize: size)
+        let each = UInt64(max(minimumBytesEach, 1))
+        guard n <= remaining / each else {
+            // The bytes the items would need, when that is a number at all (2^62 items of 24 bytes overflow 64 bits).
+            let (bytes, overflow) = n.multipliedReportingOverflow(by: each)
+            let (end, endOverflow) = bytes.addingReportingOverflow(UInt64(position))
+            if overflow || endOverflow || end > UInt64(Int.max) {
+                throw GGUFError.impossibleCount(path: path, what: what, count: n, bytesEach: Int(each), fileSize: size)
+            }
+            throw GGUFError.truncated(path: path, what: "\(what) (\(n))", needed: Int(end), fileSize: size)
         }
         return Int(n)
     }

@@ -55,7 +55,9 @@ public enum Checkpoint {
             try AtomicFile.syncDirectory(parent)
         } catch {
             try? fm.removeItem(atPath: tmp)
-            throw error
+            // One line naming the checkpoint (never the temporary folder it was being written to) and the cause.
+            let text = (OutputLocation.describe(error) ?? error.localizedDescription).replacingOccurrences(of: tmp, with: dir)
+            throw ModelError.checkpoint(text.contains(dir) ? text : "\(dir): cannot save the checkpoint (\(text))")
         }
     }
 
@@ -77,36 +79,39 @@ public enum Checkpoint {
     /// `required` is listed: a checkpoint is complete only when its manifest, written last, says so.
     public static func verifyManifest(directory: String, manifest data: Data? = nil, required: [String]) throws {
         let manifestPath = directory + "/manifest.json"
+        try checkDirectory(directory)
         guard let data = data ?? FileManager.default.contents(atPath: manifestPath) else {
-            throw ModelError.invalidConfig("\(directory): incomplete checkpoint (no manifest.json; was the save interrupted?)")
+            throw ModelError.checkpoint("\(directory): incomplete checkpoint (no manifest.json; was the save interrupted?)")
         }
         guard let manifest = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
             let files = manifest["files"] as? [[String: Any]]
         else {
-            throw ModelError.invalidConfig("\(manifestPath): not a valid manifest")
+            throw ModelError.checkpoint("\(manifestPath): not a valid manifest")
         }
         var listed: Set<String> = []
         for f in files {
             guard let file = f["name"] as? String, let bytes = f["bytes"] as? Int, let sum = f["fnv1a64"] as? String,
                 !file.isEmpty, !file.contains("/"), !file.hasPrefix(".")
             else {
-                throw ModelError.invalidConfig("\(manifestPath): an entry lacks a plain file name, bytes or fnv1a64")
+                throw ModelError.checkpoint("\(manifestPath): an entry lacks a plain file name, bytes or fnv1a64")
             }
             let path = directory + "/" + file
             guard let data = try? Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) else {
-                throw ModelError.invalidConfig("\(path): listed in the manifest but missing")
+                throw ModelError.checkpoint("\(path): listed in the manifest but missing")
             }
             guard data.count == bytes else {
-                throw ModelError.invalidConfig("\(path): damaged (\(data.count) bytes, manifest.json says \(bytes))")
+                throw ModelError.checkpoint(
+                    "\(path): damaged (\(data.count) bytes, manifest.json says \(bytes)): the file was cut short or changed after saving")
             }
             let found = String(format: "%016llx", fnv1a64(data))
             guard found == sum else {
-                throw ModelError.invalidConfig("\(path): damaged (checksum \(found) differs from \(sum) in manifest.json)")
+                throw ModelError.checkpoint(
+                    "\(path): damaged (checksum \(found) differs from \(sum) in manifest.json): its bytes changed after saving")
             }
             listed.insert(file)
         }
         for file in required where !listed.contains(file) {
-            throw ModelError.invalidConfig("\(manifestPath): does not list \(file) (incomplete or foreign checkpoint)")
+            throw ModelError.checkpoint("\(manifestPath): does not list \(file) (incomplete or foreign checkpoint)")
         }
     }
 
@@ -114,13 +119,14 @@ public enum Checkpoint {
     public static func load(directory: String) throws -> LoadedModel {
         let fm = FileManager.default
         let name = directory
+        try checkDirectory(directory)
         guard let manifestData = fm.contents(atPath: directory + "/manifest.json") else {
-            throw ModelError.invalidConfig("\(name): incomplete checkpoint (no manifest.json; was the save interrupted?)")
+            throw ModelError.checkpoint("\(name): incomplete checkpoint (no manifest.json; was the save interrupted?)")
         }
         try verifyManifest(
             directory: directory, manifest: manifestData, required: ["config.json", "model.safetensors", "tokenizer_metadata.json"])
         guard let configData = fm.contents(atPath: directory + "/config.json") else {
-            throw ModelError.invalidConfig("\(name): missing config.json")
+            throw ModelError.checkpoint("\(name)/config.json: missing")
         }
         let config: ModelConfig
         do { config = try JSONDecoder().decode(ModelConfig.self, from: configData) } catch {
@@ -133,11 +139,20 @@ public enum Checkpoint {
         guard let tokData = fm.contents(atPath: directory + "/tokenizer_metadata.json"),
             let tokObject = try? JSONSerialization.jsonObject(with: tokData) as? [String: Any]
         else {
-            throw ModelError.invalidConfig("\(name): missing or invalid tokenizer_metadata.json")
+            throw ModelError.checkpoint("\(name): missing or invalid tokenizer_metadata.json")
         }
         let metadata = tokObject.compactMapValues(GGUFValue.init(jsonObject:))
         let tokenizer = try GGUFModelLoader.tokenizerFromMetadata(metadata, name: name + "/tokenizer_metadata.json")
         return LoadedModel(model: model, tokenizer: tokenizer, source: directory, sourceTensorTypes: [:], metadata: metadata)
+    }
+
+    /// Fails with "no such directory" / "not a directory" before anything inside `directory` is looked for.
+    static func checkDirectory(_ directory: String) throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) else {
+            throw ModelError.checkpoint("\(directory): no such directory")
+        }
+        guard isDirectory.boolValue else { throw ModelError.checkpoint("\(directory): not a directory (expected a checkpoint folder)") }
     }
 
     public static func describeDecoding(_ error: Error) -> String {
@@ -146,7 +161,8 @@ public enum Checkpoint {
         case let DecodingError.typeMismatch(_, ctx), let DecodingError.valueNotFound(_, ctx):
             return "bad value at '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))': \(ctx.debugDescription)"
         case let DecodingError.dataCorrupted(ctx):
-            return "\(ctx.codingPath.map(\.stringValue).joined(separator: ".")) \(ctx.debugDescription)"
+            let path = ctx.codingPath.map(\.stringValue).joined(separator: ".")
+            return path.isEmpty ? ctx.debugDescription : "\(path) \(ctx.debugDescription)"
         default: return error.localizedDescription
         }
     }
@@ -222,7 +238,16 @@ public enum ModelLoader {
         var dir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &dir) else { throw ModelError.notFound(path: path) }
         if dir.boolValue {
-            guard Checkpoint.isCheckpoint(path) else { throw ModelError.unrecognizedFormat(path: path) }
+            guard Checkpoint.isCheckpoint(path) else {
+                // A folder with some checkpoint files lost config.json (name it); any other folder is not a model.
+                let parts = ["manifest.json", "model.safetensors", "tokenizer_metadata.json"]
+                if parts.contains(where: { FileManager.default.fileExists(atPath: path + "/" + $0) }) {
+                    throw ModelError.checkpoint(
+                        "\(path)/config.json: missing (a Topiary checkpoint needs config.json, model.safetensors, "
+                            + "tokenizer_metadata.json and manifest.json)")
+                }
+                throw ModelError.unrecognizedFormat(path: path)
+            }
             guard streamLayers == 0 else {
                 throw ModelError.invalidConfig(
                     "\(path): layer streaming reads GGUF files; a checkpoint directory is loaded whole (drop --stream-layers)")

@@ -261,6 +261,8 @@ public enum ModelError: Error, LocalizedError, Equatable {
     case tensorShape(path: String, name: String, expected: [Int], found: [Int])
     case notFound(path: String)
     case unrecognizedFormat(path: String)
+    /// A checkpoint folder that is missing, incomplete or damaged: the message names the file and the problem.
+    case checkpoint(String)
 
     public var errorDescription: String? {
         switch self {
@@ -271,7 +273,10 @@ public enum ModelError: Error, LocalizedError, Equatable {
         case let .missingTensor(path, name): return "\(path): missing tensor '\(name)'"
         case let .tensorShape(path, name, e, f): return "\(path): tensor '\(name)' has shape \(f), expected \(e)"
         case let .notFound(path): return "\(path): no such file or directory"
-        case let .unrecognizedFormat(path): return "\(path): not a GGUF file or a Topiary checkpoint directory"
+        case let .unrecognizedFormat(path):
+            return "\(path): not a GGUF file or a Topiary checkpoint directory (a checkpoint folder has config.json, "
+                + "model.safetensors, tokenizer_metadata.json and manifest.json)"
+        case let .checkpoint(m): return m
         }
     }
 }

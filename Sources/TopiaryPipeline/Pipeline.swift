@@ -295,8 +295,7 @@ public final class Pipeline {
 
     func tokens(_ path: String, _ tokenizer: any Tokenizer) throws -> [Int32] {
         if let t = tokenCache[path] { return t }
-        guard let data = FileManager.default.contents(atPath: path), !data.isEmpty else { throw PipelineError("\(path): missing or empty") }
-        var text = String(decoding: data, as: UTF8.self)
+        var text = try readTextFile(path)
         // A perplexity dataset's file is read the way its loader reads it (PTB: lines joined).
         if let set = PerplexityDataset.allCases.first(where: { $0.path(data: recipe.data) == path }) { text = set.prepare(text) }
         let t = tokenizer.encode(text, addSpecialTokens: false, parseSpecial: false).map(Int32.init)

@@ -99,8 +99,14 @@ public struct Report {
     static let labels = ["base": "dense (original)", "pruned": "pruned, before recovery", "final": "final (recovered)"]
 
     public func write() throws {
-        guard let results = try Pipeline.read(RunResults.self, from: directory + "/results.json") else {
-            throw PipelineError("\(directory)/results.json: missing; run the recipe first")
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw PipelineError("\(directory): no such run directory")
+        }
+        let path = directory + "/results.json"
+        guard FileManager.default.fileExists(atPath: path) else { throw PipelineError("\(path): missing; run the recipe first") }
+        guard let results = try Pipeline.read(RunResults.self, from: path) else {
+            throw PipelineError("\(path): exists but cannot be read (a directory, or no permission)")
         }
         let stages = results.stages
         func stageDir(_ name: String) -> String? { stages.first { $0.stage == name }?.directory }

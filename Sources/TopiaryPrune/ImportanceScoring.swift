@@ -31,6 +31,29 @@ public struct ImportanceScoring {
         public var calibrationSeconds: Double?
     }
 
+    /// The largest memory one calibration pass of this criterion needs, in bytes, over `windows` windows of `length`
+    /// tokens (`compensate`: the layer-by-layer update runs too), for ``ResourceCheck/memory(_:what:available:)`` before
+    /// anything is allocated: a backward over all windows for gradients (over `gradientWindowsPerBatch`, or one window
+    /// for the Fisher, or `vdWindows` for variational dropout), a forward for activations, a forward without logits
+    /// when layers are pruned one by one. nil when the sizes overflow; 0 when nothing is read.
+    public func calibrationBytes(_ c: ModelConfig, windows: Int, length: Int, compensate: Bool = false) -> Int? {
+        let needs = self.needs
+        var estimates: [Int?] = [0]
+        if needs.contains(.gradients) {
+            estimates.append(ResourceCheck.trainingBytes(c, batch: min(windows, gradientWindowsPerBatch ?? windows), length: length))
+        }
+        if needs.contains(.fisher) { estimates.append(ResourceCheck.trainingBytes(c, batch: 1, length: length)) }
+        if needs.contains(.learned) {
+            estimates.append(ResourceCheck.trainingBytes(c, batch: min(windows, options.vdWindows), length: length))
+        }
+        if needs.contains(.activations) { estimates.append(ResourceCheck.forwardBytes(c, batch: windows, length: length)) }
+        if needs.contains(.sequential) || compensate {
+            estimates.append(ResourceCheck.forwardBytes(c, batch: windows, length: length, logitRows: 0))
+        }
+        guard !estimates.contains(where: { $0 == nil }) else { return nil }
+        return estimates.compactMap { $0 }.max()
+    }
+
     /// Sets aside the memory of the one backward that follows, so that it is faulted in while the graph is traced and the
     /// text tokenized (``BufferPool/reserve(bytes:)``). Call it as soon as the model is loaded.
     public func reserveMemory(_ config: ModelConfig, windows: Int, length: Int) {

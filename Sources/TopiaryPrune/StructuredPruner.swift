@@ -112,19 +112,19 @@ public struct StructuredPruner {
 
     /// Parses `A-B` (inclusive) and checks it against the model's layer count.
     public static func parseLayers(_ text: String, layerCount: Int) throws -> ClosedRange<Int> {
-        let parts = text.split(separator: "-").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-        let range: ClosedRange<Int>?
-        if parts.count == 1, let a = parts[0] {
-            range = a...a
-        } else if parts.count == 2, let a = parts[0], let b = parts[1], a <= b {
-            range = a...b
-        } else {
-            range = nil
-        }
-        guard let range, range.lowerBound >= 0, range.upperBound < layerCount else {
+        guard let range = parseLayerSyntax(text), range.upperBound < layerCount else {
             throw PruneError.layerRange(text, layers: layerCount)
         }
         return range
+    }
+
+    /// `A-B` or `A` with 0 ≤ A ≤ B, or nil; the model's layer count is not checked. A leading or doubled dash
+    /// (`-1-3`, `1--3`, `3-`) is not a range: empty parts are kept, so they fail instead of being skipped.
+    public static func parseLayerSyntax(_ text: String) -> ClosedRange<Int>? {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        if parts.count == 1, let a = parts[0], a >= 0 { return a...a }
+        if parts.count == 2, let a = parts[0], let b = parts[1], a >= 0, a <= b { return a...b }
+        return nil
     }
 
     /// Decides how many units of each attention and MLP group in the layer range to remove and which,

@@ -1,4 +1,5 @@
 import Foundation
+import TopiaryCore
 import TopiaryTokenizers
 
 /// One tokenized instruction example: prompt followed by response (and EOS). Only response tokens are
@@ -35,8 +36,9 @@ public enum AlpacaData {
 
     /// Reads the records of `path`, with an error naming the file and the record for anything malformed.
     public static func read(path: String) throws -> [Record] {
-        guard let data = FileManager.default.contents(atPath: path) else { throw TrainingError.data("\(path): no such file") }
-        guard !data.isEmpty else { throw TrainingError.data("\(path): the file is empty") }
+        // Missing, empty and non-UTF-8 files are refused here, naming the file (and the offset of a bad byte).
+        let data: Data
+        do { data = Data(try readTextFile(path).utf8) } catch { throw TrainingError.data(error.localizedDescription) }
         var objects: [Any] = []
         if let array = (try? JSONSerialization.jsonObject(with: data)) as? [Any] {
             objects = array

@@ -49,6 +49,8 @@ public enum TrainingError: Error, LocalizedError, Equatable {
     case rankTooLarge(rank: Int, tensor: String, shape: [Int])
     case resumeMismatch(String)
     case invalid(String)
+    /// LoRA adapters given to apply (`--adapters DIR`): the message starts with the folder.
+    case adapters(String)
 
     public var errorDescription: String? {
         switch self {
@@ -58,6 +60,7 @@ public enum TrainingError: Error, LocalizedError, Equatable {
         case let .rankTooLarge(r, t, s): return "--rank \(r) is larger than a dimension of \(t) \(s)"
         case let .resumeMismatch(m): return "--resume: \(m)"
         case let .invalid(m): return m
+        case let .adapters(m): return "--adapters \(m)"
         }
     }
 }
@@ -289,6 +292,13 @@ public final class LoRATrainer {
     /// `directory/checkpoint` only when complete.
     public func saveCheckpoint(directory: String) throws {
         let dest = directory + "/checkpoint", tmp = directory + "/.checkpoint.tmp-\(getpid())"
+        do { try writeCheckpoint(tmp: tmp, dest: dest, directory: directory) } catch {
+            try? FileManager.default.removeItem(atPath: tmp)
+            throw OutputLocation.naming(dest, for: error, temporary: tmp)
+        }
+    }
+
+    private func writeCheckpoint(tmp: String, dest: String, directory: String) throws {
         let fm = FileManager.default
         try? fm.removeItem(atPath: tmp)
         try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
@@ -390,11 +400,12 @@ extension LoRATrainer {
     /// Attaches saved PEFT-style adapters (`adapter_model.safetensors` + `adapter_config.json` in `directory`)
     /// to `model` without merging them.
     public static func loadAdapters(directory: String, into model: any AdaptableModel) throws {
+        try checkAdapterDirectory(directory)
         guard let cfgData = FileManager.default.contents(atPath: directory + "/adapter_config.json"),
             let cfg = try? JSONSerialization.jsonObject(with: cfgData) as? [String: Any],
             let rank = cfg["r"] as? Int, let alpha = (cfg["lora_alpha"] as? NSNumber)?.floatValue
         else {
-            throw TrainingError.data("\(directory)/adapter_config.json is missing or lacks r / lora_alpha")
+            throw TrainingError.adapters("\(directory): adapter_config.json is unreadable or lacks r / lora_alpha")
         }
         let tensors = try Safetensors.read(path: directory + "/adapter_model.safetensors").tensors
         let params = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0) })
@@ -404,13 +415,27 @@ extension LoRATrainer {
             guard let b = tensors["base_model.model." + stem + ".lora_B.weight"], let w = params[stem + ".weight"],
                 a.shape == [rank, w.shape[1]], b.shape == [w.shape[0], rank]
             else {
-                throw TrainingError.resumeMismatch("\(directory): adapter \(stem) does not fit this model")
+                throw TrainingError.adapters("\(directory): adapter \(stem) does not fit this model")
             }
             adapters[stem + ".weight"] = LoRAAdapter(
                 target: stem + ".weight", a: Parameter(name: stem + ".lora_A.weight", value: a),
                 b: Parameter(name: stem + ".lora_B.weight", value: b), alpha: alpha, dropout: 0)
         }
-        guard !adapters.isEmpty else { throw TrainingError.data("\(directory): no adapters found") }
+        guard !adapters.isEmpty else { throw TrainingError.adapters("\(directory): no adapters found") }
         model.adapters = adapters
+    }
+
+    /// Fails unless `directory` is an existing folder holding adapter_config.json (checked before a model is loaded).
+    public static func checkAdapterDirectory(_ directory: String) throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) else {
+            throw TrainingError.adapters("\(directory): no such adapter directory")
+        }
+        guard isDirectory.boolValue else {
+            throw TrainingError.adapters("\(directory): not a directory (expected a folder with adapter_config.json)")
+        }
+        guard FileManager.default.fileExists(atPath: directory + "/adapter_config.json") else {
+            throw TrainingError.adapters("\(directory): no adapter_config.json in this folder (not a LoRA adapter directory)")
+        }
     }
 }

@@ -98,8 +98,11 @@ final class GGUFBadInputTests: XCTestCase {
         var a = GGUFBytes()
         a.header(tensors: 0, kvs: 1)
         a.str("arr"); a.u32(9); a.u32(4); a.u64(1 << 62)
+        // 2^62 × 4 bytes overflows 64 bits: the count itself is reported, not a wrapped-around byte offset.
         expect(a.data) {
-            if case .truncated = $0 { return true }; return false
+            guard case let .impossibleCount(_, what, count, bytesEach, _) = $0 else { return false }
+            return what == "metadata 'arr': array count" && count == 1 << 62 && bytesEach == 4
+                && !$0.localizedDescription.contains("byte 0")
         }
         var c = GGUFBytes()
         c.header(tensors: 1 << 40, kvs: 0)
@@ -158,7 +161,7 @@ extension GGUFError {
         case let .fileNotFound(p), let .notAFile(p), let .unreadable(p, _), let .badMagic(p, _), let .unsupportedVersion(p, _),
             let .truncated(p, _, _, _), let .unknownValueType(p, _, _), let .invalidMetadata(p, _), let .invalidTensorInfo(p, _, _),
             let .unknownTensorType(p, _, _), let .unsupportedTensorType(p, _, _), let .tensorOutOfBounds(p, _, _, _),
-            let .duplicateTensor(p, _):
+            let .duplicateTensor(p, _), let .impossibleCount(p, _, _, _, _):
             return p
         }
     }

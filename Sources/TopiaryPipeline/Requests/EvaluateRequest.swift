@@ -20,7 +20,7 @@ public struct PerplexityConfig: Codable, Sendable, Equatable {
                 PerplexityDataset(rawValue: d) != nil, "datasets", d,
                 "is not a perplexity dataset (\(PerplexityDataset.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
-        try Require.inRange(window, "window", 2...65_536)
+        try Require.inRange(window, "window", 2...(1 << 24))
         try Require.inRange(windows, "windows", 1...1_000_000)
     }
 }

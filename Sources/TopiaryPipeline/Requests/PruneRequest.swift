@@ -18,7 +18,8 @@ public struct CalibrationConfig: Codable, Sendable, Equatable {
 
     public func validate() throws {
         try Require.inRange(windows, "windows", 1...100_000)
-        try Require.inRange(length, "length", 2...65_536)
+        // Upper bounds of lengths are the model's context and the memory (checked by the workflows once the model is known).
+        try Require.inRange(length, "length", 2...(1 << 24))
         try Require.inRange(offset, "offset", 0...Int(Int32.max))
     }
 }

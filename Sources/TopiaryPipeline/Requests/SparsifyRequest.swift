@@ -59,7 +59,7 @@ public struct SparsifyConfig: Codable, Sendable, Equatable {
         if let gamma { try Require.that(gamma.isFinite && gamma >= 0 && gamma <= 100, "gamma", gamma, "must be in [0, 100]") }
         if nm != nil {
             try Require.that(
-                allocation == "uniform", "allocation", nil, "a per-layer {allocation} applies to unstructured {sparsity}, not to {nm}")
+                allocation == "uniform", "allocation", allocation, "applies to unstructured {sparsity}, not to {nm}")
         }
         try Require.part("calibration") { try calibration.validate() }
     }

@@ -69,6 +69,7 @@ extension Pipeline {
         let workflow = try FinetuneWorkflow(recipe.finetune!, output: WorkflowOutput(showProgress: showProgress, log: log))
         let c = workflow.request
         let m = try freshModel()
+        try workflow.checkSizes(m)
         let trainer = try workflow.trainer(
             model: m.model, tokenizer: m.tokenizer, path: c.dataPath(folder: recipe.data), tokens: { try self.tokens($0, m.tokenizer) })
         var status = StageStatus.ran

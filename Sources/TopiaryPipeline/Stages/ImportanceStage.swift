@@ -76,6 +76,7 @@ extension Pipeline {
     func runImportance(dir: String) throws -> Outcome {
         let workflow = try pruneWorkflow()
         let m = try freshModel()
+        try workflow.checkSizes(m)
         let model = m.model
         // One backward over all windows follows: fault its memory in while the graph is traced and the text tokenized.
         workflow.reserveMemory(model.config)

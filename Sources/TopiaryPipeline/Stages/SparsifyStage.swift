@@ -52,6 +52,7 @@ extension Pipeline {
     func runSparsify(dir: String) throws -> Outcome {
         let workflow = try SparsifyWorkflow(recipe.sparsify!, output: WorkflowOutput(showProgress: showProgress, log: log))
         let m = try freshModel()
+        try workflow.checkSizes(m)
         let model = m.model
         let set = workflow.request.readsCalibration ? try calibrationSet(workflow.request.calibration, tokenizer: m.tokenizer) : nil
         let record = try workflow.run(model: model, calibration: set)

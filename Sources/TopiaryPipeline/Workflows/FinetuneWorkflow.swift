@@ -16,6 +16,16 @@ public struct FinetuneWorkflow {
         self.output = output
     }
 
+    /// The window length against the model's context and a training step against the memory, before anything is
+    /// allocated.
+    public func checkSizes(_ loaded: LoadedModel) throws {
+        let t = request.training
+        try ResourceCheck.sequence(t.length, what: "--length \(t.length)", config: loaded.model.config, model: loaded.source)
+        try ResourceCheck.memory(
+            ResourceCheck.trainingBytes(loaded.model.config, batch: t.batchSize, length: t.length),
+            what: "a training step of --batch \(t.batchSize) × --length \(t.length) tokens")
+    }
+
     /// The trainer of `model` on the training data at `path` (`tokens` tokenizes a text file, possibly from a cache).
     public func trainer(
         model: any AdaptableModel, tokenizer: any Tokenizer, path: String, tokens: (String) throws -> [Int32]

@@ -34,6 +34,20 @@ public struct PruneWorkflow {
     /// Whether the removal reads them (a sequential criterion, or the OBS update).
     public var pruningReadsCalibration: Bool { request.importance.isSequential || request.compensates }
 
+    /// The calibration sizes against the model's context length and the memory of one calibration pass, before anything
+    /// is allocated (a streamed model keeps one layer's activations at a time: only the length is checked).
+    public func checkSizes(_ loaded: LoadedModel) throws {
+        guard scoringReadsCalibration || pruningReadsCalibration else { return }
+        try request.importance.calibration.checkSizes(loaded, bytes: calibrationBytes(loaded.model.config))
+    }
+
+    /// The memory one calibration pass of this request needs on a model of `config` (nil: not estimated).
+    public func calibrationBytes(_ config: ModelConfig) -> Int? {
+        scoring.calibrationBytes(
+            config, windows: request.importance.calibration.windows, length: request.importance.calibration.length,
+            compensate: request.compensates)
+    }
+
     /// Faults in the memory of the backward pass ahead of it (while the graph is traced and the text tokenized).
     public func reserveMemory(_ config: ModelConfig) {
         scoring.reserveMemory(config, windows: request.importance.calibration.windows, length: request.importance.calibration.length)

@@ -17,6 +17,14 @@ public struct SparsifyWorkflow {
         self.output = output
     }
 
+    /// The calibration sizes against the model's context length and the memory (the activations of every window pass
+    /// through one layer at a time), before anything is allocated.
+    public func checkSizes(_ loaded: LoadedModel) throws {
+        guard request.readsCalibration else { return }
+        let c = request.calibration
+        try c.checkSizes(loaded, bytes: ResourceCheck.forwardBytes(loaded.model.config, batch: c.windows, length: c.length, logitRows: 0))
+    }
+
     /// Checks that the model and the calibration windows suit the request, before any work.
     public func check(model: DecoderModel, calibration: CalibrationSet?) throws {
         try request.sparsifier().validate(model: model, calibration: calibration)

@@ -1,6 +1,7 @@
 import Foundation
 import TopiaryCore
 import TopiaryEval
+import TopiaryModels
 import TopiaryPrune
 import TopiaryTokenizers
 
@@ -42,6 +43,13 @@ public struct TokenizedText {
 }
 
 extension CalibrationConfig {
+    /// The window length against the model's context and one calibration pass (`bytes`) against the memory.
+    public func checkSizes(_ loaded: LoadedModel, bytes: Int?) throws {
+        try ResourceCheck.sequence(length, what: "--calibration-length \(length)", config: loaded.model.config, model: loaded.source)
+        guard loaded.model.store == nil, let bytes else { return }
+        try ResourceCheck.memory(bytes, what: "calibration over --calibration-windows \(windows) × --calibration-length \(length) tokens")
+    }
+
     /// The calibration windows this configuration names in `text`.
     public func set(_ text: TokenizedText) throws -> CalibrationSet {
         try CalibrationSet(tokens: text.tokens, windows: windows, length: length, offset: offset, source: text.path)

@@ -1,0 +1,51 @@
+import Foundation
+
+/// How much memory this process can still use: the kernel's `MemAvailable`, lowered by a cgroup (container) limit
+/// and by the process's own limits (`ulimit -v`, `ulimit -d`) when they are set. Used to refuse work that could not
+/// fit before it allocates.
+public enum SystemMemory {
+    /// Bytes available now (physical memory when nothing better is known).
+    public static func availableBytes() -> Int {
+        var available = Int(clamping: ProcessInfo.processInfo.physicalMemory)
+        if let meminfo = procText("/proc/meminfo"),
+            let line = meminfo.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
+            let kib = Int(line.split(separator: " ").dropFirst().first ?? "")
+        {
+            available = kib * 1024
+        }
+        // cgroup v2: memory.max ("max" when unlimited) minus what the group already uses.
+        if let limit = number("/sys/fs/cgroup/memory.max"), let used = number("/sys/fs/cgroup/memory.current") {
+            available = min(available, max(0, limit - used))
+        }
+        // A process limit (`ulimit -v`, `ulimit -d`) less what this process already maps.
+        let status = procText("/proc/self/status") ?? ""
+        func kib(_ key: String) -> Int? {
+            // "VmSize:\t  123456 kB"
+            status.split(separator: "\n").first { $0.hasPrefix(key + ":") }
+                .flatMap { Int($0.dropFirst(key.count + 1).trimmingCharacters(in: .whitespaces).prefix { $0.isNumber }) }
+        }
+        for (resource, key) in [(RLIMIT_AS, "VmSize"), (RLIMIT_DATA, "VmData")] {
+            var limit = rlimit()
+            guard getrlimit(__rlimit_resource_t(resource.rawValue), &limit) == 0,
+                limit.rlim_cur < UInt(Int.max), let used = kib(key)
+            else { continue }
+            available = min(available, max(0, Int(limit.rlim_cur) - used * 1024))
+        }
+        return available
+    }
+
+    private static func number(_ path: String) -> Int? {
+        procText(path).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    /// A file of /proc or /sys (they report a size of 0, so they are read as a stream, not by their size).
+    private static func procText(_ path: String) -> String? { try? String(contentsOfFile: path, encoding: .utf8) }
+
+    /// `bytes` as "1.5 GiB" / "12.0 MiB".
+    public static func format(_ bytes: Int) -> String {
+        let gib = Double(bytes) / Double(1 << 30)
+        if gib >= 1024 { return String(format: "%.1f TiB", gib / 1024) }
+        if gib >= 1 { return String(format: "%.1f GiB", gib) }
+        return String(format: "%.1f MiB", Double(bytes) / Double(1 << 20))
+    }
+}
