@@ -10,7 +10,7 @@ struct Slurm: ParsableCommand {
         discussion: """
             The command after `--` is a `topiary sweep …` or `topiary run RECIPE …` whose output folder all tasks share \
             (a file system every node sees). Task I of the array runs it with --shard I/N and computes every N-th cell; \
-            a second job, submitted with --dependency=afterok on the array, runs it without a shard: it takes every \
+            a second job, submitted with --dependency=afterany on the array, runs it without a shard: it takes every \
             finished cell, computes any that are missing (a task that failed) and writes the same table, plot and \
             report as one process would. A cancelled or failed task can simply be submitted again: finished cells are \
             kept. CPUs, memory and time per task come from the work's own estimate (the model's size, the cells per \
@@ -22,7 +22,7 @@ struct Slurm: ParsableCommand {
             """)
 
     @Option(help: "Array tasks (shards).") var tasks: Int
-    @Option(help: "CPUs per task (default 2).") var cpus: Int = 2
+    @Option(help: "CPUs per task.") var cpus: Int = 2
     @Option(help: ArgumentHelp("Memory per task in GiB (default: estimated from the model).", valueName: "GiB")) var mem: Int?
     @Option(help: ArgumentHelp("Time limit per task, in minutes (default: estimated from the cells per task).", valueName: "min"))
     var time: Int?
@@ -83,11 +83,11 @@ struct Slurm: ParsableCommand {
                 "\(cells) cells over \(tasks) tasks (\(cpus) CPUs, \(job.memoryGiB) GiB, \(job.time) each): \(dir)/array.sbatch, "
                     + "\(dir)/assemble.sbatch, \(dir)/kubernetes-job.yaml")
             guard submit else {
-                print("submit: sbatch --parsable \(dir)/array.sbatch, then sbatch --dependency=afterok:<its id> \(dir)/assemble.sbatch")
+                print("submit: sbatch --parsable \(dir)/array.sbatch, then sbatch --dependency=afterany:<its id> \(dir)/assemble.sbatch")
                 return
             }
             let array = try sbatch(["--parsable", dir + "/array.sbatch"])
-            let assemble = try sbatch(["--parsable", "--dependency=afterok:\(array)", dir + "/assemble.sbatch"])
+            let assemble = try sbatch(["--parsable", "--dependency=afterany:\(array)", dir + "/assemble.sbatch"])
             print("submitted array job \(array) and assembling job \(assemble); logs in \(dir)")
         }
     }

@@ -34,6 +34,27 @@ public enum SystemMemory {
         return available
     }
 
+    /// The process's address-space limit (`ulimit -v`), nil when there is none.
+    public static var addressSpaceLimit: Int? {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_AS.rawValue), &limit) == 0, limit.rlim_cur < UInt(Int.max) else { return nil }
+        return Int(limit.rlim_cur)
+    }
+
+    /// Why an allocation of `bytes` failed, in one line: what was asked and what is available, and, under an
+    /// address-space limit, that address space (not memory) ran out — the BLAS threads reserve their own.
+    public static func outOfMemoryMessage(_ bytes: Int) -> String {
+        var m = "out of memory: \(format(bytes)) could not be allocated (\(format(availableBytes())) available)"
+        if let limit = addressSpaceLimit {
+            m +=
+                "; the address-space limit (ulimit -v) of \(format(limit)) is used up, part of it reserved by each BLAS thread: "
+                + "raise the limit or run with OPENBLAS_NUM_THREADS=1"
+        } else {
+            m += "; use smaller sizes"
+        }
+        return m
+    }
+
     private static func number(_ path: String) -> Int? {
         procText(path).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
     }

@@ -135,8 +135,7 @@ public final class BufferPool: @unchecked Sendable {
             // against the memory before work starts (`ResourceCheck`). Fail with one line and no crash report.
             FileHandle.standardError.write(
                 Data(
-                    ("topiary: error: out of memory: \(SystemMemory.format(bytes)) could not be allocated "
-                        + "(\(SystemMemory.format(SystemMemory.availableBytes())) available); use smaller sizes\n").utf8))
+                    ("topiary: error: " + SystemMemory.outOfMemoryMessage(bytes) + "\n").utf8))
             exit(1)
         }
         #if os(Linux)

@@ -72,7 +72,7 @@ public struct BatchJob: Sendable {
     public var slurmAssembleScript: String {
         """
         \(header(array: false, log: "assemble.out"))
-        # Written by `topiary slurm`: runs after every array task has succeeded; gathers the cells (computing any that are
+        # Written by `topiary slurm`: runs once every array task has ended; gathers the cells (computing any that are
         # missing) and writes the table, plot and report.
         set -euo pipefail
         cd \(Self.quoted(workingDirectory))
