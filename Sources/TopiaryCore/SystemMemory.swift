@@ -46,9 +46,11 @@ public enum SystemMemory {
     public static func outOfMemoryMessage(_ bytes: Int) -> String {
         var m = "out of memory: \(format(bytes)) could not be allocated (\(format(availableBytes())) available)"
         if let limit = addressSpaceLimit {
+            m += "; the address-space limit (ulimit -v) of \(format(limit)) is used up"
             m +=
-                "; the address-space limit (ulimit -v) of \(format(limit)) is used up, part of it reserved by each BLAS thread: "
-                + "raise the limit or run with OPENBLAS_NUM_THREADS=1"
+                ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] == "1"
+                ? ": raise it (the model's fp32 weights alone take 4 bytes per parameter)"
+                : ", part of it reserved by each BLAS thread: raise it or run with OPENBLAS_NUM_THREADS=1"
         } else {
             m += "; use smaller sizes"
         }
