@@ -3,6 +3,7 @@ import Foundation
 import TopiaryCore
 import TopiaryEval
 import TopiaryModels
+import TopiaryPipeline
 
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -10,7 +11,10 @@ struct Evaluate: ParsableCommand {
         discussion: """
             acc picks the choice with the highest summed log-likelihood of its continuation; acc_norm divides it by the \
             choice's length in characters. Task files are read from --data/zeroshot. HellaSwag comes from llama.cpp's derived \
-            file, whose contexts do not capitalise ctx_b as lm-eval does (a small prompt difference).
+            file, whose contexts do not capitalise ctx_b as lm-eval does (a small prompt difference). \
+            With --out, items are scored in cells of 128 per task kept in OUT/cells: an interrupted evaluation continues, \
+            and --shard I/N (e.g. the tasks of a Slurm array) computes every N-th cell; the same command without \
+            --shard then assembles the same accuracies as one process.
             """)
 
     @OptionGroup var modelArguments: ModelArguments
@@ -20,8 +24,12 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Only the first N items of each task.") var limit: Int?
     @Option(help: ArgumentHelp("Write results.json and results.md into this directory.", valueName: "dir")) var out: String?
     @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var sharding: ShardArguments
 
     func validate() throws {
+        if (try sharding.resolved() != nil || sharding.noCompute) && out == nil {
+            throw ValidationError("--shard and --no-compute need --out: the folder every shard writes its cells into")
+        }
         if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
         for t in tasks.split(separator: ",") where !ZeroShotTasks.names.contains(String(t)) {
             throw ValidationError("unknown task '\(t)' (known: \(ZeroShotTasks.names.joined(separator: ", ")))")
@@ -54,12 +62,21 @@ struct Evaluate: ParsableCommand {
             for t in selected { _ = try t.items(from: dir + "/" + t.fileName, limit: limit) }
             if let out { try OutputLocation.checkWritable(out, as: .directory) }
             let loaded = try modelArguments.load(adapters: adapterArguments.adapters)
-            let evaluator = ZeroShotEvaluator(model: loaded.model, tokenizer: loaded.tokenizer)
             var results: [ZeroShotEvaluator.TaskResult] = []
-            for t in selected {
-                let n = try t.items(from: dir + "/" + t.fileName, limit: limit).count
-                results.append(
-                    try evaluator.evaluate(t, dataDirectory: dir, limit: limit, progress: ProgressBar(t.name, total: n, unit: "items")))
+            if let out {
+                // Cells of 128 items in OUT/cells: shards of a batch job compute them, this run (or a resumed one) gathers.
+                var sharded = ShardedEvaluation(tasks: selected, dataDirectory: dir, limit: limit, directory: out)
+                sharded.shard = try sharding.resolved()
+                sharded.noCompute = sharding.noCompute
+                guard let r = try sharded.run(loaded, adapters: adapterArguments.adapters) else { return }
+                results = r
+            } else {
+                let evaluator = ZeroShotEvaluator(model: loaded.model, tokenizer: loaded.tokenizer)
+                for t in selected {
+                    let n = try t.items(from: dir + "/" + t.fileName, limit: limit).count
+                    results.append(
+                        try evaluator.evaluate(t, dataDirectory: dir, limit: limit, progress: ProgressBar(t.name, total: n, unit: "items")))
+                }
             }
             // The papers' average: acc_norm where reported (ARC, HellaSwag, OBQA, PIQA), acc otherwise.
             let headline = results.map { $0.accNorm ?? $0.acc }

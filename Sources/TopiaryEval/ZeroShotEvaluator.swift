@@ -197,7 +197,7 @@ public struct ZeroShotEvaluator {
     }
 
     /// Items scored together (the packed requests of a chunk share forwards).
-    static let chunkItems = 32
+    public static let chunkItems = 32
 
     public func evaluate(
         _ task: any EvaluationTask, dataDirectory: String, limit: Int?, progress: ProgressBar? = nil,
@@ -205,36 +205,68 @@ public struct ZeroShotEvaluator {
     ) throws -> TaskResult {
         let items = try task.items(from: dataDirectory + "/" + task.fileName, limit: limit)
         let start = Date()
-        var predictions: [Int] = [], norms: [Int] = [], lls: [[Double]] = []
+        let scores = try score(items, progress: progress, strategy: strategy)
+        progress?.finish()
+        return Self.result(task: task, items: items, scores: scores, seconds: Date().timeIntervalSince(start))
+    }
+
+    /// What the model chose for each item: the pick by summed log-likelihood, the pick by length-normalised
+    /// log-likelihood, and the log-likelihoods themselves.
+    public struct ItemScores: Codable, Sendable, Equatable {
+        public var predictions: [Int] = []
+        public var normPredictions: [Int] = []
+        public var logLikelihoods: [[Double]] = []
+        public init() {}
+
+        public mutating func append(_ other: ItemScores) {
+            predictions += other.predictions
+            normPredictions += other.normPredictions
+            logLikelihoods += other.logLikelihoods
+        }
+    }
+
+    /// Scores `items` in chunks of ``chunkItems`` (packed requests batch across a chunk; a slice that starts at a
+    /// multiple of ``chunkItems`` is batched exactly as the whole task is, so its scores are the same).
+    public func score(_ items: [MultipleChoiceItem], progress: ProgressBar? = nil, strategy: Strategy = .automatic) throws -> ItemScores {
+        var out = ItemScores()
         var correct = 0
-        // Items in chunks: packed requests batch across a chunk; progress advances per item.
         for chunk in stride(from: 0, to: items.count, by: Self.chunkItems) {
             let part = Array(items[chunk..<min(items.count, chunk + Self.chunkItems)])
             for (item, ll) in zip(part, try logLikelihoods(part, strategy: strategy)) {
                 let pick = argmax(ll)
                 let norm = argmax(zip(ll, item.choiceTexts).map { $0 / Double(max(1, $1.count)) })
-                predictions.append(pick)
-                norms.append(norm)
-                lls.append(ll)
+                out.predictions.append(pick)
+                out.normPredictions.append(norm)
+                out.logLikelihoods.append(ll)
                 if pick == item.gold { correct += 1 }
-                progress?.advance(status: String(format: "acc %.3f", Double(correct) / Double(predictions.count)))
+                progress?.advance(status: String(format: "acc %.3f", Double(correct) / Double(out.predictions.count)))
             }
         }
-        progress?.finish()
-        let accs = zip(predictions, items).map { $0 == $1.gold ? 1.0 : 0.0 }
-        let normAccs = zip(norms, items).map { $0 == $1.gold ? 1.0 : 0.0 }
+        return out
+    }
+
+    /// A task's accuracies and their standard errors from the scores of all its items.
+    public static func result(task: any EvaluationTask, items: [MultipleChoiceItem], scores: ItemScores, seconds: Double) -> TaskResult {
+        let e = Statistics()
+        let accs = zip(scores.predictions, items).map { $0 == $1.gold ? 1.0 : 0.0 }
+        let normAccs = zip(scores.normPredictions, items).map { $0 == $1.gold ? 1.0 : 0.0 }
         return TaskResult(
-            task: task.name, n: items.count, acc: mean(accs), accStderr: stderr(accs),
-            accNorm: task.reportsAccNorm ? mean(normAccs) : nil, accNormStderr: task.reportsAccNorm ? stderr(normAccs) : nil,
-            seconds: Date().timeIntervalSince(start), predictions: predictions, normPredictions: norms, logLikelihoods: lls)
+            task: task.name, n: items.count, acc: e.mean(accs), accStderr: e.stderr(accs),
+            accNorm: task.reportsAccNorm ? e.mean(normAccs) : nil, accNormStderr: task.reportsAccNorm ? e.stderr(normAccs) : nil,
+            seconds: seconds, predictions: scores.predictions, normPredictions: scores.normPredictions,
+            logLikelihoods: scores.logLikelihoods)
+    }
+
+    /// lm-eval's mean and `mean_stderr`.
+    struct Statistics {
+        func mean(_ v: [Double]) -> Double { v.isEmpty ? 0 : v.reduce(0, +) / Double(v.count) }
+        /// Sample standard deviation / √n.
+        func stderr(_ v: [Double]) -> Double {
+            guard v.count > 1 else { return 0 }
+            let m = mean(v)
+            return (v.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(v.count - 1)).squareRoot() / Double(v.count).squareRoot()
+        }
     }
 
     func argmax(_ v: [Double]) -> Int { v.indices.max { v[$0] < v[$1] || (v[$0] == v[$1] && $0 > $1) } ?? 0 }
-    func mean(_ v: [Double]) -> Double { v.isEmpty ? 0 : v.reduce(0, +) / Double(v.count) }
-    /// lm-eval's `mean_stderr`: sample standard deviation / √n.
-    func stderr(_ v: [Double]) -> Double {
-        guard v.count > 1 else { return 0 }
-        let m = mean(v)
-        return (v.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(v.count - 1)).squareRoot() / Double(v.count).squareRoot()
-    }
 }

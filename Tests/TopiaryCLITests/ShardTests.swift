@@ -158,4 +158,33 @@ final class ShardTests: XCTestCase {
         }
         Self.assertSameTable(try Self.table(root + "/single"), try Self.table(root + "/array"))
     }
+
+    /// Two tasks split into cells over three shards, assembled: the same accuracies and standard errors as one process.
+    func testEvaluationSplitAcrossShardsEqualsOneProcess() throws {
+        let model = try helper.modelPath(), data = try dataPath()
+        let root = NSTemporaryDirectory() + "topiary-eval-shards-\(getpid())"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: root) }
+        let base = ["evaluate", "--model", model, "--data", data, "--tasks", "boolq,piqa", "--limit", "200", "--json"]
+        func summary(_ r: CLIHarness.Result) throws -> [String: Any] {
+            XCTAssertEqual(r.status, 0, r.stderr)
+            var json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+            // Times differ; everything else must not.
+            var results = json["results"] as? [String: [String: Any]] ?? [:]
+            for k in results.keys { results[k]?["seconds"] = nil }
+            json["results"] = results
+            return json
+        }
+        let single = try summary(try helper.run(base))
+        let shards = try (1...3).map { i in try start(base + ["--out", root + "/out", "--shard", "\(i)/3"], log: root + "/eval\(i).log") }
+        for p in shards { p.waitUntilExit() }
+        XCTAssertEqual(shards.map(\.terminationStatus), [0, 0, 0])
+        let assembled = try helper.run(base + ["--out", root + "/out", "--no-compute"])
+        XCTAssertTrue(assembled.stderr.contains("0 cells computed, 4 taken over"), assembled.stderr)
+        let merged = try summary(assembled)
+        XCTAssertEqual(
+            NSDictionary(dictionary: merged["results"] as? [String: Any] ?? [:]),
+            NSDictionary(dictionary: single["results"] as? [String: Any] ?? [:]))
+        XCTAssertEqual(merged["average"] as? Double, single["average"] as? Double)
+    }
 }
