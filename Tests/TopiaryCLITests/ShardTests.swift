@@ -132,24 +132,13 @@ final class ShardTests: XCTestCase {
             ["slurm", "--tasks", "3", "--cpus", "1", "--mem", "3", "--time", "20", "--submit", "--"]
                 + sweep(model, data, out: root + "/array"))
         XCTAssertEqual(submitted.status, 0, submitted.stderr)
-        let ids = submitted.stdout.split(whereSeparator: { !$0.isNumber }).map(String.init)
+        let ids = Self.jobIDs(submitted.stdout)
         let script = try String(contentsOfFile: root + "/array/slurm/array.sbatch", encoding: .utf8)
         XCTAssertTrue(script.contains("#SBATCH --array=1-3"), script)
         XCTAssertTrue(script.contains("--shard \"$SLURM_ARRAY_TASK_ID/3\""), script)
         // Wait for the array and the assembling job to leave the queue.
-        let deadline = Date().addingTimeInterval(900)
-        while Date() < deadline {
-            let q = Process()
-            q.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            q.arguments = ["squeue", "-h", "-o", "%i"]
-            let out = Pipe()
-            q.standardOutput = out
-            try q.run()
-            let queue = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            q.waitUntilExit()
-            if !ids.contains(where: { id in queue.contains(id) }) { break }
-            Thread.sleep(forTimeInterval: 2)
-        }
+        XCTAssertEqual(ids.count, 2, submitted.stdout)
+        try waitForSlurm(ids)
         let assembleLog = (try? String(contentsOfFile: root + "/array/slurm/assemble.out", encoding: .utf8)) ?? "(no log)"
         XCTAssertTrue(assembleLog.contains("0 cells computed, 6 taken over"), assembleLog)
         for task in 1...3 {
@@ -186,5 +175,82 @@ final class ShardTests: XCTestCase {
             NSDictionary(dictionary: merged["results"] as? [String: Any] ?? [:]),
             NSDictionary(dictionary: single["results"] as? [String: Any] ?? [:]))
         XCTAssertEqual(merged["average"] as? Double, single["average"] as? Double)
+    }
+
+    /// The array's and the assembling job's ids from `topiary slurm --submit`'s last line.
+    static func jobIDs(_ stdout: String) -> [String] {
+        guard let line = stdout.split(separator: "\n").first(where: { $0.hasPrefix("submitted array job ") }) else { return [] }
+        let words = line.replacingOccurrences(of: ";", with: " ").split(separator: " ").map(String.init)
+        return words.indices.filter { words[$0] == "job" && $0 + 1 < words.count }.map { words[$0 + 1] }
+    }
+
+    /// Waits until none of `ids` is in the Slurm queue (or `seconds` pass).
+    func waitForSlurm(_ ids: [String], seconds: Double = 900) throws {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            let q = Process()
+            q.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            q.arguments = ["squeue", "-h", "-o", "%i"]
+            let out = Pipe()
+            q.standardOutput = out
+            try q.run()
+            let queue = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            q.waitUntilExit()
+            if !ids.contains(where: { id in queue.split(separator: "\n").contains { $0.hasPrefix(id) } }) { return }
+            Thread.sleep(forTimeInterval: 1)
+        }
+    }
+
+    /// A job array cancelled (`scancel`) while its tasks compute, then submitted again: the finished cells are kept, only
+    /// the rest are computed, and the table equals one process's.
+    func testCancelledArrayResubmittedFinishesWithoutRecomputing() throws {
+        guard try slurmAvailable() else {
+            if ProcessInfo.processInfo.environment["CI"] != nil {
+                XCTFail("no Slurm cluster answers (`.ci/run` starts one with scripts/slurm-local.sh)")
+                return
+            }
+            throw XCTSkip("no Slurm cluster (start one with: sudo scripts/slurm-local.sh start)")
+        }
+        let model = try helper.modelPath(), data = try dataPath()
+        let root = NSTemporaryDirectory() + "topiary-slurm-cancel-\(getpid())"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: root) }
+        let single = try helper.run(sweep(model, data, out: root + "/single"))
+        XCTAssertEqual(single.status, 0, single.stderr)
+        let submit =
+            ["slurm", "--tasks", "2", "--cpus", "1", "--mem", "3", "--time", "20", "--submit", "--"]
+            + sweep(model, data, out: root + "/array")
+        let first = try helper.run(submit)
+        XCTAssertEqual(first.status, 0, first.stderr)
+        let ids = Self.jobIDs(first.stdout)
+        XCTAssertEqual(ids.count, 2, first.stdout)
+        // Cancel everything once the first cell is written.
+        let stage = root + "/array/02-sweep"
+        func cells() -> Int { ((try? FileManager.default.contentsOfDirectory(atPath: stage)) ?? []).filter { $0.hasPrefix("cell-") }.count }
+        let deadline = Date().addingTimeInterval(600)
+        while cells() == 0 && Date() < deadline { Thread.sleep(forTimeInterval: 0.2) }
+        let cancel = Process()
+        cancel.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        cancel.arguments = ["scancel"] + ids
+        try cancel.run()
+        cancel.waitUntilExit()
+        try waitForSlurm(ids)
+        let kept = cells()
+        XCTAssertGreaterThan(kept, 0)
+        XCTAssertLessThan(kept, 6, "the array finished before it was cancelled; nothing was left to resubmit")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: stage + "/sweep.csv"))
+
+        let second = try helper.run(submit)
+        XCTAssertEqual(second.status, 0, second.stderr)
+        try waitForSlurm(Self.jobIDs(second.stdout))
+        let logs = try (1...2).map { try String(contentsOfFile: root + "/array/slurm/task-\($0).out", encoding: .utf8) }
+        let computed = logs.compactMap { log in
+            log.split(separator: "\n").first { $0.contains(": ") && $0.contains("cells computed in") }
+                .flatMap { line in line.split(separator: " ").firstIndex(of: "cells").flatMap { Int(line.split(separator: " ")[$0 - 1]) } }
+        }
+        XCTAssertEqual(computed.reduce(0, +), 6 - kept, "the resubmitted tasks recomputed finished cells: \(logs)")
+        let assembleLog = (try? String(contentsOfFile: root + "/array/slurm/assemble.out", encoding: .utf8)) ?? "(no log)"
+        XCTAssertTrue(assembleLog.contains("0 cells computed, 6 taken over"), assembleLog)
+        Self.assertSameTable(try Self.table(root + "/single"), try Self.table(root + "/array"))
     }
 }
