@@ -295,10 +295,8 @@ public final class Pipeline {
 
     func tokens(_ path: String, _ tokenizer: any Tokenizer) throws -> [Int32] {
         if let t = tokenCache[path] { return t }
-        var text = try readTextFile(path)
         // A perplexity dataset's file is read the way its loader reads it (PTB: lines joined).
-        if let set = PerplexityDataset.allCases.first(where: { $0.path(data: recipe.data) == path }) { text = set.prepare(text) }
-        let t = tokenizer.encode(text, addSpecialTokens: false, parseSpecial: false).map(Int32.init)
+        let t = try TokenizedText.read(path, data: recipe.data, tokenizer: tokenizer).tokens
         tokenCache[path] = t
         return t
     }

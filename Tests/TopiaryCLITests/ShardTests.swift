@@ -114,19 +114,7 @@ final class ShardTests: XCTestCase {
     }
 
     func testSweepAsASlurmJobArrayEqualsOneProcess() throws {
-        guard try slurmAvailable() else {
-            if ProcessInfo.processInfo.environment["CI"] != nil {
-                XCTFail("no Slurm cluster answers (`.ci/run` starts one with scripts/slurm-local.sh)")
-                return
-            }
-            throw XCTSkip("no Slurm cluster (start one with: sudo scripts/slurm-local.sh start)")
-        }
-        let model = try helper.modelPath(), data = try dataPath()
-        let root = NSTemporaryDirectory() + "topiary-slurm-\(getpid())"
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(atPath: root) }
-        let single = try helper.run(sweep(model, data, out: root + "/single"))
-        XCTAssertEqual(single.status, 0, single.stderr)
+        guard let (model, data, root) = try slurmWorkspace("topiary-slurm") else { return }
 
         let submitted = try helper.run(
             ["slurm", "--tasks", "3", "--cpus", "1", "--mem", "3", "--time", "20", "--submit", "--"]
@@ -184,6 +172,25 @@ final class ShardTests: XCTestCase {
         return words.indices.filter { words[$0] == "job" && $0 + 1 < words.count }.map { words[$0 + 1] }
     }
 
+    /// The model, the data and a fresh folder `name` holding a single-process run of the sweep (`ROOT/single`), when a
+    /// Slurm cluster answers; nil (after failing the test) in CI without one; a skip elsewhere.
+    func slurmWorkspace(_ name: String) throws -> (model: String, data: String, root: String)? {
+        guard try slurmAvailable() else {
+            if ProcessInfo.processInfo.environment["CI"] != nil {
+                XCTFail("no Slurm cluster answers (`.ci/run` starts one with scripts/slurm-local.sh)")
+                return nil
+            }
+            throw XCTSkip("no Slurm cluster (start one with: sudo scripts/slurm-local.sh start)")
+        }
+        let model = try helper.modelPath(), data = try dataPath()
+        let root = NSTemporaryDirectory() + "\(name)-\(getpid())"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: root) }
+        let single = try helper.run(sweep(model, data, out: root + "/single"))
+        XCTAssertEqual(single.status, 0, single.stderr)
+        return (model, data, root)
+    }
+
     /// Waits until none of `ids` is in the Slurm queue (or `seconds` pass).
     func waitForSlurm(_ ids: [String], seconds: Double = 900) throws {
         let deadline = Date().addingTimeInterval(seconds)
@@ -204,19 +211,7 @@ final class ShardTests: XCTestCase {
     /// A job array cancelled (`scancel`) while its tasks compute, then submitted again: the finished cells are kept, only
     /// the rest are computed, and the table equals one process's.
     func testCancelledArrayResubmittedFinishesWithoutRecomputing() throws {
-        guard try slurmAvailable() else {
-            if ProcessInfo.processInfo.environment["CI"] != nil {
-                XCTFail("no Slurm cluster answers (`.ci/run` starts one with scripts/slurm-local.sh)")
-                return
-            }
-            throw XCTSkip("no Slurm cluster (start one with: sudo scripts/slurm-local.sh start)")
-        }
-        let model = try helper.modelPath(), data = try dataPath()
-        let root = NSTemporaryDirectory() + "topiary-slurm-cancel-\(getpid())"
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(atPath: root) }
-        let single = try helper.run(sweep(model, data, out: root + "/single"))
-        XCTAssertEqual(single.status, 0, single.stderr)
+        guard let (model, data, root) = try slurmWorkspace("topiary-slurm-cancel") else { return }
         let submit =
             ["slurm", "--tasks", "2", "--cpus", "1", "--mem", "3", "--time", "20", "--submit", "--"]
             + sweep(model, data, out: root + "/array")
