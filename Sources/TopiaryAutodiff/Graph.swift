@@ -9,7 +9,7 @@ public enum OpKind: String, Sendable, CaseIterable {
     case add, mul, scale, silu, geluTanh, geluErf, softmax
     case rope, attention
     case reshape, transpose, slice, concat
-    case crossEntropy, sum, weightedSum, dropout, gaussianGate
+    case crossEntropy, distillation, meanSquaredError, sum, weightedSum, dropout, gaussianGate
 }
 
 /// What a recorded operation did: its kind, inputs (node ids), the parameter it reads (if any),

@@ -41,6 +41,11 @@ struct Evaluate: ParsableCommand {
         let limit: Int?
         let results: [String: TaskSummary]
         let average: Double
+        let averageStderr: Double
+        enum CodingKeys: String, CodingKey {
+            case model, limit, results, average
+            case averageStderr = "average_stderr"
+        }
     }
 
     struct TaskSummary: Encodable {
@@ -79,8 +84,7 @@ struct Evaluate: ParsableCommand {
                 }
             }
             // The papers' average: acc_norm where reported (ARC, HellaSwag, OBQA, PIQA), acc otherwise.
-            let headline = results.map { $0.accNorm ?? $0.acc }
-            let average = headline.reduce(0, +) / Double(max(1, headline.count))
+            let (average, averageStderr) = ZeroShotEvaluator.average(results)
             let summary = Summary(
                 model: loaded.source, limit: limit,
                 results: Dictionary(
@@ -91,13 +95,13 @@ struct Evaluate: ParsableCommand {
                                 acc: $0.acc, accStderr: $0.accStderr, accNorm: $0.accNorm, accNormStderr: $0.accNormStderr, n: $0.n,
                                 seconds: $0.seconds)
                         )
-                    }), average: average)
+                    }), average: average, averageStderr: averageStderr)
             var md = "| model | " + results.map(\.task).joined(separator: " | ") + " | average |\n"
             md += "|---|" + results.map { _ in "---:|" }.joined() + "---:|\n"
             md +=
                 "| \((loaded.source as NSString).lastPathComponent) | "
-                + results.map { r in String(format: "%.2f", 100 * (r.accNorm ?? r.acc)) }.joined(separator: " | ")
-                + String(format: " | %.2f |\n", 100 * average)
+                + results.map { r in String(format: "%.2f ± %.2f", 100 * r.headline, 100 * r.headlineStderr) }.joined(separator: " | ")
+                + String(format: " | %.2f ± %.2f |\n", 100 * average, 100 * averageStderr)
             md += "\nacc (± stderr) / acc_norm per task, n items:\n\n"
             for r in results {
                 md += String(

@@ -22,6 +22,17 @@ struct Finetune: ParsableCommand {
                        --text ../shared/data/wikitext-2-raw/test.txt --data-offset 32768 --steps 213 --merge
             """)
 
+    @OptionGroup var options: TrainingOptions
+
+    func validate() throws {
+        try usage(.finetune) { try options.request(FinetuneConfig()).validate() }
+    }
+
+    func run() throws { try options.run(options.request(FinetuneConfig())) }
+}
+
+/// The options a finetune and a distill run share: data, LoRA and optimiser settings, outputs.
+struct TrainingOptions: ParsableArguments {
     @OptionGroup var modelArguments: ModelArguments
     @OptionGroup var dataArguments: DataArguments
     @Option(help: ArgumentHelp("Output directory.", valueName: "dir")) var out: String
@@ -83,9 +94,9 @@ struct Finetune: ParsableCommand {
         return FinetuneConfig().data
     }
 
-    /// The request the options describe (a recipe's finetune stage decodes the same one).
-    var request: FinetuneConfig {
-        var c = FinetuneConfig()
+    /// The request the options describe onto `base` (a recipe's finetune or distill stage decodes the same one).
+    func request(_ base: FinetuneConfig) -> FinetuneConfig {
+        var c = base
         c.data = trainingText
         c.format = textFormat ?? formatAlias ?? c.format
         c.trainOnInputs = trainOnInputs
@@ -114,16 +125,16 @@ struct Finetune: ParsableCommand {
         return c
     }
 
-    func validate() throws {
-        try usage(.finetune) { try request.validate() }
-    }
-
-    func run() throws {
+    /// Trains (distilling from `teacher` when the request says so) and writes the outputs.
+    func run(_ request: FinetuneConfig, teacher: String? = nil) throws {
         try reportingErrors {
             if text == nil && !FileManager.default.fileExists(atPath: dataArguments.data) {
                 throw CLIError("\(dataArguments.data): no such file or folder (--data is the data folder; the training text is --text)")
             }
             let workflow = try FinetuneWorkflow(request)
+            if let teacher, !FileManager.default.fileExists(atPath: teacher) {
+                throw CLIError("--teacher \(teacher): no such file or folder (a GGUF file or a Topiary checkpoint folder)")
+            }
             let path = workflow.request.dataPath(folder: dataArguments.data)
             try OutputLocation.checkWritable(out, as: .directory)
             // The training data is read before the model: a bad file fails at once.
@@ -134,6 +145,11 @@ struct Finetune: ParsableCommand {
             let trainer = try workflow.trainer(
                 model: model, tokenizer: loaded.tokenizer, path: path,
                 tokens: { try TokenizedText.read($0, data: dataArguments.data, tokenizer: loaded.tokenizer).tokens })
+            if let teacher {
+                let t = try ModelLoader.load(path: teacher)
+                try workflow.checkTeacherSize(t, student: loaded)
+                try workflow.attachTeacher(trainer, teacher: t, defaultCache: out + "/teacher-cache")
+            }
             if resume {
                 try trainer.resume(directory: out)
             } else if FileManager.default.fileExists(atPath: out + "/checkpoint") {

@@ -81,7 +81,8 @@ struct Topiary: ParsableCommand {
             """,
         subcommands: [
             QuickStart.self, Run.self, ReportCommand.self, Inspect.self, Tokenize.self, PerplexityCommand.self, Generate.self,
-            Evaluate.self, GraphCommand.self, Prune.self, Sparsify.self, Sweep.self, Finetune.self, Export.self, Bench.self, Verify.self,
+            Evaluate.self, GraphCommand.self, Prune.self, Sparsify.self, Sweep.self, Finetune.self, Distill.self, Export.self, Bench.self,
+            Verify.self,
             Header.self, Synthesize.self, Slurm.self,
         ])
 }

@@ -270,3 +270,23 @@ public struct ZeroShotEvaluator {
 
     func argmax(_ v: [Double]) -> Int { v.indices.max { v[$0] < v[$1] || (v[$0] == v[$1] && $0 > $1) } ?? 0 }
 }
+
+extension ZeroShotEvaluator.TaskResult {
+    /// The score the papers report: acc_norm where lm-eval reports it (ARC, HellaSwag, OBQA, PIQA), acc otherwise.
+    public var headline: Double { accNorm ?? acc }
+    public var headlineStderr: Double { accNorm == nil ? accStderr : accNormStderr ?? 0 }
+}
+
+extension ZeroShotEvaluator {
+    /// The mean of the tasks' headline scores and its standard error √(Σ seᵢ²) / n (the tasks are independent samples).
+    public static func average(_ results: [TaskResult]) -> (mean: Double, stderr: Double) {
+        guard !results.isEmpty else { return (0, 0) }
+        let n = Double(results.count)
+        return (
+            results.map(\.headline).reduce(0, +) / n, results.map { $0.headlineStderr * $0.headlineStderr }.reduce(0, +).squareRoot() / n
+        )
+    }
+
+    /// Whether two scores with standard errors `a` and `b` differ by at least two standard errors of their difference.
+    public static func differ(_ x: Double, _ a: Double, _ y: Double, _ b: Double) -> Bool { abs(x - y) >= 2 * (a * a + b * b).squareRoot() }
+}

@@ -183,7 +183,7 @@ public struct DependencyGraphBuilder {
                         start += records[r.inputs[k]].outputShape.last ?? 0
                     }
                 }
-            case .matmul, .crossEntropy, .sum, .weightedSum:
+            case .matmul, .crossEntropy, .distillation, .meanSquaredError, .sum, .weightedSum:
                 state.fix(y); ins.forEach { state.fix($0) }
             }
         }

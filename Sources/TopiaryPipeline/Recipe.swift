@@ -45,6 +45,11 @@ public struct Recipe: Sendable {
         get { configurations[.finetune] as? FinetuneConfig }
         set { configurations[.finetune] = newValue }
     }
+    /// The distill stage's request: a finetune request with its teacher's settings.
+    public var distill: FinetuneConfig? {
+        get { configurations[.distill] as? FinetuneConfig }
+        set { configurations[.distill] = newValue }
+    }
     public var evaluate: EvaluateConfig? {
         get { configurations[.evaluate] as? EvaluateConfig }
         set { configurations[.evaluate] = newValue }

@@ -118,12 +118,13 @@ public struct Report {
         let models = results.models
         let order = ["base", "pruned", "final"].filter { models[$0] != nil }
         if !order.isEmpty {
-            let metricsOf = { (l: String) in models[l]?.metrics ?? [:] }
+            func metricsOf(_ l: String) -> Metrics { models[l]?.metrics ?? [:] }
             var columns: [(key: String, title: String, percent: Bool)] = [("params", "params", false)]
             for d in Recipe.perplexityDatasets {
                 let k = d.replacingOccurrences(of: "-", with: "_") + "_ppl"
                 if order.contains(where: { metricsOf($0)[k] != nil }) {
-                    columns.append((k, d == "wikitext2" ? "WikiText-2 ↓" : d.uppercased() + " ↓", false))
+                    let shape = order.lazy.compactMap { models[$0]?.details.perplexity[d] }.first.map { " (\($0.windows) × \($0.window))" }
+                    columns.append((k, (d == "wikitext2" ? "WikiText-2 ↓" : d.uppercased() + " ↓") + (shape ?? ""), false))
                 }
             }
             for t in ZeroShotTasks.names where order.contains(where: { metricsOf($0)[t + "_acc"] != nil }) {
@@ -131,20 +132,35 @@ public struct Report {
                 columns.append((normed ? t + "_acc_norm" : t + "_acc", t + (normed ? " (norm)" : ""), true))
             }
             if order.contains(where: { metricsOf($0)["average_acc"] != nil }) { columns.append(("average_acc", "average", true)) }
-            func format(_ v: Double?, _ c: (key: String, title: String, percent: Bool)) -> String {
-                guard let v else { return "–" }
+            // An accuracy with its standard error, marked against the dense model: ▲/▼ when it is higher/lower by at least
+            // two standard errors of the difference, ≈ when the difference is within that noise.
+            var comparisons = 0, significant = 0
+            func format(_ label: String, _ c: (key: String, title: String, percent: Bool)) -> String {
+                let m = metricsOf(label)
+                guard let v = m[c.key] else { return "–" }
                 if c.key == "params" { return Int(v).formatted() }
-                return c.percent ? String(format: "%.2f", 100 * v) : String(format: "%.2f", v)
+                guard c.percent else { return String(format: "%.2f", v) }
+                guard let se = m[c.key + "_stderr"] else { return String(format: "%.2f", 100 * v) }
+                var text = String(format: "%.2f ± %.2f", 100 * v, 100 * se)
+                if label != "base", let b = metricsOf("base")[c.key], let bse = metricsOf("base")[c.key + "_stderr"] {
+                    comparisons += 1
+                    if ZeroShotEvaluator.differ(v, se, b, bse) {
+                        significant += 1
+                        text += v > b ? " ▲" : " ▼"
+                    } else {
+                        text += " ≈"
+                    }
+                }
+                return text
             }
             var md =
                 "| model | " + columns.map(\.title).joined(separator: " | ") + " |\n|---|" + columns.map { _ in "---:|" }.joined() + "\n"
             var html = "<table><tr><th>model</th>" + columns.map { "<th>\(Self.escape($0.title))</th>" }.joined() + "</tr>\n"
             for l in order {
                 let m = metricsOf(l)
-                md += "| \(Self.labels[l]!) | " + columns.map { format(m[$0.key], $0) }.joined(separator: " | ") + " |\n"
-                html +=
-                    "<tr><td>\(Self.labels[l]!)</td>" + columns.map { "<td class=\"num\">\(format(m[$0.key], $0))</td>" }.joined()
-                    + "</tr>\n"
+                let cells = columns.map { format(l, $0) }
+                md += "| \(Self.labels[l]!) | " + cells.joined(separator: " | ") + " |\n"
+                html += "<tr><td>\(Self.labels[l]!)</td>" + cells.map { "<td class=\"num\">\(Self.escape($0))</td>" }.joined() + "</tr>\n"
             }
             html += "</table>\n"
             var note =
@@ -152,6 +168,17 @@ public struct Report {
                 + "OpenBookQA), acc otherwise."
             if let limit = models[order[0]]?.details.limit {
                 note += " Zero-shot scores use the first \(limit) items of each task only."
+            }
+            if comparisons > 0 {
+                note +=
+                    " ± is the standard error (lm-evaluation-harness's; the average's is √(Σ seᵢ²)/n). "
+                    + "Against the dense model: ▲/▼ higher/lower by at least two standard errors of the difference; "
+                    + "≈ within that, not significant."
+                if significant == 0 {
+                    note +=
+                        " This evaluation is too small to tell the models apart on zero-shot accuracy: no difference from the dense "
+                        + "model reaches two standard errors, so the accuracies do not rank them (more items per task would)."
+                }
             }
             if order.contains(where: { metricsOf($0)["hellaswag_acc"] != nil }) {
                 note += " HellaSwag prompts come from llama.cpp's derived file: its contexts do not capitalise `ctx_b` as lm-eval does."
@@ -221,17 +248,19 @@ public struct Report {
             sections.append(Section(title: "Importance distribution", markdown: "![importance](report-importance.svg)\n", html: svg))
         }
 
-        // LoRA loss curve.
-        if let dir = stageDir("finetune"), let svg = try? String(contentsOfFile: dir + "/loss.svg", encoding: .utf8) {
+        // LoRA loss curve (the finetune or the distill stage).
+        let recovery = ["finetune", "distill"].first { stageDir($0) != nil }
+        if let recovery, let dir = stageDir(recovery), let svg = try? String(contentsOfFile: dir + "/loss.svg", encoding: .utf8) {
             svgFiles["report-loss.svg"] = svg
             var note = ""
-            if let s = summary("finetune") {
+            if let s = summary(recovery) {
                 note = String(format: "%d steps; loss %.4f → %.4f", s.steps ?? 0, s.firstLoss ?? .nan, s.loss ?? .nan)
                 if let v = s.validationLoss { note += String(format: "; validation loss %.4f", v) }
             }
             sections.append(
                 Section(
-                    title: "LoRA recovery", markdown: "![loss](report-loss.svg)\n\n\(note)\n", html: svg + "<p>\(Self.escape(note))</p>\n"))
+                    title: recovery == "distill" ? "Recovery by distillation" : "LoRA recovery",
+                    markdown: "![loss](report-loss.svg)\n\n\(note)\n", html: svg + "<p>\(Self.escape(note))</p>\n"))
         }
 
         // Level sweep.

@@ -86,6 +86,17 @@ public final class LoRATrainer {
     public let validationExamples: [InstructionExample]
     /// Fills windows after an example's end (never trained on).
     let padID: Int32
+    /// The model distilled from (nil: the language-model loss alone).
+    public private(set) var teacher: Teacher?
+
+    /// Trains on the teacher's distributions (and hidden states) instead of the text's next tokens alone.
+    public func distill(from teacher: Teacher) throws {
+        guard examples.isEmpty else {
+            throw TrainingError.invalid("distillation trains on a text (--text-format text), not on Alpaca examples")
+        }
+        try teacher.prepare(student: model, tokens: tokens, training: config)
+        self.teacher = teacher
+    }
 
     /// Trains on consecutive windows of a token stream (raw text).
     public convenience init(model: any AdaptableModel, lora: LoRAConfig, config: TrainingConfig, tokens: [Int32]) throws {
@@ -172,12 +183,17 @@ public final class LoRATrainer {
         let n = config.batchSize * config.length
         let index = s * config.accumulation + micro
         if examples.isEmpty {
-            let usable = (tokens.count - config.dataOffset) / n * n
-            let start = config.dataOffset + (index * n) % usable
+            let start = streamStart(index)
             let ids = Array(tokens[start..<(start + n)])
             return (ids, targets(ids, windows: config.batchSize))
         }
         return windows(of: (0..<config.batchSize).map { examples[(index * config.batchSize + $0) % examples.count] })
+    }
+
+    /// The first token of micro-batch `index` in the token stream.
+    func streamStart(_ index: Int) -> Int {
+        let n = config.batchSize * config.length
+        return config.dataOffset + (index * n) % ((tokens.count - config.dataOffset) / n * n)
     }
 
     /// The tokens and labels step `step` trains on (for tests and inspection).
@@ -211,8 +227,7 @@ public final class LoRATrainer {
             let g = Graph(recording: true)
             g.training = true
             g.dropoutSeed = config.seed &+ UInt64(step * config.accumulation + micro + 1) &* 0xD1B5_4A32_D192_ED03
-            let logits = try model.forward(g, tokens: ids, batch: config.batchSize, cache: nil, logits: .all)
-            let l = try g.crossEntropy(logits, targets: labels)
+            let l = try objective(g, ids: ids, labels: labels, index: step * config.accumulation + micro)
             try g.backward(l, seed: 1 / Float(config.accumulation))
             loss += Double(l.value[0]) / Double(config.accumulation)
         }
@@ -220,6 +235,28 @@ public final class LoRATrainer {
         optimizer.update(trainableParameters, learningRate: lr)
         step += 1
         history.append((step, loss, lr))
+        return loss
+    }
+
+    /// The loss of one micro-batch: cross-entropy on the labels, or the distillation objective with a teacher.
+    func objective(_ g: Graph, ids: [Int32], labels: [Int32], index: Int) throws -> Var {
+        guard let teacher else {
+            return try g.crossEntropy(model.forward(g, tokens: ids, batch: config.batchSize, cache: nil, logits: .all), targets: labels)
+        }
+        let d = teacher.config
+        var logits: Var, hidden: [Int: Var] = [:]
+        if let student = model as? DecoderModel {
+            (logits, hidden) = try student.forwardCapturing(g, tokens: ids, batch: config.batchSize, layers: d.hiddenLayers)
+        } else {
+            logits = try model.forward(g, tokens: ids, batch: config.batchSize, cache: nil, logits: .all)
+        }
+        let t = try teacher.targets(ids: ids, batch: config.batchSize, start: streamStart(index))
+        var loss = g.scale(try g.distillationLoss(logits, teacher: t.targets, temperature: d.temperature), d.weight)
+        if d.weight < 1 { loss = try g.add(loss, g.scale(try g.crossEntropy(logits, targets: labels), 1 - d.weight)) }
+        for l in d.hiddenLayers {
+            let mse = try g.meanSquaredError(hidden[l]!, target: t.hidden[l]!)
+            loss = try g.add(loss, g.scale(mse, d.hiddenWeight / Float(d.hiddenLayers.count)))
+        }
         return loss
     }
 
@@ -278,6 +315,7 @@ public final class LoRATrainer {
         var model: String
         var history: [[Double]]
         var validation: [[Double]]
+        var distillation: DistillationConfig?
     }
 
     /// A description of the model that a resumed run must match.
@@ -307,7 +345,7 @@ public final class LoRATrainer {
         let state = State(
             step: step, lora: lora, config: config, model: modelFingerprint,
             history: history.map { [Double($0.step), $0.loss, Double($0.lr)] },
-            validation: validation.map { [Double($0.step), $0.loss] })
+            validation: validation.map { [Double($0.step), $0.loss] }, distillation: teacher?.config)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write(try encoder.encode(state), to: tmp + "/state.json")
@@ -332,6 +370,10 @@ public final class LoRATrainer {
         let state = try JSONDecoder().decode(State.self, from: data)
         guard state.model == modelFingerprint else {
             throw TrainingError.resumeMismatch("\(dir) was made for a different model (\(state.model))")
+        }
+        guard state.distillation == teacher?.config else {
+            throw TrainingError.resumeMismatch(
+                "\(dir) was trained " + (state.distillation == nil ? "without a teacher" : "with other distillation settings"))
         }
         guard state.lora == lora else { throw TrainingError.resumeMismatch("\(dir) used other LoRA settings (\(state.lora))") }
         var saved = state.config
@@ -383,7 +425,10 @@ public final class LoRATrainer {
             series.append(.init(name: "validation loss", points: validation.map { (Double($0.step), $0.loss) }, color: "#d62728"))
         }
         try AtomicFile.write(
-            SVGLinePlot(title: "LoRA recovery", xLabel: "step", yLabel: "cross-entropy", series: series).render(),
+            SVGLinePlot(
+                title: teacher == nil ? "LoRA recovery" : "distillation (training: objective, validation: cross-entropy)", xLabel: "step",
+                yLabel: teacher == nil ? "cross-entropy" : "loss", series: series
+            ).render(),
             to: directory + "/loss.svg")
     }
 

@@ -40,6 +40,15 @@ final class OptionKeyParityTests: XCTestCase {
               export: { format: gguf }
             """
         _ = try Recipe.parse(text, file: "/tmp/parity.yaml", checkFiles: false)
+        // A recipe recovers with finetune or distill, not both: the distill stage's keys come from a second recipe.
+        let distill = """
+            version: 1
+            name: parity-distill
+            model: /nonexistent/model.gguf
+            stages:
+              distill: { steps: 2, teacher: /nonexistent/teacher.gguf }
+            """
+        _ = try Recipe.parse(distill, file: "/tmp/parity-distill.yaml", checkFiles: false)
         return RecipeSchema.keys
     }
 
@@ -75,7 +84,7 @@ final class OptionKeyParityTests: XCTestCase {
     }
 
     /// Older spellings a recipe still accepts (each has its current key).
-    static let aliases: Set<String> = ["stages.finetune.format"]
+    static let aliases: Set<String> = ["stages.finetune.format", "stages.distill.format"]
 
     /// A request's error is shown in each face's own terms: the option on the command line, the key path in a recipe.
     func testRequestErrorsNameTheOptionOrTheKey() throws {

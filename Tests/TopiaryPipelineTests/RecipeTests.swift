@@ -167,7 +167,7 @@ final class RecipeTests: XCTestCase {
     }
     func testMergeWithoutFinetune() {
         let text = good.replacingOccurrences(of: "  finetune:\n    data: wikitext2\n    steps: 10\n    lr: 1.0e-4\n", with: "")
-        assertRecipeError(text, line: 12, column: 3, "stage `merge` needs a `finetune` stage")
+        assertRecipeError(text, line: 12, column: 3, "stage `merge` needs a `finetune` or `distill` stage")
     }
     func testNegativeSteps() {
         assertRecipeError(replacing("steps: 10", "steps: -5"), line: 14, column: 12, "stages.finetune.steps = -5 is out of range")

@@ -67,6 +67,15 @@ long tk_nll_rows(const float *logits, long rows, long vocab, const int32_t *targ
 /* Cross-entropy backward: dlogits = (softmax(logits) - onehot(target)) * scale; rows with target < 0 get 0. */
 void tk_cross_entropy_bwd(const float *logits, long rows, long vocab, const int32_t *targets, float scale,
                           float *dlogits);
+/* Knowledge distillation at temperature 1/inv_t, per row: KL(softmax(t/T) || softmax(s/T)) summed over rows (nats).
+   grad (may be NULL) gets gscale * (softmax(s/T) - softmax(t/T)). */
+double tk_kd_full_rows(const float *s, const float *t, long rows, long vocab, float inv_t, float gscale, float *grad);
+/* The same against a teacher given as its top-k token ids and log-probabilities (at T) per row plus the tail mass
+   1 - sum(exp(logp)), compared with the student's mass outside those ids. `mark` is `vocab` zeroed bytes of scratch. */
+double tk_kd_topk_rows(const float *s, long rows, long vocab, const int32_t *ids, const float *logp, long k, float inv_t,
+                       float gscale, float *grad, unsigned char *mark);
+/* The k most likely tokens of each row of teacher logits t and their log-probabilities at T, strongest first. */
+void tk_topk_logprobs(const float *t, long rows, long vocab, long k, float inv_t, int32_t *ids, float *logp);
 /* Index of the max of each row. */
 void tk_argmax_rows(const float *x, long rows, long cols, int32_t *out);
 

@@ -31,7 +31,7 @@ public struct CommandLineFace: Sendable {
     public func message(_ e: RequestError) -> String { e.describe(option(for:)) }
 
     /// The faces of every command that builds a request.
-    public static let all: [CommandLineFace] = [prune, sparsify, finetune, sweep, export]
+    public static let all: [CommandLineFace] = [prune, sparsify, finetune, distill, sweep, export]
 
     /// Options every model-reading command shares, with their recipe keys.
     static let modelKeys = ["model": "recipe.model", "data": "recipe.data", "threads": "recipe.threads"]
@@ -93,6 +93,19 @@ public struct CommandLineFace: Sendable {
             command: "finetune", recipePrefix: "stages.finetune", keys: keys,
             commandOnly: [
                 "out": "a run writes OUT/NN-finetune", "merge": "a recipe's `merge` stage",
+                "resume": "a run continues an interrupted stage by itself",
+            ], hidden: ["format"])
+    }()
+
+    public static let distill: CommandLineFace = {
+        var keys = finetune.keys
+        for o in ["teacher", "temperature", "kd-weight", "top-k", "teacher-cache", "hidden-layers", "hidden-weight"] {
+            keys[o] = o.replacingOccurrences(of: "-", with: "_")
+        }
+        return CommandLineFace(
+            command: "distill", recipePrefix: "stages.distill", keys: keys,
+            commandOnly: [
+                "out": "a run writes OUT/NN-distill", "merge": "a recipe's `merge` stage",
                 "resume": "a run continues an interrupted stage by itself",
             ], hidden: ["format"])
     }()

@@ -19,8 +19,21 @@ public struct FinetuneConfig: Codable, Sendable, Equatable {
         return t
     }()
     public var maxSeconds: Double?
+    /// Distillation from a teacher (the `distill` stage and command); nil: the language-model loss alone.
+    public var distillation: DistillationConfig?
+    /// The teacher model (a GGUF file or a checkpoint folder); nil in a recipe: the recipe's model, before pruning.
+    public var teacher: String?
+    /// The folder of the teacher's cached top-K targets; nil: `teacher-cache` in the stage's (or command's) output folder.
+    public var teacherCache: String?
 
     public init() {}
+
+    /// The request of a distillation run: the language-model settings of a finetune run with a teacher's targets.
+    public static func distillation() -> FinetuneConfig {
+        var c = FinetuneConfig()
+        c.distillation = DistillationConfig()
+        return c
+    }
 
     /// Whether `data` is one of the evaluation texts (trained on only past the evaluation windows by default).
     public var readsEvaluationText: Bool { Self.namedTexts.contains(data) || PerplexityDataset.isEvaluationText(data) }
@@ -60,5 +73,19 @@ public struct FinetuneConfig: Codable, Sendable, Equatable {
         try Require.inRange(t.validationWindows, "val_windows", 0...100_000)
         try Require.inRange(t.dataOffset, "data_offset", 0...Int(Int32.max))
         if let s = maxSeconds { try Require.that(s.isFinite && s >= 1, "max_seconds", s, "must be at least 1") }
+        if let d = distillation {
+            try Require.that(format == "text", "text_format", format, "distillation trains on a text (consecutive windows), not alpaca")
+            try Require.that(
+                d.temperature.isFinite && d.temperature >= 0.05 && d.temperature <= 100, "temperature", d.temperature,
+                "must be in [0.05, 100]")
+            try Require.that(
+                d.weight >= 0 && d.weight <= 1, "kd_weight", d.weight, "must be in [0, 1] (1 − kd_weight weighs the text's loss)")
+            try Require.inRange(d.topK, "top_k", 0...(1 << 20))
+            try Require.that(d.hiddenWeight.isFinite && d.hiddenWeight >= 0, "hidden_weight", d.hiddenWeight, "must be ≥ 0")
+            try Require.that(
+                d.hiddenLayers.allSatisfy { $0 >= 0 && $0 < 100_000 }, "hidden_layers",
+                d.hiddenLayers.map(String.init).joined(separator: ","),
+                "must be layer indices (0, 1, …)")
+        }
     }
 }

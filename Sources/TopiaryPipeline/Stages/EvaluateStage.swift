@@ -121,7 +121,7 @@ extension Pipeline {
         if runTasks && !c.tasks.isEmpty {
             let evaluator = ZeroShotEvaluator(model: m.model, tokenizer: m.tokenizer)
             let zdir = recipe.data + "/zeroshot"
-            var headline: [Double] = []
+            var results: [ZeroShotEvaluator.TaskResult] = []
             var tasks: [String: ModelEvaluation.TaskDetail] = [:]
             for name in c.tasks {
                 let task = try ZeroShotTasks.task(named: name)
@@ -129,13 +129,19 @@ extension Pipeline {
                 let r = try evaluator.evaluate(
                     task, dataDirectory: zdir, limit: c.limit, progress: progress("\(label) \(name)", total: n, unit: "items"))
                 metrics[name + "_acc"] = r.acc
-                if let an = r.accNorm { metrics[name + "_acc_norm"] = an }
-                headline.append(r.accNorm ?? r.acc)
+                metrics[name + "_acc_stderr"] = r.accStderr
+                if let an = r.accNorm {
+                    metrics[name + "_acc_norm"] = an
+                    metrics[name + "_acc_norm_stderr"] = r.accNormStderr ?? 0
+                }
+                results.append(r)
                 tasks[name] = .init(
                     acc: r.acc, accStderr: r.accStderr, accNorm: r.accNorm, accNormStderr: r.accNorm.map { _ in r.accNormStderr ?? 0 },
                     n: r.n, seconds: r.seconds)
             }
-            metrics["average_acc"] = headline.reduce(0, +) / Double(headline.count)
+            let average = ZeroShotEvaluator.average(results)
+            metrics["average_acc"] = average.mean
+            metrics["average_acc_stderr"] = average.stderr
             details.tasks = tasks
             details.tasksRan = true
             details.limit = c.limit

@@ -19,6 +19,13 @@ struct FinetuneStage: PipelineStage {
 
     static func read(_ s: inout MappingReader, _ context: RecipeContext) throws -> any StageConfiguration {
         var c = FinetuneConfig()
+        try readTraining(&s, context, into: &c)
+        try context.validated(name) { try c.validate() }
+        return c
+    }
+
+    /// The keys a finetune and a distill stage share: data, LoRA and optimiser settings.
+    static func readTraining(_ s: inout MappingReader, _ context: RecipeContext, into c: inout FinetuneConfig) throws {
         if let d = try s.string("data") { c.data = FinetuneConfig.namedTexts.contains(d) ? d : context.resolve(d) }
         if context.checksFiles, !FinetuneConfig.namedTexts.contains(c.data), !FileManager.default.fileExists(atPath: c.data) {
             throw s.error(at: s.value("data"), "stages.finetune.data: \(c.data) does not exist")
@@ -48,14 +55,12 @@ struct FinetuneStage: PipelineStage {
         t.seed = UInt64(try s.int("seed", range: 0...Int.max) ?? Int(context.seed))
         c.maxSeconds = try s.double("max_seconds")
         c.training = t
-        try context.validated(name) { try c.validate() }
-        return c
     }
 
     static func inputFiles(_ recipe: Recipe) -> [String] { recipe.finetune.map { [$0.dataPath(folder: recipe.data)] } ?? [] }
 
     static func run(_ pipeline: Pipeline, dir: String, continuing: Bool) throws -> Pipeline.Outcome {
-        try pipeline.runFinetune(dir: dir, continuing: continuing)
+        try pipeline.runTraining(pipeline.recipe.finetune!, dir: dir, continuing: continuing)
     }
 
     static func adopt(_ pipeline: Pipeline, dir: String) {
@@ -65,13 +70,19 @@ struct FinetuneStage: PipelineStage {
 }
 
 extension Pipeline {
-    func runFinetune(dir: String, continuing: Bool) throws -> Outcome {
-        let workflow = try FinetuneWorkflow(recipe.finetune!, output: WorkflowOutput(showProgress: showProgress, log: log))
+    /// A finetune or distill stage: adapters trained on the current model (with the teacher's targets when distilling).
+    func runTraining(_ request: FinetuneConfig, dir: String, continuing: Bool) throws -> Outcome {
+        let workflow = try FinetuneWorkflow(request, output: WorkflowOutput(showProgress: showProgress, log: log))
         let c = workflow.request
         let m = try freshModel()
         try workflow.checkSizes(m)
         let trainer = try workflow.trainer(
             model: m.model, tokenizer: m.tokenizer, path: c.dataPath(folder: recipe.data), tokens: { try self.tokens($0, m.tokenizer) })
+        if c.distillation != nil {
+            let teacher = try ModelLoader.load(path: c.teacher ?? recipe.model)
+            try workflow.checkTeacherSize(teacher, student: m)
+            try workflow.attachTeacher(trainer, teacher: teacher, defaultCache: dir + "/teacher-cache")
+        }
         var status = StageStatus.ran
         if continuing && FileManager.default.fileExists(atPath: dir + "/checkpoint/manifest.json") {
             try trainer.resume(directory: dir)

@@ -15,7 +15,8 @@ struct MergeStage: PipelineStage {
     static func read(_ reader: inout MappingReader, _ context: RecipeContext) throws -> any StageConfiguration { NoSettings() }
 
     static func problem(in recipe: Recipe) -> String? {
-        recipe.finetune == nil ? "stage `merge` needs a `finetune` stage (there are no adapters to merge)" : nil
+        recipe.finetune == nil && recipe.distill == nil
+            ? "stage `merge` needs a `finetune` or `distill` stage (there are no adapters to merge)" : nil
     }
 
     static func run(_ pipeline: Pipeline, dir: String, continuing: Bool) throws -> Pipeline.Outcome { try pipeline.runMerge(dir: dir) }

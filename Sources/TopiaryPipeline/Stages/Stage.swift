@@ -63,7 +63,7 @@ extension EvaluateConfig: StageConfiguration {}
 enum PipelineStages {
     static let all: [any PipelineStage.Type] = [
         LoadStage.self, GraphStage.self, ImportanceStage.self, PruneStage.self, SparsifyStage.self, SweepStage.self,
-        FinetuneStage.self, MergeStage.self, EvaluateStage.self, ExportStage.self,
+        FinetuneStage.self, DistillStage.self, MergeStage.self, EvaluateStage.self, ExportStage.self,
     ]
 
     public static var names: [String] { all.map { $0.name } }
@@ -117,6 +117,7 @@ public struct StageKind: RawRepresentable, Hashable, Codable, Sendable, Comparab
     public static let sparsify = StageKind(registered: "sparsify")
     public static let sweep = StageKind(registered: "sweep")
     public static let finetune = StageKind(registered: "finetune")
+    public static let distill = StageKind(registered: "distill")
     public static let merge = StageKind(registered: "merge")
     public static let evaluate = StageKind(registered: "evaluate")
 }
