@@ -132,6 +132,13 @@ public struct Report {
                 columns.append((normed ? t + "_acc_norm" : t + "_acc", t + (normed ? " (norm)" : ""), true))
             }
             if order.contains(where: { metricsOf($0)["average_acc"] != nil }) { columns.append(("average_acc", "average", true)) }
+            let speed = order.contains { metricsOf($0)["forward_tokens_per_second"] != nil }
+            if speed {
+                columns += [
+                    ("file_bytes", "on disk (MB)", false), ("forward_tokens_per_second", "prompt tok/s ↑", false),
+                    ("decode_tokens_per_second", "decode tok/s ↑", false),
+                ]
+            }
             // An accuracy with its standard error, marked against the dense model: ▲/▼ when it is higher/lower by at least
             // two standard errors of the difference, ≈ when the difference is within that noise.
             var comparisons = 0, significant = 0
@@ -139,6 +146,12 @@ public struct Report {
                 let m = metricsOf(label)
                 guard let v = m[c.key] else { return "–" }
                 if c.key == "params" { return Int(v).formatted() }
+                if c.key == "file_bytes" { return String(format: "%.1f", v / 1e6) }
+                if c.key.hasSuffix("_per_second") {
+                    // The speed-up over the dense model, measured side by side in the same run.
+                    let ratio = label == "base" ? nil : metricsOf("base")[c.key].map { v / $0 }
+                    return String(format: "%.1f", v) + (ratio.map { String(format: " (%.2f×)", $0) } ?? "")
+                }
                 guard c.percent else { return String(format: "%.2f", v) }
                 guard let se = m[c.key + "_stderr"] else { return String(format: "%.2f", 100 * v) }
                 var text = String(format: "%.2f ± %.2f", 100 * v, 100 * se)
@@ -168,6 +181,12 @@ public struct Report {
                 + "OpenBookQA), acc otherwise."
             if let limit = models[order[0]]?.details.limit {
                 note += " Zero-shot scores use the first \(limit) items of each task only."
+            }
+            if speed {
+                note +=
+                    " Speed: Topiary's fp32 forward on this machine, prompt = one forward over the evaluate stage's prompt length, "
+                    + "decode = single-token steps with the KV cache; the models interleaved, medians of the repeats. On disk: the "
+                    + "files as stored (the dense model as its source file, e.g. a quantized GGUF; stage checkpoints in fp32)."
             }
             if comparisons > 0 {
                 note +=

@@ -35,6 +35,23 @@ public struct GenerationConfig: Codable, Sendable, Equatable {
 }
 
 /// What the evaluate stage measures on which models.
+/// Speed of each evaluated model in Topiary's own forward, measured side by side in one run: a forward over `prompt`
+/// tokens (prompt processing) and `decode` single-token steps with the KV cache, the models interleaved `repeats` times
+/// (medians), so drift of a shared machine hits them alike.
+public struct SpeedConfig: Codable, Sendable, Equatable {
+    public var repeats = 5
+    public var prompt = 512
+    public var decode = 64
+
+    public init() {}
+
+    public func validate() throws {
+        try Require.inRange(repeats, "repeats", 1...1000)
+        try Require.inRange(prompt, "prompt", 1...(1 << 20))
+        try Require.inRange(decode, "decode", 1...(1 << 20))
+    }
+}
+
 public struct EvaluateConfig: Codable, Sendable, Equatable {
     public static let modelLabels = ["base", "pruned", "final"]
 
@@ -44,6 +61,8 @@ public struct EvaluateConfig: Codable, Sendable, Equatable {
     public var tasks: [String] = []
     public var limit: Int?
     public var generation = GenerationConfig()
+    /// Speed (and file size) of every model, measured side by side; nil: not measured.
+    public var speed: SpeedConfig?
 
     public init() {}
 
@@ -55,5 +74,6 @@ public struct EvaluateConfig: Codable, Sendable, Equatable {
         if let limit { try Require.inRange(limit, "limit", 1...10_000_000) }
         if let perplexity { try Require.part("perplexity") { try perplexity.validate() } }
         try Require.part("generation") { try generation.validate() }
+        if let speed { try Require.part("speed") { try speed.validate() } }
     }
 }

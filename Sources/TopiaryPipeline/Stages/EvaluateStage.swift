@@ -32,6 +32,22 @@ struct EvaluateStage: PipelineStage {
             c.generation.maxTokens = try g.int("max_tokens") ?? c.generation.maxTokens
             try g.finish()
         }
+        // `speed: true` measures with the defaults; a mapping sets repeats, prompt and decode.
+        if let v = s.value("speed") {
+            if case .scalar(let sc) = v,
+                let on = ["true": true, "yes": true, "on": true, "false": false, "no": false, "off": false][
+                    sc.string.lowercased()]
+            {
+                c.speed = on ? SpeedConfig() : nil
+            } else if var m = try s.mapping("speed") {
+                var speed = SpeedConfig()
+                speed.repeats = try m.int("repeats") ?? speed.repeats
+                speed.prompt = try m.int("prompt") ?? speed.prompt
+                speed.decode = try m.int("decode") ?? speed.decode
+                try m.finish()
+                c.speed = speed
+            }
+        }
         try context.validated(name) { try c.validate() }
         return c
     }
@@ -87,6 +103,18 @@ extension Pipeline {
                 }
                 models[t.label] = models[t.label].map { $0.merged(with: result) } ?? result
             }
+        }
+        if let speed = c.speed {
+            let file = dir + "/eval-speed.json"
+            let measured: [String: Metrics]
+            if continuing, let done = Self.readIfIntact([String: Metrics].self, from: file) {
+                measured = done
+                log("  speed: measured earlier, kept")
+            } else {
+                measured = try measureSpeed(targets, speed)
+                try Self.write(measured, to: file)
+            }
+            for (label, m) in measured { models[label]?.metrics.merge(m) { _, new in new } }
         }
         // `final` equals `pruned` when nothing changed the model after pruning.
         if c.models.contains("final"), models["final"] == nil {
