@@ -13,9 +13,8 @@ extension Pipeline {
             if let adapters = t.adapters { try LoRATrainer.loadAdapters(directory: adapters, into: m.model) }
             loaded.append((t.label, m.model, Self.sizeOnDisk(t.path)))
         }
-        log(
-            "  speed: forward 1×\(c.prompt) and \(c.decode) decode steps, \(loaded.map(\.label).joined(separator: " / ")) interleaved × \(c.repeats)"
-        )
+        let labels = loaded.map(\.label).joined(separator: " / ")
+        log("  speed: forward 1×\(c.prompt) and \(c.decode) decode steps, \(labels) interleaved × \(c.repeats)")
         var forward: [String: [Double]] = [:], decode: [String: [Double]] = [:]
         let bar = progress("speed", total: c.repeats * loaded.count, unit: "rounds")
         for _ in 0..<c.repeats {
