@@ -53,9 +53,14 @@ struct CalibrationArguments: ParsableArguments {
     var file: String?
     @Option(
         name: .customLong("calibration-windows"),
-        help: "Number of calibration windows (default: prune 10, sparsify and sweep 32).") var windows: Int?
+        help: ArgumentHelp(
+            "Number of calibration windows (default: prune 32 for obs, taylor2, variational-dropout and 10 for other criteria; "
+                + "sparsify and sweep 32).")) var windows: Int?
     @Option(
-        name: .customLong("calibration-length"), help: "Tokens per calibration window (default: prune 128, sparsify and sweep 512).")
+        name: .customLong("calibration-length"),
+        help: ArgumentHelp(
+            "Tokens per calibration window (default: prune 512 for obs, taylor2, variational-dropout and 128 for others; "
+                + "sparsify and sweep 512)."))
     var length: Int?
     @Option(
         name: .customLong("calibration-offset"),
@@ -96,16 +101,17 @@ struct Prune: ParsableCommand {
             l1, l2, random, taylor-act, variational-dropout (−log α of a Gaussian gate per unit, learned on the \
             calibration windows with the model frozen: --vd-steps, --vd-lr, --vd-kl-weight), and obs.
 
-            obs, Topiary's indicator: each layer's units are chosen by their Optimal Brain Surgeon saliency on the \
-            calibration inputs that pass through the already-pruned layers, and the linear reading them (o_proj, \
-            down_proj) is moved to the least-squares best (--no-compensate: choose only; --compensate gives any other \
-            criterion's choice the same update). obs wants more calibration than Taylor, e.g. --calibration-windows 32 \
-            --calibration-length 512.
+            obs, Topiary's indicator and the default (the best at 20% structured, BENCHMARKS.md): each layer's units \
+            are chosen by their Optimal Brain Surgeon saliency on the calibration inputs that pass through the \
+            already-pruned layers, and the linear reading them (o_proj, down_proj) is moved to the least-squares best \
+            (--no-compensate: choose only; --compensate gives any other criterion's choice the same update). obs, taylor2 \
+            and variational-dropout calibrate on 32 × 512 tokens by default, the others on LLM-Pruner's 10 × 128. \
+            --importance taylor is LLM-Pruner's baseline.
 
             The checkpoint (config.json, model.safetensors, tokenizer, pruning.json, manifest.json) loads with --model \
             in every command.
 
-            Example: topiary prune --importance taylor --ratio 0.2 --layers 3-27 --out checkpoints/smollm2-p20
+            Example: topiary prune --ratio 0.2 --layers 3-27 --out checkpoints/smollm2-p20
             """)
 
     @OptionGroup var modelArguments: ModelArguments
@@ -195,7 +201,7 @@ struct Prune: ParsableCommand {
         i.criterion = importance
         i.aggregation = aggregation
         i.seed = seed
-        i.calibration = calibration.config(i.calibration)
+        i.calibration = calibration.config(ImportanceConfig.defaultCalibration(for: importance))
         var o = CriterionOptions()
         o.lambda = lambda
         o.taylorOrder = taylorOrder

@@ -63,7 +63,9 @@ final class CLITests: XCTestCase {
             mentions: "layer by layer")
         assertCleanFailure(
             try run([
-                "prune", "--model", model, "--out", "/tmp/x", "--ratio", "0.2", "--layers", "3-27", "--compensate", "--merge", "kmeans",
+                "prune", "--model", model, "--out", "/tmp/x", "--ratio", "0.2", "--layers", "3-27", "--importance", "taylor",
+                "--compensate",
+                "--merge", "kmeans",
             ]),
             mentions: "--compensate")
         assertCleanFailure(

@@ -254,4 +254,19 @@ final class RecipeTests: XCTestCase {
         XCTAssertEqual(suggestion(for: "zzzz", among: ["calibration", "criterion"]), nil)
         XCTAssertEqual(levenshtein("kitten", "sitting"), 3)
     }
+
+    /// Without a criterion, importance is obs on 32 × 512 tokens (the best Topiary knows); a named first-order criterion
+    /// keeps LLM-Pruner's 10 × 128; given windows win.
+    func testDefaultCriterionIsObsWithItsCalibration() throws {
+        let plain = try parse(replacing("    criterion: taylor\n    calibration: { windows: 4, length: 64 }\n", "    seed: 1\n"))
+        XCTAssertEqual(plain.importance?.criterion, .obs)
+        XCTAssertEqual(plain.importance?.calibration.windows, 32)
+        XCTAssertEqual(plain.importance?.calibration.length, 512)
+        let taylor = try parse(replacing("    calibration: { windows: 4, length: 64 }\n", ""))
+        XCTAssertEqual(taylor.importance?.criterion, .taylor)
+        XCTAssertEqual(taylor.importance?.calibration.windows, 10)
+        XCTAssertEqual(taylor.importance?.calibration.length, 128)
+        XCTAssertEqual(try parse(good).importance?.calibration.windows, 4)
+    }
+
 }

@@ -26,9 +26,18 @@ public struct CalibrationConfig: Codable, Sendable, Equatable {
 
 /// How the groups are ranked: the importance stage of a recipe, the scoring half of `topiary prune`.
 public struct ImportanceConfig: Codable, Sendable, Equatable {
-    public var criterion: ImportanceCriterion = .taylor
+    /// The best criterion Topiary knows at 20% structured (BENCHMARKS.md): `obs` — OBS saliency with the update, chosen
+    /// layer by layer. `taylor` stays available by name as LLM-Pruner's baseline.
+    public var criterion: ImportanceCriterion = .obs
     public var aggregation: Aggregation = .sum
-    public var calibration = CalibrationConfig(windows: 10, length: 128)
+    public var calibration = ImportanceConfig.defaultCalibration(for: .obs)
+
+    /// The calibration a criterion gets when none is given: 32 windows of 512 tokens for the second-order criteria
+    /// (obs, taylor2, variational dropout: they gain most from more data), LLM-Pruner's 10 × 128 for the others.
+    public static func defaultCalibration(for criterion: ImportanceCriterion) -> CalibrationConfig {
+        [.obs, .taylor2, .variationalDropout].contains(criterion)
+            ? CalibrationConfig(windows: 32, length: 512) : CalibrationConfig(windows: 10, length: 128)
+    }
     public var seed: UInt64 = 0
     /// The criteria's settings (λ, Taylor order, variational dropout, OBS step); nil: the defaults (and out of the
     /// stage key, so recipes without them keep their checkpoints).
@@ -153,7 +162,7 @@ public struct PruneRequest: Codable, Sendable, Equatable {
             try Require.that(
                 prune.mode == .uniform && !prune.searches && !prune.mergesByKMeans, "prune", nil,
                 "{importance.criterion} `\(importance.criterion.rawValue)` chooses units layer by layer: it needs {prune.mode} uniform, "
-                    + "{prune.allocation} uniform and {prune.merge} remove")
+                    + "{prune.allocation} uniform and {prune.merge} remove (name another {importance.criterion}, e.g. taylor2, for those)")
         }
     }
 }

@@ -33,7 +33,7 @@ struct ImportanceStage: PipelineStage {
         if let v = try s.double("vd_kl_weight") { o.vdKLWeight = v }
         if let v = try s.int("obs_step") { o.obsStep = v }
         c.setOptions(o)
-        c.calibration = try context.calibration(&s, c.calibration)
+        c.calibration = try context.calibration(&s, ImportanceConfig.defaultCalibration(for: c.criterion))
         try context.validated(name) { try c.validate() }
         return c
     }
