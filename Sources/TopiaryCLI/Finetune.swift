@@ -33,6 +33,9 @@ struct Finetune: ParsableCommand {
 
 /// The options a finetune and a distill run share: data, LoRA and optimiser settings, outputs.
 struct TrainingOptions: ParsableArguments {
+    /// The optimiser settings a distill request starts from (shown in the help).
+    static let distill = FinetuneConfig.distillation().training
+
     @OptionGroup var modelArguments: ModelArguments
     @OptionGroup var dataArguments: DataArguments
     @Option(help: ArgumentHelp("Output directory.", valueName: "dir")) var out: String
@@ -61,9 +64,12 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Dropout on the adapters' input.") var dropout: Float = LoRAConfig().dropout
     @Option(help: "Adapted modules (q,k,v,o,gate,up,down or weight-name substrings).") var targets: String = LoRAConfig().targets.joined(
         separator: ",")
-    @Option(help: "Learning rate.") var lr: Float = TrainingConfig().learningRate
-    @Option(help: "Learning-rate schedule.") var schedule: LRSchedule = TrainingConfig().schedule
-    @Option(help: "Linear warm-up steps.") var warmup: Int = TrainingConfig().warmupSteps
+    @Option(help: "Learning rate (default: finetune \(FinetuneConfig().training.learningRate), distill \(Self.distill.learningRate)).")
+    var lr: Float?
+    @Option(help: "Learning-rate schedule (default: finetune \(FinetuneConfig().training.schedule), distill \(Self.distill.schedule)).")
+    var schedule: LRSchedule?
+    @Option(help: "Linear warm-up steps (default: finetune \(FinetuneConfig().training.warmupSteps), distill \(Self.distill.warmupSteps)).")
+    var warmup: Int?
     @Option(name: .customLong("weight-decay"), help: "AdamW weight decay.") var weightDecay: Float = TrainingConfig().weightDecay
     @Option(name: .customLong("clip"), help: "Clip the global gradient norm to this (0: off).") var clip: Float = TrainingConfig()
         .maxGradNorm
@@ -107,9 +113,9 @@ struct TrainingOptions: ParsableArguments {
         c.lora.targets = targets.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         var t = c.training
         t.dataOffset = dataOffset ?? t.dataOffset
-        t.learningRate = lr
-        t.schedule = schedule
-        t.warmupSteps = warmup
+        t.learningRate = lr ?? t.learningRate
+        t.schedule = schedule ?? t.schedule
+        t.warmupSteps = warmup ?? t.warmupSteps
         t.weightDecay = weightDecay
         t.maxGradNorm = clip
         t.batchSize = batch

@@ -28,10 +28,15 @@ public struct FinetuneConfig: Codable, Sendable, Equatable {
 
     public init() {}
 
-    /// The request of a distillation run: the language-model settings of a finetune run with a teacher's targets.
+    /// The request of a distillation run: a finetune run's settings with a teacher's targets, and the optimiser settings
+    /// that recovered most in a short budget (BENCHMARKS.md, "Recovery: distillation against LoRA"): lr 1.5e-3, cosine,
+    /// 5 warm-up steps.
     public static func distillation() -> FinetuneConfig {
         var c = FinetuneConfig()
         c.distillation = DistillationConfig()
+        c.training.learningRate = 1.5e-3
+        c.training.schedule = .cosine
+        c.training.warmupSteps = 5
         return c
     }
 
