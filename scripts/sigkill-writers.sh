@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Crash-safety of every command that writes a model or a table (prune, sparsify, finetune, export, sweep): each is
+# Crash-safety of every command that writes a model or a table (prune, sparsify, finetune, distill, export, sweep): each is
 # killed with SIGKILL at N random moments (default 20) within the time a clean run takes. After every kill, whatever
 # is visible under the output's name must be complete (a checkpoint passes `topiary verify`, a GGUF equals the clean
-# one, a sweep has no table or the clean table); then the same command is run again (finetune with --resume) and its
+# one, a sweep has no table or the clean table); then the same command is run again (finetune, distill with --resume) and its
 # output must equal the clean run's.   scripts/sigkill-writers.sh [N] [COMMANDS…]   (needs .build/release/topiary)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-20}
 shift || true
-COMMANDS=${*:-prune sparsify finetune export sweep}
+COMMANDS=${*:-prune sparsify finetune distill export sweep}
 T=${TOPIARY:-$PWD/.build/release/topiary}
 MODEL=${MODEL:-$PWD/checkpoints/models/SmolLM2-135M-Instruct.Q4_1.gguf}
 DATA=${DATA:-$PWD/../shared/data}
@@ -23,6 +23,9 @@ args() {  # the command line of $1 writing to $2
         sparsify) echo sparsify --model "$MODEL" --data "$DATA" --out "$2" --method magnitude --sparsity 0.5 --force ;;
         finetune) echo finetune --model "$MODEL" --data "$DATA" --out "$2" --steps 8 --batch 1 --length 32 --save-every 1 \
             --eval-every 0 --val-windows 0 ;;
+        # The student is the dense model itself (crash-safety, not quality); --top-k makes it write the teacher cache too.
+        distill) echo distill --model "$MODEL" --teacher "$MODEL" --data "$DATA" --out "$2" --steps 8 --batch 1 --length 32 \
+            --save-every 1 --eval-every 0 --val-windows 0 --top-k 16 ;;
         export) echo export --model "$MODEL" --out "$2" --type q8_0 --force ;;
         sweep) echo sweep --model "$MODEL" --data "$DATA" --out "$2" --methods magnitude,random --levels 0.3,0.6 --window 128 \
             --windows 2 --quiet ;;
@@ -33,7 +36,7 @@ output() { case $1 in export) echo "$WORK/$1-$2.gguf" ;; *) echo "$WORK/$1-$2" ;
 digest() {
     case $1 in
         prune | sparsify) sha256sum "$2/model.safetensors" 2>/dev/null | cut -d' ' -f1 ;;
-        finetune) sha256sum "$2/adapter_model.safetensors" 2>/dev/null | cut -d' ' -f1 ;;
+        finetune | distill) sha256sum "$2/adapter_model.safetensors" 2>/dev/null | cut -d' ' -f1 ;;
         export) sha256sum "$2" 2>/dev/null | cut -d' ' -f1 ;;
         sweep) sha256sum "$2/02-sweep/sweep.csv" 2>/dev/null | cut -d' ' -f1 ;;
     esac
@@ -42,7 +45,7 @@ digest() {
 visible_ok() {
     case $1 in
         prune | sparsify) [ ! -e "$2" ] || "$T" verify "$2" >/dev/null 2>&1 ;;
-        finetune) [ ! -e "$2/adapter_model.safetensors" ] || [ "$(digest finetune "$2")" = "$3" ] ;;
+        finetune | distill) [ ! -e "$2/adapter_model.safetensors" ] || [ "$(digest finetune "$2")" = "$3" ] ;;
         export) [ ! -e "$2" ] || [ "$(digest export "$2")" = "$3" ] ;;
         sweep) [ ! -e "$2/02-sweep/sweep.csv" ] || [ "$(digest sweep "$2")" = "$3" ] ;;
     esac
@@ -72,7 +75,7 @@ for c in $COMMANDS; do
             continue
         fi
         extra=""
-        [ "$c" = finetune ] && [ -d "$out/checkpoint" ] && extra="--resume"
+        { [ "$c" = finetune ] || [ "$c" = distill ]; } && [ -d "$out/checkpoint" ] && extra="--resume"
         # shellcheck disable=SC2046
         if ! "$T" $(args "$c" "$out") $extra >>"$WORK/$c-k$i.log" 2>&1; then
             echo "$c kill $i at ${moment}s: the rerun failed (see $WORK/$c-k$i.log)"

@@ -143,6 +143,9 @@ struct TrainingOptions: ParsableArguments {
             }
             let path = workflow.request.dataPath(folder: dataArguments.data)
             try OutputLocation.checkWritable(out, as: .directory)
+            if !resume && FileManager.default.fileExists(atPath: out + "/checkpoint") {
+                throw CLIError("\(out) already holds a run; pass --resume to continue it or choose another --out")
+            }
             // The training data is read before the model: a bad file fails at once.
             if workflow.request.format == "alpaca" { _ = try AlpacaData.read(path: path) } else { _ = try readText(path) }
             let loaded = try modelArguments.load()
@@ -156,11 +159,7 @@ struct TrainingOptions: ParsableArguments {
                 try workflow.checkTeacherSize(t, student: loaded)
                 try workflow.attachTeacher(trainer, teacher: t, defaultCache: out + "/teacher-cache")
             }
-            if resume {
-                try trainer.resume(directory: out)
-            } else if FileManager.default.fileExists(atPath: out + "/checkpoint") {
-                throw CLIError("\(out) already holds a run; pass --resume to continue it or choose another --out")
-            }
+            if resume { try trainer.resume(directory: out) }
             try workflow.train(trainer, directory: out)
             if merge {
                 trainer.merge()
