@@ -8,17 +8,19 @@
 //   →  TopiaryPipeline (recipes, runs, reports)  →  TopiaryCLI (`topiary`)
 import PackageDescription
 
+// Kernels may fuse multiply-adds except where a file's `#pragma clang fp contract(off)` says not to (kquant.c keeps
+// ggml's reference arithmetic, so that its blocks are llama.cpp's byte for byte on every machine).
 #if arch(x86_64)
 // Kernels are built for the machine that builds them (Topiary is built from source where it runs).
 // Set TOPIARY_PORTABLE=1 to build a binary that runs on any x86-64 CPU with AVX2.
 import Foundation
 let portable = ProcessInfo.processInfo.environment["TOPIARY_PORTABLE"] != nil
 let kernelFlags: [String] =
-    ["-O3", "-ffp-contract=fast", "-fno-math-errno", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math"]
+    ["-O3", "-ffp-contract=fast-honor-pragmas", "-fno-math-errno", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math"]
     + (portable ? ["-mavx2", "-mfma", "-mf16c"] : ["-march=native"])
 #else
 let kernelFlags: [String] = [
-    "-O3", "-ffp-contract=fast", "-fno-math-errno", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math",
+    "-O3", "-ffp-contract=fast-honor-pragmas", "-fno-math-errno", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math",
 ]
 #endif
 

@@ -1,4 +1,5 @@
 #include "topiary_quant.h"
+#include "kquant.h"
 #include <math.h>
 #include <string.h>
 
@@ -231,7 +232,8 @@ int tq_dequantize(uint32_t type, const void *src, float *dst, long n) {
     }
 }
 
-/* Reference quantizers (round to nearest), the same block layouts the dequantizers read. */
+/* Reference quantizers (round to nearest; the K-quants search their scales, see kquant.c), the same block
+   layouts the dequantizers read. */
 int tq_quantize(uint32_t type, const float *x, void *dst, long n) {
     uint8_t *b = (uint8_t *)dst;
     switch (type) {
@@ -274,6 +276,11 @@ int tq_quantize(uint32_t type, const float *x, void *dst, long n) {
             }
         }
         return 0;
+    case 6: tq_quantize_q5_0(x, dst, n / 32); return 0;
+    case 7: tq_quantize_q5_1(x, dst, n / 32); return 0;
+    case 12: tq_quantize_q4_K(x, dst, n / 256); return 0;
+    case 13: tq_quantize_q5_K(x, dst, n / 256); return 0;
+    case 14: tq_quantize_q6_K(x, dst, n / 256); return 0;
     default: return -1;
     }
 }

@@ -11,9 +11,13 @@ struct Export: ParsableCommand {
         abstract: "Export a model for other runtimes: GGUF for llama.cpp, or safetensors + config.json for transformers.",
         discussion: """
             --format gguf writes one GGUF v3 file (llama.cpp's tensor names and q/k layout, the source's tokenizer \
-            metadata) with matrices stored as --type: f32, f16, q8_0, q4_0 or q4_1 (quantized by Topiary; norms stay \
-            F32, a 4-bit export keeps the embedding at Q8_0, and rows whose length is not a multiple of 32 are stored \
-            F16 — each such fallback is reported). A model whose layers differ (structured pruning) is written as \
+            metadata) with matrices stored as --type: f32, f16, q8_0, q4_0, q4_1, the K-quants q4_k, q5_k, q6_k, or \
+            q4_k_m, llama.cpp's Q4_K_M mix (Q4_K, with Q6_K for the output matrix and for attn_v and ffn_down in the \
+            layers llama.cpp picks). All are quantized by Topiary; norms stay F32; q4_0/q4_1 keep the embedding and \
+            output at Q8_0 and the K-quants the output (or tied embedding) at Q6_K, as llama.cpp does. A row whose \
+            length is not a multiple of the block falls back as in llama.cpp's quantize (Q4_K → Q5_0, Q5_K → Q5_1, \
+            Q6_K → Q8_0), and to F16 when it is not a multiple of 32 either; the command lists every fallback and the \
+            file's bits per weight. A model whose layers differ (structured pruning) is written as \
             llama.cpp's 'deci' architecture, whose per-layer head_count / head_count_kv / feed_forward_length arrays \
             llama.cpp honours; uniform models are written as 'llama'.
             --format safetensors-hf writes a directory with model.safetensors and a LlamaForCausalLM config.json that \
@@ -22,14 +26,14 @@ struct Export: ParsableCommand {
             LoRA adapters given with --adapters are merged into the exported weights. Unstructured-sparse models are \
             stored dense.
 
-            Example: topiary export --model checkpoints/smollm2-p20 --format gguf --type q8_0 --out smollm2-p20.q8_0.gguf
+            Example: topiary export --model checkpoints/smollm2-p20 --format gguf --type q4_k_m --out smollm2-p20.q4_k_m.gguf
             """)
 
     @OptionGroup var modelArguments: ModelArguments
     @OptionGroup var adapterArguments: AdapterArguments
     @Option(help: "gguf or safetensors-hf.") var format: String = ExportConfig().format
     @Option(help: ArgumentHelp("Output: a .gguf file (gguf) or a directory (safetensors-hf).", valueName: "path")) var out: String
-    @Option(help: "GGUF tensor type: f32, f16, q8_0, q4_0 or q4_1 (default f32).") var type: String?
+    @Option(help: "GGUF tensor type: \(GGUFExporter.typeNames.joined(separator: ", ")) (default f32).") var type: String?
     @Option(help: "GGUF architecture: auto (llama when layers are uniform, deci when they differ), llama or deci.") var arch: String =
         ExportConfig().arch
     @Option(help: "general.name of the GGUF file (default: the source's).") var name: String?
@@ -73,7 +77,8 @@ struct Export: ParsableCommand {
             let typeList = types.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
             print(
                 "wrote \(out): \(report.format), \(report.architecture), \(c.layerCount) layers, \(report.tensors.count) tensors "
-                    + "(\(typeList)), \(ByteCountFormatter.string(fromByteCount: Int64(report.bytes), countStyle: .file))"
+                    + "(\(typeList)), \(ByteCountFormatter.string(fromByteCount: Int64(report.bytes), countStyle: .file)), "
+                    + String(format: "%.2f bits per weight", report.bitsPerWeight)
             )
         }
     }

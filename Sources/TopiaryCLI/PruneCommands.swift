@@ -189,9 +189,8 @@ struct Prune: ParsableCommand {
         name: .customLong("gguf-type"),
         help:
             ArgumentHelp(
-                "Streamed models: storage type of the pruned matrices in the GGUF (f32, f16, q8_0, q4_0, q4_1); unchanged "
-                    + "tensors keep the "
-                    + "source's bytes.")
+                "Streamed models: storage type of the pruned matrices in the GGUF (\(GGUFExporter.typeNames.joined(separator: ", ")); "
+                    + "unchanged tensors keep the source's bytes.")
     )
     var ggufType: String = "q8_0"
 

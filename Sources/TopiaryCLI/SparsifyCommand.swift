@@ -80,9 +80,8 @@ struct Sparsify: ParsableCommand {
         name: .customLong("gguf-type"),
         help:
             ArgumentHelp(
-                "Streamed models (--stream-layers): storage type of the sparsified matrices in the output GGUF (f32, f16, "
-                    + "q8_0, q4_0, q4_1; "
-                    + "zeros stay exact zeros); other tensors keep the source's bytes.")
+                "Streamed models (--stream-layers): storage type of the sparsified matrices in the output GGUF "
+                    + "(\(GGUFExporter.typeNames.joined(separator: ", ")); zeros stay exact zeros); other tensors keep the source's bytes.")
     )
     var ggufType: String = "q8_0"
 

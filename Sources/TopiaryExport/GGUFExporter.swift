@@ -23,13 +23,13 @@ public struct GGUFArchitecture: Sendable, Equatable {
 }
 
 public struct GGUFExportOptions: Sendable {
-    /// Storage type of the matrices (norms and other 1-D tensors stay F32).
-    public var type: GGMLType
+    /// Storage type of the matrices, or a mix (norms and other 1-D tensors stay F32).
+    public var type: GGUFExportType
     public var architecture: GGUFArchitecture
     /// `general.name` (default: the source's name, or "Topiary export").
     public var name: String?
 
-    public init(type: GGMLType = .f32, architecture: GGUFArchitecture = .auto, name: String? = nil) {
+    public init(type: GGUFExportType = .f32, architecture: GGUFArchitecture = .auto, name: String? = nil) {
         self.type = type
         self.architecture = architecture
         self.name = name
@@ -53,20 +53,24 @@ public struct ExportReport: Codable, Sendable {
     public var path: String
     /// The GGUF architecture (`llama`, `deci`) or the Hugging Face class.
     public var architecture: String
-    /// The requested tensor type.
+    /// The requested tensor type (`Q4_K_M`, `F32`, …).
     public var type: String
     /// True when every layer has the same numbers of heads, KV heads and FFN channels.
     public var uniform: Bool
     public var bytes: Int
+    /// Bits per weight of the tensor data: its bytes × 8 over the number of weights (norms included), as
+    /// llama.cpp's loader reports a file's BPW.
+    public var bitsPerWeight: Double
     public var tensors: [ExportedTensor]
-    /// One line per kind of deviation from the requested type (e.g. rows that do not hold whole blocks).
+    /// One line per kind of deviation from the requested type (e.g. rows that do not hold whole blocks), with the
+    /// tensors it applies to.
     public var fallbacks: [String]
     public var notes: [String]
     public var mergedAdapters: Int
 
     enum CodingKeys: String, CodingKey {
         case format, path, architecture, type, uniform, bytes, tensors, fallbacks, notes
-        case mergedAdapters = "merged_adapters"
+        case bitsPerWeight = "bits_per_weight", mergedAdapters = "merged_adapters"
     }
 }
 
@@ -80,23 +84,14 @@ public struct ExportReport: Codable, Sendable {
 /// those keys as arrays too but builds every layer with layer 0's sizes, so it cannot hold such a model.
 public enum GGUFExporter {
     /// Types Topiary can write.
-    public static let types: [GGMLType] = [.f32, .f16, .q8_0, .q4_0, .q4_1]
-    public static var typeNames: [String] { types.map { "\($0)".lowercased() } }
+    public static let types: [GGUFExportType] = GGUFExportType.allCases
+    /// Their `--type` spellings: f32, f16, q8_0, q4_0, q4_1, q4_k, q5_k, q6_k, q4_k_m.
+    public static var typeNames: [String] { types.map(\.rawValue) }
 
-    public static func parseType(_ text: String) throws -> GGMLType {
-        guard let t = types.first(where: { "\($0)".lowercased() == text.lowercased() }) else { throw ExportError.unknownType(text) }
+    /// The export type `text` names (case-insensitive).
+    public static func parseType(_ text: String) throws -> GGUFExportType {
+        guard let t = GGUFExportType(rawValue: text.lowercased()) else { throw ExportError.unknownType(text) }
         return t
-    }
-
-    /// llama.cpp's `general.file_type` (`LLAMA_FTYPE_*`) for a requested type.
-    static func fileType(_ t: GGMLType) -> UInt32 {
-        switch t {
-        case .f32: return 0
-        case .f16: return 1
-        case .q4_0: return 2
-        case .q4_1: return 3
-        default: return 7  // Q8_0
-        }
     }
 
     /// The GGUF architecture `choice` resolves to for `config` (the family decides), or why llama.cpp could not run it.
@@ -109,23 +104,13 @@ public enum GGUFExporter {
         }
     }
 
-    /// The storage type of one tensor: 1-D tensors (norms) stay F32 as llama.cpp keeps them; the
-    /// embedding and output matrices of a 4-bit export are Q8_0; rows that do not hold whole blocks fall
-    /// back to F16. Returns the type and, when it differs from `requested`, why.
-    public static func storageType(name: String, shape: [Int], requested: GGMLType) -> (GGMLType, String?) {
-        guard shape.count >= 2 else { return (.f32, nil) }
-        var type = requested
-        var note: String?
-        if (requested == .q4_0 || requested == .q4_1) && (name == "token_embd.weight" || name == "output.weight") {
-            type = .q8_0
-            note = "embedding/output matrix kept at Q8_0 in a 4-bit export (llama.cpp's quantize raises it too)"
-        }
-        let row = shape.last!
-        if row % type.blockSize != 0 {
-            note = "row length \(row) is not a multiple of \(type)'s block of \(type.blockSize): stored F16"
-            type = .f16
-        }
-        return (type, note)
+    /// The storage type of each tensor of `config` under `requested`, in the order the export writes them
+    /// (``TensorTypePlan``): 1-D tensors stay F32; see ``GGUFExportType`` for the output matrix, the Q4_K_M mix and the
+    /// fallbacks of rows that do not hold whole blocks.
+    static func typePlan(_ config: ModelConfig, _ requested: GGUFExportType) -> TensorTypePlan {
+        TensorTypePlan(
+            requested: requested, tiedEmbeddings: config.tieWordEmbeddings, attentionValueCount: config.heads.filter { $0 > 0 }.count,
+            layerCount: config.layerCount)
     }
 
     /// Writes `model` to `path` (atomically). `sourceMetadata` supplies the `tokenizer.*` keys (and
@@ -190,7 +175,6 @@ public enum GGUFExporter {
         tensor: @escaping (Parameter, Int?) throws -> Tensor,
         raw: ((Parameter) -> (GGUFTensorInfo, () -> Data)?)?
     ) throws -> ExportReport {
-        guard types.contains(options.type) else { throw ExportError.unknownType("\(options.type)") }
         let arch = try resolveArchitecture(config, options.architecture)
         let family = try Architectures.family(of: config, path: path)
         let tokenizer = sourceMetadata.filter { $0.key.hasPrefix("tokenizer.") }
@@ -202,7 +186,7 @@ public enum GGUFExporter {
         w.set("general.architecture", .string(arch))
         w.set("general.name", .string(options.name ?? sourceMetadata["general.name"]?.string ?? "Topiary export"))
         if let license = sourceMetadata["general.license"]?.string { w.set("general.license", .string(license)) }
-        w.set("general.file_type", .uint32(fileType(options.type)))
+        w.set("general.file_type", .uint32(options.type.fileType))
         if options.type != .f32 && options.type != .f16 { w.set("general.quantization_version", .uint32(2)) }
         func perLayer(_ values: [Int]) -> GGUFValue {
             if let first = values.first, values.allSatisfy({ $0 == first }) { return .uint32(UInt32(first)) }
@@ -224,10 +208,13 @@ public enum GGUFExporter {
         for key in tokenizer.keys.sorted() { w.set(key, ggufTyped(tokenizer[key]!)) }
 
         var exported: [ExportedTensor] = []
-        var fallbacks: [String: Int] = [:]
+        var fallbacks: [String: [String]] = [:]
+        var plan = typePlan(config, options.type)
         // llama.cpp permutes q/k rows for its `llama`/`deci` RoPE; Qwen2 and Gemma 3 keep rotate-half order.
         let permutes = family.ggufPermutesRotary
         func add(_ name: String, _ p: Parameter, layer: Int?, shape: [Int], permuteHeads: Int? = nil) throws {
+            // Chosen for every tensor, copied ones too: the Q4_K_M mix counts the attn_v and ffn_down tensors.
+            let (type, note) = plan.type(name: name, shape: shape)
             if let raw, let (info, bytes) = raw(p) {
                 guard info.shape == shape else {
                     throw ExportError.unsupportedModel(
@@ -238,10 +225,9 @@ public enum GGUFExporter {
                 try w.addTensor(name: name, dimensions: info.dimensions, type: info.type) { bytes() }
                 return
             }
-            let (type, note) = storageType(name: name, shape: shape, requested: options.type)
             let dims = Array(shape.reversed())
             exported.append(ExportedTensor(name: name, dimensions: dims, type: "\(type)", note: note))
-            if let note, shape.count >= 2 { fallbacks[note, default: 0] += 1 }
+            if let note { fallbacks[note, default: []].append(name) }
             try w.addTensor(name: name, dimensions: dims, type: type) {
                 if let layer { try prepareLayer(layer) }
                 let value = try tensor(p, layer)
@@ -287,10 +273,18 @@ public enum GGUFExporter {
         let notes = family.ggufNotes(config, architecture: arch)
         try w.write(to: path)
         let bytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? w.fileSize
+        let weights = w.tensors.reduce(0) { $0 + $1.dimensions.reduce(1, *) }
+        let dataBits = 8 * w.tensors.reduce(0) { $0 + $1.byteCount }
         return ExportReport(
             format: "gguf", path: path, architecture: arch, type: "\(options.type)", uniform: config.isUniform, bytes: bytes,
-            tensors: exported, fallbacks: fallbacks.sorted { $0.key < $1.key }.map { "\($0.value) tensors: \($0.key)" },
-            notes: notes, mergedAdapters: 0)
+            bitsPerWeight: weights > 0 ? Double(dataBits) / Double(weights) : 0, tensors: exported,
+            fallbacks: fallbacks.sorted { $0.key < $1.key }.map { fallbackLine($0.key, $0.value) }, notes: notes, mergedAdapters: 0)
+    }
+
+    /// `3 tensors: NOTE (blk.0.ffn_down.weight, …)`, naming at most eight of them (the report's `tensors` has each).
+    static func fallbackLine(_ note: String, _ names: [String]) -> String {
+        let shown = names.prefix(8).joined(separator: ", ") + (names.count > 8 ? ", and \(names.count - 8) more" : "")
+        return "\(names.count) tensors: \(note) (\(shown))"
     }
 
     /// Tokenizer values as GGUF types them. A checkpoint keeps its tokenizer metadata in JSON, which

@@ -33,7 +33,7 @@ public enum HFExporter {
             try Checkpoint.save(model: model, tokenizerMetadata: sourceMetadata, to: directory)
             return ExportReport(
                 format: "topiary", path: directory, architecture: "\(family.modelType) (Topiary per-layer config)", type: "F32",
-                uniform: false, bytes: directorySize(directory), tensors: tensors, fallbacks: [], notes: notes,
+                uniform: false, bytes: directorySize(directory), bitsPerWeight: 32, tensors: tensors, fallbacks: [], notes: notes,
                 mergedAdapters: merged)
         }
         try Checkpoint.save(
@@ -42,7 +42,8 @@ public enum HFExporter {
         notes.append("no tokenizer files for transformers: load the tokenizer of the source model (the vocabulary is unchanged)")
         return ExportReport(
             format: "safetensors-hf", path: directory, architecture: family.hfClassName, type: "F32", uniform: true,
-            bytes: directorySize(directory), tensors: tensors, fallbacks: [], notes: notes, mergedAdapters: merged)
+            bytes: directorySize(directory), bitsPerWeight: 32, tensors: tensors, fallbacks: [], notes: notes,
+            mergedAdapters: merged)
     }
 
     static func directorySize(_ dir: String) -> Int {

@@ -49,14 +49,17 @@ public struct GGUFWriter {
         tensors.append(PendingTensor(name: name, dimensions: dimensions, type: type, byteCount: bytes, bytes: producer))
     }
 
-    /// Adds an fp32 tensor (row-major `shape`), converted to `type` (F32, F16, Q8_0, Q4_0 or Q4_1).
+    /// Adds an fp32 tensor (row-major `shape`), converted to `type` (a type ``encode(_:as:name:)`` writes).
     public mutating func addTensor(name: String, tensor: Tensor, type: GGMLType = .f32) throws {
         let data = try Self.encode(tensor, as: type, name: name)
         tensors.append(PendingTensor(name: name, dimensions: tensor.shape.reversed(), type: type, byteCount: data.count, bytes: { data }))
     }
 
-    /// The bytes of an fp32 tensor (row-major) in `type` (F32, F16, Q8_0, Q4_0 or Q4_1), rows quantized
-    /// along the last axis (ggml's `ne[0]`).
+    /// Types ``encode(_:as:name:)`` writes.
+    public static let writableTypes: Set<GGMLType> = [.f32, .f16, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q5_K, .q6_K]
+
+    /// The bytes of an fp32 tensor (row-major) in `type` (F32, F16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K or
+    /// Q6_K), rows quantized along the last axis (ggml's `ne[0]`), groups of rows side by side on the BLAS threads.
     public static func encode(_ tensor: Tensor, as type: GGMLType, name: String = "(tensor)") throws -> Data {
         let n = tensor.count
         guard let cols = tensor.shape.last, cols % type.blockSize == 0 else {
@@ -64,12 +67,22 @@ public struct GGUFWriter {
                 path: "(writer)", tensor: name,
                 detail: "row length \(tensor.shape.last ?? 0) is not a multiple of \(type.blockSize) for \(type)")
         }
-        var data = Data(count: n / type.blockSize * type.bytesPerBlock)
-        let ok = data.withUnsafeMutableBytes { raw in
-            withExtendedLifetime(tensor) { tq_quantize(type.rawValue, tensor.pointer, raw.baseAddress!, n) }
-        }
-        guard ok == 0 else {
+        guard writableTypes.contains(type) else {
             throw GGUFError.unsupportedTensorType(path: "(writer)", tensor: name, type: "\(type) (writing)")
+        }
+        let rows = cols > 0 ? n / cols : 0, rowBytes = cols / type.blockSize * type.bytesPerBlock
+        var data = Data(count: rows * rowBytes)
+        guard !data.isEmpty else { return data }
+        data.withUnsafeMutableBytes { raw in
+            let out = Unchecked(raw.baseAddress!)
+            withExtendedLifetime(tensor) {
+                // The K-quants search their scales (~100 operations a weight): split rows over the threads.
+                Parallel.ranges(rows, minimum: max(1, (1 << 16) / max(cols, 1))) { range, _ in
+                    _ = tq_quantize(
+                        type.rawValue, tensor.pointer + range.lowerBound * cols, out.value + range.lowerBound * rowBytes,
+                        range.count * cols)
+                }
+            }
         }
         return data
     }

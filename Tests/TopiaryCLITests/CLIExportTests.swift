@@ -51,8 +51,8 @@ final class CLIExportTests: XCTestCase {
         let out = NSTemporaryDirectory() + "topiary-cli-export-\(getpid()).gguf"
         defer { unlink(out) }
         cli.assertCleanFailure(
-            try cli.run(["export", "--model", model, "--out", out, "--type", "q5_k"]),
-            mentions: "--type q5_k: unknown tensor type (expected one of f32, f16, q8_0, q4_0, q4_1)")
+            try cli.run(["export", "--model", model, "--out", out, "--type", "q3_k"]),
+            mentions: "--type q3_k: unknown tensor type (expected one of f32, f16, q8_0, q4_0, q4_1, q4_k, q5_k, q6_k, q4_k_m)")
         cli.assertCleanFailure(try cli.run(["export", "--model", model, "--out", out, "--format", "onnx"]), mentions: "--format onnx")
         cli.assertCleanFailure(try cli.run(["export", "--model", model, "--out", out, "--arch", "mistral"]), mentions: "--arch mistral")
         cli.assertCleanFailure(
@@ -82,5 +82,29 @@ final class CLIExportTests: XCTestCase {
         let inspect = try cli.run(["inspect", "--model", out, "--json"])
         XCTAssertEqual(inspect.status, 0, inspect.stderr)
         XCTAssertTrue(inspect.stdout.contains("\"Q8_0\" : 211"), inspect.stdout)
+    }
+
+    /// `--type q4_k_m` writes llama.cpp's mix and reports its fallbacks (SmolLM2's rows of 576 hold no whole super-block)
+    /// and the file's bits per weight; `--help` lists the K-quant types.
+    func testExportQ4KMReportsFallbacksAndBitsPerWeight() throws {
+        let model = try cli.modelPath()
+        let out = NSTemporaryDirectory() + "topiary-cli-export-q4km-\(getpid()).gguf"
+        defer { unlink(out) }
+        let r = try cli.run(["export", "--model", model, "--out", out, "--type", "q4_k_m", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(json["type"] as? String, "Q4_K_M")
+        XCTAssertEqual((json["bits_per_weight"] as? NSNumber)?.doubleValue ?? 0, 6.17, accuracy: 0.01)
+        let fallbacks = try XCTUnwrap(json["fallbacks"] as? [String])
+        XCTAssertEqual(fallbacks.count, 3, "\(fallbacks)")
+        XCTAssertTrue(
+            fallbacks.contains { $0.hasPrefix("166 tensors: row length 576 is not a multiple of Q4_K's super-block") }, "\(fallbacks)")
+
+        let text = try cli.run(["export", "--model", model, "--out", out, "--type", "q4_k", "--force"])
+        XCTAssertEqual(text.status, 0, text.stderr)
+        XCTAssertTrue(text.stdout.contains("fallback: 180 tensors: row length 576"), text.stdout)
+        XCTAssertTrue(text.stdout.contains("5.94 bits per weight"), text.stdout)
+        let help = try cli.run(["export", "--help"])
+        for type in ["q4_k", "q5_k", "q6_k", "q4_k_m"] { XCTAssertTrue(help.stdout.contains(type), help.stdout) }
     }
 }

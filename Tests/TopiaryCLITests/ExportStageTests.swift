@@ -45,11 +45,11 @@ final class ExportStageTests: XCTestCase {
         model: \(model)
         data: \(data)
         stages:
-          export: { format: gguf, type: q5_k }
+          export: { format: gguf, type: q3_k }
         """.write(toFile: file, atomically: true, encoding: .utf8)
         let bad = try helper.run(["run", file, "--out", root + "/bad", "--quiet"])
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.stderr.contains("export.yaml:5:33"), bad.stderr)
-        XCTAssertTrue(bad.stderr.contains("q5_k: unknown tensor type"), bad.stderr)
+        XCTAssertTrue(bad.stderr.contains("q3_k: unknown tensor type"), bad.stderr)
     }
 }

@@ -105,6 +105,17 @@ final class RecipeTests: XCTestCase {
             replacing("    ratio: 0.2\n", "    ratio: 0.2\n    compensate: true\n    merge: kmeans\n"), line: 9, "compensate works with")
     }
 
+    /// The export stage takes `topiary export --type`'s values, the K-quants and the Q4_K_M mix included.
+    func testExportStageTakesTheKQuantTypes() throws {
+        for type in ["q4_k_m", "q4_k", "q5_k", "q6_k", "Q4_K_M"] {
+            let r = try parse(good + "\n  export: { format: gguf, type: \(type) }\n")
+            let export = try XCTUnwrap(r.configurations[StageKind("export")!] as? ExportConfig)
+            XCTAssertEqual(export.type, type)
+            XCTAssertEqual(export.defaultFileName, "model-\(type).gguf")
+        }
+        assertRecipeError(good + "\n  export: { format: gguf, type: q3_k }\n", line: 20, "q3_k: unknown tensor type")
+    }
+
     func replacing(_ old: String, _ new: String) -> String {
         precondition(good.contains(old), "test bug: \(old) not in the recipe")
         return good.replacingOccurrences(of: old, with: new)

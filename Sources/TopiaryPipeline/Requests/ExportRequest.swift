@@ -8,7 +8,7 @@ public struct ExportConfig: Codable, Sendable, Equatable {
 
     /// `gguf` (llama.cpp) or `safetensors-hf` (transformers).
     public var format = "gguf"
-    /// GGUF tensor type of the matrices (f32, f16, q8_0, q4_0, q4_1); nil: f32.
+    /// GGUF tensor type of the matrices (f32, f16, q8_0, q4_0, q4_1, q4_k, q5_k, q6_k) or the mix q4_k_m; nil: f32.
     public var type: String?
     /// GGUF architecture: auto (llama when the layers are uniform, deci when they differ), llama or deci.
     public var arch = "auto"

@@ -78,7 +78,7 @@ public struct SparsifyWorkflow {
     /// Sparsifies a streamed model into the GGUF file `out`: each layer is sparsified when the writer reaches it,
     /// written, then evicted.
     public func runStreamed(
-        _ loaded: LoadedModel, calibration set: CalibrationSet?, to out: String, type: GGMLType
+        _ loaded: LoadedModel, calibration set: CalibrationSet?, to out: String, type: GGUFExportType
     ) throws -> (
         SparsifyRecord, ExportReport
     ) {

@@ -37,7 +37,7 @@ extension PruneWorkflow {
     /// `calibration` gives the windows when the criterion needs gradients.
     public func pruneStreamed(
         _ loaded: LoadedModel, layers range: ClosedRange<Int>, calibration: () throws -> CalibrationSet, to out: String,
-        type: GGMLType
+        type: GGUFExportType
     ) throws -> StreamedPruneResult {
         try checkStreamable()
         let model = loaded.model
