@@ -57,7 +57,8 @@ let package = Package(
         .target(
             name: "TopiaryPrune",
             dependencies: ["TopiaryCore", "CTopiaryKernels", "CLAPACKE", "TopiaryAutodiff", "TopiaryModels", "TopiaryGraph"]),
-        .target(name: "TopiaryExport", dependencies: ["TopiaryCore", "TopiaryAutodiff", "TopiaryGGUF", "TopiaryModels"]),
+        .target(
+            name: "TopiaryExport", dependencies: ["TopiaryCore", "TopiaryAutodiff", "TopiaryGGUF", "TopiaryTokenizers", "TopiaryModels"]),
         .target(
             name: "TopiaryPipeline",
             dependencies: [
@@ -90,7 +91,9 @@ let package = Package(
         .testTarget(name: "TopiaryPruneTests", dependencies: ["TopiaryModels", "TopiaryGraph", "TopiaryPrune", "TopiaryEval"]),
         .testTarget(
             name: "TopiaryExportTests",
-            dependencies: ["TopiaryExport", "TopiaryModels", "TopiaryGGUF", "TopiaryEval", "TopiaryGraph", "TopiaryPrune"],
+            dependencies: [
+                "TopiaryExport", "TopiaryModels", "TopiaryGGUF", "TopiaryTokenizers", "TopiaryEval", "TopiaryGraph", "TopiaryPrune",
+            ],
             resources: [.copy("Fixtures")]),
         .testTarget(
             name: "TopiaryReliabilityTests",
