@@ -145,20 +145,28 @@ public final class SafetensorsFile: @unchecked Sendable {
 
     public func entry(named name: String) -> SafetensorsEntry? { entries[name] }
 
-    /// The tensor as fp32 (F16 and BF16 widened exactly), its source pages released afterwards.
+    /// The tensor as fp32 (F16 and BF16 widened exactly). The source is converted in chunks whose mapped pages are released
+    /// as soon as they are read, so that even the largest tensor (an embedding) never has its source and its fp32 copy
+    /// resident at once.
     public func tensor(named name: String) throws -> Tensor {
         guard let e = entries[name] else { throw SafetensorsError.missingTensor(path: path, name: name) }
-        let count = e.count
+        let count = e.count, width = e.dtype.width
         let t = Tensor(uninitialized: e.shape)
         let raw = file.bytes(offset: dataStart + e.start, count: e.end - e.start)
         if count > 0, let src = raw.baseAddress {
-            switch e.dtype {
-            case .f32:
-                memcpy(t.pointer, src, count * 4)
-            case .f16:
-                for i in 0..<count { t[i] = Float(Float16(bitPattern: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
-            case .bf16:
-                for i in 0..<count { t[i] = Float(bitPattern: UInt32(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16) }
+            let chunk = 1 << 22
+            for first in stride(from: 0, to: count, by: chunk) {
+                let n = min(chunk, count - first)
+                let from = src + first * width, to = t.pointer + first
+                switch e.dtype {
+                case .f32:
+                    memcpy(to, from, n * 4)
+                case .f16:
+                    for i in 0..<n { to[i] = Float(Float16(bitPattern: from.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
+                case .bf16:
+                    for i in 0..<n { to[i] = Float(bitPattern: UInt32(from.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16) }
+                }
+                file.releasePages(offset: dataStart + e.start + first * width, count: n * width)
             }
         }
         file.releasePages(offset: dataStart + e.start, count: e.end - e.start)

@@ -28,11 +28,13 @@ extension TokenizerVocabulary {
 
     public init(huggingFaceJSON data: Data, config: Data? = nil, generationConfig: Data? = nil, source: String) throws {
         func fail(_ detail: String) -> TokenizerError { .invalidJSON(source: source, detail: detail) }
-        guard let root = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { throw fail("not a JSON object") }
+        // The vocabulary and merges are read exactly by JSONVocabulary; Foundation parses the rest without them (a fraction
+        // of the memory a 262k-token vocabulary with half a million merges takes as Foundation objects).
+        let scanned = try JSONVocabulary.read(data, source: source)
+        guard let root = (try? JSONSerialization.jsonObject(with: scanned.rest)) as? [String: Any] else { throw fail("not a JSON object") }
         guard let model = root["model"] as? [String: Any] else { throw fail("no `model`") }
         let type = model["type"] as? String ?? "BPE"
         guard type == "BPE" else { throw TokenizerError.unsupportedModel(source: source, model: type) }
-        let scanned = try JSONVocabulary.read(data, source: source)
         guard model["vocab"] is [String: Any], let vocab = scanned.vocab else { throw fail("no `model.vocab`") }
         let added = root["added_tokens"] as? [[String: Any]] ?? []
         var maxID = -1

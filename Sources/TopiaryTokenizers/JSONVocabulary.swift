@@ -8,22 +8,40 @@ import Foundation
 /// written by hand, keeping every entry exactly. The merges are scanned too: Foundation drops a leading U+FEFF from
 /// JSON strings, and Gemma 3 has a merge `▁` + U+FEFF.
 enum JSONVocabulary {
-    /// The `(token, id)` entries of `root.model.vocab` in file order (nil when there is no such object), and the merges
-    /// of `root.model.merges` (`"a b"` strings or `[a, b]` pairs; empty when there are none).
-    static func read(_ data: Data, source: String) throws -> (vocab: [(String, Int)]?, merges: [(String, String)]) {
+    /// The `(token, id)` entries of `root.model.vocab` in file order (nil when there is no such object), the merges of
+    /// `root.model.merges` (`"a b"` strings or `[a, b]` pairs; empty when there are none), and the document with those two
+    /// values emptied (`{}`, `[]`), small enough for Foundation to parse the rest.
+    static func read(_ data: Data, source: String) throws -> (vocab: [(String, Int)]?, merges: [(String, String)], rest: Data) {
         try data.withUnsafeBytes { raw in
             var s = Scanner(bytes: raw.bindMemory(to: UInt8.self), source: source)
             var vocab: [(String, Int)]?
             var merges: [(String, String)] = []
-            guard try s.enterMember("model") else { return (nil, []) }
+            var cut: [(Range<Int>, String)] = []
+            guard try s.enterMember("model") else { return (nil, [], data) }
             try s.members { key, s in
+                s.skipSpace()
+                let start = s.i
+                // Other models' vocabularies (Unigram: a list of pairs) are left to the caller, which refuses them by type.
+                let next = start < s.bytes.count ? s.bytes[start] : 0
                 switch key {
-                case "vocab": vocab = try s.pairs()
-                case "merges": merges = try s.merges()
+                case "vocab" where next == 0x7B:
+                    vocab = try s.pairs()
+                    cut.append((start..<s.i, "{}"))
+                case "merges" where next == 0x5B:
+                    merges = try s.merges()
+                    cut.append((start..<s.i, "[]"))
                 default: try s.skipValue()
                 }
             }
-            return (vocab, merges)
+            var rest = Data()
+            var at = 0
+            for (range, replacement) in cut.sorted(by: { $0.0.lowerBound < $1.0.lowerBound }) {
+                rest.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[at..<range.lowerBound]))
+                rest.append(contentsOf: Array(replacement.utf8))
+                at = range.upperBound
+            }
+            rest.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[at...]))
+            return (vocab, merges, rest)
         }
     }
 
