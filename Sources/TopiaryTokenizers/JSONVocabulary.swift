@@ -165,7 +165,7 @@ enum JSONVocabulary {
                 skipSpace()
                 let start = i
                 while i < bytes.count, (bytes[i] >= 0x30 && bytes[i] <= 0x39) || bytes[i] == 0x2D { i += 1 }
-                guard i > start, i - start < 12,
+                guard i > start, i - start <= 20,
                     let id = Int(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self))
                 else { throw fail("a vocabulary id is not an integer") }
                 out.append((key, id))
