@@ -59,7 +59,8 @@ let package = Package(
         .target(
             name: "TopiaryPrune",
             dependencies: ["TopiaryCore", "CTopiaryKernels", "CLAPACKE", "TopiaryAutodiff", "TopiaryModels", "TopiaryGraph"]),
-        .target(name: "TopiaryExport", dependencies: ["TopiaryCore", "TopiaryAutodiff", "TopiaryGGUF", "TopiaryModels"]),
+        .target(
+            name: "TopiaryExport", dependencies: ["TopiaryCore", "TopiaryAutodiff", "TopiaryGGUF", "TopiaryTokenizers", "TopiaryModels"]),
         .target(
             name: "TopiaryPipeline",
             dependencies: [
@@ -92,7 +93,9 @@ let package = Package(
         .testTarget(name: "TopiaryPruneTests", dependencies: ["TopiaryModels", "TopiaryGraph", "TopiaryPrune", "TopiaryEval"]),
         .testTarget(
             name: "TopiaryExportTests",
-            dependencies: ["TopiaryExport", "TopiaryModels", "TopiaryGGUF", "TopiaryEval", "TopiaryGraph", "TopiaryPrune"],
+            dependencies: [
+                "TopiaryExport", "TopiaryModels", "TopiaryGGUF", "TopiaryTokenizers", "TopiaryEval", "TopiaryGraph", "TopiaryPrune",
+            ],
             resources: [.copy("Fixtures")]),
         .testTarget(
             name: "TopiaryReliabilityTests",

@@ -10,7 +10,9 @@ struct ModelArguments: ParsableArguments {
         ProcessInfo.processInfo.environment["TOPIARY_MODEL"] ?? "checkpoints/models/SmolLM2-135M-Instruct.Q4_1.gguf"
     }
 
-    @Option(name: .long, help: ArgumentHelp("A GGUF model file or a Topiary checkpoint directory.", valueName: "path"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("A GGUF model file, a Topiary checkpoint directory or a Hugging Face model directory.", valueName: "path"))
     var model: String = ModelArguments.defaultModel
 
     @Option(name: .long, help: ArgumentHelp("OpenBLAS threads (default: all cores).", valueName: "n"))

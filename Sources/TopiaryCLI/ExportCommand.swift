@@ -20,9 +20,11 @@ struct Export: ParsableCommand {
             file's bits per weight. A model whose layers differ (structured pruning) is written as \
             llama.cpp's 'deci' architecture, whose per-layer head_count / head_count_kv / feed_forward_length arrays \
             llama.cpp honours; uniform models are written as 'llama'.
-            --format safetensors-hf writes a directory with model.safetensors and a LlamaForCausalLM config.json that \
-            transformers loads with from_pretrained; a model whose layers differ cannot be described that way and is \
-            written as a Topiary checkpoint instead (the command says so).
+            --format safetensors-hf writes a Hugging Face model directory (config.json for LlamaForCausalLM, \
+            Qwen2ForCausalLM or Gemma3ForCausalLM, model.safetensors in fp32, tokenizer.json, tokenizer_config.json and \
+            generation_config.json) that transformers loads with from_pretrained and Topiary with --model. transformers \
+            has one head count and FFN width for all layers: a model whose layers differ is refused (export it as GGUF), \
+            or written as a Topiary checkpoint with --allow-topiary-format.
             LoRA adapters given with --adapters are merged into the exported weights. Unstructured-sparse models are \
             stored dense.
 
@@ -37,6 +39,8 @@ struct Export: ParsableCommand {
     @Option(help: "GGUF architecture: auto (llama when layers are uniform, deci when they differ), llama or deci.") var arch: String =
         ExportConfig().arch
     @Option(help: "general.name of the GGUF file (default: the source's).") var name: String?
+    @Flag(help: "safetensors-hf: write a model whose layers differ as a Topiary checkpoint (which transformers cannot load).")
+    var allowTopiaryFormat = false
     @Flag(help: "Replace --out if it exists.") var force = false
     @Flag(help: "Print the export report as JSON (keys: format, architecture, tensors, fallbacks, notes …).") var json = false
 
@@ -47,6 +51,7 @@ struct Export: ParsableCommand {
         c.type = type
         c.arch = arch
         c.name = name
+        c.allowTopiaryFormat = allowTopiaryFormat
         return c
     }
 

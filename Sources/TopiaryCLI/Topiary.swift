@@ -75,7 +75,8 @@ struct Topiary: ParsableCommand {
         commandName: "topiary",
         abstract: "Make LLMs smaller and faster by structural pruning, recover them with LoRA, and measure them — on a CPU.",
         discussion: """
-            Models are read from GGUF files (LLaMA, Qwen2, Gemma 3; default SmolLM2-135M-Instruct) with their own tokenizer.
+            Models are read from GGUF files or Hugging Face model directories (LLaMA, Qwen2, Gemma 3; default \
+            SmolLM2-135M-Instruct) with their own tokenizer.
             Set-up (see README.md) puts the default model at \(ModelArguments.defaultModel).
             Evaluation data is read from ../shared/data (or --data / $TOPIARY_DATA).
             """,

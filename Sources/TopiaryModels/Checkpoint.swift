@@ -24,13 +24,7 @@ public enum Checkpoint {
         model: any LanguageModel, tokenizerMetadata: [String: GGUFValue], to directory: String,
         extraFiles: [String: Data] = [:], configJSON: Data? = nil
     ) throws {
-        let dir = (directory as NSString).standardizingPath
-        let parent = (dir as NSString).deletingLastPathComponent
-        let tmp = parent + "/." + (dir as NSString).lastPathComponent + ".tmp-\(getpid())"
-        let fm = FileManager.default
-        try? fm.removeItem(atPath: tmp)
-        do {
-            try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+        try writeDirectory(directory, what: "the checkpoint") { tmp in
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             try AtomicFile.write(try configJSON ?? encoder.encode(model.config), to: tmp + "/config.json")
@@ -44,6 +38,20 @@ public enum Checkpoint {
             for (name, data) in extraFiles { try AtomicFile.write(data, to: tmp + "/" + name) }
             // The manifest comes last: a directory without it is incomplete.
             try writeManifest(directory: tmp)
+        }
+    }
+
+    /// Writes a model directory atomically: `body` fills a temporary sibling directory, which replaces `directory` only
+    /// once complete. Errors name `directory` (never the temporary folder) and `what` was being saved.
+    public static func writeDirectory(_ directory: String, what: String, _ body: (String) throws -> Void) throws {
+        let dir = (directory as NSString).standardizingPath
+        let parent = (dir as NSString).deletingLastPathComponent
+        let tmp = parent + "/." + (dir as NSString).lastPathComponent + ".tmp-\(getpid())"
+        let fm = FileManager.default
+        try? fm.removeItem(atPath: tmp)
+        do {
+            try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+            try body(tmp)
             if fm.fileExists(atPath: dir) {
                 let old = parent + "/." + (dir as NSString).lastPathComponent + ".old-\(getpid())"
                 try fm.moveItem(atPath: dir, toPath: old)
@@ -55,9 +63,9 @@ public enum Checkpoint {
             try AtomicFile.syncDirectory(parent)
         } catch {
             try? fm.removeItem(atPath: tmp)
-            // One line naming the checkpoint (never the temporary folder it was being written to) and the cause.
+            // One line naming the directory (never the temporary folder it was being written to) and the cause.
             let text = (OutputLocation.describe(error) ?? error.localizedDescription).replacingOccurrences(of: tmp, with: dir)
-            throw ModelError.checkpoint(text.contains(dir) ? text : "\(dir): cannot save the checkpoint (\(text))")
+            throw ModelError.checkpoint(text.contains(dir) ? text : "\(dir): cannot save \(what) (\(text))")
         }
     }
 
@@ -227,33 +235,5 @@ extension GGUFValue {
             guard let v = scalar(type, value) else { return nil }
             self = v
         }
-    }
-}
-
-/// Loads a model from a GGUF file or a Topiary checkpoint directory.
-public enum ModelLoader {
-    /// `streamLayers` > 0 keeps a GGUF model's weights in its file and dequantizes that many layers at a time
-    /// (``LayerStore``); checkpoints (fp32 safetensors) are always loaded whole.
-    public static func load(path: String, streamLayers: Int = 0) throws -> LoadedModel {
-        var dir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &dir) else { throw ModelError.notFound(path: path) }
-        if dir.boolValue {
-            guard Checkpoint.isCheckpoint(path) else {
-                // A folder with some checkpoint files lost config.json (name it); any other folder is not a model.
-                let parts = ["manifest.json", "model.safetensors", "tokenizer_metadata.json"]
-                if parts.contains(where: { FileManager.default.fileExists(atPath: path + "/" + $0) }) {
-                    throw ModelError.checkpoint(
-                        "\(path)/config.json: missing (a Topiary checkpoint needs config.json, model.safetensors, "
-                            + "tokenizer_metadata.json and manifest.json)")
-                }
-                throw ModelError.unrecognizedFormat(path: path)
-            }
-            guard streamLayers == 0 else {
-                throw ModelError.invalidConfig(
-                    "\(path): layer streaming reads GGUF files; a checkpoint directory is loaded whole (drop --stream-layers)")
-            }
-            return try Checkpoint.load(directory: path)
-        }
-        return try GGUFModelLoader.load(path: path, streamLayers: streamLayers)
     }
 }

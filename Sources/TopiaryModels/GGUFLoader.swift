@@ -150,38 +150,6 @@ public enum GGUFModelLoader {
 
     /// Builds the tokenizer described by the `tokenizer.ggml.*` metadata.
     public static func tokenizerFromMetadata(_ md: [String: GGUFValue], name: String) throws -> any Tokenizer {
-        guard let model = md["tokenizer.ggml.model"]?.string else {
-            throw ModelError.missingMetadata(path: name, key: "tokenizer.ggml.model")
-        }
-        guard let tokens = md["tokenizer.ggml.tokens"]?.stringArray else {
-            throw ModelError.missingMetadata(path: name, key: "tokenizer.ggml.tokens")
-        }
-        switch model {
-        case "gpt2":
-            guard let merges = md["tokenizer.ggml.merges"]?.stringArray else {
-                throw ModelError.missingMetadata(path: name, key: "tokenizer.ggml.merges")
-            }
-            return try BPETokenizer(
-                tokens: tokens, merges: merges, tokenTypes: md["tokenizer.ggml.token_type"]?.intArray,
-                preTokenizer: md["tokenizer.ggml.pre"]?.string ?? "default",
-                bosTokenID: md["tokenizer.ggml.bos_token_id"]?.int, eosTokenID: md["tokenizer.ggml.eos_token_id"]?.int,
-                unknownTokenID: md["tokenizer.ggml.unknown_token_id"]?.int,
-                addBOS: md["tokenizer.ggml.add_bos_token"]?.bool ?? false,
-                addEOS: md["tokenizer.ggml.add_eos_token"]?.bool ?? false)
-        case "llama":
-            guard let scores = md["tokenizer.ggml.scores"]?.floatArray else {
-                throw ModelError.missingMetadata(path: name, key: "tokenizer.ggml.scores")
-            }
-            return try SentencePieceTokenizer(
-                tokens: tokens, scores: scores, tokenTypes: md["tokenizer.ggml.token_type"]?.intArray,
-                bosTokenID: md["tokenizer.ggml.bos_token_id"]?.int, eosTokenID: md["tokenizer.ggml.eos_token_id"]?.int,
-                unknownTokenID: md["tokenizer.ggml.unknown_token_id"]?.int,
-                addBOS: md["tokenizer.ggml.add_bos_token"]?.bool ?? true,
-                addEOS: md["tokenizer.ggml.add_eos_token"]?.bool ?? false,
-                addSpacePrefix: md["tokenizer.ggml.add_space_prefix"]?.bool ?? true, source: name)
-        default:
-            throw ModelError.invalidConfig(
-                "\(name): tokenizer model '\(model)' is not supported (supported: gpt2 byte-level BPE, llama SentencePiece)")
-        }
+        try TokenizerVocabulary(ggufMetadata: md, name: name).makeTokenizer(source: name)
     }
 }

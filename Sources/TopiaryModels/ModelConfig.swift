@@ -256,6 +256,8 @@ extension ModelConfig {
 public enum ModelError: Error, LocalizedError, Equatable {
     case invalidConfig(String)
     case unsupportedArchitecture(path: String, architecture: String)
+    /// A transformers `config.json` whose `model_type` no family reads.
+    case unsupportedModelType(path: String, modelType: String)
     case missingMetadata(path: String, key: String)
     case missingTensor(path: String, name: String)
     case tensorShape(path: String, name: String, expected: [Int], found: [Int])
@@ -269,13 +271,17 @@ public enum ModelError: Error, LocalizedError, Equatable {
         case let .invalidConfig(m): return "invalid model configuration: \(m)"
         case let .unsupportedArchitecture(path, a):
             return "\(path): unsupported architecture '\(a)' (supported: \(Architectures.supportedNames.joined(separator: ", ")))"
+        case let .unsupportedModelType(path, t):
+            return
+                "\(path): unsupported model_type '\(t)' (supported: \(Architectures.all.flatMap(\.hfModelTypes).joined(separator: ", ")))"
         case let .missingMetadata(path, key): return "\(path): missing metadata key '\(key)'"
         case let .missingTensor(path, name): return "\(path): missing tensor '\(name)'"
         case let .tensorShape(path, name, e, f): return "\(path): tensor '\(name)' has shape \(f), expected \(e)"
         case let .notFound(path): return "\(path): no such file or directory"
         case let .unrecognizedFormat(path):
-            return "\(path): not a GGUF file or a Topiary checkpoint directory (a checkpoint folder has config.json, "
-                + "model.safetensors, tokenizer_metadata.json and manifest.json)"
+            return "\(path): not a GGUF file, a Topiary checkpoint directory (config.json, model.safetensors, "
+                + "tokenizer_metadata.json and manifest.json) or a Hugging Face model directory (config.json, model.safetensors or "
+                + "model.safetensors.index.json with its shards, tokenizer.json)"
         case let .checkpoint(m): return m
         }
     }

@@ -200,6 +200,16 @@ public final class Pipeline {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw PipelineError("\(path): no such file") }
         if isDirectory.boolValue {
+            if HFModelLoader.isHuggingFaceDirectory(path) {
+                // A Hugging Face directory: each file's own fingerprint, in name order.
+                var parts: [String] = []
+                for name in try FileManager.default.contentsOfDirectory(atPath: path).sorted() where !name.hasPrefix(".") {
+                    var sub: ObjCBool = false
+                    guard FileManager.default.fileExists(atPath: path + "/" + name, isDirectory: &sub), !sub.boolValue else { continue }
+                    parts.append(name + "=" + (try fingerprint(path + "/" + name)))
+                }
+                return String(format: "hf:%016llx", fnv1a64(Data(parts.joined(separator: "\n").utf8)))
+            }
             guard let m = FileManager.default.contents(atPath: path + "/manifest.json") else {
                 throw PipelineError("\(path): not a complete Topiary checkpoint (no manifest.json)")
             }

@@ -118,7 +118,9 @@ public struct Recipe: Sendable {
         let description = try top.string("description")
         let recipeModel = try top.string("model")
         guard let modelText = modelOverride ?? recipeModel else {
-            throw top.error(at: node, "missing `model` (a GGUF file or a Topiary checkpoint folder, relative to the recipe)")
+            throw top.error(
+                at: node,
+                "missing `model` (a GGUF file, a Topiary checkpoint folder or a Hugging Face model folder, relative to the recipe)")
         }
         let modelNode = top.value("model")
         let model = modelOverride.map { ($0 as NSString).expandingTildeInPath } ?? resolve(modelText)

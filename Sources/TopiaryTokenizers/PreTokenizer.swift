@@ -18,6 +18,13 @@ public struct PreTokenizer: Sendable {
 
     public static let supported = ["gpt2", "default", "smollm", "qwen2", "deepseek-r1-qwen", "llama3", "llama-bpe"]
 
+    /// The `Split` regex of LLaMA 3's `tokenizer.json` (numbers in runs of up to three digits).
+    public static let llama3Pattern =
+        #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
+    /// The `Split` regex of Qwen2's `tokenizer.json` (one digit per number piece).
+    public static let qwen2Pattern =
+        #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
+
     public init(name: String, source: String = "tokenizer") throws {
         switch name {
         case "gpt2", "default": isolateDigits = false; digitRun = 0

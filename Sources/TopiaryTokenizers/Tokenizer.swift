@@ -37,7 +37,8 @@ public enum TokenizerError: Error, LocalizedError, Equatable {
         case let .badMerge(s, i, m): return "\(s): merge \(i) '\(m)' does not name two vocabulary tokens"
         case let .missingByteToken(s, b): return "\(s): the vocabulary has no token for byte 0x\(String(b, radix: 16))"
         case let .invalidJSON(s, d): return "\(s): invalid tokenizer.json (\(d))"
-        case let .unsupportedModel(s, m): return "\(s): tokenizer model '\(m)' is not supported (supported: BPE)"
+        case let .unsupportedModel(s, m):
+            return "\(s): tokenizer model '\(m)' is not supported (supported: BPE, byte-level or SentencePiece-style with byte_fallback)"
         }
     }
 }

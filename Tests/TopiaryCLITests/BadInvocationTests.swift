@@ -237,7 +237,7 @@ final class BadInvocationTests: XCTestCase {
             // models that are not models
             Row(["inspect", "--model", dir + "/missing.gguf"], dir + "/missing.gguf: no such file", status: 1),
             Row(["inspect", "--model", notGGUF], notGGUF + ": not a GGUF file", status: 1),
-            Row(["inspect", "--model", emptyDir], emptyDir + ": not a GGUF file or a Topiary checkpoint directory", status: 1),
+            Row(["inspect", "--model", emptyDir], emptyDir + ": not a GGUF file, a Topiary checkpoint directory", status: 1),
             Row(["inspect", "--model", noConfig], noConfig + "/config.json: missing", status: 1),
             Row(["inspect", "--model", damaged], damaged + "/model.safetensors: damaged", status: 1),
             // verify, report, run

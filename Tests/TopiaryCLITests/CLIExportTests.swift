@@ -58,6 +58,9 @@ final class CLIExportTests: XCTestCase {
         cli.assertCleanFailure(
             try cli.run(["export", "--model", model, "--out", out, "--format", "safetensors-hf", "--type", "q8_0"]),
             mentions: "--type q8_0 applies to --format gguf")
+        cli.assertCleanFailure(
+            try cli.run(["export", "--model", model, "--out", out, "--allow-topiary-format"]),
+            mentions: "--allow-topiary-format applies to --format safetensors-hf")
         cli.assertCleanFailure(try cli.run(["export", "--model", "/nonexistent/m.gguf", "--out", out]), mentions: "/nonexistent/m.gguf")
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
         XCTAssertTrue(FileManager.default.createFile(atPath: out, contents: Data("keep".utf8)))

@@ -3,6 +3,7 @@ import TopiaryCore
 import TopiaryExport
 import TopiaryGGUF
 import TopiaryModels
+import TopiaryTokenizers
 import XCTest
 
 final class HFExportTests: XCTestCase {
@@ -30,16 +31,29 @@ final class HFExportTests: XCTestCase {
         XCTAssertNotNil(weights["lm_head.weight"])
         // q_proj stays in Hugging Face's layout (no llama.cpp permutation).
         XCTAssertEqual(weights["model.layers.0.self_attn.q_proj.weight"]?.array, model.layers[0].q.value.array)
-        // The directory is also a Topiary checkpoint.
+        // A Hugging Face directory (tokenizer files, no Topiary manifest) that Topiary reads back.
+        let files = Set(try FileManager.default.contentsOfDirectory(atPath: dir))
+        XCTAssertEqual(
+            files, ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"])
+        XCTAssertTrue(HFModelLoader.isHuggingFaceDirectory(dir))
         let ids: [Int32] = [1, 2, 3, 4, 5]
         XCTAssertEqual(try logits(try ModelLoader.load(path: dir).model, ids), try logits(model, ids))
     }
 
-    func testModelWithDifferingLayersIsWrittenAsATopiaryCheckpointAndSaysSo() throws {
+    /// transformers cannot describe layers that differ: the export is refused naming the formats that can carry the
+    /// model, and with `allowTopiaryFormat` a Topiary checkpoint is written and the report says so.
+    func testModelWithDifferingLayersIsRefusedUnlessTheTopiaryFormatIsAllowed() throws {
         let md = try GGUFFile(path: try smolLM2Path()).metadata
         let model = try tinyModel(heads: [4, 2], kvHeads: [2, 1], ffn: [64, 48])
         let dir = temporaryPath(self, "hf-nonuniform")
-        let report = try HFExporter.export(model: model, sourceMetadata: md, to: dir)
+        XCTAssertThrowsError(try HFExporter.export(model: model, sourceMetadata: md, to: dir)) { error in
+            let m = error.localizedDescription
+            for part in ["layers differ", "transformers' LlamaConfig", "GGUF (--format gguf", "'deci'", "--allow-topiary-format"] {
+                XCTAssertTrue(m.contains(part), "\(m) does not mention \(part)")
+            }
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir))
+        let report = try HFExporter.export(model: model, sourceMetadata: md, to: dir, allowTopiaryFormat: true)
         XCTAssertEqual(report.format, "topiary")
         XCTAssertFalse(report.uniform)
         XCTAssertTrue(report.notes[0].contains("transformers cannot load"), report.notes[0])
@@ -48,6 +62,69 @@ final class HFExportTests: XCTestCase {
             JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/config.json"))) as? [String: Any])
         XCTAssertEqual(config["num_attention_heads"] as? [Int], [4, 2])
         XCTAssertEqual(try ModelLoader.load(path: dir).model.config, model.config)
+        // A gemma3 or qwen2 model whose layers differ names GGUF with per-layer arrays, which only Topiary reads.
+        let gemma = try ArchitectureRoundTripTests.tinyModel("gemma3")
+        let kept = Array(0..<40)
+        gemma.layers[0].gate.value = gemma.layers[0].gate.value.selecting(kept, axis: 0)
+        gemma.layers[0].up.value = gemma.layers[0].up.value.selecting(kept, axis: 0)
+        gemma.layers[0].down.value = gemma.layers[0].down.value.selecting(kept, axis: 1)
+        try gemma.refreshConfig()
+        XCTAssertFalse(gemma.config.isUniform)
+        XCTAssertThrowsError(try HFExporter.export(model: gemma, sourceMetadata: md, to: dir + "-gemma")) { error in
+            XCTAssertTrue(error.localizedDescription.contains("Gemma3TextConfig"), error.localizedDescription)
+            XCTAssertTrue(error.localizedDescription.contains("which Topiary reads back"), error.localizedDescription)
+        }
+    }
+
+    /// Each family's tiny model written as a Hugging Face directory (its own config.json class, Gemma's norms as
+    /// `w` for `1 + w`) loads back with the same logits and tokenizer.
+    func testEveryFamilyRoundTripsThroughAHuggingFaceDirectory() throws {
+        let md = ArchitectureRoundTripTests.tokenizerMetadata
+        let tokenizer = try GGUFModelLoader.tokenizerFromMetadata(md, name: "tiny")
+        let ids: [Int32] = [1, 5, 9, 2, 30, 17, 4, 8]
+        for family in ["llama", "qwen2", "gemma3"] {
+            let model = try ArchitectureRoundTripTests.tinyModel(family)
+            let dir = temporaryPath(self, "hf-" + family)
+            let report = try HFExporter.export(model: model, sourceMetadata: md, to: dir)
+            XCTAssertEqual(report.architecture, Architectures.family(modelType: family)?.hfClassName)
+            let back = try ModelLoader.load(path: dir)
+            XCTAssertEqual(back.model.config, model.config, family)
+            let a = try logits(back.model, ids), b = try logits(model, ids)
+            XCTAssertLessThanOrEqual(maxAbsDifference(a, b), 1e-5, family)
+            XCTAssertEqual(back.tokenizer.encode("abc d"), tokenizer.encode("abc d"), family)
+            XCTAssertEqual(back.tokenizer.eosTokenID, tokenizer.eosTokenID, family)
+            if family == "gemma3" {
+                let stored = try Safetensors.read(path: dir + "/model.safetensors").tensors["model.norm.weight"]!.array
+                XCTAssertEqual(stored, model.norm.value.array.map { $0 - 1 })
+            }
+        }
+    }
+
+    /// The real models exported from their GGUF files load back as Hugging Face directories with the same logits and the
+    /// same token ids (tokenizer.json built from the GGUF tokenizer: SmolLM2's byte-level BPE, Gemma 3's SentencePiece
+    /// BPE with byte fallback).
+    func testRealModelsExportAndLoadBackWithEqualLogitsAndTokens() throws {
+        let text = String(try String(contentsOfFile: try dataPath("wikitext-2-raw/test.txt"), encoding: .utf8).prefix(100_000))
+        var gguf = [try smolLM2Path()]
+        let gemma =
+            ProcessInfo.processInfo.environment["TOPIARY_GEMMA3_MODEL"] ?? repoRoot() + "/checkpoints/models/gemma-3-270m-q4_k_m.gguf"
+        if FileManager.default.fileExists(atPath: gemma) { gguf.append(gemma) } else { print("skipping Gemma 3: \(gemma) not found") }
+        for path in gguf {
+            let source = try GGUFModelLoader.load(path: path)
+            let dir = temporaryPath(self, "hf-real-" + (path as NSString).lastPathComponent)
+            let report = try HFExporter.export(model: source.model, sourceMetadata: source.metadata, to: dir)
+            XCTAssertEqual(report.format, "safetensors-hf")
+            let back = try ModelLoader.load(path: dir)
+            let ids = source.tokenizer.encode(text)
+            XCTAssertTrue(back.tokenizer.encode(text) == ids, "\(path): the exported tokenizer.json encodes differently")
+            XCTAssertEqual(back.tokenizer.bosTokenID, source.tokenizer.bosTokenID)
+            XCTAssertEqual(back.tokenizer.eosTokenID, source.tokenizer.eosTokenID)
+            XCTAssertEqual(
+                back.tokenizer.encode("Hi", addSpecialTokens: true, parseSpecial: false),
+                source.tokenizer.encode("Hi", addSpecialTokens: true, parseSpecial: false))
+            let window = ids.prefix(48).map(Int32.init)
+            XCTAssertEqual(maxAbsDifference(try logits(back.model, window), try logits(source.model, window)), 0, path)
+        }
     }
 
     /// transformers loads the safetensors-hf export of a uniformly pruned SmolLM2 (l2, 20% in every layer) and its

@@ -28,16 +28,28 @@ public protocol ArchitectureFamily: Sendable {
     func ggufNotes(_ config: ModelConfig, architecture arch: String) -> [String]
     /// Why a Hugging Face export (transformers) cannot hold this model, or nil when it can.
     func hfExportLimitation(_ config: ModelConfig) -> String?
-    /// Whether the family writes a transformers `config.json` at all.
-    var writesHFConfig: Bool { get }
     /// The transformers `config.json` for `config` (nil when transformers cannot describe it: see `hfExportLimitation`).
     func hfConfig(_ config: ModelConfig, tokenizer: [String: GGUFValue]) throws -> Data?
+    /// The `model_type` values of transformers `config.json` files this family reads.
+    var hfModelTypes: [String] { get }
+    /// The decoder's configuration from a transformers `config.json`.
+    func config(hf: HFConfig) throws -> ModelConfig
+    /// What a transformers checkpoint's RMSNorm weights lack: Gemma stores `w` and scales by `1 + w`, Topiary (like
+    /// llama.cpp) keeps `1 + w`; 0 for the others.
+    var hfNormOffset: Float { get }
+    /// The formats that can carry a model of this family whose layers differ (for the message that refuses an HF export).
+    var perLayerFormats: String { get }
 }
 
 extension ArchitectureFamily {
     public var ggufPermutesRotary: Bool { false }
     public var defaultAttentionBias: Bool { false }
-    public var writesHFConfig: Bool { false }
+    public var hfModelTypes: [String] { [modelType] }
+    public var hfNormOffset: Float { 0 }
+    public var perLayerFormats: String {
+        "GGUF (--format gguf) with per-layer arrays, which Topiary reads back (llama.cpp's \(modelType) sizes every layer from "
+            + "layer 0, so it cannot run it), or a Topiary checkpoint"
+    }
     public func ggufNotes(_ config: ModelConfig, architecture arch: String) -> [String] {
         config.isUniform
             ? [] : ["layers differ (\(config.shapeSummary)): written as '\(arch)' with per-layer arrays, which Topiary reads back"]
@@ -68,6 +80,11 @@ public enum Architectures {
         all.first { $0.modelType == modelType }
     }
 
+    /// The family that reads transformers `config.json` files of `model_type` `name`.
+    public static func family(hfModelType name: String) -> (any ArchitectureFamily)? {
+        all.first { $0.hfModelTypes.contains(name) }
+    }
+
     /// The family that reads GGUF files of `general.architecture` `name`.
     public static func family(gguf name: String) -> (any ArchitectureFamily)? {
         all.first { $0.ggufArchitectures.contains(name) }
@@ -84,7 +101,7 @@ public enum Architectures {
     /// Every name a file may carry (GGUF architectures and model types), for messages.
     public static var supportedNames: [String] {
         var names: [String] = []
-        for f in all { for n in [f.modelType] + f.ggufArchitectures where !names.contains(n) { names.append(n) } }
+        for f in all { for n in [f.modelType] + f.ggufArchitectures + f.hfModelTypes where !names.contains(n) { names.append(n) } }
         return names
     }
 }

@@ -50,38 +50,22 @@ public struct LlamaFamily: ArchitectureFamily {
     /// `config.json` for `LlamaForCausalLM` (uniform layers only).
     public func hfConfig(_ c: ModelConfig, tokenizer md: [String: GGUFValue]) throws -> Data? {
         guard c.isUniform else { return nil }
-        var json: [String: Any] = [
-            "architectures": ["LlamaForCausalLM"],
-            "model_type": "llama",
-            "vocab_size": c.vocabSize,
-            "hidden_size": c.hiddenSize,
-            "intermediate_size": c.intermediateSizes[0],
-            "num_hidden_layers": c.layerCount,
-            "num_attention_heads": c.heads[0],
-            "num_key_value_heads": c.kvHeads[0],
-            "head_dim": c.headDim,
-            "hidden_act": "silu",
-            "max_position_embeddings": c.contextLength,
-            // Through the shortest decimal form, so that 1e-5 is written 1e-05 and not 9.999999747378752e-06.
-            "rms_norm_eps": Double("\(c.rmsNormEps)") ?? Double(c.rmsNormEps),
-            "rope_theta": Double("\(c.ropeTheta)") ?? Double(c.ropeTheta),
-            "rope_scaling": NSNull(),
-            "attention_bias": false,
-            "attention_dropout": 0.0,
-            "mlp_bias": false,
-            "pretraining_tp": 1,
-            "initializer_range": 0.02,
-            "tie_word_embeddings": c.tieWordEmbeddings,
-            "torch_dtype": "float32",
-            "use_cache": true,
-        ]
-        if let bos = md["tokenizer.ggml.bos_token_id"]?.int { json["bos_token_id"] = bos }
-        if let eos = md["tokenizer.ggml.eos_token_id"]?.int { json["eos_token_id"] = eos }
-        if let pad = md["tokenizer.ggml.padding_token_id"]?.int { json["pad_token_id"] = pad }
-        return try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        var json = HFConfigWriter.common(c, className: hfClassName, modelType: "llama", tokenizer: md)
+        json["hidden_act"] = "silu"
+        json["attention_bias"] = c.attentionBias
+        json["mlp_bias"] = false
+        json["pretraining_tp"] = 1
+        return try HFConfigWriter.data(json)
     }
 
-    public var writesHFConfig: Bool { true }
+    public func config(hf: HFConfig) throws -> ModelConfig {
+        try hf.requireActivation("hidden_act", "silu")
+        return try hf.validated(try hf.decoder(modelType: modelType, tiedByDefault: false, defaultEps: 1e-6))
+    }
+
+    public var perLayerFormats: String {
+        "GGUF (--format gguf, written as llama.cpp's 'deci' architecture, which llama.cpp runs) or a Topiary checkpoint"
+    }
 
     public func ggufNotes(_ config: ModelConfig, architecture arch: String) -> [String] {
         if arch == "deci" {

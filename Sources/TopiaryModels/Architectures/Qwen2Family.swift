@@ -20,6 +20,29 @@ public struct Qwen2Family: ArchitectureFamily {
     }
 
     public func hfExportLimitation(_ config: ModelConfig) -> String? {
-        "Hugging Face export writes LLaMA models so far; a qwen2 model is exported as GGUF (--format gguf), which llama.cpp runs"
+        config.isUniform
+            ? nil
+            : "layers differ (\(config.shapeSummary)): transformers' Qwen2Config has a single head count and FFN width for all layers"
+    }
+
+    /// `config.json` for `Qwen2ForCausalLM` (uniform layers only; q/k/v biases, no sliding window).
+    public func hfConfig(_ c: ModelConfig, tokenizer md: [String: GGUFValue]) throws -> Data? {
+        guard c.isUniform else { return nil }
+        var json = HFConfigWriter.common(c, className: hfClassName, modelType: "qwen2", tokenizer: md)
+        json["hidden_act"] = "silu"
+        json["use_sliding_window"] = false
+        json["sliding_window"] = NSNull()
+        json["max_window_layers"] = c.layerCount
+        return try HFConfigWriter.data(json)
+    }
+
+    public func config(hf: HFConfig) throws -> ModelConfig {
+        try hf.requireActivation("hidden_act", "silu")
+        if try hf.bool("use_sliding_window") == true {
+            throw ModelError.invalidConfig("\(hf.path): 'use_sliding_window' is true: Topiary runs Qwen2 with full attention")
+        }
+        var config = try hf.decoder(modelType: modelType, tiedByDefault: false, defaultEps: 1e-6)
+        config.attentionBias = true
+        return try hf.validated(config)
     }
 }

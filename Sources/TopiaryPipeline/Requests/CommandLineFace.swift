@@ -130,6 +130,7 @@ public struct CommandLineFace: Sendable {
     public static let export: CommandLineFace = {
         var keys = ["model": "recipe.model", "threads": "recipe.threads"]
         for o in ["format", "type", "arch", "name"] { keys[o] = o }
+        keys["allow-topiary-format"] = "allow_topiary_format"
         return CommandLineFace(
             command: "export", recipePrefix: "stages.export", keys: keys,
             commandOnly: [

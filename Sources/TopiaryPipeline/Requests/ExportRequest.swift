@@ -14,6 +14,9 @@ public struct ExportConfig: Codable, Sendable, Equatable {
     public var arch = "auto"
     /// `general.name` of the GGUF file (nil: the source's).
     public var name: String?
+    /// safetensors-hf: write a model whose layers differ (which transformers cannot load) as a Topiary checkpoint instead
+    /// of refusing it.
+    public var allowTopiaryFormat = false
 
     public init() {}
 
@@ -33,6 +36,8 @@ public struct ExportConfig: Codable, Sendable, Equatable {
             try Require.that(
                 type == nil || type!.lowercased() == "f32", "type", type, "applies to {format} gguf (safetensors-hf is F32)")
             try Require.that(arch == "auto", "arch", nil, "{arch} applies to {format} gguf")
+        } else {
+            try Require.that(!allowTopiaryFormat, "allow_topiary_format", nil, "{allow_topiary_format} applies to {format} safetensors-hf")
         }
     }
 
@@ -44,6 +49,7 @@ public struct ExportConfig: Codable, Sendable, Equatable {
                 type: try GGUFExporter.parseType(type ?? "f32"), architecture: try GGUFArchitecture(parsing: arch), name: name)
             return try GGUFExporter.export(model: loaded.model, sourceMetadata: loaded.metadata, to: out, options: options)
         }
-        return try HFExporter.export(model: loaded.model, sourceMetadata: loaded.metadata, to: out)
+        return try HFExporter.export(
+            model: loaded.model, sourceMetadata: loaded.metadata, to: out, allowTopiaryFormat: allowTopiaryFormat)
     }
 }

@@ -17,6 +17,7 @@ struct ExportStage: PipelineStage {
         c.type = try s.string("type")
         c.arch = try s.string("arch") ?? c.arch
         c.name = try s.string("name")
+        c.allowTopiaryFormat = try s.bool("allow_topiary_format") ?? c.allowTopiaryFormat
         try context.validated(name) { try c.validate() }
         return c
     }
