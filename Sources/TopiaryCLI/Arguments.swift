@@ -1,14 +1,14 @@
 import ArgumentParser
 import Foundation
+import TopiaryCore
 import TopiaryModels
 import TopiaryPipeline
 import TopiaryRecover
 
 /// `--model`: where the model comes from.
 struct ModelArguments: ParsableArguments {
-    static var defaultModel: String {
-        ProcessInfo.processInfo.environment["TOPIARY_MODEL"] ?? "checkpoints/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-    }
+    /// `$TOPIARY_MODEL`, or the default model where ``DefaultLocations`` finds it (from any working folder).
+    static var defaultModel: String { DefaultLocations.model }
 
     @Option(
         name: .long,
@@ -29,6 +29,7 @@ struct ModelArguments: ParsableArguments {
         if streamLayers > 0 && adapters != nil {
             throw CLIError("--adapters cannot be applied to a streamed model (--stream-layers); merge them first")
         }
+        if DefaultLocations.isMissingDefault(model) { throw CLIError(DefaultLocations.missingModelMessage) }
         let loaded = try ModelLoader.load(path: model, streamLayers: streamLayers)
         if let adapters {
             let m = loaded.model
@@ -40,7 +41,8 @@ struct ModelArguments: ParsableArguments {
 
 /// `--data`: the folder of evaluation data (WikiText-2, PTB, zero-shot tasks).
 struct DataArguments: ParsableArguments {
-    static var defaultData: String { ProcessInfo.processInfo.environment["TOPIARY_DATA"] ?? "../shared/data" }
+    /// `$TOPIARY_DATA`, or the first of ../shared/data, the repository's ../shared/data and Topiary's home that holds it.
+    static var defaultData: String { DefaultLocations.data }
 
     @Option(name: .long, help: ArgumentHelp("Folder with wikitext-2-raw/, ptb/, zeroshot/.", valueName: "dir"))
     var data: String = DataArguments.defaultData

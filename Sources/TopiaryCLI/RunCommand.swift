@@ -164,6 +164,7 @@ struct Sweep: ParsableCommand {
             c.shard = try sharding.resolved()
             c.noCompute = sharding.noCompute
             try OutputLocation.checkWritable(out, as: .directory)
+            if DefaultLocations.isMissingDefault(modelArguments.model) { throw CLIError(DefaultLocations.missingModelMessage) }
             let r = try Recipe.sweep(model: modelArguments.model, data: dataArguments.data, config: c, name: "sweep")
             let pipeline = Pipeline(recipe: r, directory: out)
             pipeline.showProgress = !quiet

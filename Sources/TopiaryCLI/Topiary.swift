@@ -77,8 +77,11 @@ struct Topiary: ParsableCommand {
         discussion: """
             Models are read from GGUF files or Hugging Face model directories (LLaMA, Qwen2, Gemma 3; default \
             SmolLM2-135M-Instruct) with their own tokenizer.
-            Set-up (see README.md) puts the default model at \(ModelArguments.defaultModel).
-            Evaluation data is read from ../shared/data (or --data / $TOPIARY_DATA).
+            Without --model, the default model is $TOPIARY_MODEL, or the first of \
+            \(DefaultLocations.modelCandidates.joined(separator: ", ")) that exists (`make model` fetches it and links \
+            it into $TOPIARY_HOME/models, default ~/.cache/topiary/models, so any working folder finds it).
+            Evaluation data is read from --data, else $TOPIARY_DATA, else the first of ../shared/data, the repository's \
+            ../shared/data and $TOPIARY_HOME/data that holds it.
             """,
         subcommands: [
             QuickStart.self, Run.self, ReportCommand.self, Inspect.self, Tokenize.self, PerplexityCommand.self, Generate.self,

@@ -1,4 +1,5 @@
 import Foundation
+import TopiaryCore
 import TopiaryEval
 import TopiaryPrune
 import TopiaryRecover
@@ -135,7 +136,7 @@ public struct Recipe: Sendable {
         } else if let d = try top.string("data") {
             data = resolve(d)
         } else {
-            data = ProcessInfo.processInfo.environment["TOPIARY_DATA"] ?? "../shared/data"
+            data = DefaultLocations.data
         }
         let seed = UInt64(try top.int("seed", range: 0...Int.max) ?? 0)
         let threads = try top.int("threads", range: 1...1024)

@@ -25,10 +25,13 @@ struct CLIHarness {
         return p
     }
 
-    func run(_ args: [String]) throws -> Result {
+    /// Runs `binary` (default: the built one) with `args`, in `directory` and with `environment` when given.
+    func run(_ args: [String], binary: URL? = nil, directory: String? = nil, environment: [String: String]? = nil) throws -> Result {
         let p = Process()
-        p.executableURL = binary
+        p.executableURL = binary ?? self.binary
         p.arguments = args
+        if let directory { p.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        if let environment { p.environment = environment }
         // stderr (progress, logs) goes to a file so that neither stream can fill a pipe and block the child.
         let errPath = NSTemporaryDirectory() + "topiary-cli-stderr-\(getpid())-\(UUID().uuidString)"
         FileManager.default.createFile(atPath: errPath, contents: nil)
