@@ -132,13 +132,12 @@ public struct Report {
                 columns.append((normed ? t + "_acc_norm" : t + "_acc", t + (normed ? " (norm)" : ""), true))
             }
             if order.contains(where: { metricsOf($0)["average_acc"] != nil }) { columns.append(("average_acc", "average", true)) }
+            // Size and speed get their own table (the quality table is wide already).
             let speed = order.contains { metricsOf($0)["forward_tokens_per_second"] != nil }
-            if speed {
-                columns += [
-                    ("file_bytes", "on disk (MB)", false), ("forward_tokens_per_second", "prompt tok/s ↑", false),
-                    ("decode_tokens_per_second", "decode tok/s ↑", false),
-                ]
-            }
+            let speedColumns: [(key: String, title: String, percent: Bool)] = [
+                ("params", "params", false), ("file_bytes", "on disk (MB)", false),
+                ("forward_tokens_per_second", "prompt tok/s ↑", false), ("decode_tokens_per_second", "decode tok/s ↑", false),
+            ]
             // An accuracy with its standard error, marked against the dense model: ▲/▼ when it is higher/lower by at least
             // two standard errors of the difference, ≈ when the difference is within that noise.
             var comparisons = 0, significant = 0
@@ -166,27 +165,25 @@ public struct Report {
                 }
                 return text
             }
-            var md =
-                "| model | " + columns.map(\.title).joined(separator: " | ") + " |\n|---|" + columns.map { _ in "---:|" }.joined() + "\n"
-            var html = "<table><tr><th>model</th>" + columns.map { "<th>\(Self.escape($0.title))</th>" }.joined() + "</tr>\n"
-            for l in order {
-                let m = metricsOf(l)
-                let cells = columns.map { format(l, $0) }
-                md += "| \(Self.labels[l]!) | " + cells.joined(separator: " | ") + " |\n"
-                html += "<tr><td>\(Self.labels[l]!)</td>" + cells.map { "<td class=\"num\">\(Self.escape($0))</td>" }.joined() + "</tr>\n"
+            func table(_ columns: [(key: String, title: String, percent: Bool)]) -> (md: String, html: String) {
+                var md =
+                    "| model | " + columns.map(\.title).joined(separator: " | ") + " |\n|---|" + columns.map { _ in "---:|" }.joined()
+                    + "\n"
+                var html = "<table><tr><th>model</th>" + columns.map { "<th>\(Self.escape($0.title))</th>" }.joined() + "</tr>\n"
+                for l in order {
+                    let cells = columns.map { format(l, $0) }
+                    md += "| \(Self.labels[l]!) | " + cells.joined(separator: " | ") + " |\n"
+                    html +=
+                        "<tr><td>\(Self.labels[l]!)</td>" + cells.map { "<td class=\"num\">\(Self.escape($0))</td>" }.joined() + "</tr>\n"
+                }
+                return (md, html + "</table>\n")
             }
-            html += "</table>\n"
+            let (md, html) = table(columns)
             var note =
                 "Perplexity: lower is better. Accuracy in %: acc_norm where lm-evaluation-harness reports it (PIQA, HellaSwag, ARC, "
                 + "OpenBookQA), acc otherwise."
             if let limit = models[order[0]]?.details.limit {
                 note += " Zero-shot scores use the first \(limit) items of each task only."
-            }
-            if speed {
-                note +=
-                    " Speed: Topiary's fp32 forward on this machine, prompt = one forward over the evaluate stage's prompt length, "
-                    + "decode = single-token steps with the KV cache; the models interleaved, medians of the repeats. On disk: the "
-                    + "files as stored (the dense model as its source file, e.g. a quantized GGUF; stage checkpoints in fp32)."
             }
             if comparisons > 0 {
                 note +=
@@ -204,6 +201,18 @@ public struct Report {
             }
             sections.append(
                 Section(title: "Results", markdown: md + "\n" + note + "\n", html: html + "<p class=\"note\">\(Self.escape(note))</p>\n"))
+            if speed {
+                let t = table(speedColumns)
+                let speedNote =
+                    "Speed: Topiary's fp32 forward on this machine, measured side by side in this run (the models interleaved, medians "
+                    + "of the repeats; in parentheses the ratio to the dense model). Prompt: one forward over the evaluate stage's "
+                    + "prompt length; decode: single-token steps with the KV cache. On disk: the files as stored (the dense model as "
+                    + "its source file, e.g. a quantized GGUF; stage checkpoints in fp32)."
+                sections.append(
+                    Section(
+                        title: "Size and speed", markdown: t.md + "\n" + speedNote + "\n",
+                        html: t.html + "<p class=\"note\">\(Self.escape(speedNote))</p>\n"))
+            }
         }
 
         // Stages.
@@ -251,10 +260,14 @@ public struct Report {
             sections.append(Section(title: "Per-layer sparsity", markdown: "![per-layer sparsity](report-sparsity.svg)\n", html: svg))
         }
 
-        // Importance distribution.
-        if let dir = stageDir("importance"), let imp = try Pipeline.read(ImportanceFile.self, from: dir + "/importance.json") {
+        // Importance distribution (none for a criterion that chooses units while removing them, as obs: it scores nothing
+        // ahead).
+        if let dir = stageDir("importance"), let imp = try Pipeline.read(ImportanceFile.self, from: dir + "/importance.json"),
+            imp.groups.contains(where: { !$0.scores.isEmpty })
+        {
             var byKind: [String: [Double]] = [:]
             for g in imp.groups { byKind[g.kind, default: []] += g.scores.map { log10(max($0, 1e-30)) } }
+            byKind = byKind.filter { !$0.value.isEmpty }
             let colors = ["attention": "#1f77b4", "mlp": "#ff7f0e"]
             let svg = SVGBarChart.histogram(
                 title: "Importance of prunable units (\(imp.criterion) · \(imp.aggregation))",

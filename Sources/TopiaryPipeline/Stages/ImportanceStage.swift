@@ -13,6 +13,8 @@ struct ImportanceStage: PipelineStage {
     static let name = "importance"
     static func note(_ summary: StageSummary) -> String {
         let s = summary.fields
+        // A sequential criterion (obs) scores nothing ahead: it chooses units layer by layer during the prune.
+        if s.groups == 0 { return "\(s.criterion ?? "?"): units chosen layer by layer during the prune" }
         return "\(s.criterion ?? "?") over \(PipelineStages.number(s.groups)) groups"
             + (PipelineStages.decimal(s.calibrationLoss).map { ", calibration loss \($0)" } ?? "")
     }
