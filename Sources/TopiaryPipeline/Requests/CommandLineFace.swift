@@ -102,12 +102,11 @@ public struct CommandLineFace: Sendable {
         for o in ["teacher", "temperature", "kd-weight", "top-k", "teacher-cache", "hidden-layers", "hidden-weight"] {
             keys[o] = o.replacingOccurrences(of: "-", with: "_")
         }
+        // The same exceptions as finetune's (the two commands share their options), writing its own stage folder.
+        var commandOnly = finetune.commandOnly
+        commandOnly["out"] = "a run writes OUT/NN-distill"
         return CommandLineFace(
-            command: "distill", recipePrefix: "stages.distill", keys: keys,
-            commandOnly: [
-                "out": "a run writes OUT/NN-distill", "merge": "a recipe's `merge` stage",
-                "resume": "a run continues an interrupted stage by itself",
-            ], hidden: ["format"])
+            command: "distill", recipePrefix: "stages.distill", keys: keys, commandOnly: commandOnly, hidden: finetune.hidden)
     }()
 
     public static let sweep: CommandLineFace = {

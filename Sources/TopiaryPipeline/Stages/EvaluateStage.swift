@@ -34,11 +34,8 @@ struct EvaluateStage: PipelineStage {
         }
         // `speed: true` measures with the defaults; a mapping sets repeats, prompt and decode.
         if let v = s.value("speed") {
-            if case .scalar(let sc) = v,
-                let on = ["true": true, "yes": true, "on": true, "false": false, "no": false, "off": false][
-                    sc.string.lowercased()]
-            {
-                c.speed = on ? SpeedConfig() : nil
+            if case .scalar = v {
+                c.speed = try s.bool("speed") == true ? SpeedConfig() : nil
             } else if var m = try s.mapping("speed") {
                 var speed = SpeedConfig()
                 speed.repeats = try m.int("repeats") ?? speed.repeats
