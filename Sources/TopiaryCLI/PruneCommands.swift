@@ -12,6 +12,8 @@ import TopiaryTokenizers
 extension ImportanceCriterion: ExpressibleByArgument {}
 extension Aggregation: ExpressibleByArgument {}
 extension StructuredPruner.Mode: ExpressibleByArgument {}
+extension BlockCriterionName: ExpressibleByArgument {}
+extension BlockSelection: ExpressibleByArgument {}
 
 struct GraphCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -108,10 +110,19 @@ struct Prune: ParsableCommand {
             and variational-dropout calibrate on 32 × 512 tokens by default, the others on LLM-Pruner's 10 × 128. \
             --importance taylor is LLM-Pruner's baseline.
 
+            Depth (--blocks N): whole decoder blocks are scored on the calibration windows (--block-criterion: \
+            taylor, Σ|w·g| of the block's weights, the default; perplexity with the block removed; influence, \
+            ShortGPT's 1 − cos of the block's input and output), the N lowest are removed and the rest \
+            renumbered: the model has \
+            fewer layers, which is what speeds up batch-1 decoding. With --ratio too, the plan is mixed: the blocks \
+            go first and the width prune removes what they leave of the --ratio budget.
+
             The checkpoint (config.json, model.safetensors, tokenizer, pruning.json, manifest.json) loads with --model \
             in every command.
 
-            Example: topiary prune --ratio 0.2 --layers 3-27 --out checkpoints/smollm2-p20
+            Examples: topiary prune --ratio 0.2 --layers 3-27 --out checkpoints/smollm2-p20
+                      topiary prune --blocks 7 --out checkpoints/smollm2-d7
+                      topiary prune --blocks 3 --ratio 0.2 --out checkpoints/smollm2-d3w
             """)
 
     @OptionGroup var modelArguments: ModelArguments
@@ -127,7 +138,26 @@ struct Prune: ParsableCommand {
         name: .customLong("taylor-order"),
         help: "taylor-act: its Taylor term, 2 (second-order Fisher, one backward per window) or 1 (element-wise first order).")
     var taylorOrder: Int = CriterionOptions().taylorOrder
-    @Option(help: "Fraction of non-embedding parameters to remove, in [0, 1).") var ratio: Double
+    @Option(
+        help: "Fraction of non-embedding parameters to remove, in [0, 1) — with --blocks, the budget of blocks and width together.")
+    var ratio: Double?
+    @Option(
+        help: ArgumentHelp(
+            "Whole decoder blocks to remove (depth pruning), before the width prune; alone (no --ratio), only the blocks go.",
+            valueName: "n"))
+    var blocks: Int?
+    @Option(
+        name: .customLong("block-criterion"),
+        help: ArgumentHelp(
+            "How --blocks are chosen: "
+                + BlockCriteria.all.map { "\($0.name) (\($0.summary))" }.joined(separator: "; ") + "."))
+    var blockCriterion: BlockCriterionName?
+    @Option(
+        name: .customLong("block-selection"),
+        help: ArgumentHelp(
+            "one-shot: the --blocks lowest of one scoring (ShortGPT, Shortened LLaMA; default); iterative: one block at a "
+                + "time, the rest rescored on the shallower model after each (--blocks times the cost)."))
+    var blockSelection: BlockSelection?
     @Option(help: ArgumentHelp("Layer range A-B (inclusive) to prune, or all.", valueName: "A-B")) var layers: String = "all"
     @Option(help: "uniform: the same share in every layer; global: rank units across layers.") var mode: StructuredPruner.Mode = .uniform
     @Option(name: .customLong("round-to"), help: "Round kept MLP channels per layer to a multiple of this.") var roundTo: Int =
@@ -210,7 +240,10 @@ struct Prune: ParsableCommand {
         o.vdKLWeight = vdKLWeight
         o.obsStep = obsStep
         i.setOptions(o)
-        var p = PruneConfig(ratio: ratio, layers: layers)
+        var p = PruneConfig(ratio: ratio ?? 0, layers: layers)
+        p.blocks = blocks
+        p.blockCriterion = blockCriterion
+        p.blockSelection = blockSelection
         p.mode = mode
         p.roundTo = roundTo
         p.allocation = allocation == "uniform" ? nil : allocation
@@ -226,6 +259,9 @@ struct Prune: ParsableCommand {
         guard format == "topiary" || format == "hdf5" else { throw ValidationError("--format \(format): expected topiary or hdf5") }
         do { _ = try GGUFExporter.parseType(ggufType) } catch {
             throw ValidationError("--gguf-type \(ggufType): expected one of \(GGUFExporter.typeNames.joined(separator: ", "))")
+        }
+        guard ratio != nil || blocks != nil else {
+            throw ValidationError("give --ratio (the fraction of non-embedding parameters to remove) or --blocks (whole blocks to remove)")
         }
         try usage(.prune) { try request.validate() }
     }
@@ -309,12 +345,24 @@ struct Prune: ParsableCommand {
     }
 
     func printSummary(before: ModelConfig, after: ModelConfig, plan: PruningPlan) {
-        print("| layer | heads (KV) before → after | FFN before → after |")
-        print("|---:|---|---|")
-        for l in 0..<after.layerCount where before.heads[l] != after.heads[l] || before.intermediateSizes[l] != after.intermediateSizes[l] {
+        // Layers by their index before the prune (blocks removed first renumber the rest).
+        let kept = plan.blocks?.kept ?? Array(0..<after.layerCount)
+        if let blocks = plan.blocks {
+            let scores = blocks.removed.map { String(format: "%d (%.4g)", $0, blocks.scores[$0]) }.joined(separator: ", ")
+            print("blocks removed by \(blocks.criterion) (score): \(scores); \(before.layerCount) → \(after.layerCount) layers")
+        }
+        let changed = (0..<after.layerCount).filter {
+            before.heads[kept[$0]] != after.heads[$0] || before.intermediateSizes[kept[$0]] != after.intermediateSizes[$0]
+        }
+        if !changed.isEmpty {
+            print("| layer | heads (KV) before → after | FFN before → after |")
+            print("|---:|---|---|")
+        }
+        for l in changed {
+            let b = kept[l]
             print(
-                "| \(l) | \(before.heads[l]) (\(before.kvHeads[l])) → \(after.heads[l]) (\(after.kvHeads[l])) | "
-                    + "\(before.intermediateSizes[l]) → \(after.intermediateSizes[l]) |"
+                "| \(b)\(b == l ? "" : " → \(l)") | \(before.heads[b]) (\(before.kvHeads[b])) → "
+                    + "\(after.heads[l]) (\(after.kvHeads[l])) | \(before.intermediateSizes[b]) → \(after.intermediateSizes[l]) |"
             )
         }
         let removed = plan.parametersBefore - plan.parametersAfter

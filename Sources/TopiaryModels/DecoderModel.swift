@@ -182,6 +182,16 @@ public final class DecoderModel: AdaptableModel, @unchecked Sendable {
         try checkShapes()
     }
 
+    /// Takes a configuration whose layers match ``layers`` (after blocks were removed) and checks the shapes.
+    func replaceConfig(_ c: ModelConfig) throws {
+        let old = config
+        config = c
+        do { try checkShapes() } catch {
+            config = old
+            throw error
+        }
+    }
+
     private func checkShapes() throws {
         let d = config.hiddenSize, hd = config.headDim
         func expect(_ p: Parameter, _ shape: [Int]) throws {

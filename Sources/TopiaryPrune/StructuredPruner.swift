@@ -49,6 +49,8 @@ public struct PruningPlan: Codable, Sendable {
     public var layerShares: [String: Double]?
     /// The search's reward (perplexity on its windows) of the uniform and the chosen shares, and its evaluations.
     public var search: [String: Double]?
+    /// The whole blocks removed before the width prune (`prune --blocks`); nil when none were.
+    public var blocks: BlockRemoval?
 
     public init(
         ratio: Double, layers: [Int], mode: String, importance: String, aggregation: String,
@@ -75,7 +77,7 @@ public struct PruningPlan: Codable, Sendable {
         case parametersAfter = "parameters_after"
         case nonEmbeddingBefore = "non_embedding_parameters_before"
         case layerShares = "layer_shares"
-        case search
+        case search, blocks
     }
 }
 

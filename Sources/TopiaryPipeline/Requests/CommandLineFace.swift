@@ -48,7 +48,10 @@ public struct CommandLineFace: Sendable {
         for o in ["lambda", "taylor-order", "vd-steps", "vd-windows", "vd-lr", "vd-kl-weight", "obs-step"] {
             keys[o] = "importance." + o.replacingOccurrences(of: "-", with: "_")
         }
-        for o in ["ratio", "layers", "mode", "round-to", "merge", "allocation", "search-evaluations", "search-windows", "search-offset"] {
+        for o in [
+            "ratio", "layers", "mode", "round-to", "merge", "allocation", "search-evaluations", "search-windows", "search-offset", "blocks",
+            "block-criterion", "block-selection",
+        ] {
             keys[o] = "prune." + o.replacingOccurrences(of: "-", with: "_")
         }
         return CommandLineFace(

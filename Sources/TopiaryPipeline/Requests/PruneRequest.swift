@@ -1,4 +1,5 @@
 import Foundation
+import TopiaryModels
 import TopiaryPrune
 
 /// Calibration windows taken from a text file (default: WikiText-2 test under the data folder, from token 32,768,
@@ -100,6 +101,14 @@ public struct PruneConfig: Codable, Sendable, Equatable {
     /// The OBS update of the linears reading the removed units (``StructuredOBS``); nil: on for criterion `obs`, off
     /// otherwise.
     public var compensate: Bool?
+    /// Whole decoder blocks removed before the width prune (depth pruning); nil: none. `ratio` is then the budget of
+    /// the whole plan (blocks and width together) and the width prune removes what the blocks leave of it; a ratio of 0
+    /// removes the blocks alone.
+    public var blocks: Int?
+    /// How the blocks are scored; nil: ``BlockCriterionName/default`` (Taylor+).
+    public var blockCriterion: BlockCriterionName?
+    /// `one-shot` (nil) or `iterative` (one block at a time, rescored after each).
+    public var blockSelection: BlockSelection?
 
     public init(ratio: Double, layers: String) {
         self.ratio = ratio
@@ -107,6 +116,10 @@ public struct PruneConfig: Codable, Sendable, Equatable {
     }
 
     public var searches: Bool { allocation == "search" }
+    /// Whether whole blocks go.
+    public var removesBlocks: Bool { (blocks ?? 0) > 0 }
+    /// Whether anything is removed by width (units of heads and MLP channels).
+    public var removesWidth: Bool { ratio > 0 || !removesBlocks }
     public var mergesByKMeans: Bool { merge == "kmeans" }
 
     /// The layer range `layers` names in a model of `layerCount` layers.
@@ -130,6 +143,10 @@ public struct PruneConfig: Codable, Sendable, Equatable {
         if let v = searchEvaluations { try Require.inRange(v, "search_evaluations", 1...10_000) }
         if let v = searchWindows { try Require.inRange(v, "search_windows", 1...1024) }
         if let v = searchOffset { try Require.inRange(v, "search_offset", 0...100_000_000) }
+        if let v = blocks { try Require.inRange(v, "blocks", 1...ModelConfig.maxLayers) }
+        if blockCriterion != nil || blockSelection != nil {
+            try Require.that(removesBlocks, "blocks", nil, "{block_criterion} and {block_selection} choose whole blocks: give {blocks} too")
+        }
         if compensate == true {
             try Require.that(
                 !searches && !mergesByKMeans, "compensate", nil, "{compensate} works with {allocation} uniform and {merge} remove")

@@ -18,10 +18,19 @@ struct PruneStage: PipelineStage {
     }
 
     static func read(_ s: inout MappingReader, _ context: RecipeContext) throws -> any StageConfiguration {
-        guard let ratio = try s.double("ratio") else {
-            throw s.error(at: s.node, "stages.prune needs `ratio` (fraction of non-embedding parameters to remove, e.g. 0.2)")
+        let blocks = try s.int("blocks")
+        guard let ratio = try s.double("ratio") ?? (blocks != nil ? 0 : nil) else {
+            throw s.error(
+                at: s.node,
+                "stages.prune needs `ratio` (fraction of non-embedding parameters to remove, e.g. 0.2) or `blocks` (whole blocks to remove)"
+            )
         }
         var c = PruneConfig(ratio: ratio, layers: try s.string("layers") ?? "all")
+        c.blocks = blocks
+        if let v = try s.choice("block_criterion", BlockCriteria.names) { c.blockCriterion = BlockCriterionName(rawValue: v) }
+        if let v = try s.choice("block_selection", BlockSelection.allCases.map(\.rawValue)) {
+            c.blockSelection = BlockSelection(rawValue: v)
+        }
         if let v = try s.choice("mode", StructuredPruner.Mode.allCases.map(\.rawValue)) { c.mode = StructuredPruner.Mode(rawValue: v)! }
         c.roundTo = try s.int("round_to") ?? c.roundTo
         if let v = try s.choice("allocation", ["uniform", "search"]), v == "search" { c.allocation = v }
@@ -48,7 +57,9 @@ struct PruneStage: PipelineStage {
         var files: [String] = []
         if p.searches { files.append(recipe.datasetPath("wikitext2")) }
         // The OBS update reads the importance stage's calibration windows.
-        if let i = recipe.importance, p.compensate ?? i.isSequential { files.append(i.calibration.file ?? recipe.datasetPath("wikitext2")) }
+        if let i = recipe.importance, (p.compensate ?? i.isSequential) || p.removesBlocks {
+            files.append(i.calibration.file ?? recipe.datasetPath("wikitext2"))
+        }
         return files
     }
 

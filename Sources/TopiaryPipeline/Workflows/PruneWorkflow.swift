@@ -30,13 +30,18 @@ public struct PruneWorkflow {
     }
 
     /// Whether scoring reads the calibration windows.
-    public var scoringReadsCalibration: Bool { request.importance.needs.readsCalibration }
+    public var scoringReadsCalibration: Bool { request.prune.removesWidth && request.importance.needs.readsCalibration }
     /// Whether the removal reads them (a sequential criterion, or the OBS update).
-    public var pruningReadsCalibration: Bool { request.importance.isSequential || request.compensates }
+    public var pruningReadsCalibration: Bool {
+        (request.prune.removesWidth && (request.importance.isSequential || request.compensates)) || request.prune.removesBlocks
+    }
+    /// Whether scoring the width groups is needed at all (not for a depth-only plan).
+    public var scoresWidth: Bool { request.prune.removesWidth && !request.importance.isSequential }
 
     /// The calibration sizes against the model's context length and the memory of one calibration pass, before anything
     /// is allocated (a streamed model keeps one layer's activations at a time: only the length is checked).
     public func checkSizes(_ loaded: LoadedModel) throws {
+        if let count = request.prune.blocks { try DepthPruner.check(count: count, layerCount: loaded.model.config.layerCount) }
         guard scoringReadsCalibration || pruningReadsCalibration else { return }
         try request.importance.calibration.checkSizes(loaded, bytes: calibrationBytes(loaded.model.config))
     }
@@ -58,6 +63,12 @@ public struct PruneWorkflow {
         let c = request.importance
         let graph = try DependencyGraphBuilder().build(model: model)
         let ranked = StructuredPruner.rankedGroups(graph, layers: layers)
+        guard request.prune.removesWidth else {
+            // A depth-only plan ranks blocks, not groups: nothing to score ahead.
+            return ImportanceFile(
+                criterion: c.criterion.rawValue, aggregation: c.aggregation.rawValue, layers: [layers.lowerBound, layers.upperBound],
+                groups: [], calibration: nil, calibrationLoss: nil)
+        }
         let prepared = try scoring.prepare(
             model: model, groups: ranked, calibration: scoringReadsCalibration ? set : nil,
             progress: { output.progress($0, total: $1, unit: $2) })
@@ -88,16 +99,60 @@ public struct PruneWorkflow {
         searchText: () throws -> TokenizedText
     ) throws -> PruningPlan {
         let c = request.prune
-        let range = try c.layerRange(layerCount: model.config.layerCount)
-        let graph = try DependencyGraphBuilder().build(model: model)
+        let denseRange = try c.layerRange(layerCount: model.config.layerCount)
         let before = model.parameterCount
         let nonEmbedding = before - model.config.vocabSize * model.config.hiddenSize
-        var execution = PruneExecution(pruner: StructuredPruner(ratio: c.ratio, layers: range, mode: c.mode, roundTo: c.roundTo))
+        var scores = request.importance.isSequential ? nil : PrecomputedScores(file: importance, source: source)
+        // Whole blocks first (scored on the calibration windows), then the width prune takes what is left of the budget.
+        var blocks: BlockRemoval?
+        if let count = c.blocks, count > 0 {
+            guard let set else { throw PipelineError("removing whole blocks reads calibration windows") }
+            let criterion = c.blockCriterion ?? .default
+            let oldGraph = try DependencyGraphBuilder().build(model: model)
+            let budget = c.ratio > 0 ? Int(c.ratio * Double(nonEmbedding)) : nil
+            let selection = c.blockSelection ?? .oneShot
+            let removal = try DepthPruner.run(
+                model: model, count: count, criterion: criterion, selection: selection, calibration: set, budget: budget,
+                progress: { step, blocks in
+                    output.progress(
+                        selection == .iterative ? "block \(step + 1)/\(count) (\(criterion))" : "block scores (\(criterion))",
+                        total: blocks, unit: "blocks")
+                })
+            output.log(
+                "  blocks removed by \(criterion): \(removal.removed.map(String.init).joined(separator: ", ")) ("
+                    + "\(removal.parametersRemoved.formatted()) parameters)")
+            if let s = scores {
+                let carried = DepthPruner.carry(
+                    s.scores, from: oldGraph, to: try DependencyGraphBuilder().build(model: model), kept: removal.kept)
+                scores = PrecomputedScores(carried, source: s.source)
+            }
+            blocks = removal
+        }
+        // The width ratio of the model after the blocks went that meets the plan's budget.
+        let widthRatio: Double
+        let range: ClosedRange<Int>
+        if let blocks {
+            let left = c.ratio * Double(nonEmbedding) - Double(blocks.parametersRemoved)
+            let nowNonEmbedding = model.parameterCount - model.config.vocabSize * model.config.hiddenSize
+            widthRatio = c.ratio > 0 ? max(0, left) / Double(nowNonEmbedding) : 0
+            guard let kept = DepthPruner.keptRange(denseRange, kept: blocks.kept) else {
+                if widthRatio > 0 {
+                    throw PipelineError("every layer of prune.layers \(c.layers) was removed as a block: nothing is left to prune by width")
+                }
+                return plan(c, denseRange, importance, before, nonEmbedding, model, [], blocks)
+            }
+            range = kept
+        } else {
+            widthRatio = c.ratio
+            range = denseRange
+        }
+        guard widthRatio > 0 else { return plan(c, denseRange, importance, before, nonEmbedding, model, [], blocks) }
+        let graph = try DependencyGraphBuilder().build(model: model)
+        var execution = PruneExecution(pruner: StructuredPruner(ratio: widthRatio, layers: range, mode: c.mode, roundTo: c.roundTo))
         execution.compensate = request.compensates
         execution.merge = c.mergesByKMeans ? .kmeans : .remove
         execution.obsStep = request.importance.criterionOptions.obsStep
         execution.seed = seed
-        let scores = request.importance.isSequential ? nil : PrecomputedScores(file: importance, source: source)
         var search: [String: Double]?
         if c.searches, let scores {
             let windows = c.searchWindows ?? PruneConfig.defaultSearchWindows
@@ -130,14 +185,26 @@ public struct PruneWorkflow {
             ? nil
             : output.progress(execution.compensate ? "obs prune + update" : "obs prune", total: model.config.layerCount, unit: "layers")
         let removals = try execution.run(model: model, graph: graph, estimator: scores, calibration: set, progress: bar)
+        var plan = plan(c, denseRange, importance, before, nonEmbedding, model, removals, blocks)
+        plan.mode = execution.modeLabel
+        plan.layerShares = execution.pruner.layerShares.map { Dictionary(uniqueKeysWithValues: $0.map { (String($0.key), $0.value) }) }
+        plan.search = search
+        return plan
+    }
+
+    /// The record of a prune (`pruning.json`): width removals by group of the model after the blocks went (layer
+    /// indices renumbered), the blocks by their index before.
+    private func plan(
+        _ c: PruneConfig, _ range: ClosedRange<Int>, _ importance: ImportanceFile, _ before: Int, _ nonEmbedding: Int,
+        _ model: DecoderModel, _ removals: [GroupRemoval], _ blocks: BlockRemoval?
+    ) -> PruningPlan {
         var plan = PruningPlan(
-            ratio: c.ratio, layers: Array(range), mode: execution.modeLabel, importance: importance.criterion,
+            ratio: c.ratio, layers: Array(range), mode: c.mode.rawValue, importance: importance.criterion,
             aggregation: importance.aggregation,
             calibration: importance.calibration.map { ["windows": $0.windows, "length": $0.length, "offset": $0.offset] },
             calibrationLoss: importance.calibrationLoss,
             parametersBefore: before, parametersAfter: model.parameterCount, nonEmbeddingBefore: nonEmbedding, removals: removals)
-        plan.layerShares = execution.pruner.layerShares.map { Dictionary(uniqueKeysWithValues: $0.map { (String($0.key), $0.value) }) }
-        plan.search = search
+        plan.blocks = blocks
         return plan
     }
 }

@@ -30,6 +30,9 @@ extension PruneWorkflow {
         try Require.that(
             !request.prune.searches && !request.prune.mergesByKMeans, "prune", nil,
             "a streamed model is pruned with {prune.allocation} uniform and {prune.merge} remove")
+        try Require.that(
+            !request.prune.removesBlocks, "prune.blocks", request.prune.blocks,
+            "removes whole blocks, which a streamed model cannot do (its blocks are scored on the whole model): load it whole")
     }
 
     /// Prunes a streamed model into the GGUF file `out`: scores computed one layer at a time (Taylor gradients by
