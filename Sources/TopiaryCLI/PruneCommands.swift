@@ -14,6 +14,7 @@ extension Aggregation: ExpressibleByArgument {}
 extension StructuredPruner.Mode: ExpressibleByArgument {}
 extension BlockCriterionName: ExpressibleByArgument {}
 extension BlockSelection: ExpressibleByArgument {}
+extension StructuredPruner.Rounding: ExpressibleByArgument {}
 
 struct GraphCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -162,6 +163,11 @@ struct Prune: ParsableCommand {
     @Option(help: "uniform: the same share in every layer; global: rank units across layers.") var mode: StructuredPruner.Mode = .uniform
     @Option(name: .customLong("round-to"), help: "Round kept MLP channels per layer to a multiple of this.") var roundTo: Int =
         PruneConfig(ratio: 0, layers: "all").roundTo
+    @Option(
+        help: ArgumentHelp(
+            "How kept MLP widths meet --round-to: nearest (each layer to its nearest multiple, LLM-Pruner) or budget (down or "
+                + "up per layer so the plan still removes --ratio: e.g. --round-to 256 for K-quant rows at exactly 20%)."))
+    var rounding: StructuredPruner.Rounding = .nearest
     @Option(help: "Seed for --importance random.") var seed: UInt64 = ImportanceConfig().seed
     @Flag(
         inversion: .prefixedNo,
@@ -246,6 +252,7 @@ struct Prune: ParsableCommand {
         p.blockSelection = blockSelection
         p.mode = mode
         p.roundTo = roundTo
+        p.rounding = rounding == .nearest ? nil : rounding
         p.allocation = allocation == "uniform" ? nil : allocation
         p.searchEvaluations = searchEvaluations
         p.searchWindows = searchWindows

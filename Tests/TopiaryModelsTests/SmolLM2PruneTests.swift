@@ -142,4 +142,33 @@ final class SmolLM2PruneTests: XCTestCase {
         for (name, shape) in zip(n, [[8], [8, 8], [4, 8], [4, 8], [8, 8], [8], [6, 8], [6, 8], [8, 6]]) { w[name] = t(shape) }
         return w
     }
+
+    /// Hardware-aware widths chosen in the plan: at multiples of 256 (K-quant rows) the nearest rounding misses the 20%
+    /// budget (every layer lands on the same multiple); the budget rounding mixes two neighbouring multiples across
+    /// layers and removes 20% within half a multiple.
+    func testBudgetRoundingMeetsTheRatioAtMultiplesOf256() throws {
+        let model = try GGUFModelLoader.load(path: try smolLM2Path()).model
+        let graph = try DependencyGraphBuilder().build(model: model)
+        let shapes = Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0.shape) })
+        let nonEmbedding = Double(model.parameterCount - model.config.vocabSize * model.config.hiddenSize)
+        func removed(_ rounding: StructuredPruner.Rounding) throws -> (fraction: Double, widths: [Int]) {
+            var pruner = StructuredPruner(ratio: 0.2, layers: 3...27, roundTo: 256)
+            pruner.rounding = rounding
+            let counts = try pruner.removalCounts(model: model, graph: graph)
+            var params = 0
+            var widths: [Int] = []
+            for g in graph.groups where counts[g.id] != nil {
+                params += counts[g.id]! * g.parametersPerUnit(shapes: shapes)
+                if g.kind == "mlp" { widths.append(g.units - counts[g.id]!) }
+            }
+            return (Double(params) / nonEmbedding, widths)
+        }
+        let nearest = try removed(.nearest), budget = try removed(.budget)
+        XCTAssertEqual(Set(nearest.widths).count, 1)
+        XCTAssertGreaterThan(abs(nearest.fraction - 0.2), 0.01, "\(nearest)")
+        XCTAssertEqual(budget.fraction, 0.2, accuracy: 0.003)
+        XCTAssertTrue(budget.widths.allSatisfy { $0 % 256 == 0 }, "\(budget.widths)")
+        XCTAssertEqual(Set(budget.widths).count, 2, "\(budget.widths)")
+        print("round-to 256, 20% of layers 3-27: nearest \(nearest), budget \(budget)")
+    }
 }

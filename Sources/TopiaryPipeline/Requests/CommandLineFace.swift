@@ -49,7 +49,8 @@ public struct CommandLineFace: Sendable {
             keys[o] = "importance." + o.replacingOccurrences(of: "-", with: "_")
         }
         for o in [
-            "ratio", "layers", "mode", "round-to", "merge", "allocation", "search-evaluations", "search-windows", "search-offset", "blocks",
+            "ratio", "layers", "mode", "round-to", "rounding", "merge", "allocation", "search-evaluations", "search-windows",
+            "search-offset", "blocks",
             "block-criterion", "block-selection",
         ] {
             keys[o] = "prune." + o.replacingOccurrences(of: "-", with: "_")

@@ -90,6 +90,9 @@ public struct PruneConfig: Codable, Sendable, Equatable {
     public var layers: String
     public var mode: StructuredPruner.Mode = .uniform
     public var roundTo = 1
+    /// How kept MLP widths meet `round_to`: `nearest` (nil; each layer on its own, LLM-Pruner) or `budget` (across
+    /// layers, so that the plan still removes `ratio`).
+    public var rounding: StructuredPruner.Rounding?
     /// `uniform` (nil) or `search`: per-layer shares learned by ``LayerRatioSearch`` (optional fields stay out of the
     /// stage key when unset, so recipes without them keep their checkpoints).
     public var allocation: String?
@@ -138,6 +141,11 @@ public struct PruneConfig: Codable, Sendable, Equatable {
                 "layers", layers, "must be `all` or a range A-B of layer indices (e.g. 3-27)")
         }
         try Require.inRange(roundTo, "round_to", 1...4096)
+        if rounding == .budget {
+            try Require.that(
+                roundTo > 1 && mode == .uniform, "rounding", "budget",
+                "rounds kept widths to {round_to} in {mode} uniform: give round_to > 1")
+        }
         try Require.that([nil, "uniform", "search"].contains(allocation), "allocation", allocation, "must be uniform or search")
         try Require.that([nil, "remove", "kmeans"].contains(merge), "merge", merge, "must be remove or kmeans")
         if let v = searchEvaluations { try Require.inRange(v, "search_evaluations", 1...10_000) }

@@ -33,6 +33,9 @@ struct PruneStage: PipelineStage {
         }
         if let v = try s.choice("mode", StructuredPruner.Mode.allCases.map(\.rawValue)) { c.mode = StructuredPruner.Mode(rawValue: v)! }
         c.roundTo = try s.int("round_to") ?? c.roundTo
+        if let v = try s.choice("rounding", StructuredPruner.Rounding.allCases.map(\.rawValue)) {
+            c.rounding = v == "nearest" ? nil : StructuredPruner.Rounding(rawValue: v)
+        }
         if let v = try s.choice("allocation", ["uniform", "search"]), v == "search" { c.allocation = v }
         c.searchEvaluations = try s.int("search_evaluations")
         c.searchWindows = try s.int("search_windows")

@@ -149,6 +149,7 @@ public struct PruneWorkflow {
         guard widthRatio > 0 else { return plan(c, denseRange, importance, before, nonEmbedding, model, [], blocks) }
         let graph = try DependencyGraphBuilder().build(model: model)
         var execution = PruneExecution(pruner: StructuredPruner(ratio: widthRatio, layers: range, mode: c.mode, roundTo: c.roundTo))
+        execution.pruner.rounding = c.rounding ?? .nearest
         execution.compensate = request.compensates
         execution.merge = c.mergesByKMeans ? .kmeans : .remove
         execution.obsStep = request.importance.criterionOptions.obsStep

@@ -77,7 +77,8 @@ extension PruneWorkflow {
         let before = model.parameterCount
         let nonEmbedding = before - model.config.vocabSize * model.config.hiddenSize
         let p = request.prune
-        let pruner = StructuredPruner(ratio: p.ratio, layers: range, mode: p.mode, roundTo: p.roundTo)
+        var pruner = StructuredPruner(ratio: p.ratio, layers: range, mode: p.mode, roundTo: p.roundTo)
+        pruner.rounding = p.rounding ?? .nearest
         let removals = try pruner.plan(model: model, graph: graph, estimator: PrecomputedScores(scores))
         let removed = try StructuredPruner.removedIndices(removals, graph: graph)
         let config = try StructuredPruner.prunedConfig(model, removed: removed)
