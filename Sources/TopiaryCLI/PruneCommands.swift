@@ -112,7 +112,7 @@ struct Prune: ParsableCommand {
             --importance taylor is LLM-Pruner's baseline.
 
             Depth (--blocks N): whole decoder blocks are scored on the calibration windows (--block-criterion: \
-            taylor, Σ|w·g| of the block's weights, the default; perplexity with the block removed; influence, \
+            perplexity with the block removed, the default; taylor, Σ|w·g| of the block's weights; influence, \
             ShortGPT's 1 − cos of the block's input and output), the N lowest are removed and the rest \
             renumbered: the model has \
             fewer layers, which is what speeds up batch-1 decoding. With --ratio too, the plan is mixed: the blocks \

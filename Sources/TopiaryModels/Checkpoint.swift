@@ -145,7 +145,7 @@ public enum Checkpoint {
         let weights = try Safetensors.read(path: directory + "/model.safetensors").tensors
         let model = try DecoderModel(config: config, weights: weights, source: directory + "/model.safetensors")
         guard let tokData = fm.contents(atPath: directory + "/tokenizer_metadata.json"),
-            let tokObject = try? JSONSerialization.jsonObject(with: tokData) as? [String: Any]
+            let tokObject = try? JSONText.object(with: tokData) as? [String: Any]
         else {
             throw ModelError.checkpoint("\(name): missing or invalid tokenizer_metadata.json")
         }

@@ -149,6 +149,33 @@ final class Gemma3Tests: XCTestCase {
         for (name, p) in params { p.value = saved[name]! }
     }
 
+    /// Two blocks of the real Gemma 3 removed: the local/global pattern follows the kept layers, and a checkpoint of it
+    /// reloads with the same logits and every vocabulary entry intact (six tokens begin with U+FEFF, which Foundation's
+    /// JSON reader used to drop: the exported GGUF then had duplicate tokens and llama.cpp refused it).
+    func testDepthPrunedCheckpointKeepsPatternLogitsAndVocabulary() throws {
+        let model = try GGUFModelLoader.load(path: try gemma3Path())  // a copy of its own to prune
+        let tokens: [Int32] = [2, 651, 5279, 529, 9405, 563, 9079, 236764]
+        let sliding = (0..<18).map(model.model.config.isSliding)
+        try model.model.removeLayers([5, 12])
+        XCTAssertEqual(
+            (0..<16).map(model.model.config.isSliding), sliding.enumerated().filter { ![5, 12].contains($0.offset) }.map(\.element))
+        let before = try model.model.forward(Graph(recording: false), tokens: tokens).value.array
+        let dir = NSTemporaryDirectory() + "topiary-gemma-depth-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try Checkpoint.save(model: model.model, tokenizerMetadata: model.metadata, to: dir)
+        let reloaded = try ModelLoader.load(path: dir)
+        XCTAssertEqual(reloaded.model.config, model.model.config)
+        let after = try reloaded.model.forward(Graph(recording: false), tokens: tokens).value.array
+        XCTAssertEqual(zip(before, after).map { abs($0 - $1) }.max() ?? 1, 0, accuracy: 1e-5)
+        func vocabulary(_ m: [String: GGUFValue]) -> [[UInt8]] {
+            (m["tokenizer.ggml.tokens"]?.array ?? []).map { Array(($0.string ?? "").utf8) }
+        }
+        let original = vocabulary(model.metadata), saved = vocabulary(reloaded.metadata)
+        XCTAssertEqual(original.count, 262_144)
+        XCTAssertEqual(original.filter { $0.starts(with: [0xEF, 0xBB, 0xBF]) }.count, 6)
+        XCTAssertTrue(original == saved, "the vocabulary changed through the checkpoint")
+    }
+
     func testBadGemmaFilesGiveClearErrors() throws {
         _ = try gemma3Path()
         let md: [String: GGUFValue] = [

@@ -108,7 +108,7 @@ public struct PruneConfig: Codable, Sendable, Equatable {
     /// the whole plan (blocks and width together) and the width prune removes what the blocks leave of it; a ratio of 0
     /// removes the blocks alone.
     public var blocks: Int?
-    /// How the blocks are scored; nil: ``BlockCriterionName/default`` (Taylor+).
+    /// How the blocks are scored; nil: ``BlockCriterionName/default`` (the perplexity without the block).
     public var blockCriterion: BlockCriterionName?
     /// `one-shot` (nil) or `iterative` (one block at a time, rescored after each).
     public var blockSelection: BlockSelection?

@@ -18,7 +18,7 @@ public protocol BlockCriterion: Sendable {
 /// The registry of block criteria: the one list of them. The first is the default.
 public enum BlockCriteria {
     public static let all: [any BlockCriterion] = [
-        BlockTaylorCriterion(), BlockPerplexityCriterion(), BlockInfluenceCriterion(),
+        BlockPerplexityCriterion(), BlockTaylorCriterion(), BlockInfluenceCriterion(),
     ]
 
     public static func named(_ name: String) -> (any BlockCriterion)? { all.first { $0.name == name } }
@@ -37,7 +37,8 @@ public struct BlockCriterionName: RegisteredName {
     }
 
     public var implementation: any BlockCriterion { BlockCriteria.named(rawValue)! }
-    /// Taylor+, chosen one-shot: on SmolLM2 with 7 of 30 blocks removed (BENCHMARKS.md) it leaves the lowest
-    /// perplexity of the three criteria, in a tenth of the perplexity criterion's time.
+    /// The perplexity without the block (Shortened LLaMA's recommendation): it measures what the removal does to the
+    /// loss directly, and is the one criterion that is never far off on both models we measured (BENCHMARKS.md, "Depth
+    /// pruning"): Taylor+ is best on SmolLM2 (7 blocks) but leaves Gemma 3 (4 blocks) at 8 times its perplexity.
     public static let `default` = BlockCriterionName(rawValue: BlockCriteria.all[0].name)!
 }

@@ -8,7 +8,7 @@ import TopiaryModels
 public struct BlockPerplexityCriterion: BlockCriterion {
     public init() {}
     public var name: String { "perplexity" }
-    public var summary: String { "calibration perplexity with the block removed (Shortened LLaMA)" }
+    public var summary: String { "calibration perplexity with the block removed (Shortened LLaMA; the default)" }
 
     public func scores(model: DecoderModel, calibration set: CalibrationSet, progress: ProgressBar?) throws -> [Double] {
         // Windows run together (up to 8 per forward: bigger products, the same numbers).

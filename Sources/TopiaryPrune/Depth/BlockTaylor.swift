@@ -8,7 +8,7 @@ import TopiaryModels
 public struct BlockTaylorCriterion: BlockCriterion {
     public init() {}
     public var name: String { "taylor" }
-    public var summary: String { "Σ|w·∂L/∂w| over the block's weights (Shortened LLaMA's Taylor+; the default)" }
+    public var summary: String { "Σ|w·∂L/∂w| over the block's weights (Shortened LLaMA's Taylor+)" }
 
     public func scores(model: DecoderModel, calibration set: CalibrationSet, progress: ProgressBar?) throws -> [Double] {
         let layerParameters = model.layers.map(\.all)

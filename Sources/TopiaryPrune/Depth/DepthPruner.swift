@@ -56,8 +56,8 @@ public struct BlockRemoval: Codable, Sendable, Equatable {
 
 /// How the blocks to remove are chosen from their scores.
 public enum BlockSelection: String, CaseIterable, Codable, Sendable {
-    /// The `count` lowest of one scoring of the whole model (ShortGPT, Shortened LLaMA; the default: with Taylor it
-    /// leaves a lower perplexity than rescoring, BENCHMARKS.md).
+    /// The `count` lowest of one scoring of the whole model (ShortGPT, Shortened LLaMA; the default: one scoring, and
+    /// rescoring did not help consistently — BENCHMARKS.md, "Depth pruning").
     case oneShot = "one-shot"
     /// One block at a time, the others rescored on the shallower model after each removal (the perplexity criterion
     /// gains from it, at `count` times its cost).
