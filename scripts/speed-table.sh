@@ -14,7 +14,7 @@ BIN=${1:-.build/release/topiary}
 PY=${LLAMA_PY:?set LLAMA_PY to a python with llama-cpp-python}
 MODEL=${MODEL:-checkpoints/models/SmolLM2-135M-Instruct.Q4_1.gguf}
 OUT=checkpoints/speed
-ROWS=(width-20 depth-25 mixed-25)
+ROWS=(width-20 width-20-k256 depth-25 mixed-25)
 for r in "${ROWS[@]}"; do "$BIN" run "recipes/speed/$r.yaml" --out "$OUT/$r" --quiet; done
 mkdir -p "$OUT/gguf"
 for m in dense "${ROWS[@]}"; do
@@ -31,3 +31,11 @@ for t in q8_0 q4_k_m; do for m in dense "${ROWS[@]}"; do files+=("$OUT/gguf/$m.$
 "$PY" scripts/reference/llamacpp_bench.py --repeats 5 "${files[@]}"
 echo "## Topiary fp32 (each against the dense model in the same run)"
 for r in "${ROWS[@]}"; do "$BIN" bench --model "$OUT/$r/model" --baseline "$MODEL" --skip-backward --repeats 5; done
+# Gemma 3 270M, speed only (shapes of a uniform 20% width plan at multiples of 256, and 4 of 18 blocks), when its
+# GGUFs were made (see BENCHMARKS.md for the commands).
+if ls "$OUT"/gguf-gemma/*.gguf >/dev/null 2>&1; then
+    echo "## llama.cpp, Gemma 3 270M"
+    "$PY" scripts/reference/llamacpp_bench.py --repeats 5 "$OUT"/gguf-gemma/dense.q8_0.gguf "$OUT"/gguf-gemma/width-20.q8_0.gguf \
+        "$OUT"/gguf-gemma/depth-4.q8_0.gguf "$OUT"/gguf-gemma/dense.q4_k_m.gguf "$OUT"/gguf-gemma/width-20.q4_k_m.gguf \
+        "$OUT"/gguf-gemma/depth-4.q4_k_m.gguf
+fi

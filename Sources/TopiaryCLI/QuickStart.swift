@@ -83,7 +83,8 @@ struct Bench: ParsableCommand {
     var profile = false
     @Option(
         help: ArgumentHelp(
-            "Also time this model's 1×512 forward in the same run (e.g. the dense original of a pruned --model).", valueName: "path"))
+            "Also time this model's 1×512 forward and its decoding in the same run (e.g. the dense original of a pruned --model).",
+            valueName: "path"))
     var baseline: String?
     @Flag(help: "Print JSON.") var json = false
 
@@ -94,6 +95,8 @@ struct Bench: ParsableCommand {
         let forwardEfficiency: Double?
         let peakRSSMiB: Double
         let speedupOverBaseline: Double?
+        /// Decode (KV cache, batch 1) tokens/s over the baseline's, timed one after the other.
+        let decodeSpeedupOverBaseline: Double?
         /// forward+backward / forward and Taylor pass / forward, per round (both measured in the same round).
         let backwardRatios: [Double]?
         let taylorRatios: [Double]?
@@ -102,6 +105,7 @@ struct Bench: ParsableCommand {
             case backwardRatios = "forward_backward_over_forward"
             case taylorRatios = "taylor_over_forward"
             case speedupOverBaseline = "speedup_over_baseline"
+            case decodeSpeedupOverBaseline = "decode_speedup_over_baseline"
             case blasThreads = "blas_threads"
             case forwardEfficiency = "forward_1x512_vs_sgemm"
             case peakRSSMiB = "peak_rss_mib"
@@ -111,7 +115,7 @@ struct Bench: ParsableCommand {
     func validate() throws {
         guard !(trainingOnly && skipBackward) else { throw ValidationError("--training-only and --skip-backward leave nothing to measure") }
         guard !(trainingOnly && baseline != nil) else {
-            throw ValidationError("--baseline times a 1×512 forward, which --training-only skips")
+            throw ValidationError("--baseline times a 1×512 forward and decoding, which --training-only skips")
         }
         // Checked before the benchmark runs (it takes a while): a missing baseline fails at once.
         if let baseline, !FileManager.default.fileExists(atPath: baseline) {
@@ -149,7 +153,7 @@ struct Bench: ParsableCommand {
                 rounds = try bench.autodiffRounds(batch: 10, seq: 128, taylor: taylor)
                 figures += rounds!.figures
             }
-            var speedup: Double?
+            var speedup: Double?, decodeSpeedup: Double?
             if let baseline, let f512 {
                 let other = try ModelLoader.load(path: baseline)
                 let b = ModelBenchmark(model: other.model, repeats: max(1, repeats))
@@ -160,11 +164,18 @@ struct Bench: ParsableCommand {
                 let again = try bench.forward(batch: 1, seq: 512)
                 speedup = f.seconds / min(again.seconds, f512.seconds)
                 figures.append(f)
+                // Decoding likewise: the baseline's, then this model's again.
+                var d = try b.decode()
+                d.name = "baseline \((baseline as NSString).lastPathComponent): decode with KV cache"
+                if let theirs = d.tokensPerSecond, let ours = try bench.decode().tokensPerSecond, theirs > 0 {
+                    decodeSpeedup = ours / theirs
+                }
+                figures.append(d)
             }
             let report = Report(
                 machine: machineDescription(), blasThreads: BLAS.threads, figures: figures,
                 forwardEfficiency: f512.map { ($0.gflops ?? 0) / (reference?.gflops ?? 1) },
-                peakRSSMiB: Double(rssEval) / 1_048_576, speedupOverBaseline: speedup,
+                peakRSSMiB: Double(rssEval) / 1_048_576, speedupOverBaseline: speedup, decodeSpeedupOverBaseline: decodeSpeedup,
                 backwardRatios: rounds?.ratios, taylorRatios: rounds?.taylorRatios)
             if json { return try printJSON(report) }
             print("machine: \(report.machine), OpenBLAS threads \(report.blasThreads), kernels \(BLAS.kernelName)")
@@ -181,6 +192,7 @@ struct Bench: ParsableCommand {
                 print(String(format: "forward 1×512 reaches %.1f%% of the sgemm rate on the same shapes", e * 100))
             }
             if let speedup { print(String(format: "forward 1×512 is %.3f× as fast as the baseline's", speedup)) }
+            if let decodeSpeedup { print(String(format: "decode is %.3f× as fast as the baseline's", decodeSpeedup)) }
             if profile, !bench.profileSeconds.isEmpty {
                 print("| op (10×128, best round) | seconds |")
                 print("|---|---:|")
