@@ -98,4 +98,16 @@ final class DepthPruneCLITests: XCTestCase {
             if ok { XCTAssertEqual(r.status, 0, r.stderr) } else { harness.assertCleanFailure(r, mentions: "blocks") }
         }
     }
+
+    /// `bench --baseline` times the baseline's forward and decoding beside the model's, and reports both ratios.
+    func testBenchAgainstABaselineReportsForwardAndDecodeRatios() throws {
+        let model = try harness.modelPath()
+        let r = try harness.run(["bench", "--model", model, "--baseline", model, "--skip-backward", "--repeats", "1", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let j = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        for key in ["speedup_over_baseline", "decode_speedup_over_baseline"] {
+            let v = try XCTUnwrap(j[key] as? Double, key)
+            XCTAssertTrue(v.isFinite && v > 0, "\(key) = \(v)")
+        }
+    }
 }
