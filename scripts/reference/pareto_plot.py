@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Perplexity against measured speed, with the Pareto front (lower perplexity, higher speed), as a standalone SVG.
-No dependencies. Input: a JSON list of {"label": str, "speed": tokens/s, "ppl": float, "group": str (optional)}.
+No dependencies. Input: a JSON list of {"label": str, "speed": tokens/s, "ppl": float, "group": str, "dy": label offset (optional)}.
     python3 scripts/reference/pareto_plot.py points.json --x "llama.cpp Q4_K_M decode, tokens/s" --out graphs/pareto.svg
 """
 import argparse, json, math
@@ -43,9 +43,10 @@ if len(front) > 1:
 for p in pts:
     c = colors.setdefault(p.get("group", ""), palette[len(colors) % len(palette)])
     on = p in front
-    out.append(f'<circle cx="{X(p["speed"]):.1f}" cy="{Y(p["ppl"]):.1f}" r="{6 if on else 4}" fill="{c}"'
-               f'{" stroke=\"black\"" if on else ""}/>')
-    out.append(f'<text x="{X(p["speed"])+8:.1f}" y="{Y(p["ppl"])-6:.1f}">{escape(p["label"])} ({p["ppl"]:.1f})</text>')
+    stroke = ' stroke="black" stroke-width="2"' if on else ""
+    out.append(f'<circle cx="{X(p["speed"]):.1f}" cy="{Y(p["ppl"]):.1f}" r="{6 if on else 4}" fill="{c}"{stroke}/>')
+    dy = p.get("dy", -6)  # label offset, to keep close points readable
+    out.append(f'<text x="{X(p["speed"])+8:.1f}" y="{Y(p["ppl"])+dy:.1f}">{escape(p["label"])} ({p["ppl"]:.1f})</text>')
 out.append(f'<text x="{W-R+10}" y="{T+10}">outlined: Pareto front</text>')
 out.append("</svg>")
 open(a.out, "w").write("\n".join(out) + "\n")

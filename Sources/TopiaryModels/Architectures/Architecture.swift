@@ -52,7 +52,12 @@ extension ArchitectureFamily {
     }
     public func ggufNotes(_ config: ModelConfig, architecture arch: String) -> [String] {
         config.isUniform
-            ? [] : ["layers differ (\(config.shapeSummary)): written as '\(arch)' with per-layer arrays, which Topiary reads back"]
+            ? []
+            : [
+                "layers differ (\(config.shapeSummary)): written as '\(arch)' with per-layer arrays, which Topiary reads back; "
+                    + "llama.cpp's \(arch) sizes every layer from layer 0 and will not load it (prune with equal widths per layer "
+                    + "for llama.cpp, e.g. --rounding nearest)"
+            ]
     }
     public func hfConfig(_ config: ModelConfig, tokenizer: [String: GGUFValue]) throws -> Data? { nil }
     public func ggufExtraMetadata(_ config: ModelConfig, architecture arch: String) -> [(key: String, value: GGUFValue)] { [] }
