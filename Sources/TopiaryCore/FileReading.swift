@@ -84,3 +84,14 @@ public func firstInvalidUTF8Offset(_ data: Data) -> Int? {
 
 /// ``readTextFile(_:)``: the text of a UTF-8 file, or one error naming it.
 public func readText(_ path: String) throws -> String { try readTextFile(path) }
+
+/// Bytes a file takes, or all files under a directory together (0 when the path does not exist).
+public func sizeOnDisk(_ path: String) -> Int {
+    let fm = FileManager.default
+    var isDirectory: ObjCBool = false
+    guard fm.fileExists(atPath: path, isDirectory: &isDirectory) else { return 0 }
+    guard isDirectory.boolValue else { return (try? fm.attributesOfItem(atPath: path)[.size] as? Int) ?? 0 }
+    return ((try? fm.subpathsOfDirectory(atPath: path)) ?? []).reduce(0) {
+        $0 + ((try? fm.attributesOfItem(atPath: path + "/" + $1)[.size] as? Int) ?? 0)
+    }
+}

@@ -37,7 +37,7 @@ public enum HFExporter {
             try Checkpoint.save(model: model, tokenizerMetadata: sourceMetadata, to: directory)
             return ExportReport(
                 format: "topiary", path: directory, architecture: "\(family.modelType) (Topiary per-layer config)", type: "F32",
-                uniform: config.isUniform, bytes: directorySize(directory), bitsPerWeight: 32, tensors: tensorList(model), fallbacks: [],
+                uniform: config.isUniform, bytes: sizeOnDisk(directory), bitsPerWeight: 32, tensors: tensorList(model), fallbacks: [],
                 notes: notes,
                 mergedAdapters: merged)
         }
@@ -65,18 +65,11 @@ public enum HFExporter {
         if offset != 0 { notes.append("norm weights written as w for transformers' (1 + w) scale") }
         return ExportReport(
             format: "safetensors-hf", path: directory, architecture: family.hfClassName, type: "F32", uniform: true,
-            bytes: directorySize(directory), bitsPerWeight: 32, tensors: tensorList(model), fallbacks: [], notes: notes,
+            bytes: sizeOnDisk(directory), bitsPerWeight: 32, tensors: tensorList(model), fallbacks: [], notes: notes,
             mergedAdapters: merged)
     }
 
     static func tensorList(_ model: DecoderModel) -> [ExportedTensor] {
         model.parameters.map { ExportedTensor(name: $0.name, dimensions: $0.shape, type: "F32", note: nil) }
-    }
-
-    static func directorySize(_ dir: String) -> Int {
-        let fm = FileManager.default
-        return ((try? fm.contentsOfDirectory(atPath: dir)) ?? []).reduce(0) {
-            $0 + ((try? fm.attributesOfItem(atPath: dir + "/" + $1)[.size] as? Int) ?? 0)
-        }
     }
 }

@@ -23,18 +23,7 @@ final class DistillationTests: XCTestCase {
         return d
     }
 
-    func config(steps: Int) -> TrainingConfig {
-        var c = TrainingConfig()
-        c.learningRate = 2e-2
-        c.batchSize = 2
-        c.length = 16
-        c.steps = steps
-        c.validationWindows = 2
-        c.evaluateEvery = 0
-        c.saveEvery = 0
-        c.seed = 3
-        return c
-    }
+    func config(steps: Int) -> TrainingConfig { tinyTrainingConfig(steps: steps, evaluateEvery: 0, seed: 3) }
 
     func distillation(topK: Int = 0, temperature: Float = 2, weight: Float = 1, hidden: [Int] = []) -> DistillationConfig {
         var d = DistillationConfig()

@@ -30,18 +30,7 @@ func tinyTokens(_ n: Int = 4000) -> [Int32] {
 final class LoRATrainerTests: XCTestCase {
     var small: LoRAConfig { var l = LoRAConfig(); l.rank = 2; l.alpha = 4; return l }
 
-    func config(steps: Int) -> TrainingConfig {
-        var c = TrainingConfig()
-        c.learningRate = 2e-2
-        c.batchSize = 2
-        c.length = 16
-        c.steps = steps
-        c.validationWindows = 2
-        c.evaluateEvery = 5
-        c.saveEvery = 0
-        c.seed = 7
-        return c
-    }
+    func config(steps: Int) -> TrainingConfig { tinyTrainingConfig(steps: steps, evaluateEvery: 5, seed: 7) }
 
     func testTrainingLowersTheLossAndCountsParameters() throws {
         let model = try tinyModel()

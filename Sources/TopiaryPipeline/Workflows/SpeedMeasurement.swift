@@ -11,7 +11,7 @@ extension Pipeline {
         for t in targets {
             let m = try ModelLoader.load(path: t.path)
             if let adapters = t.adapters { try LoRATrainer.loadAdapters(directory: adapters, into: m.model) }
-            loaded.append((t.label, m.model, Self.sizeOnDisk(t.path)))
+            loaded.append((t.label, m.model, TopiaryCore.sizeOnDisk(t.path)))
         }
         let labels = loaded.map(\.label).joined(separator: " / ")
         log("  speed: forward 1×\(c.prompt) and \(c.decode) decode steps, \(labels) interleaved × \(c.repeats)")
@@ -46,14 +46,4 @@ extension Pipeline {
         return s.isEmpty ? 0 : s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
     }
 
-    /// A file's size, or the sum of a folder's files (a checkpoint).
-    static func sizeOnDisk(_ path: String) -> Int {
-        let fm = FileManager.default
-        var isDirectory: ObjCBool = false
-        guard fm.fileExists(atPath: path, isDirectory: &isDirectory) else { return 0 }
-        guard isDirectory.boolValue else { return (try? fm.attributesOfItem(atPath: path)[.size] as? Int) ?? 0 }
-        return ((try? fm.subpathsOfDirectory(atPath: path)) ?? []).reduce(0) {
-            $0 + ((try? fm.attributesOfItem(atPath: path + "/" + $1)[.size] as? Int) ?? 0)
-        }
-    }
 }
