@@ -14,8 +14,14 @@ public enum SystemMemory {
             available = kib * 1024
         }
         // cgroup v2: memory.max ("max" when unlimited) minus what the group already uses.
+        // Page cache the kernel can drop (the model file just read, say) counts as used there but is not in the way.
         if let limit = number("/sys/fs/cgroup/memory.max"), let used = number("/sys/fs/cgroup/memory.current") {
-            available = min(available, max(0, limit - used))
+            let reclaimable = stat("/sys/fs/cgroup/memory.stat", "inactive_file") ?? 0
+            available = min(available, max(0, limit - used + reclaimable))
+        }
+        // cgroup v1 (older container hosts): this process's memory group, its limit (about 2^63 when unlimited) less usage.
+        if let (limit, used, reclaimable) = cgroupV1Memory(), limit < 1 << 60 {
+            available = min(available, max(0, limit - used + reclaimable))
         }
         // A process limit (`ulimit -v`, `ulimit -d`) less what this process already maps.
         let status = procText("/proc/self/status") ?? ""
@@ -55,6 +61,28 @@ public enum SystemMemory {
             m += "; use smaller sizes"
         }
         return m
+    }
+
+    /// The limit and usage of the cgroup v1 memory group this process is in (`/proc/self/cgroup`'s `memory:` line), read
+    /// where the hierarchy is mounted (`/sys/fs/cgroup/memory`); nil without cgroup v1.
+    static func cgroupV1Memory() -> (limit: Int, used: Int, reclaimable: Int)? {
+        guard let lines = procText("/proc/self/cgroup")?.split(separator: "\n"),
+            let line = lines.first(where: {
+                $0.split(separator: ":", maxSplits: 2).dropFirst().first?.split(separator: ",").contains("memory") == true
+            }),
+            let group = line.split(separator: ":", maxSplits: 2).last
+        else { return nil }
+        for dir in ["/sys/fs/cgroup/memory" + group, "/sys/fs/cgroup/memory"] {
+            if let limit = number(dir + "/memory.limit_in_bytes"), let used = number(dir + "/memory.usage_in_bytes") {
+                return (limit, used, stat(dir + "/memory.stat", "total_inactive_file") ?? 0)
+            }
+        }
+        return nil
+    }
+
+    /// One field of a cgroup `memory.stat` file (`name value` lines).
+    private static func stat(_ path: String, _ key: String) -> Int? {
+        procText(path)?.split(separator: "\n").first { $0.hasPrefix(key + " ") }.flatMap { Int($0.dropFirst(key.count + 1)) }
     }
 
     private static func number(_ path: String) -> Int? {
