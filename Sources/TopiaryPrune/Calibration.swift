@@ -34,6 +34,15 @@ public struct CalibrationSet: Sendable {
     /// Windows, length and offset, as run records report them.
     public var summary: [String: Int] { ["windows": windows, "length": length, "offset": offset] }
 
+    /// The windows in consecutive runs of at most `perPass` windows, one forward pass each.
+    public func chunks(perPass: Int) -> [(tokens: [Int32], windows: Int)] {
+        let perPass = max(1, min(perPass, windows))
+        return stride(from: 0, to: windows, by: perPass).map { w in
+            let n = min(perPass, windows - w)
+            return (Array(tokens[(w * length)..<((w + n) * length)]), n)
+        }
+    }
+
     /// Hugging Face causal-LM targets: token t+1 for position t, ignored (-100) at each window's end.
     func targets(for ids: ArraySlice<Int32>, windows: Int) -> [Int32] {
         let ids = Array(ids)
@@ -77,15 +86,12 @@ public enum Calibration {
         _ model: any LanguageModel, _ set: CalibrationSet,
         windowsPerBatch: Int? = nil, progress: ProgressBar? = nil
     ) throws -> Double {
-        let perBatch = max(1, min(set.windows, windowsPerBatch ?? set.windows))
         var weightedLoss = 0.0
         var w = 0
-        while w < set.windows {
-            let n = min(perBatch, set.windows - w)
-            let ids = set.tokens[(w * set.length)..<((w + n) * set.length)]
+        for (ids, n) in set.chunks(perPass: windowsPerBatch ?? set.windows) {
             let g = Graph(recording: true)
-            let logits = try model.forward(g, tokens: Array(ids), batch: n)
-            let loss = try g.crossEntropy(logits, targets: set.targets(for: ids, windows: n))
+            let logits = try model.forward(g, tokens: ids, batch: n)
+            let loss = try g.crossEntropy(logits, targets: set.targets(for: ids[...], windows: n))
             // Scale so that several batches add up to the gradient of the mean over all windows.
             try g.backward(loss, seed: Float(n) / Float(set.windows))
             weightedLoss += Double(loss.value[0]) * Double(n)

@@ -150,19 +150,6 @@ public struct Sparsifier {
 
     // MARK: layer-by-layer drivers
 
-    /// The calibration windows in forward passes of at most `windowsPerPass` windows.
-    func chunks(of set: CalibrationSet, perPass: Int) -> [(tokens: [Int32], windows: Int)] {
-        let perPass = max(1, min(perPass, set.windows))
-        var chunks: [(tokens: [Int32], windows: Int)] = []
-        var w = 0
-        while w < set.windows {
-            let n = min(perPass, set.windows - w)
-            chunks.append((Array(set.tokens[(w * set.length)..<((w + n) * set.length)]), n))
-            w += n
-        }
-        return chunks
-    }
-
     /// Adds one batch of a linear's input `x` (`[rows, cols]`) to its statistic: Σ x_j² per input column (Wanda),
     /// or the upper triangle of the Hessian 2/N·XᵀX (SparseGPT, N = calibration windows).
     func accumulate(_ x: Tensor, into statistic: Tensor?, windows: Int) -> Tensor {
@@ -264,7 +251,7 @@ public struct Sparsifier {
         model: DecoderModel, calibration set: CalibrationSet, windowsPerPass: Int,
         progress: ProgressBar? = nil
     ) throws -> [[String: Tensor]] {
-        let chunks = chunks(of: set, perPass: windowsPerPass)
+        let chunks = set.chunks(perPass: windowsPerPass)
         var hidden = try chunks.map { try model.embed(Graph(), tokens: $0.tokens) }
         let steps = try chunks.map { try DecoderModel.LayerSteps(model: model, batch: $0.windows, length: set.length) }
         var result: [[String: Tensor]] = []
@@ -456,7 +443,7 @@ public final class SequentialSparsifier {
         self.model = model
         self.progress = progress
         windows = set.windows
-        let chunks = sparsifier.chunks(of: set, perPass: sparsifier.windowsPerPass)
+        let chunks = set.chunks(perPass: sparsifier.windowsPerPass)
         hidden = try chunks.map { try model.embed(Graph(), tokens: $0.tokens) }
         steps = try chunks.map { try DecoderModel.LayerSteps(model: model, batch: $0.windows, length: set.length) }
     }

@@ -212,7 +212,7 @@ public struct StructuredOBS {
         }
         var driver = Sparsifier(method: .sparsegpt, sparsity: 0)
         driver.windowsPerPass = windowsPerPass
-        let chunks = driver.chunks(of: set, perPass: windowsPerPass)
+        let chunks = set.chunks(perPass: windowsPerPass)
         var hidden = try chunks.map { try model.embed(Graph(), tokens: $0.tokens) }
         let steps = try chunks.map { try DecoderModel.LayerSteps(model: model, batch: $0.windows, length: set.length) }
         var removals: [GroupRemoval] = []

@@ -110,7 +110,7 @@ public struct PruneConfig: Codable, Sendable, Equatable {
     public var blocks: Int?
     /// How the blocks are scored; nil: ``BlockCriterionName/default`` (the perplexity without the block).
     public var blockCriterion: BlockCriterionName?
-    /// `one-shot` (nil) or `iterative` (one block at a time, rescored after each).
+    /// nil: ``BlockSelection/default`` (`one-shot`), or `iterative` (one block at a time, rescored after each).
     public var blockSelection: BlockSelection?
 
     public init(ratio: Double, layers: String) {

@@ -35,8 +35,6 @@ public struct PruneWorkflow {
     public var pruningReadsCalibration: Bool {
         (request.prune.removesWidth && (request.importance.isSequential || request.compensates)) || request.prune.removesBlocks
     }
-    /// Whether scoring the width groups is needed at all (not for a depth-only plan).
-    public var scoresWidth: Bool { request.prune.removesWidth && !request.importance.isSequential }
 
     /// The calibration sizes against the model's context length and the memory of one calibration pass, before anything
     /// is allocated (a streamed model keeps one layer's activations at a time: only the length is checked).
@@ -105,12 +103,14 @@ public struct PruneWorkflow {
         var scores = request.importance.isSequential ? nil : PrecomputedScores(file: importance, source: source)
         // Whole blocks first (scored on the calibration windows), then the width prune takes what is left of the budget.
         var blocks: BlockRemoval?
+        // The groups before the removal, when precomputed width scores are to be carried to the kept layers.
+        var denseGraph: DependencyGraph?
         if let count = c.blocks, count > 0 {
             guard let set else { throw PipelineError("removing whole blocks reads calibration windows") }
             let criterion = c.blockCriterion ?? .default
-            let oldGraph = try DependencyGraphBuilder().build(model: model)
+            if scores != nil && c.ratio > 0 { denseGraph = try DependencyGraphBuilder().build(model: model) }
             let budget = c.ratio > 0 ? Int(c.ratio * Double(nonEmbedding)) : nil
-            let selection = c.blockSelection ?? .oneShot
+            let selection = c.blockSelection ?? .default
             let removal = try DepthPruner.run(
                 model: model, count: count, criterion: criterion, selection: selection, calibration: set, budget: budget,
                 progress: { step, blocks in
@@ -121,11 +121,6 @@ public struct PruneWorkflow {
             output.log(
                 "  blocks removed by \(criterion): \(removal.removed.map(String.init).joined(separator: ", ")) ("
                     + "\(removal.parametersRemoved.formatted()) parameters)")
-            if let s = scores {
-                let carried = DepthPruner.carry(
-                    s.scores, from: oldGraph, to: try DependencyGraphBuilder().build(model: model), kept: removal.kept)
-                scores = PrecomputedScores(carried, source: s.source)
-            }
             blocks = removal
         }
         // The width ratio of the model after the blocks went that meets the plan's budget.
@@ -148,6 +143,9 @@ public struct PruneWorkflow {
         }
         guard widthRatio > 0 else { return plan(c, denseRange, importance, before, nonEmbedding, model, [], blocks) }
         let graph = try DependencyGraphBuilder().build(model: model)
+        if let blocks, let s = scores, let denseGraph {
+            scores = PrecomputedScores(DepthPruner.carry(s.scores, from: denseGraph, to: graph, kept: blocks.kept), source: s.source)
+        }
         var execution = PruneExecution(pruner: StructuredPruner(ratio: widthRatio, layers: range, mode: c.mode, roundTo: c.roundTo))
         execution.pruner.rounding = c.rounding ?? .nearest
         execution.compensate = request.compensates

@@ -1,3 +1,4 @@
+import CTopiaryKernels
 import Foundation
 import TopiaryAutodiff
 import TopiaryCore
@@ -14,8 +15,7 @@ public struct BlockInfluenceCriterion: BlockCriterion {
         let layers = model.config.layerCount, d = model.config.hiddenSize
         var sums = [Double](repeating: 0, count: layers)
         var tokens = 0
-        for w in 0..<set.windows {
-            let ids = Array(set.tokens[(w * set.length)..<((w + 1) * set.length)])
+        for (ids, _) in set.chunks(perPass: 1) {
             let g = Graph(recording: false)
             let steps = try DecoderModel.LayerSteps(model: model, batch: 1, length: set.length)
             var h = try model.embed(g, tokens: ids)
@@ -34,14 +34,8 @@ public struct BlockInfluenceCriterion: BlockCriterion {
 
     /// cos of two rows of `n` floats (1 when either is zero: nothing turned).
     static func cosine(_ a: UnsafeMutablePointer<Float>, _ b: UnsafeMutablePointer<Float>, _ n: Int) -> Double {
-        var ab = 0.0, aa = 0.0, bb = 0.0
-        for i in 0..<n {
-            let x = Double(a[i]), y = Double(b[i])
-            ab += x * y
-            aa += x * x
-            bb += y * y
-        }
-        return aa == 0 || bb == 0 ? 1 : ab / (aa * bb).squareRoot()
+        let aa = tk_sumsq_d(a, n), bb = tk_sumsq_d(b, n)
+        return aa == 0 || bb == 0 ? 1 : tk_dot_d(a, b, n) / (aa * bb).squareRoot()
     }
 }
 

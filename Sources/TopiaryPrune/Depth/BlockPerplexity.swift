@@ -12,18 +12,14 @@ public struct BlockPerplexityCriterion: BlockCriterion {
 
     public func scores(model: DecoderModel, calibration set: CalibrationSet, progress: ProgressBar?) throws -> [Double] {
         // Windows run together (up to 8 per forward: bigger products, the same numbers).
-        let perBatch = min(set.windows, 8)
+        let chunks = set.chunks(perPass: 8)
         let scores = try (0..<model.config.layerCount).map { l in
             let shallower = try model.skippingLayers([l])
             var loss = 0.0
-            var w = 0
-            while w < set.windows {
-                let n = min(perBatch, set.windows - w)
-                let ids = set.tokens[(w * set.length)..<((w + n) * set.length)]
+            for (ids, n) in chunks {
                 let g = Graph(recording: false)
-                let logits = try shallower.forward(g, tokens: Array(ids), batch: n)
-                loss += Double(try g.crossEntropy(logits, targets: set.targets(for: ids, windows: n)).value[0]) * Double(n)
-                w += n
+                let logits = try shallower.forward(g, tokens: ids, batch: n)
+                loss += Double(try g.crossEntropy(logits, targets: set.targets(for: ids[...], windows: n)).value[0]) * Double(n)
             }
             progress?.advance(by: 1)
             return exp(loss / Double(set.windows))

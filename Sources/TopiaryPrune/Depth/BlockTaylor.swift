@@ -1,3 +1,4 @@
+import CTopiaryKernels
 import Foundation
 import TopiaryAutodiff
 import TopiaryCore
@@ -21,11 +22,8 @@ public struct BlockTaylorCriterion: BlockCriterion {
         progress?.finish()
         return try layerParameters.map { params in
             try params.reduce(0.0) { sum, p in
-                guard let g = p.grad else { throw PruneError.missingGradient(p.name) }
-                let w = p.value
-                var s = 0.0
-                for i in 0..<w.count { s += Double(abs(w[i] * g[i])) }
-                return sum + s
+                let e = try TaylorCriterion.products(p).get()  // w·∂L/∂w, as the unit-level Taylor criterion forms it
+                return sum + tk_asum(e.pointer, e.count)
             }
         }
     }

@@ -62,6 +62,8 @@ public enum BlockSelection: String, CaseIterable, Codable, Sendable {
     /// One block at a time, the others rescored on the shallower model after each removal (the perplexity criterion
     /// gains from it, at `count` times its cost).
     case iterative
+
+    public static let `default` = BlockSelection.oneShot
 }
 
 /// Removes whole decoder blocks: scores every block by a ``BlockCriterion`` on the calibration windows and takes out
@@ -88,7 +90,7 @@ public enum DepthPruner {
     /// Scores the blocks of `model` and removes `count` of them in place. `budget`, when given, is the most parameters
     /// the removal may take (the plan's whole budget): a count that cannot fit is refused before any work.
     public static func run(
-        model: DecoderModel, count: Int, criterion: BlockCriterionName, selection: BlockSelection = .oneShot,
+        model: DecoderModel, count: Int, criterion: BlockCriterionName, selection: BlockSelection = .default,
         calibration: CalibrationSet, budget: Int? = nil, progress: (_ step: Int, _ blocks: Int) -> ProgressBar? = { _, _ in nil }
     ) throws -> BlockRemoval {
         try check(count: count, layerCount: model.config.layerCount)
